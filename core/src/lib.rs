@@ -1,0 +1,26 @@
+//! The sans-IO core of p2p: the wire protocol, manifests, and the tracker, peer, scheduler
+//! and downloader state machines.
+//!
+//! No machine here does I/O, reads a clock or draws OS randomness. Each takes events with
+//! `handle_*(now, …)`, answers with `poll_action()` (drain it after every input until it
+//! returns `None`), and says when it next wants to be woken with `poll_timeout()`; the
+//! driver then calls `handle_timeout(now)`. The smol runtime and the simulator are two such
+//! drivers of the very same code.
+
+pub mod chunkset;
+pub mod filename;
+pub mod ids;
+pub mod manifest;
+pub mod peer;
+pub mod scheduler;
+pub mod ticket;
+pub mod time;
+pub mod tracker;
+pub mod wire;
+
+pub use chunkset::ChunkSet;
+pub use ids::{ConnId, ContentId, PeerId, Sha256Digest};
+pub use manifest::{Manifest, ManifestBuilder};
+pub use ticket::Ticket;
+pub use time::Instant;
+pub use wire::{FrameDecoder, Message, WireError};

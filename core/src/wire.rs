@@ -1,0 +1,975 @@
+//! The wire protocol: length-prefixed binary frames, `u32 length | u8 kind | payload`, all
+//! integers big-endian. `length` counts the kind byte and the payload.
+//!
+//! Decoding is incremental ([`FrameDecoder`]: feed any split of bytes, take whole messages)
+//! and bounded: every length field is checked against a named limit before anything is
+//! allocated, and a chunk payload is a `Bytes` slice of the receive buffer, never a copy.
+
+use std::fmt;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::chunkset::ChunkSet;
+use crate::ids::{ContentId, PeerId, Sha256Digest};
+use crate::manifest::{self, Manifest};
+
+/// Protocol version spoken in `Hello`. A peer with another version is refused.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Largest block of a chunk one `Piece` carries; larger chunks are requested in blocks.
+pub const BLOCK_LEN_MAX: u32 = 1024 * 1024;
+/// Largest frame (kind byte plus payload). Fits the largest manifest with room for its name.
+pub const FRAME_LEN_MAX: u32 = manifest::CHUNK_COUNT_MAX * 32 + 64 * 1024;
+/// Longest string field (names, addresses, URLs, reasons), in bytes.
+pub const STRING_LEN_MAX: usize = 4096;
+/// Most entries in one list (files, peers, chunk indices in a `Have`).
+pub const LIST_LEN_MAX: usize = 64 * 1024;
+/// Most peers in one `Located` or `PeerExchange`.
+pub const PEERS_LEN_MAX: usize = 1024;
+/// Bytes of the length prefix.
+pub const LENGTH_PREFIX_LEN: usize = 4;
+
+/// A peer's entry in `Located`: where it listens and which chunks it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerChunks {
+    pub peer_id: PeerId,
+    pub listen_addr: String,
+    pub chunks: ChunkSet,
+}
+
+/// A file's entry in `FileList`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileEntry {
+    pub content_id: ContentId,
+    pub name: String,
+    pub size: u64,
+    pub chunk_size: u32,
+    pub chunk_count: u32,
+    /// Live peers holding every chunk.
+    pub full_sources: u32,
+    /// Live peers holding at least one chunk.
+    pub peers: u32,
+    /// Whether the live peers together hold every chunk.
+    pub complete: bool,
+}
+
+/// A peer's entry in `PeerList`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerEntry {
+    pub peer_id: PeerId,
+    pub listen_addr: String,
+    /// Contents of which the peer holds at least one chunk.
+    pub files: u32,
+    /// Chunks held, summed over contents.
+    pub chunks_held: u64,
+    /// Bytes the peer says it has uploaded to other peers.
+    pub uploaded_bytes: u64,
+    /// Bytes the peer says it has downloaded from other peers.
+    pub downloaded_bytes: u64,
+    /// Milliseconds since the tracker last heard from the peer.
+    pub last_seen_ms_ago: u64,
+}
+
+/// Every message of the protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    // ---- handshake, both peer↔tracker and peer↔peer ----
+    /// First message on every connection, from the side that opened it.
+    Hello {
+        version: u16,
+        peer_id: PeerId,
+        /// Where the sender accepts peer connections ("" for none).
+        listen_addr: String,
+        swarm: String,
+    },
+    /// Answer to `Hello`: the other side's version and id.
+    Welcome { version: u16, peer_id: PeerId },
+    /// A refusal or failure; the sender closes the connection after it when `fatal`.
+    Error { code: u16, message: String },
+    /// The sender is leaving on purpose.
+    Goodbye,
+    /// Keeps a tracker session alive; carries the sender's transfer counters.
+    Heartbeat {
+        uploaded_bytes: u64,
+        downloaded_bytes: u64,
+    },
+
+    // ---- peer → tracker ----
+    /// The sender holds `chunks` of the file `manifest` describes (all of them, when publishing).
+    Announce { manifest: Manifest, chunks: ChunkSet },
+    /// The sender gained these chunks (batched).
+    Have {
+        content_id: ContentId,
+        chunk_indices: Vec<u32>,
+    },
+    /// The sender no longer holds any of this content.
+    Withdraw { content_id: ContentId },
+    ListFiles,
+    /// Which live peers hold which chunks of `content_id`.
+    Locate { content_id: ContentId },
+    ListPeers,
+    /// Ask for a manifest (of the tracker or of a peer).
+    GetManifest { content_id: ContentId },
+
+    // ---- tracker → peer ----
+    FileList { files: Vec<FileEntry> },
+    Located {
+        content_id: ContentId,
+        peers: Vec<PeerChunks>,
+    },
+    PeerList { peers: Vec<PeerEntry> },
+    ManifestReply { manifest: Manifest },
+    /// The content is not known here (answer to `GetManifest` or `Interested`).
+    NotFound { content_id: ContentId },
+
+    // ---- peer ↔ peer ----
+    /// The sender wants this content: answer with a `Bitfield` and then `Have`s.
+    Interested { content_id: ContentId },
+    Bitfield {
+        content_id: ContentId,
+        chunks: ChunkSet,
+    },
+    Request {
+        content_id: ContentId,
+        chunk_index: u32,
+        offset: u32,
+        length: u32,
+    },
+    Piece {
+        content_id: ContentId,
+        chunk_index: u32,
+        offset: u32,
+        data: Bytes,
+    },
+    Reject {
+        content_id: ContentId,
+        chunk_index: u32,
+        offset: u32,
+        length: u32,
+    },
+    Cancel {
+        content_id: ContentId,
+        chunk_index: u32,
+        offset: u32,
+        length: u32,
+    },
+    Ping { nonce: u64 },
+    Pong { nonce: u64 },
+    /// Other peers the sender knows for a content id.
+    PeerExchange {
+        content_id: ContentId,
+        peers: Vec<(PeerId, String)>,
+    },
+
+    // ---- cooperative origin download ----
+    /// A fetcher offers a job: `size` bytes at `url`, cut into ranges of `range_len`.
+    OfferJob {
+        job_id: u64,
+        url: String,
+        /// `ETag` or `Last-Modified` the ranges must match (sent as `If-Range`).
+        validator: String,
+        size: u64,
+        range_len: u32,
+    },
+    /// A helper asks for a range of a job (it has a free slot).
+    TakeWork { job_id: u64 },
+    /// The fetcher assigns a range to a helper.
+    AssignRange {
+        job_id: u64,
+        range_index: u32,
+        offset: u64,
+        length: u32,
+    },
+    /// A helper delivers a range it fetched (or part of one, in order).
+    DeliverRange {
+        job_id: u64,
+        range_index: u32,
+        offset: u64,
+        data: Bytes,
+    },
+    /// A helper could not fetch a range.
+    RangeFailed {
+        job_id: u64,
+        range_index: u32,
+        reason: String,
+    },
+    /// Nothing left to assign now.
+    NoWork { job_id: u64 },
+    /// The job is over (done or aborted): helpers drop it.
+    EndJob { job_id: u64, reason: String },
+}
+
+/// Why bytes could not be decoded. Any of them closes the connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WireError {
+    FrameTooLong { length: u32, max: u32 },
+    EmptyFrame,
+    UnknownKind(u8),
+    Truncated { kind: u8 },
+    TrailingBytes { kind: u8, extra: usize },
+    StringTooLong { length: usize },
+    InvalidUtf8,
+    ListTooLong { length: usize, max: usize },
+    BadBitfield,
+    BadManifest(manifest::ManifestError),
+    BlockTooLong { length: usize },
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::FrameTooLong { length, max } => {
+                write!(f, "frame of {length} bytes exceeds the limit of {max}")
+            }
+            WireError::EmptyFrame => write!(f, "frame has no kind byte"),
+            WireError::UnknownKind(kind) => write!(f, "unknown message kind {kind}"),
+            WireError::Truncated { kind } => write!(f, "message of kind {kind} is truncated"),
+            WireError::TrailingBytes { kind, extra } => {
+                write!(f, "message of kind {kind} has {extra} trailing bytes")
+            }
+            WireError::StringTooLong { length } => {
+                write!(f, "string of {length} bytes exceeds the limit of {STRING_LEN_MAX}")
+            }
+            WireError::InvalidUtf8 => write!(f, "string is not valid UTF-8"),
+            WireError::ListTooLong { length, max } => {
+                write!(f, "list of {length} entries exceeds the limit of {max}")
+            }
+            WireError::BadBitfield => write!(f, "bitfield length or padding is wrong"),
+            WireError::BadManifest(e) => write!(f, "invalid manifest: {e}"),
+            WireError::BlockTooLong { length } => {
+                write!(f, "block of {length} bytes exceeds the limit of {BLOCK_LEN_MAX}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// Message kinds, one byte each on the wire.
+mod kind {
+    pub const HELLO: u8 = 1;
+    pub const WELCOME: u8 = 2;
+    pub const ERROR: u8 = 3;
+    pub const GOODBYE: u8 = 4;
+    pub const HEARTBEAT: u8 = 5;
+    pub const ANNOUNCE: u8 = 10;
+    pub const HAVE: u8 = 11;
+    pub const WITHDRAW: u8 = 12;
+    pub const LIST_FILES: u8 = 13;
+    pub const LOCATE: u8 = 14;
+    pub const LIST_PEERS: u8 = 15;
+    pub const GET_MANIFEST: u8 = 16;
+    pub const FILE_LIST: u8 = 20;
+    pub const LOCATED: u8 = 21;
+    pub const PEER_LIST: u8 = 22;
+    pub const MANIFEST_REPLY: u8 = 23;
+    pub const NOT_FOUND: u8 = 24;
+    pub const INTERESTED: u8 = 30;
+    pub const BITFIELD: u8 = 31;
+    pub const REQUEST: u8 = 32;
+    pub const PIECE: u8 = 33;
+    pub const REJECT: u8 = 34;
+    pub const CANCEL: u8 = 35;
+    pub const PING: u8 = 36;
+    pub const PONG: u8 = 37;
+    pub const PEER_EXCHANGE: u8 = 38;
+    pub const OFFER_JOB: u8 = 50;
+    pub const TAKE_WORK: u8 = 51;
+    pub const ASSIGN_RANGE: u8 = 52;
+    pub const DELIVER_RANGE: u8 = 53;
+    pub const RANGE_FAILED: u8 = 54;
+    pub const NO_WORK: u8 = 55;
+    pub const END_JOB: u8 = 56;
+}
+
+impl Message {
+    fn kind(&self) -> u8 {
+        use Message::*;
+        match self {
+            Hello { .. } => kind::HELLO,
+            Welcome { .. } => kind::WELCOME,
+            Error { .. } => kind::ERROR,
+            Goodbye => kind::GOODBYE,
+            Heartbeat { .. } => kind::HEARTBEAT,
+            Announce { .. } => kind::ANNOUNCE,
+            Have { .. } => kind::HAVE,
+            Withdraw { .. } => kind::WITHDRAW,
+            ListFiles => kind::LIST_FILES,
+            Locate { .. } => kind::LOCATE,
+            ListPeers => kind::LIST_PEERS,
+            GetManifest { .. } => kind::GET_MANIFEST,
+            FileList { .. } => kind::FILE_LIST,
+            Located { .. } => kind::LOCATED,
+            PeerList { .. } => kind::PEER_LIST,
+            ManifestReply { .. } => kind::MANIFEST_REPLY,
+            NotFound { .. } => kind::NOT_FOUND,
+            Interested { .. } => kind::INTERESTED,
+            Bitfield { .. } => kind::BITFIELD,
+            Request { .. } => kind::REQUEST,
+            Piece { .. } => kind::PIECE,
+            Reject { .. } => kind::REJECT,
+            Cancel { .. } => kind::CANCEL,
+            Ping { .. } => kind::PING,
+            Pong { .. } => kind::PONG,
+            PeerExchange { .. } => kind::PEER_EXCHANGE,
+            OfferJob { .. } => kind::OFFER_JOB,
+            TakeWork { .. } => kind::TAKE_WORK,
+            AssignRange { .. } => kind::ASSIGN_RANGE,
+            DeliverRange { .. } => kind::DELIVER_RANGE,
+            RangeFailed { .. } => kind::RANGE_FAILED,
+            NoWork { .. } => kind::NO_WORK,
+            EndJob { .. } => kind::END_JOB,
+        }
+    }
+
+    /// Appends this message as one frame to `out`.
+    pub fn encode(&self, out: &mut BytesMut) {
+        let start = out.len();
+        out.put_u32(0); // length, patched below
+        out.put_u8(self.kind());
+        self.encode_payload(out);
+        let length = (out.len() - start - LENGTH_PREFIX_LEN) as u32;
+        out[start..start + LENGTH_PREFIX_LEN].copy_from_slice(&length.to_be_bytes());
+    }
+
+    /// This message as one frame.
+    pub fn to_frame(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.encoded_len_hint());
+        self.encode(&mut out);
+        out.freeze()
+    }
+
+    /// For a `Piece` or `DeliverRange`, the frame header alone (everything before the data)
+    /// and the data, so a driver can write both without copying the data.
+    pub fn split_bulk(&self) -> Option<(Bytes, &Bytes)> {
+        let data = match self {
+            Message::Piece { data, .. } | Message::DeliverRange { data, .. } => data,
+            _ => return None,
+        };
+        let mut header = BytesMut::with_capacity(64);
+        header.put_u32(0);
+        header.put_u8(self.kind());
+        self.encode_fields(&mut header);
+        let length = (header.len() - LENGTH_PREFIX_LEN + data.len()) as u32;
+        header[..LENGTH_PREFIX_LEN].copy_from_slice(&length.to_be_bytes());
+        Some((header.freeze(), data))
+    }
+
+    /// Size of the encoded frame in bytes (exact for bulk messages, close for the rest).
+    pub fn encoded_len_hint(&self) -> usize {
+        match self {
+            Message::Piece { data, .. } | Message::DeliverRange { data, .. } => 64 + data.len(),
+            Message::Announce { manifest, chunks } => {
+                128 + manifest.name.len() + manifest.chunk_hashes.len() * 32 + chunks.as_bitfield().len()
+            }
+            Message::ManifestReply { manifest } => 128 + manifest.name.len() + manifest.chunk_hashes.len() * 32,
+            _ => 256,
+        }
+    }
+
+    fn encode_payload(&self, out: &mut BytesMut) {
+        self.encode_fields(out);
+        if let Message::Piece { data, .. } | Message::DeliverRange { data, .. } = self {
+            out.put_slice(data);
+        }
+    }
+
+    /// Every field but the trailing bulk data of `Piece` and `DeliverRange`.
+    fn encode_fields(&self, out: &mut BytesMut) {
+        use Message::*;
+        match self {
+            Hello {
+                version,
+                peer_id,
+                listen_addr,
+                swarm,
+            } => {
+                out.put_u16(*version);
+                out.put_u64(peer_id.0);
+                put_str(out, listen_addr);
+                put_str(out, swarm);
+            }
+            Welcome { version, peer_id } => {
+                out.put_u16(*version);
+                out.put_u64(peer_id.0);
+            }
+            Error { code, message } => {
+                out.put_u16(*code);
+                put_str(out, message);
+            }
+            Goodbye | ListFiles | ListPeers => {}
+            Heartbeat {
+                uploaded_bytes,
+                downloaded_bytes,
+            } => {
+                out.put_u64(*uploaded_bytes);
+                out.put_u64(*downloaded_bytes);
+            }
+            Announce { manifest, chunks } => {
+                put_manifest(out, manifest);
+                put_chunkset(out, chunks);
+            }
+            Have {
+                content_id,
+                chunk_indices,
+            } => {
+                out.put_slice(&content_id.0);
+                out.put_u32(chunk_indices.len() as u32);
+                for index in chunk_indices {
+                    out.put_u32(*index);
+                }
+            }
+            Withdraw { content_id }
+            | Locate { content_id }
+            | GetManifest { content_id }
+            | NotFound { content_id }
+            | Interested { content_id } => out.put_slice(&content_id.0),
+            FileList { files } => {
+                out.put_u32(files.len() as u32);
+                for file in files {
+                    out.put_slice(&file.content_id.0);
+                    put_str(out, &file.name);
+                    out.put_u64(file.size);
+                    out.put_u32(file.chunk_size);
+                    out.put_u32(file.chunk_count);
+                    out.put_u32(file.full_sources);
+                    out.put_u32(file.peers);
+                    out.put_u8(u8::from(file.complete));
+                }
+            }
+            Located { content_id, peers } => {
+                out.put_slice(&content_id.0);
+                out.put_u32(peers.len() as u32);
+                for peer in peers {
+                    out.put_u64(peer.peer_id.0);
+                    put_str(out, &peer.listen_addr);
+                    put_chunkset(out, &peer.chunks);
+                }
+            }
+            PeerList { peers } => {
+                out.put_u32(peers.len() as u32);
+                for peer in peers {
+                    out.put_u64(peer.peer_id.0);
+                    put_str(out, &peer.listen_addr);
+                    out.put_u32(peer.files);
+                    out.put_u64(peer.chunks_held);
+                    out.put_u64(peer.uploaded_bytes);
+                    out.put_u64(peer.downloaded_bytes);
+                    out.put_u64(peer.last_seen_ms_ago);
+                }
+            }
+            ManifestReply { manifest } => put_manifest(out, manifest),
+            Bitfield { content_id, chunks } => {
+                out.put_slice(&content_id.0);
+                put_chunkset(out, chunks);
+            }
+            Request {
+                content_id,
+                chunk_index,
+                offset,
+                length,
+            }
+            | Reject {
+                content_id,
+                chunk_index,
+                offset,
+                length,
+            }
+            | Cancel {
+                content_id,
+                chunk_index,
+                offset,
+                length,
+            } => {
+                out.put_slice(&content_id.0);
+                out.put_u32(*chunk_index);
+                out.put_u32(*offset);
+                out.put_u32(*length);
+            }
+            Piece {
+                content_id,
+                chunk_index,
+                offset,
+                data: _,
+            } => {
+                out.put_slice(&content_id.0);
+                out.put_u32(*chunk_index);
+                out.put_u32(*offset);
+            }
+            Ping { nonce } | Pong { nonce } => out.put_u64(*nonce),
+            PeerExchange { content_id, peers } => {
+                out.put_slice(&content_id.0);
+                out.put_u32(peers.len() as u32);
+                for (peer_id, addr) in peers {
+                    out.put_u64(peer_id.0);
+                    put_str(out, addr);
+                }
+            }
+            OfferJob {
+                job_id,
+                url,
+                validator,
+                size,
+                range_len,
+            } => {
+                out.put_u64(*job_id);
+                put_str(out, url);
+                put_str(out, validator);
+                out.put_u64(*size);
+                out.put_u32(*range_len);
+            }
+            TakeWork { job_id } | NoWork { job_id } => out.put_u64(*job_id),
+            AssignRange {
+                job_id,
+                range_index,
+                offset,
+                length,
+            } => {
+                out.put_u64(*job_id);
+                out.put_u32(*range_index);
+                out.put_u64(*offset);
+                out.put_u32(*length);
+            }
+            DeliverRange {
+                job_id,
+                range_index,
+                offset,
+                data: _,
+            } => {
+                out.put_u64(*job_id);
+                out.put_u32(*range_index);
+                out.put_u64(*offset);
+            }
+            RangeFailed {
+                job_id,
+                range_index,
+                reason,
+            } => {
+                out.put_u64(*job_id);
+                out.put_u32(*range_index);
+                put_str(out, reason);
+            }
+            EndJob { job_id, reason } => {
+                out.put_u64(*job_id);
+                put_str(out, reason);
+            }
+        }
+    }
+
+    /// Decodes one frame body (kind byte and payload, without the length prefix). Bulk data
+    /// is sliced out of `frame` without copying.
+    pub fn decode(mut frame: Bytes) -> Result<Message, WireError> {
+        if frame.is_empty() {
+            return Err(WireError::EmptyFrame);
+        }
+        let kind = frame.get_u8();
+        let mut r = Reader { buf: frame, kind };
+        let message = r.message()?;
+        if !r.buf.is_empty() {
+            return Err(WireError::TrailingBytes {
+                kind,
+                extra: r.buf.len(),
+            });
+        }
+        Ok(message)
+    }
+}
+
+fn put_str(out: &mut BytesMut, s: &str) {
+    // Senders keep strings within STRING_LEN_MAX; truncate at a char boundary if not, so an
+    // oversize local string can never produce a frame the other side must reject.
+    let mut end = s.len().min(STRING_LEN_MAX);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.put_u16(end as u16);
+    out.put_slice(&s.as_bytes()[..end]);
+}
+
+fn put_chunkset(out: &mut BytesMut, set: &ChunkSet) {
+    out.put_u32(set.len());
+    out.put_slice(set.as_bitfield());
+}
+
+fn put_manifest(out: &mut BytesMut, manifest: &Manifest) {
+    put_str(out, &manifest.name);
+    out.put_u64(manifest.size);
+    out.put_u32(manifest.chunk_size);
+    out.put_u32(manifest.chunk_hashes.len() as u32);
+    for hash in &manifest.chunk_hashes {
+        out.put_slice(hash);
+    }
+}
+
+/// A cursor over one frame's payload that turns every short read into `Truncated`.
+struct Reader {
+    buf: Bytes,
+    kind: u8,
+}
+
+impl Reader {
+    fn need(&self, n: usize) -> Result<(), WireError> {
+        if self.buf.remaining() < n {
+            Err(WireError::Truncated { kind: self.kind })
+        } else {
+            Ok(())
+        }
+    }
+
+    fn u8(&mut self) -> Result<u8, WireError> {
+        self.need(1)?;
+        Ok(self.buf.get_u8())
+    }
+
+    fn u16(&mut self) -> Result<u16, WireError> {
+        self.need(2)?;
+        Ok(self.buf.get_u16())
+    }
+
+    fn u32(&mut self) -> Result<u32, WireError> {
+        self.need(4)?;
+        Ok(self.buf.get_u32())
+    }
+
+    fn u64(&mut self) -> Result<u64, WireError> {
+        self.need(8)?;
+        Ok(self.buf.get_u64())
+    }
+
+    fn digest(&mut self) -> Result<Sha256Digest, WireError> {
+        self.need(32)?;
+        let mut out = [0u8; 32];
+        self.buf.copy_to_slice(&mut out);
+        Ok(out)
+    }
+
+    fn content_id(&mut self) -> Result<ContentId, WireError> {
+        self.digest().map(ContentId)
+    }
+
+    fn peer_id(&mut self) -> Result<PeerId, WireError> {
+        self.u64().map(PeerId)
+    }
+
+    fn string(&mut self) -> Result<String, WireError> {
+        let length = self.u16()? as usize;
+        if length > STRING_LEN_MAX {
+            return Err(WireError::StringTooLong { length });
+        }
+        self.need(length)?;
+        let bytes = self.buf.split_to(length);
+        String::from_utf8(bytes.to_vec()).map_err(|_| WireError::InvalidUtf8)
+    }
+
+    /// A list count, checked against `max` and against the bytes left (each entry takes at
+    /// least `min_entry_len`), so a lying count cannot make us reserve memory.
+    fn count(&mut self, max: usize, min_entry_len: usize) -> Result<usize, WireError> {
+        let length = self.u32()? as usize;
+        if length > max {
+            return Err(WireError::ListTooLong { length, max });
+        }
+        self.need(length.saturating_mul(min_entry_len))?;
+        Ok(length)
+    }
+
+    fn chunkset(&mut self) -> Result<ChunkSet, WireError> {
+        let len = self.u32()?;
+        if len > manifest::CHUNK_COUNT_MAX {
+            return Err(WireError::ListTooLong {
+                length: len as usize,
+                max: manifest::CHUNK_COUNT_MAX as usize,
+            });
+        }
+        let byte_len = ChunkSet::byte_len(len);
+        self.need(byte_len)?;
+        let bytes = self.buf.split_to(byte_len);
+        ChunkSet::from_bitfield(len, &bytes).ok_or(WireError::BadBitfield)
+    }
+
+    fn manifest(&mut self) -> Result<Manifest, WireError> {
+        let name = self.string()?;
+        let size = self.u64()?;
+        let chunk_size = self.u32()?;
+        let count = self.count(manifest::CHUNK_COUNT_MAX as usize, 32)?;
+        let mut chunk_hashes = Vec::with_capacity(count);
+        for _ in 0..count {
+            chunk_hashes.push(self.digest()?);
+        }
+        let manifest = Manifest {
+            name,
+            size,
+            chunk_size,
+            chunk_hashes,
+        };
+        manifest.validate().map_err(WireError::BadManifest)?;
+        Ok(manifest)
+    }
+
+    fn bulk(&mut self) -> Result<Bytes, WireError> {
+        let length = self.buf.len();
+        if length > BLOCK_LEN_MAX as usize {
+            return Err(WireError::BlockTooLong { length });
+        }
+        Ok(self.buf.split_to(length))
+    }
+
+    fn message(&mut self) -> Result<Message, WireError> {
+        use Message::*;
+        Ok(match self.kind {
+            kind::HELLO => Hello {
+                version: self.u16()?,
+                peer_id: self.peer_id()?,
+                listen_addr: self.string()?,
+                swarm: self.string()?,
+            },
+            kind::WELCOME => Welcome {
+                version: self.u16()?,
+                peer_id: self.peer_id()?,
+            },
+            kind::ERROR => Error {
+                code: self.u16()?,
+                message: self.string()?,
+            },
+            kind::GOODBYE => Goodbye,
+            kind::HEARTBEAT => Heartbeat {
+                uploaded_bytes: self.u64()?,
+                downloaded_bytes: self.u64()?,
+            },
+            kind::ANNOUNCE => {
+                let manifest = self.manifest()?;
+                let chunks = self.chunkset()?;
+                if chunks.len() != manifest.chunk_count() {
+                    return Err(WireError::BadBitfield);
+                }
+                Announce { manifest, chunks }
+            }
+            kind::HAVE => {
+                let content_id = self.content_id()?;
+                let count = self.count(LIST_LEN_MAX, 4)?;
+                let mut chunk_indices = Vec::with_capacity(count);
+                for _ in 0..count {
+                    chunk_indices.push(self.u32()?);
+                }
+                Have {
+                    content_id,
+                    chunk_indices,
+                }
+            }
+            kind::WITHDRAW => Withdraw {
+                content_id: self.content_id()?,
+            },
+            kind::LIST_FILES => ListFiles,
+            kind::LOCATE => Locate {
+                content_id: self.content_id()?,
+            },
+            kind::LIST_PEERS => ListPeers,
+            kind::GET_MANIFEST => GetManifest {
+                content_id: self.content_id()?,
+            },
+            kind::FILE_LIST => {
+                let count = self.count(LIST_LEN_MAX, 32 + 2 + 8 + 16 + 1)?;
+                let mut files = Vec::with_capacity(count);
+                for _ in 0..count {
+                    files.push(FileEntry {
+                        content_id: self.content_id()?,
+                        name: self.string()?,
+                        size: self.u64()?,
+                        chunk_size: self.u32()?,
+                        chunk_count: self.u32()?,
+                        full_sources: self.u32()?,
+                        peers: self.u32()?,
+                        complete: self.u8()? != 0,
+                    });
+                }
+                FileList { files }
+            }
+            kind::LOCATED => {
+                let content_id = self.content_id()?;
+                let count = self.count(PEERS_LEN_MAX, 8 + 2 + 4)?;
+                let mut peers = Vec::with_capacity(count);
+                for _ in 0..count {
+                    peers.push(PeerChunks {
+                        peer_id: self.peer_id()?,
+                        listen_addr: self.string()?,
+                        chunks: self.chunkset()?,
+                    });
+                }
+                Located { content_id, peers }
+            }
+            kind::PEER_LIST => {
+                let count = self.count(LIST_LEN_MAX, 8 + 2 + 4 + 32)?;
+                let mut peers = Vec::with_capacity(count);
+                for _ in 0..count {
+                    peers.push(PeerEntry {
+                        peer_id: self.peer_id()?,
+                        listen_addr: self.string()?,
+                        files: self.u32()?,
+                        chunks_held: self.u64()?,
+                        uploaded_bytes: self.u64()?,
+                        downloaded_bytes: self.u64()?,
+                        last_seen_ms_ago: self.u64()?,
+                    });
+                }
+                PeerList { peers }
+            }
+            kind::MANIFEST_REPLY => ManifestReply {
+                manifest: self.manifest()?,
+            },
+            kind::NOT_FOUND => NotFound {
+                content_id: self.content_id()?,
+            },
+            kind::INTERESTED => Interested {
+                content_id: self.content_id()?,
+            },
+            kind::BITFIELD => Bitfield {
+                content_id: self.content_id()?,
+                chunks: self.chunkset()?,
+            },
+            kind::REQUEST | kind::REJECT | kind::CANCEL => {
+                let content_id = self.content_id()?;
+                let chunk_index = self.u32()?;
+                let offset = self.u32()?;
+                let length = self.u32()?;
+                match self.kind {
+                    kind::REQUEST => Request {
+                        content_id,
+                        chunk_index,
+                        offset,
+                        length,
+                    },
+                    kind::REJECT => Reject {
+                        content_id,
+                        chunk_index,
+                        offset,
+                        length,
+                    },
+                    _ => Cancel {
+                        content_id,
+                        chunk_index,
+                        offset,
+                        length,
+                    },
+                }
+            }
+            kind::PIECE => Piece {
+                content_id: self.content_id()?,
+                chunk_index: self.u32()?,
+                offset: self.u32()?,
+                data: self.bulk()?,
+            },
+            kind::PING => Ping { nonce: self.u64()? },
+            kind::PONG => Pong { nonce: self.u64()? },
+            kind::PEER_EXCHANGE => {
+                let content_id = self.content_id()?;
+                let count = self.count(PEERS_LEN_MAX, 8 + 2)?;
+                let mut peers = Vec::with_capacity(count);
+                for _ in 0..count {
+                    peers.push((self.peer_id()?, self.string()?));
+                }
+                PeerExchange { content_id, peers }
+            }
+            kind::OFFER_JOB => OfferJob {
+                job_id: self.u64()?,
+                url: self.string()?,
+                validator: self.string()?,
+                size: self.u64()?,
+                range_len: self.u32()?,
+            },
+            kind::TAKE_WORK => TakeWork {
+                job_id: self.u64()?,
+            },
+            kind::ASSIGN_RANGE => AssignRange {
+                job_id: self.u64()?,
+                range_index: self.u32()?,
+                offset: self.u64()?,
+                length: self.u32()?,
+            },
+            kind::DELIVER_RANGE => DeliverRange {
+                job_id: self.u64()?,
+                range_index: self.u32()?,
+                offset: self.u64()?,
+                data: self.bulk()?,
+            },
+            kind::RANGE_FAILED => RangeFailed {
+                job_id: self.u64()?,
+                range_index: self.u32()?,
+                reason: self.string()?,
+            },
+            kind::NO_WORK => NoWork {
+                job_id: self.u64()?,
+            },
+            kind::END_JOB => EndJob {
+                job_id: self.u64()?,
+                reason: self.string()?,
+            },
+            other => return Err(WireError::UnknownKind(other)),
+        })
+    }
+}
+
+/// Incremental frame decoder: feed bytes as they arrive, in any split, and take whole
+/// messages. Never buffers more than one frame plus what was fed past it, and refuses a
+/// length prefix over [`FRAME_LEN_MAX`] before reading its body.
+#[derive(Default)]
+pub struct FrameDecoder {
+    buf: BytesMut,
+}
+
+impl FrameDecoder {
+    pub fn new() -> FrameDecoder {
+        FrameDecoder::default()
+    }
+
+    /// Appends received bytes.
+    pub fn feed(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The buffer to read the socket into directly (avoids one copy): reserve, read into
+    /// its spare capacity, then the bytes are buffered.
+    pub fn buffer_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Bytes buffered and not yet taken as frames.
+    pub fn buffered_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// How many more bytes the current frame needs (at least one when nothing is buffered);
+    /// a driver can size its next read with it.
+    pub fn wanted_len(&self) -> usize {
+        if self.buf.len() < LENGTH_PREFIX_LEN {
+            return LENGTH_PREFIX_LEN - self.buf.len();
+        }
+        let length = u32::from_be_bytes(self.buf[..4].try_into().unwrap()) as usize;
+        (LENGTH_PREFIX_LEN + length).saturating_sub(self.buf.len()).max(1)
+    }
+
+    /// Takes the next whole message, `Ok(None)` when more bytes are needed. After an error
+    /// the stream is out of sync and the connection must be closed.
+    pub fn next_message(&mut self) -> Result<Option<Message>, WireError> {
+        if self.buf.len() < LENGTH_PREFIX_LEN {
+            return Ok(None);
+        }
+        // The first four bytes exist: checked just above.
+        let length = u32::from_be_bytes(self.buf[..4].try_into().unwrap());
+        if length > FRAME_LEN_MAX {
+            return Err(WireError::FrameTooLong {
+                length,
+                max: FRAME_LEN_MAX,
+            });
+        }
+        let total = LENGTH_PREFIX_LEN + length as usize;
+        if self.buf.len() < total {
+            // Reserve for the rest of this frame only: bounded by FRAME_LEN_MAX.
+            self.buf.reserve(total - self.buf.len());
+            return Ok(None);
+        }
+        self.buf.advance(LENGTH_PREFIX_LEN);
+        let frame = self.buf.split_to(length as usize).freeze();
+        Message::decode(frame).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests;
