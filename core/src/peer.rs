@@ -843,7 +843,7 @@ impl Peer {
         let connected_or_connecting = self
             .conns
             .values()
-            .filter(|c| c.our_interests.contains(&content_id) || c.state == ConnState::Connecting)
+            .filter(|c| c.our_interests.contains(&content_id) || c.state != ConnState::Ready)
             .count();
         let mut wanted = self
             .config

@@ -1,1 +1,119 @@
-fn main() {}
+//! `p2p`: the smol runtime that drives the core machines with real sockets, timers and
+//! files, and the command people use.
+
+mod cli;
+mod client;
+mod demo;
+mod get;
+mod net;
+mod peer_task;
+mod progress;
+mod query;
+mod share;
+mod signals;
+mod store;
+mod tracker_task;
+
+use std::fmt;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+use crate::signals::StopSignals;
+
+/// A mistake in how the command was called (like clap's own): exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) if e.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut signals = StopSignals::install()?;
+    let swarm = cli.swarm;
+    smol::block_on(async {
+        match cli.command {
+            Command::Tracker { listen } => {
+                let tracker = tracker_task::start(listen).await?;
+                eprintln!("tracker listening on {}; Ctrl-C to stop", tracker.addr);
+                let stop = signals.next().await;
+                tracker.stop().await;
+                Ok(stop.exit_code())
+            }
+            Command::Share {
+                files,
+                tracker,
+                listen,
+                chunk_size,
+                upload_limit,
+            } => {
+                let options = share::ShareOptions {
+                    files,
+                    tracker,
+                    listen,
+                    chunk_size,
+                    upload_limit,
+                    swarm,
+                };
+                share::run(options, &mut signals).await
+            }
+            Command::Get(args) => get::run(args, swarm, &mut signals).await,
+            Command::Ls { tracker, json } => query::ls(&tracker, &swarm, json).await,
+            Command::Peers { tracker, json } => query::peers(&tracker, &swarm, json).await,
+            Command::Demo {
+                peers,
+                size,
+                upload_limit,
+                chunk_size,
+                no_baseline,
+            } => {
+                let options = demo::DemoOptions {
+                    peers,
+                    size,
+                    upload_limit: (upload_limit > 0).then_some(upload_limit),
+                    chunk_size,
+                    baseline: !no_baseline,
+                };
+                demo::run(options, &mut signals).await
+            }
+        }
+    })
+}
+
+/// Logs to standard error: warnings by default, more with -v; RUST_LOG wins.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,p2p=debug,p2p_core=debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,465 @@
+//! The machines wired together in memory, with no sockets: a tiny driver carries each
+//! machine's actions to the others as events, through the real wire encoding, on a virtual
+//! clock.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use p2p_core::ids::sha256;
+use p2p_core::peer::{Peer, PeerAction, PeerConfig, PeerNotice, StoreOutcome};
+use p2p_core::tracker::{Tracker, TrackerAction, TrackerConfig};
+use p2p_core::{ChunkSet, ConnId, ContentId, FrameDecoder, Instant, Manifest, ManifestBuilder, PeerId};
+
+const SWARM: &str = "test";
+const TRACKER: &str = "tracker:1";
+const CHUNK_SIZE: u32 = 16 * 1024;
+
+enum Machine {
+    Tracker(Tracker),
+    Peer(Box<Peer>),
+}
+
+/// A node: its machine, its disk of verified chunks, and what it told the user.
+struct Node {
+    machine: Machine,
+    disk: BTreeMap<(ContentId, u32), Bytes>,
+    notices: Vec<PeerNotice>,
+    /// Whether this node serves corrupted bytes.
+    corrupt: bool,
+}
+
+/// Carries frames between nodes; every delivery and timer runs at the virtual `now`.
+struct World {
+    now: Instant,
+    nodes: BTreeMap<String, Node>,
+    links: BTreeMap<(String, ConnId), (String, ConnId)>,
+    decoders: BTreeMap<(String, ConnId), FrameDecoder>,
+    in_flight: VecDeque<(String, ConnId, Bytes)>,
+}
+
+impl World {
+    fn new() -> World {
+        let mut world = World {
+            now: Instant::ZERO,
+            nodes: BTreeMap::new(),
+            links: BTreeMap::new(),
+            decoders: BTreeMap::new(),
+            in_flight: VecDeque::new(),
+        };
+        let tracker = Tracker::new(TrackerConfig {
+            peer_timeout: Duration::from_secs(5),
+            ..TrackerConfig::default()
+        });
+        world.nodes.insert(
+            TRACKER.into(),
+            Node {
+                machine: Machine::Tracker(tracker),
+                disk: BTreeMap::new(),
+                notices: Vec::new(),
+                corrupt: false,
+            },
+        );
+        world
+    }
+
+    fn add_peer(&mut self, addr: &str, id: u64) {
+        let config = PeerConfig {
+            peer_id: PeerId(id),
+            swarm: SWARM.into(),
+            listen_addr: addr.into(),
+            trackers: vec![TRACKER.into()],
+            rng_seed: id,
+            ..PeerConfig::default()
+        };
+        let peer = Peer::new(config, self.now);
+        self.nodes.insert(
+            addr.into(),
+            Node {
+                machine: Machine::Peer(Box::new(peer)),
+                disk: BTreeMap::new(),
+                notices: Vec::new(),
+                corrupt: false,
+            },
+        );
+    }
+
+    fn peer(&mut self, addr: &str) -> &mut Peer {
+        match &mut self.nodes.get_mut(addr).unwrap().machine {
+            Machine::Peer(p) => p,
+            Machine::Tracker(_) => panic!("{addr} is the tracker"),
+        }
+    }
+
+    fn tracker(&self) -> &Tracker {
+        match &self.nodes[TRACKER].machine {
+            Machine::Tracker(t) => t,
+            Machine::Peer(_) => panic!("not a tracker"),
+        }
+    }
+
+    /// Puts a whole file on a node's disk and publishes it.
+    fn seed(&mut self, addr: &str, manifest: &Manifest, data: &[u8]) {
+        let content_id = manifest.content_id();
+        let node = self.nodes.get_mut(addr).unwrap();
+        for (index, chunk) in data.chunks(CHUNK_SIZE as usize).enumerate() {
+            node.disk
+                .insert((content_id, index as u32), Bytes::copy_from_slice(chunk));
+        }
+        let now = self.now;
+        self.peer(addr).publish(now, manifest.clone());
+        self.drain(addr);
+    }
+
+    /// A node vanishes: every connection to it breaks.
+    fn crash(&mut self, addr: &str) {
+        self.nodes.remove(addr);
+        let broken: Vec<_> = self
+            .links
+            .iter()
+            .filter(|((from, _), _)| from == addr)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (from, to) in broken {
+            self.links.remove(&from);
+            self.links.remove(&to);
+            self.closed(&to.0, to.1);
+        }
+        self.in_flight.retain(|(to, _, _)| to != addr);
+    }
+
+    fn closed(&mut self, addr: &str, conn: ConnId) {
+        let now = self.now;
+        let Some(node) = self.nodes.get_mut(addr) else {
+            return;
+        };
+        match &mut node.machine {
+            Machine::Tracker(t) => t.handle_closed(now, conn),
+            Machine::Peer(p) => p.handle_closed(now, conn),
+        }
+        self.drain(addr);
+    }
+
+    fn send(&mut self, from: &str, conn: ConnId, frame: Bytes) {
+        if let Some((to, to_conn)) = self.links.get(&(from.to_string(), conn)) {
+            self.in_flight.push_back((to.clone(), *to_conn, frame));
+        }
+    }
+
+    fn close(&mut self, from: &str, conn: ConnId) {
+        if let Some(other) = self.links.remove(&(from.to_string(), conn)) {
+            self.links.remove(&other);
+            self.closed(&other.0, other.1);
+        }
+    }
+
+    /// Carries out every action a node has queued.
+    fn drain(&mut self, addr: &str) {
+        loop {
+            let now = self.now;
+            let Some(node) = self.nodes.get_mut(addr) else {
+                return;
+            };
+            match &mut node.machine {
+                Machine::Tracker(t) => match t.poll_action() {
+                    None => return,
+                    Some(TrackerAction::Send { conn, message }) => {
+                        self.send(addr, conn, message.to_frame())
+                    }
+                    Some(TrackerAction::Close { conn }) => self.close(addr, conn),
+                },
+                Machine::Peer(p) => {
+                    let Some(action) = p.poll_action() else {
+                        return;
+                    };
+                    self.peer_action(addr, now, action);
+                }
+            }
+        }
+    }
+
+    fn peer_action(&mut self, addr: &str, now: Instant, action: PeerAction) {
+        let node = self.nodes.get_mut(addr).unwrap();
+        let Machine::Peer(peer) = &mut node.machine else {
+            unreachable!()
+        };
+        match action {
+            PeerAction::Connect { conn, addr: to } => {
+                let accepted = match self.nodes.get_mut(&to).map(|n| &mut n.machine) {
+                    Some(Machine::Tracker(t)) => Some(t.accept(now)),
+                    Some(Machine::Peer(p)) => p.accept(now),
+                    None => None,
+                };
+                match accepted {
+                    Some(remote) => {
+                        self.links
+                            .insert((addr.to_string(), conn), (to.clone(), remote));
+                        self.links
+                            .insert((to.clone(), remote), (addr.to_string(), conn));
+                        self.peer(addr).handle_connected(now, conn);
+                    }
+                    None => self.peer(addr).handle_closed(now, conn),
+                }
+            }
+            PeerAction::Send { conn, message } => {
+                let is_piece = matches!(message, p2p_core::Message::Piece { .. });
+                let mut frame = message.to_frame();
+                if is_piece && node.corrupt {
+                    let mut bytes = BytesMut::from(&frame[..]);
+                    let last = bytes.len() - 1;
+                    bytes[last] ^= 0xff;
+                    frame = bytes.freeze();
+                }
+                self.send(addr, conn, frame);
+                if is_piece {
+                    self.peer(addr).handle_sent(now, conn);
+                }
+            }
+            PeerAction::Close { conn } => self.close(addr, conn),
+            PeerAction::ReadChunk {
+                token,
+                content_id,
+                chunk_index,
+                offset,
+                length,
+            } => {
+                let result = node
+                    .disk
+                    .get(&(content_id, chunk_index))
+                    .map(|chunk| chunk.slice(offset as usize..(offset + length) as usize))
+                    .ok_or_else(|| "not on disk".to_string());
+                peer.handle_read(now, token, result);
+            }
+            PeerAction::StoreChunk {
+                token,
+                content_id,
+                chunk_index,
+                expected_hash,
+                data,
+            } => {
+                let outcome = if sha256(&data) == expected_hash {
+                    node.disk.insert((content_id, chunk_index), data);
+                    StoreOutcome::Stored
+                } else {
+                    StoreOutcome::HashMismatch
+                };
+                peer.handle_stored(now, token, outcome);
+            }
+            PeerAction::PrepareDownload {
+                content_id,
+                manifest,
+            } => {
+                let mut have = ChunkSet::new(manifest.chunk_count());
+                for (cid, index) in node.disk.keys() {
+                    if *cid == content_id {
+                        have.insert(*index);
+                    }
+                }
+                peer.download_prepared(now, content_id, Ok(have));
+            }
+            PeerAction::Notify(notice) => node.notices.push(notice),
+        }
+    }
+
+    /// Delivers frames until none are left, then fires the earliest timer. One step.
+    fn step(&mut self) {
+        if let Some((to, conn, frame)) = self.in_flight.pop_front() {
+            let now = self.now;
+            let key = (to.clone(), conn);
+            let decoder = self.decoders.entry(key).or_default();
+            decoder.feed(&frame);
+            let mut messages = Vec::new();
+            while let Ok(Some(message)) = decoder.next_message() {
+                messages.push(message);
+            }
+            for message in messages {
+                let Some(node) = self.nodes.get_mut(&to) else {
+                    return;
+                };
+                match &mut node.machine {
+                    Machine::Tracker(t) => t.handle_message(now, conn, message),
+                    Machine::Peer(p) => p.handle_message(now, conn, message),
+                }
+                self.drain(&to);
+            }
+            return;
+        }
+        let next = self
+            .nodes
+            .values()
+            .filter_map(|n| match &n.machine {
+                Machine::Tracker(t) => t.poll_timeout(),
+                Machine::Peer(p) => p.poll_timeout(),
+            })
+            .min();
+        let Some(next) = next else {
+            return;
+        };
+        self.now = self.now.max(next);
+        let now = self.now;
+        let addrs: Vec<String> = self.nodes.keys().cloned().collect();
+        for addr in addrs {
+            let node = self.nodes.get_mut(&addr).unwrap();
+            match &mut node.machine {
+                Machine::Tracker(t) => {
+                    if t.poll_timeout().is_some_and(|at| at <= now) {
+                        t.handle_timeout(now)
+                    }
+                }
+                Machine::Peer(p) => {
+                    if p.poll_timeout().is_some_and(|at| at <= now) {
+                        p.handle_timeout(now)
+                    }
+                }
+            }
+            self.drain(&addr);
+        }
+    }
+
+    fn disk_file(&self, addr: &str, content_id: ContentId, chunks: u32) -> Vec<u8> {
+        let node = &self.nodes[addr];
+        (0..chunks)
+            .flat_map(|i| node.disk[&(content_id, i)].to_vec())
+            .collect()
+    }
+}
+
+fn file_bytes(len: usize, salt: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i as u64).wrapping_mul(2654435761) >> 7) as u8 ^ salt)
+        .collect()
+}
+
+fn manifest_of(name: &str, data: &[u8]) -> Manifest {
+    let mut builder = ManifestBuilder::new(name, CHUNK_SIZE).unwrap();
+    builder.update(data);
+    builder.finish().unwrap()
+}
+
+fn completed(world: &World, addr: &str, content_id: ContentId) -> bool {
+    world.nodes[addr]
+        .notices
+        .iter()
+        .any(|n| *n == PeerNotice::DownloadComplete { content_id })
+}
+
+#[test]
+fn download_survives_a_seeder_vanishing_halfway() {
+    let data = file_bytes(40 * CHUNK_SIZE as usize - 123, 7);
+    let manifest = manifest_of("forty.bin", &data);
+    let content_id = manifest.content_id();
+    assert_eq!(manifest.chunk_count(), 40);
+
+    let mut world = World::new();
+    world.add_peer("seeder1:1", 1);
+    world.add_peer("seeder2:1", 2);
+    world.add_peer("downloader:1", 3);
+    world.seed("seeder1:1", &manifest, &data);
+    world.seed("seeder2:1", &manifest, &data);
+    let now = world.now;
+    world.peer("downloader:1").download(now, content_id, None);
+    world.drain("downloader:1");
+
+    let mut crashed = false;
+    for _ in 0..200_000 {
+        world.step();
+        let have = world
+            .peer("downloader:1")
+            .held_chunks(content_id)
+            .map_or(0, |c| c.count());
+        if !crashed && have >= 20 {
+            world.crash("seeder1:1");
+            crashed = true;
+        }
+        if completed(&world, "downloader:1", content_id) {
+            break;
+        }
+    }
+    assert!(crashed, "the download never reached halfway");
+    assert!(
+        completed(&world, "downloader:1", content_id),
+        "download did not complete; notices: {:?}",
+        world.nodes["downloader:1"].notices
+    );
+    assert_eq!(world.disk_file("downloader:1", content_id, 40), data);
+    assert!(
+        world.peer("seeder2:1").uploaded_bytes() > 0,
+        "the second seeder served nothing"
+    );
+
+    // Let haves reach the tracker, then read its state: seeder2 and the downloader (now a
+    // full source itself) are listed; seeder1 is gone.
+    for _ in 0..1000 {
+        world.step();
+    }
+    let now = world.now;
+    let peers = world.tracker().peers(now, SWARM);
+    let addrs: Vec<&str> = peers.iter().map(|p| p.listen_addr.as_str()).collect();
+    assert!(addrs.contains(&"seeder2:1") && addrs.contains(&"downloader:1"), "{addrs:?}");
+    assert!(!addrs.contains(&"seeder1:1"), "{addrs:?}");
+    let downloader = peers.iter().find(|p| p.listen_addr == "downloader:1").unwrap();
+    assert_eq!(downloader.chunks_held, 40);
+    let files = world.tracker().files(SWARM);
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].full_sources, 2);
+    assert!(files[0].complete);
+}
+
+#[test]
+fn corrupt_seeder_is_banned_and_file_is_exact() {
+    let data = file_bytes(12 * CHUNK_SIZE as usize, 3);
+    let manifest = manifest_of("twelve.bin", &data);
+    let content_id = manifest.content_id();
+
+    let mut world = World::new();
+    world.add_peer("liar:1", 1);
+    world.add_peer("honest:1", 2);
+    world.add_peer("downloader:1", 3);
+    world.seed("liar:1", &manifest, &data);
+    world.nodes.get_mut("liar:1").unwrap().corrupt = true;
+    world.seed("honest:1", &manifest, &data);
+    let now = world.now;
+    world.peer("downloader:1").download(now, content_id, None);
+    world.drain("downloader:1");
+    for _ in 0..200_000 {
+        world.step();
+        if completed(&world, "downloader:1", content_id) {
+            break;
+        }
+    }
+    assert!(completed(&world, "downloader:1", content_id));
+    assert_eq!(world.disk_file("downloader:1", content_id, 12), data);
+    let banned = world.nodes["downloader:1"].notices.iter().any(|n| {
+        matches!(n, PeerNotice::PeerBanned { peer_id, .. } if *peer_id == PeerId(1))
+    });
+    assert!(banned, "the corrupt seeder was not banned");
+}
+
+#[test]
+fn download_fails_with_reason_when_no_source_exists() {
+    let data = file_bytes(4 * CHUNK_SIZE as usize, 1);
+    let manifest = manifest_of("lost.bin", &data);
+    let content_id = manifest.content_id();
+    let mut world = World::new();
+    world.add_peer("downloader:1", 3);
+    let now = world.now;
+    world.peer("downloader:1").download(now, content_id, Some(manifest));
+    world.drain("downloader:1");
+    for _ in 0..100_000 {
+        world.step();
+        if world.now > Instant::from_nanos(0) + Duration::from_secs(600) {
+            break;
+        }
+    }
+    let failure = world.nodes["downloader:1"].notices.iter().find_map(|n| match n {
+        PeerNotice::DownloadFailed {
+            reason,
+            missing_chunks,
+            ..
+        } => Some((reason.clone(), missing_chunks.clone())),
+        _ => None,
+    });
+    let (reason, missing) = failure.expect("the download should have failed");
+    assert_eq!(missing, vec![0, 1, 2, 3]);
+    assert!(reason.contains("no reachable peer holds 4"), "{reason}");
+}

@@ -1,0 +1,394 @@
+//! Sockets for the machines: one reader task and one writer task per TCP connection, a
+//! listener task per listening machine, and the clock the machines are given.
+//!
+//! A machine task never touches a socket. Readers decode frames and send them to the
+//! machine's event channel (bounded, so a slow machine slows its readers and TCP pushes back
+//! on the senders); writers take messages from a bounded queue per connection, which the
+//! machine fills with `try_send` so that it never waits on a slow remote.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use async_net::{TcpListener, TcpStream};
+use bytes::BytesMut;
+use p2p_core::{ConnId, FrameDecoder, Message};
+use smol::channel::{Receiver, Sender, TrySendError};
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::{Timer, future};
+
+/// Messages queued for one connection's writer. The core bounds what it sends (pieces in
+/// flight per connection, requests in flight per peer), so a queue this long is only full
+/// when the remote stopped reading: the connection is then closed.
+pub const SEND_QUEUE_MAX: usize = 4096;
+/// Events queued for a machine task from all its sockets and workers.
+pub const EVENT_QUEUE_MAX: usize = 1024;
+/// How long an outgoing connect may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Smallest and largest read from a socket into the frame decoder's buffer.
+const READ_LEN_MIN: usize = 16 * 1024;
+const READ_LEN_MAX: usize = 256 * 1024;
+/// Small frames are gathered into one write up to this many bytes.
+const WRITE_BATCH_MAX: usize = 64 * 1024;
+/// After a machine closes a connection and its queue is written (a goodbye, an error),
+/// how long the remote has to close its side before the socket is cut.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+// ------------------------------------------------------------------ clock
+
+fn epoch() -> std::time::Instant {
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    *START.get_or_init(std::time::Instant::now)
+}
+
+/// Now, as the machines count time: nanoseconds since the process started.
+pub fn now() -> p2p_core::Instant {
+    let nanos = u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX);
+    p2p_core::Instant::from_nanos(nanos)
+}
+
+/// A machine deadline as a timer. `None` (or a deadline past any real time) never fires.
+pub fn timer_for(deadline: Option<p2p_core::Instant>) -> Timer {
+    match deadline {
+        Some(at) => match epoch().checked_add(Duration::from_nanos(at.as_nanos())) {
+            Some(at) => Timer::at(at),
+            None => Timer::never(),
+        },
+        None => Timer::never(),
+    }
+}
+
+/// A random 64-bit value from the OS-seeded hasher keys std keeps: enough for a peer id or
+/// a machine's RNG seed, without another dependency.
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one((std::process::id(), now().as_nanos()))
+}
+
+// ------------------------------------------------------------------ connections
+
+/// What happened on a connection, for the machine that owns it.
+#[derive(Debug)]
+pub enum ConnEvent {
+    /// An outgoing connect succeeded.
+    Connected,
+    Message(Message),
+    /// A `Piece` was written to the socket (flow control for the serving side).
+    Sent,
+    /// The connection failed to open, was closed by the remote, or broke.
+    Closed,
+}
+
+/// An event on connection `conn`.
+#[derive(Debug)]
+pub struct NetEvent {
+    pub conn: ConnId,
+    pub event: ConnEvent,
+}
+
+/// The machine's end of a connection: a queue to its writer.
+pub struct ConnHandle {
+    queue: Sender<Message>,
+    /// Closed when the writer task ends, so a shutdown can wait for goodbyes to go out.
+    writer_done: Receiver<()>,
+}
+
+impl ConnHandle {
+    /// Queues a message. `Err` when the queue is full (the remote is not reading) or the
+    /// writer is gone: the caller closes the connection.
+    pub fn send(&self, message: Message) -> Result<(), &'static str> {
+        match self.queue.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err("send queue full: the remote is not reading"),
+            Err(TrySendError::Closed(_)) => Err("connection already closed"),
+        }
+    }
+
+    /// Closes the connection once what is queued is written. The returned handle tells
+    /// when the writer is done (a shutdown waits on it so goodbyes go out); dropping it is
+    /// fine.
+    pub fn close(self) -> WriterDone {
+        self.queue.close();
+        WriterDone(self.writer_done)
+    }
+}
+
+/// Resolves when a closed connection's writer has finished.
+pub struct WriterDone(Receiver<()>);
+
+impl WriterDone {
+    pub async fn wait(self) {
+        // The writer never sends: `recv` returns once its sender is dropped.
+        let _ = self.0.recv().await;
+    }
+}
+
+/// Caps the bytes per second a peer uploads (all connections together), to model a network
+/// link on loopback. Pieces are paced: each one may start once the previous ones have had
+/// their time.
+pub struct RateLimiter {
+    bytes_per_sec: u64,
+    next_free: Mutex<std::time::Instant>,
+}
+
+impl RateLimiter {
+    pub fn new(bytes_per_sec: u64) -> Arc<RateLimiter> {
+        Arc::new(RateLimiter {
+            bytes_per_sec: bytes_per_sec.max(1),
+            next_free: Mutex::new(std::time::Instant::now()),
+        })
+    }
+
+    async fn acquire(&self, bytes: usize) {
+        let cost = Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec as f64);
+        let start = {
+            // A poisoned lock only means another writer panicked mid-update; the instant
+            // inside is still a valid instant.
+            let mut next_free = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
+            let start = (*next_free).max(std::time::Instant::now());
+            *next_free = start + cost;
+            start
+        };
+        if start > std::time::Instant::now() {
+            Timer::at(start).await;
+        }
+    }
+}
+
+/// Opens an outgoing connection in the background. Reports `Connected` (or `Closed`), then
+/// its messages. Messages queued before the connect finishes are sent after it.
+pub fn connect<E>(
+    conn: ConnId,
+    addr: String,
+    events: Sender<E>,
+    limiter: Option<Arc<RateLimiter>>,
+) -> ConnHandle
+where
+    E: From<NetEvent> + Send + 'static,
+{
+    let (queue, queue_rx) = smol::channel::bounded(SEND_QUEUE_MAX);
+    let (done_tx, writer_done) = smol::channel::bounded(1);
+    smol::spawn(async move {
+        let connecting = async { Some(TcpStream::connect(addr.as_str()).await) };
+        let timeout = async {
+            Timer::after(CONNECT_TIMEOUT).await;
+            None
+        };
+        let stream = match future::or(connecting, timeout).await {
+            Some(Ok(stream)) => stream,
+            Some(Err(e)) => {
+                tracing::debug!(%conn, %addr, "connect failed: {e}");
+                let _ = events.send(NetEvent::new(conn, ConnEvent::Closed).into()).await;
+                drop(done_tx);
+                return;
+            }
+            None => {
+                tracing::debug!(%conn, %addr, "connect timed out");
+                let _ = events.send(NetEvent::new(conn, ConnEvent::Closed).into()).await;
+                drop(done_tx);
+                return;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        if events
+            .send(NetEvent::new(conn, ConnEvent::Connected).into())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        run_streams(conn, stream, events, queue_rx, done_tx, limiter);
+    })
+    .detach();
+    ConnHandle {
+        queue,
+        writer_done,
+    }
+}
+
+/// Takes over an accepted connection.
+pub fn attach<E>(
+    conn: ConnId,
+    stream: TcpStream,
+    events: Sender<E>,
+    limiter: Option<Arc<RateLimiter>>,
+) -> ConnHandle
+where
+    E: From<NetEvent> + Send + 'static,
+{
+    let _ = stream.set_nodelay(true);
+    let (queue, queue_rx) = smol::channel::bounded(SEND_QUEUE_MAX);
+    let (done_tx, writer_done) = smol::channel::bounded(1);
+    run_streams(conn, stream, events, queue_rx, done_tx, limiter);
+    ConnHandle {
+        queue,
+        writer_done,
+    }
+}
+
+impl NetEvent {
+    fn new(conn: ConnId, event: ConnEvent) -> NetEvent {
+        NetEvent { conn, event }
+    }
+}
+
+fn run_streams<E>(
+    conn: ConnId,
+    stream: TcpStream,
+    events: Sender<E>,
+    queue: Receiver<Message>,
+    done_tx: Sender<()>,
+    limiter: Option<Arc<RateLimiter>>,
+) where
+    E: From<NetEvent> + Send + 'static,
+{
+    let reader_stream = stream.clone();
+    let reader_events = events.clone();
+    smol::spawn(async move {
+        let why = read_loop(conn, reader_stream.clone(), &reader_events).await;
+        tracing::debug!(%conn, "reader ended: {why}");
+        let _ = reader_stream.shutdown(std::net::Shutdown::Both);
+        let _ = reader_events
+            .send(NetEvent::new(conn, ConnEvent::Closed).into())
+            .await;
+    })
+    .detach();
+    smol::spawn(async move {
+        let result = write_loop(conn, stream.clone(), &events, &queue, limiter).await;
+        match result {
+            Ok(()) => {
+                // The machine closed the connection: give the remote what was queued,
+                // then cut it.
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                Timer::after(CLOSE_LINGER).await;
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+            Err(e) => {
+                tracing::debug!(%conn, "writer failed: {e}");
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                let _ = events.send(NetEvent::new(conn, ConnEvent::Closed).into()).await;
+            }
+        }
+        drop(done_tx);
+    })
+    .detach();
+}
+
+/// Decodes frames until the stream ends or breaks the protocol; says why it stopped.
+async fn read_loop<E>(conn: ConnId, mut stream: TcpStream, events: &Sender<E>) -> String
+where
+    E: From<NetEvent>,
+{
+    let mut decoder = FrameDecoder::new();
+    loop {
+        loop {
+            match decoder.next_message() {
+                Ok(Some(message)) => {
+                    let event = NetEvent::new(conn, ConnEvent::Message(message));
+                    if events.send(event.into()).await.is_err() {
+                        return "machine gone".into();
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return format!("protocol error: {e}"),
+            }
+        }
+        let want = decoder.wanted_len().clamp(READ_LEN_MIN, READ_LEN_MAX);
+        let buf = decoder.buffer_mut();
+        let filled = buf.len();
+        buf.resize(filled + want, 0);
+        match stream.read(&mut buf[filled..]).await {
+            Ok(0) => {
+                buf.truncate(filled);
+                return "end of stream".into();
+            }
+            Ok(n) => buf.truncate(filled + n),
+            Err(e) => {
+                buf.truncate(filled);
+                return format!("read error: {e}");
+            }
+        }
+    }
+}
+
+/// Writes queued messages until the queue is closed (`Ok`) or the socket fails. Pieces are
+/// written as header then data, never copied into a frame.
+async fn write_loop<E>(
+    conn: ConnId,
+    mut stream: TcpStream,
+    events: &Sender<E>,
+    queue: &Receiver<Message>,
+    limiter: Option<Arc<RateLimiter>>,
+) -> io::Result<()>
+where
+    E: From<NetEvent>,
+{
+    let mut batch = BytesMut::with_capacity(WRITE_BATCH_MAX);
+    while let Ok(first) = queue.recv().await {
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            if let Some((header, data)) = message.split_bulk() {
+                if let Some(limiter) = &limiter {
+                    limiter.acquire(data.len()).await;
+                }
+                batch.extend_from_slice(&header);
+                stream.write_all(&batch).await?;
+                batch.clear();
+                stream.write_all(data).await?;
+                if matches!(message, Message::Piece { .. }) {
+                    let _ = events.send(NetEvent::new(conn, ConnEvent::Sent).into()).await;
+                }
+            } else {
+                message.encode(&mut batch);
+                if batch.len() >= WRITE_BATCH_MAX {
+                    stream.write_all(&batch).await?;
+                    batch.clear();
+                }
+            }
+            next = queue.try_recv().ok();
+        }
+        if !batch.is_empty() {
+            stream.write_all(&batch).await?;
+            batch.clear();
+        }
+        stream.flush().await?;
+    }
+    Ok(())
+}
+
+/// Binds a listener and forwards each accepted stream to the machine as `wrap(stream)`.
+/// Returns the bound address (the actual port when 0 was asked for).
+pub async fn listen<E>(
+    addr: SocketAddr,
+    events: Sender<E>,
+    wrap: fn(TcpStream) -> E,
+) -> anyhow::Result<SocketAddr>
+where
+    E: Send + 'static,
+{
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    smol::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, from)) => {
+                    tracing::trace!(%from, "accepted");
+                    if events.send(wrap(stream)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    Timer::after(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+    .detach();
+    Ok(bound)
+}

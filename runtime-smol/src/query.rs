@@ -1,0 +1,89 @@
+//! `p2p ls` and `p2p peers`: what a tracker knows, as a table or JSON lines.
+
+use std::process::ExitCode;
+
+use indicatif::HumanBytes;
+use serde_json::json;
+
+use crate::client;
+use crate::progress::print_json;
+
+pub async fn ls(tracker: &str, swarm: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let files = client::list_files(tracker, swarm).await?;
+    if json {
+        for f in &files {
+            print_json(&json!({
+                "content_id": f.content_id.to_string(),
+                "name": f.name,
+                "size": f.size,
+                "chunk_size": f.chunk_size,
+                "chunk_count": f.chunk_count,
+                "full_sources": f.full_sources,
+                "peers": f.peers,
+                "complete": f.complete,
+            }));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if files.is_empty() {
+        eprintln!("tracker {tracker} lists no files in swarm '{swarm}'");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<32} {:>11} {:>7} {:>8} {:>6} {:<9} CONTENT_ID",
+        "NAME", "SIZE", "CHUNKS", "SOURCES", "PEERS", "COMPLETE"
+    );
+    for f in &files {
+        println!(
+            "{:<32} {:>11} {:>7} {:>8} {:>6} {:<9} {}",
+            f.name,
+            HumanBytes(f.size).to_string(),
+            f.chunk_count,
+            f.full_sources,
+            f.peers,
+            if f.complete { "yes" } else { "NO" },
+            f.content_id
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn peers(tracker: &str, swarm: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let peers = client::list_peers(tracker, swarm).await?;
+    if json {
+        for p in &peers {
+            print_json(&json!({
+                "peer_id": p.peer_id.to_string(),
+                "listen_addr": p.listen_addr,
+                "files": p.files,
+                "chunks_held": p.chunks_held,
+                "uploaded_bytes": p.uploaded_bytes,
+                "downloaded_bytes": p.downloaded_bytes,
+                "last_seen_ms_ago": p.last_seen_ms_ago,
+            }));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if peers.is_empty() {
+        eprintln!("tracker {tracker} knows no peers in swarm '{swarm}'");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<16} {:<22} {:>5} {:>8} {:>11} {:>11} {:>10}",
+        "PEER_ID", "ADDRESS", "FILES", "CHUNKS", "UPLOADED", "DOWNLOADED", "LAST_SEEN"
+    );
+    for p in &peers {
+        let addr = if p.listen_addr.is_empty() { "(not serving)" } else { &p.listen_addr };
+        println!(
+            "{:<16} {:<22} {:>5} {:>8} {:>11} {:>11} {:>8.1} s",
+            p.peer_id.to_string(),
+            addr,
+            p.files,
+            p.chunks_held,
+            HumanBytes(p.uploaded_bytes).to_string(),
+            HumanBytes(p.downloaded_bytes).to_string(),
+            p.last_seen_ms_ago as f64 / 1000.0
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,483 @@
+//! Files on disk: hashing a file into a manifest, the `NAME.part` file a download writes
+//! into, the resume record beside it, positional chunk reads and verified writes, and the
+//! final sync and rename.
+//!
+//! Every function here blocks: the peer task runs them on smol's blocking pool. Reads and
+//! writes are positional (`read_exact_at`, `write_all_at`) on a shared `File`, so any
+//! number of them can run at once without seeking, and no function holds more than one
+//! chunk (or one 1 MiB buffer) in memory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use p2p_core::ids::to_hex;
+use p2p_core::manifest::Manifest;
+use p2p_core::peer::StoreOutcome;
+use p2p_core::{ChunkSet, ContentId, ManifestBuilder, Sha256Digest};
+use sha2::{Digest, Sha256};
+
+/// Bytes read at once when hashing a file.
+const HASH_READ_LEN: usize = 1024 * 1024;
+/// Suffix of a download in progress.
+pub const PART_SUFFIX: &str = ".part";
+/// Suffix (after `.part`) of the resume record.
+pub const RECORD_SUFFIX: &str = ".p2p";
+/// First bytes of a resume record, with its format version.
+const RECORD_MAGIC: &[u8; 8] = b"p2prec1\n";
+
+// ------------------------------------------------------------------ hashing
+
+/// Hashes `path` into a manifest named `name`, chunk by chunk, on up to `threads` threads
+/// (each takes a contiguous range of chunks and reads it positionally).
+pub fn hash_file(path: &Path, name: &str, chunk_size: u32, threads: usize) -> anyhow::Result<Manifest> {
+    let file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut builder = ManifestBuilder::new(name, chunk_size)?;
+    let chunk_count = p2p_core::manifest::chunk_count_for(size, chunk_size);
+    let threads = threads.clamp(1, 64).min(chunk_count.max(1) as usize) as u64;
+    let per_thread = chunk_count.div_ceil(threads);
+    let ranges: Vec<(u64, u64)> = (0..threads)
+        .map(|t| (t * per_thread, ((t + 1) * per_thread).min(chunk_count)))
+        .filter(|(start, end)| start < end)
+        .collect();
+    let results: Vec<io::Result<Vec<Sha256Digest>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
+            .iter()
+            .map(|&(start, end)| {
+                let file = &file;
+                scope.spawn(move || hash_chunk_range(file, size, chunk_size, start, end))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked"))))
+            .collect()
+    });
+    let mut index = 0u64;
+    for hashes in results {
+        for hash in hashes? {
+            let len = (size - index * u64::from(chunk_size)).min(u64::from(chunk_size));
+            builder.push_chunk_hash(len as u32, hash);
+            index += 1;
+        }
+    }
+    Ok(builder.finish()?)
+}
+
+fn hash_chunk_range(file: &File, size: u64, chunk_size: u32, start: u64, end: u64) -> io::Result<Vec<Sha256Digest>> {
+    let mut buf = vec![0u8; HASH_READ_LEN.min(chunk_size as usize)];
+    let mut hashes = Vec::with_capacity((end - start) as usize);
+    for chunk in start..end {
+        let offset = chunk * u64::from(chunk_size);
+        let len = (size - offset).min(u64::from(chunk_size));
+        hashes.push(hash_range(file, offset, len, &mut buf)?);
+    }
+    Ok(hashes)
+}
+
+/// SHA-256 of `len` bytes at `offset`, read through `buf`.
+fn hash_range(file: &File, offset: u64, len: u64, buf: &mut [u8]) -> io::Result<Sha256Digest> {
+    let mut hasher = Sha256::new();
+    let mut done = 0u64;
+    while done < len {
+        let take = (len - done).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..take], offset + done)?;
+        hasher.update(&buf[..take]);
+        done += take as u64;
+    }
+    Ok(hasher.finalize().into())
+}
+
+/// SHA-256 of a whole file, as lowercase hex.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; HASH_READ_LEN];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(to_hex(&hasher.finalize()))
+}
+
+// ------------------------------------------------------------------ chunk I/O
+
+/// Reads `length` bytes at `offset` of the file.
+pub fn read_at(file: &File, offset: u64, length: u32) -> io::Result<Bytes> {
+    let mut buf = vec![0u8; length as usize];
+    file.read_exact_at(&mut buf, offset)?;
+    Ok(Bytes::from(buf))
+}
+
+/// Hashes `data` and writes it at `offset` only if it matches `expected_hash`.
+pub fn store_verified(file: &File, offset: u64, expected_hash: &Sha256Digest, data: &[u8]) -> StoreOutcome {
+    let hash: Sha256Digest = Sha256::digest(data).into();
+    if hash != *expected_hash {
+        return StoreOutcome::HashMismatch;
+    }
+    match file.write_all_at(data, offset) {
+        Ok(()) => StoreOutcome::Stored,
+        Err(e) => StoreOutcome::Io(e.to_string()),
+    }
+}
+
+// ------------------------------------------------------------------ destinations
+
+/// Where the user wants a download to go.
+#[derive(Clone, Debug)]
+pub enum Destination {
+    /// Into this directory, under the (sanitised) name from the manifest.
+    Dir(PathBuf),
+    /// At exactly this path.
+    File(PathBuf),
+}
+
+impl Destination {
+    /// `-o PATH`: a directory (existing, or written with a trailing slash) receives the
+    /// file under its own name; anything else is the file's path. No `-o`: the current
+    /// directory.
+    pub fn from_output(output: Option<&Path>) -> Destination {
+        match output {
+            None => Destination::Dir(PathBuf::from(".")),
+            Some(path) if path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/') => {
+                Destination::Dir(path.to_path_buf())
+            }
+            Some(path) => Destination::File(path.to_path_buf()),
+        }
+    }
+
+    /// The final path for a file whose manifest is named `name` (untrusted: sanitised).
+    pub fn final_path(&self, name: &str) -> PathBuf {
+        match self {
+            Destination::Dir(dir) => dir.join(p2p_core::filename::sanitize_file_name(name)),
+            Destination::File(path) => path.clone(),
+        }
+    }
+}
+
+/// The paths of one download.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartPaths {
+    pub final_path: PathBuf,
+    pub part: PathBuf,
+    pub record: PathBuf,
+}
+
+impl PartPaths {
+    pub fn for_final(final_path: PathBuf) -> PartPaths {
+        let mut part = final_path.clone().into_os_string();
+        part.push(PART_SUFFIX);
+        let mut record = part.clone();
+        record.push(RECORD_SUFFIX);
+        PartPaths {
+            final_path,
+            part: part.into(),
+            record: record.into(),
+        }
+    }
+}
+
+/// A download ready to receive chunks.
+#[derive(Debug)]
+pub struct Prepared {
+    pub file: File,
+    /// Chunks verified on disk.
+    pub have: ChunkSet,
+    pub paths: PartPaths,
+    /// The manifest's chunk size, to place chunks in the file.
+    pub chunk_size: u32,
+    /// The final file already exists with exactly this content: nothing to rename.
+    pub in_place: bool,
+}
+
+/// Makes room for a download: finds the final path, refuses to replace a different file
+/// there without `force`, resumes from `NAME.part` when its record is for this content (the
+/// chunks it lists are verified again, not trusted), or else creates a preallocated part
+/// file and a fresh record.
+pub fn prepare_download(
+    destination: &Destination,
+    force: bool,
+    content_id: ContentId,
+    manifest: &Manifest,
+) -> Result<Prepared, String> {
+    let final_path = destination.final_path(&manifest.name);
+    let paths = PartPaths::for_final(final_path);
+    let shown = paths.final_path.display().to_string();
+    if let Some(parent) = paths.final_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            return Err(format!("directory {} does not exist", parent.display()));
+        }
+    }
+    let chunk_count = manifest.chunk_count();
+    if let Ok(meta) = fs::metadata(&paths.final_path) {
+        if meta.is_dir() {
+            return Err(format!("{shown} is a directory"));
+        }
+        // Same bytes already there (a second get into the same place): nothing to do.
+        if meta.len() == manifest.size {
+            let file = File::open(&paths.final_path).map_err(|e| format!("cannot open {shown}: {e}"))?;
+            let have = verify_chunks(&file, manifest, 0..chunk_count);
+            if have.is_full() {
+                return Ok(Prepared {
+                    file,
+                    have,
+                    paths,
+                    chunk_size: manifest.chunk_size,
+                    in_place: true,
+                });
+            }
+        }
+        if !force {
+            return Err(format!(
+                "{shown} already exists with other content; use --force to replace it, or -o to choose another path"
+            ));
+        }
+    }
+    let open = |create: bool| {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(&paths.part)
+    };
+    let record = read_record(&paths.record).ok().flatten();
+    let resumable = record
+        .as_ref()
+        .is_some_and(|r| r.content_id == content_id && r.chunks.len() == chunk_count)
+        && fs::metadata(&paths.part).is_ok_and(|m| m.len() == manifest.size);
+    let (file, have) = if resumable {
+        let file = open(false).map_err(|e| format!("cannot open {}: {e}", paths.part.display()))?;
+        // `resumable` checked the record exists.
+        let listed = record.map(|r| r.chunks).unwrap_or_default();
+        let have = verify_chunks(&file, manifest, listed.iter());
+        tracing::info!(
+            part = %paths.part.display(),
+            "resuming: {} of {} chunks listed, {} verified",
+            listed.count(),
+            chunk_count,
+            have.count()
+        );
+        (file, have)
+    } else {
+        let file = open(true).map_err(|e| format!("cannot create {}: {e}", paths.part.display()))?;
+        file.set_len(0)
+            .and_then(|()| file.set_len(manifest.size))
+            .map_err(|e| format!("cannot preallocate {}: {e}", paths.part.display()))?;
+        (file, ChunkSet::new(chunk_count))
+    };
+    write_record(
+        &paths.record,
+        &Record {
+            content_id,
+            chunks: have.clone(),
+        },
+    )
+    .map_err(|e| format!("cannot write {}: {e}", paths.record.display()))?;
+    Ok(Prepared {
+        file,
+        have,
+        paths,
+        chunk_size: manifest.chunk_size,
+        in_place: false,
+    })
+}
+
+/// Which of `candidates` hash to what the manifest says.
+fn verify_chunks(file: &File, manifest: &Manifest, candidates: impl Iterator<Item = u32>) -> ChunkSet {
+    let mut have = ChunkSet::new(manifest.chunk_count());
+    let mut buf = vec![0u8; HASH_READ_LEN.min(manifest.chunk_size as usize)];
+    for chunk_index in candidates {
+        let Some(expected) = manifest.chunk_hashes.get(chunk_index as usize) else {
+            continue;
+        };
+        let offset = manifest.chunk_offset(chunk_index);
+        let len = u64::from(manifest.chunk_len(chunk_index));
+        if hash_range(file, offset, len, &mut buf).is_ok_and(|h| h == *expected) {
+            have.insert(chunk_index);
+        }
+    }
+    have
+}
+
+/// Makes a finished download durable and gives it its final name: sync the part file,
+/// rename it (refusing to replace a file that appeared meanwhile, unless `force`), sync
+/// the directory, remove the record.
+pub fn finalize(file: &File, paths: &PartPaths, force: bool) -> Result<(), String> {
+    file.sync_all()
+        .map_err(|e| format!("cannot sync {}: {e}", paths.part.display()))?;
+    if paths.final_path.exists() && !force {
+        return Err(format!(
+            "{} appeared while downloading; the download is kept in {}",
+            paths.final_path.display(),
+            paths.part.display()
+        ));
+    }
+    fs::rename(&paths.part, &paths.final_path).map_err(|e| {
+        format!(
+            "cannot rename {} to {}: {e}",
+            paths.part.display(),
+            paths.final_path.display()
+        )
+    })?;
+    if let Some(dir) = paths.final_path.parent() {
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        // Best effort: some file systems refuse to sync a directory.
+        if let Ok(dir) = File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+    let _ = fs::remove_file(&paths.record);
+    Ok(())
+}
+
+// ------------------------------------------------------------------ resume record
+
+/// What a download has verified so far: `NAME.part.p2p`, beside the part file.
+/// Format: magic, content id (32 bytes), chunk count (u32, big-endian), bitfield.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub content_id: ContentId,
+    pub chunks: ChunkSet,
+}
+
+/// Writes the record atomically: a temporary file beside it, then a rename.
+pub fn write_record(path: &Path, record: &Record) -> io::Result<()> {
+    let mut bytes = Vec::with_capacity(RECORD_MAGIC.len() + 36 + record.chunks.as_bitfield().len());
+    bytes.extend_from_slice(RECORD_MAGIC);
+    bytes.extend_from_slice(&record.content_id.0);
+    bytes.extend_from_slice(&record.chunks.len().to_be_bytes());
+    bytes.extend_from_slice(record.chunks.as_bitfield());
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut file = File::create(&tmp)?;
+        file.write_all(&bytes)?;
+    }
+    fs::rename(&tmp, path)
+}
+
+/// Reads a record. `Ok(None)` when there is none or it is not a record this version wrote.
+pub fn read_record(path: &Path) -> io::Result<Option<Record>> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some(rest) = bytes.strip_prefix(RECORD_MAGIC.as_slice()) else {
+        return Ok(None);
+    };
+    if rest.len() < 36 {
+        return Ok(None);
+    }
+    let (id, rest) = rest.split_at(32);
+    let (count, bitfield) = rest.split_at(4);
+    // Both splits are of exactly the lengths checked above.
+    let content_id = ContentId(id.try_into().unwrap());
+    let count = u32::from_be_bytes(count.try_into().unwrap());
+    Ok(ChunkSet::from_bitfield(count, bitfield).map(|chunks| Record { content_id, chunks }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_of(data: &[u8], name: &str) -> Manifest {
+        let mut builder = ManifestBuilder::new(name, p2p_core::manifest::CHUNK_SIZE_MIN).unwrap();
+        builder.update(data);
+        builder.finish().unwrap()
+    }
+
+    fn sample(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn record_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.part.p2p");
+        let mut chunks = ChunkSet::new(21);
+        chunks.insert(0);
+        chunks.insert(20);
+        let record = Record {
+            content_id: ContentId([7; 32]),
+            chunks,
+        };
+        write_record(&path, &record).unwrap();
+        assert_eq!(read_record(&path).unwrap(), Some(record));
+        assert_eq!(read_record(&dir.path().join("missing")).unwrap(), None);
+        fs::write(&path, b"not a record").unwrap();
+        assert_eq!(read_record(&path).unwrap(), None);
+    }
+
+    #[test]
+    fn hash_file_matches_builder_on_many_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = sample(5 * 16 * 1024 + 123);
+        let path = dir.path().join("data");
+        fs::write(&path, &data).unwrap();
+        let expected = manifest_of(&data, "data");
+        for threads in [1, 2, 3, 8] {
+            let manifest = hash_file(&path, "data", p2p_core::manifest::CHUNK_SIZE_MIN, threads).unwrap();
+            assert_eq!(manifest, expected, "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn refuses_to_overwrite_a_different_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = sample(40_000);
+        let manifest = manifest_of(&data, "f");
+        let content_id = manifest.content_id();
+        let destination = Destination::Dir(dir.path().to_path_buf());
+        fs::write(dir.path().join("f"), b"something else").unwrap();
+        let err = prepare_download(&destination, false, content_id, &manifest).unwrap_err();
+        assert!(err.contains("--force"), "{err}");
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"something else");
+        assert!(prepare_download(&destination, true, content_id, &manifest).is_ok());
+        // The same content already in place is accepted as done, without --force.
+        fs::write(dir.path().join("f"), &data).unwrap();
+        let prepared = prepare_download(&destination, false, content_id, &manifest).unwrap();
+        assert!(prepared.in_place && prepared.have.is_full());
+    }
+
+    #[test]
+    fn resume_verifies_listed_chunks_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = sample(3 * 16 * 1024);
+        let manifest = manifest_of(&data, "f");
+        let content_id = manifest.content_id();
+        let destination = Destination::Dir(dir.path().to_path_buf());
+        let prepared = prepare_download(&destination, false, content_id, &manifest).unwrap();
+        assert!(prepared.have.is_empty());
+        assert_eq!(prepared.file.metadata().unwrap().len(), data.len() as u64);
+        // Chunk 0 written and recorded; chunk 1 recorded but corrupt; chunk 2 written but
+        // not recorded (it is fetched again, not trusted).
+        for chunk in [0u32, 2] {
+            let range = manifest.chunk_offset(chunk) as usize..(manifest.chunk_offset(chunk + 1) as usize);
+            let outcome = store_verified(&prepared.file, range.start as u64, &manifest.chunk_hashes[chunk as usize], &data[range]);
+            assert_eq!(outcome, StoreOutcome::Stored);
+        }
+        let mut listed = ChunkSet::new(3);
+        listed.insert(0);
+        listed.insert(1);
+        write_record(&prepared.paths.record, &Record { content_id, chunks: listed }).unwrap();
+        drop(prepared);
+        let resumed = prepare_download(&destination, false, content_id, &manifest).unwrap();
+        assert_eq!(resumed.have.iter().collect::<Vec<_>>(), vec![0]);
+        assert_eq!(
+            store_verified(&resumed.file, 0, &manifest.chunk_hashes[1], &data[..100]),
+            StoreOutcome::HashMismatch
+        );
+        finalize(&resumed.file, &resumed.paths, false).unwrap();
+        assert!(dir.path().join("f").exists());
+        assert!(!resumed.paths.part.exists() && !resumed.paths.record.exists());
+    }
+}

@@ -1,0 +1,113 @@
+//! The tracker task: owns one `p2p_core::tracker::Tracker`, accepts connections for it,
+//! feeds it their messages and its timer, and carries out its sends and closes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use async_net::TcpStream;
+use p2p_core::ConnId;
+use p2p_core::tracker::{Tracker, TrackerAction, TrackerConfig};
+use smol::channel::Sender;
+use smol::{Task, future};
+
+use crate::net::{self, ConnEvent, ConnHandle, NetEvent};
+
+enum Event {
+    Net(NetEvent),
+    Accepted(TcpStream),
+    Stop,
+}
+
+impl From<NetEvent> for Event {
+    fn from(event: NetEvent) -> Event {
+        Event::Net(event)
+    }
+}
+
+/// A running tracker.
+pub struct TrackerHandle {
+    /// The address it listens on (the actual port when 0 was asked for).
+    pub addr: SocketAddr,
+    events: Sender<Event>,
+    task: Task<()>,
+}
+
+impl TrackerHandle {
+    /// Stops the tracker; its connections are closed.
+    pub async fn stop(self) {
+        let _ = self.events.send(Event::Stop).await;
+        self.task.await;
+    }
+}
+
+/// Binds `listen` and starts a tracker there.
+pub async fn start(listen: SocketAddr) -> anyhow::Result<TrackerHandle> {
+    let (events, events_rx) = smol::channel::bounded(net::EVENT_QUEUE_MAX);
+    let addr = net::listen(listen, events.clone(), Event::Accepted).await?;
+    let config = TrackerConfig {
+        rng_seed: net::random_u64(),
+        tracker_id: net::random_u64(),
+        ..TrackerConfig::default()
+    };
+    let mut tracker = Tracker::new(config);
+    let sender = events.clone();
+    let task = smol::spawn(async move {
+        let mut conns: HashMap<ConnId, ConnHandle> = HashMap::new();
+        loop {
+            let deadline = tracker.poll_timeout();
+            let next = future::or(async { events_rx.recv().await.ok() }, async {
+                net::timer_for(deadline).await;
+                None
+            })
+            .await;
+            let now = net::now();
+            match next {
+                Some(Event::Stop) => break,
+                Some(Event::Accepted(stream)) => {
+                    let conn = tracker.accept(now);
+                    conns.insert(conn, net::attach(conn, stream, sender.clone(), None));
+                }
+                Some(Event::Net(NetEvent { conn, event })) => {
+                    if conns.contains_key(&conn) {
+                        match event {
+                            ConnEvent::Message(message) => tracker.handle_message(now, conn, message),
+                            ConnEvent::Closed => {
+                                conns.remove(&conn);
+                                tracker.handle_closed(now, conn);
+                            }
+                            ConnEvent::Connected | ConnEvent::Sent => {}
+                        }
+                    }
+                }
+                None => {}
+            }
+            if tracker.poll_timeout().is_some_and(|at| at <= now) {
+                tracker.handle_timeout(now);
+            }
+            while let Some(action) = tracker.poll_action() {
+                match action {
+                    TrackerAction::Send { conn, message } => {
+                        let failed = conns.get(&conn).map(|h| h.send(message)).transpose().err();
+                        if let Some(why) = failed {
+                            tracing::warn!(%conn, "closing: {why}");
+                            if let Some(handle) = conns.remove(&conn) {
+                                drop(handle.close());
+                            }
+                            tracker.handle_closed(now, conn);
+                        }
+                    }
+                    TrackerAction::Close { conn } => {
+                        if let Some(handle) = conns.remove(&conn) {
+                            drop(handle.close());
+                        }
+                    }
+                }
+            }
+        }
+        for (_, handle) in conns.drain() {
+            drop(handle.close());
+        }
+    });
+    tracing::info!(%addr, "tracker listening");
+    Ok(TrackerHandle { addr, events, task })
+}

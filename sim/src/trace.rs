@@ -1,0 +1,74 @@
+//! The trace digest: a hash of every event the run processed and every action the machines
+//! asked for, in order. Two runs of one seed must give the same digest; a test checks it.
+
+use std::hash::Hasher;
+
+use bytes::Bytes;
+use p2p_core::wire::Message;
+
+/// 64-bit FNV-1a: tiny, fast, and stable across platforms and builds (unlike `DefaultHasher`).
+#[derive(Clone, Copy, Debug)]
+pub struct Digest(u64);
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+impl Default for Digest {
+    fn default() -> Self {
+        Digest(FNV_OFFSET)
+    }
+}
+
+impl Hasher for Digest {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(FNV_PRIME);
+        }
+    }
+}
+
+impl Digest {
+    pub fn mix(&mut self, values: &[u64]) {
+        for &v in values {
+            self.write_u64(v);
+        }
+    }
+}
+
+/// A short description of a message for traces: never the bulk bytes.
+pub fn describe(message: &Message) -> String {
+    match message {
+        Message::Piece {
+            chunk_index,
+            offset,
+            data,
+            ..
+        } => format!("Piece(chunk {chunk_index} +{offset} len {})", data.len()),
+        Message::DeliverRange { range_index, data, .. } => {
+            format!("DeliverRange(range {range_index} len {})", data.len())
+        }
+        Message::Announce { chunks, .. } => format!("Announce({chunks:?})"),
+        Message::ManifestReply { manifest } => format!("ManifestReply({} chunks)", manifest.chunk_count()),
+        Message::Located { peers, .. } => format!("Located({} peers)", peers.len()),
+        other => {
+            let mut text = format!("{other:?}");
+            text.truncate(160);
+            text
+        }
+    }
+}
+
+/// The message's wire kind byte and its exact encoded size, from the real encoding. A bulk
+/// message's data is not copied: only its header is encoded.
+pub fn wire_facts(message: &Message) -> (u8, u64) {
+    if let Some((header, data)) = message.split_bulk() {
+        return (header[4], (header.len() + data.len()) as u64);
+    }
+    let frame: Bytes = message.to_frame();
+    (frame[4], frame.len() as u64)
+}
