@@ -1,1 +1,969 @@
-//! (in progress)
+//! The tracker state machine: which peers are live, in which swarm, holding which chunks of
+//! which content.
+//!
+//! Sans-IO like quinn-proto: the driver accepts a connection and gets a [`ConnId`] from
+//! [`Tracker::accept`], feeds decoded messages with [`Tracker::handle_message`], reports a
+//! closed connection with [`Tracker::handle_closed`], wakes the machine at
+//! [`Tracker::poll_timeout`] with [`Tracker::handle_timeout`], and after every input drains
+//! [`Tracker::poll_action`] until it returns `None`.
+//!
+//! All state is soft: it is exactly what the live sessions announced. A tracker that restarts
+//! empty is whole again once the peers reconnect and re-announce.
+//!
+//! Rules worth knowing on the other side of the wire:
+//! - `Error` followed by `Close` is fatal; an `Error` alone (code
+//!   [`error_code::LIMIT_EXCEEDED`]) refuses one request and the session goes on.
+//! - A `Have` or `Withdraw` for content the peer has not announced on this session is
+//!   ignored: a peer must `Announce` (again, after every reconnect) before its `Have`s count.
+//! - An `Announce` with an empty chunk set withdraws the content.
+//! - A session with an empty `listen_addr` (a CLI client) may announce, but it can serve
+//!   nobody, so it is never a *source*: it is left out of `Located`, `PeerList` and the
+//!   `FileEntry` counts, and does not make a file complete.
+//! - `ListFiles` lists only files the live sources can supply whole; `Locate` and
+//!   `GetManifest` still answer for a delisted file as long as some live peer holds a chunk.
+//! - `Locate` for unknown content answers `Located` with no peers (not `NotFound`).
+//! - After the machine emits `Close` it has forgotten the connection: a later
+//!   `handle_closed` or `handle_message` for it is ignored.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::chunkset::ChunkSet;
+use crate::ids::{ConnId, ContentId, PeerId};
+use crate::manifest::Manifest;
+use crate::time::Instant;
+use crate::wire::{
+    FRAME_LEN_MAX, FileEntry, LIST_LEN_MAX, Message, PEERS_LEN_MAX, PROTOCOL_VERSION, PeerChunks,
+    PeerEntry, STRING_LEN_MAX, error_code,
+};
+
+/// Default for [`TrackerConfig::peer_timeout`]: peers heartbeat well inside it.
+pub const PEER_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+/// Default for [`TrackerConfig::locate_peers_max`]: enough peers to saturate a download,
+/// few enough that a `Located` stays small.
+pub const LOCATE_PEERS_MAX_DEFAULT: usize = 64;
+/// Default for [`TrackerConfig::contents_per_peer_max`].
+pub const CONTENTS_PER_PEER_MAX_DEFAULT: usize = 4096;
+/// Default for [`TrackerConfig::manifest_bytes_max`]: 256 MiB of manifests and per-chunk
+/// availability counters, across all swarms.
+pub const MANIFEST_BYTES_MAX_DEFAULT: usize = 256 * 1024 * 1024;
+
+/// Tuning and identity of a tracker.
+#[derive(Clone, Debug)]
+pub struct TrackerConfig {
+    /// A connection that sends nothing (not even a `Heartbeat`) for this long is dropped,
+    /// with every chunk its peer held. Also bounds how long a connection may wait before
+    /// its `Hello`.
+    pub peer_timeout: Duration,
+    /// Most peers in one `Located`; clamped to the wire's `PEERS_LEN_MAX`.
+    pub locate_peers_max: usize,
+    /// Most contents one session may hold at once; a further `Announce` is refused
+    /// (non-fatally), so one peer cannot make the tracker track unbounded state.
+    pub contents_per_peer_max: usize,
+    /// Budget, in bytes, for the manifests (and their availability counters) the tracker
+    /// keeps: an `Announce` of new content past it is refused (non-fatally).
+    pub manifest_bytes_max: usize,
+    /// Seed of the RNG that samples peers for `Located`.
+    pub rng_seed: u64,
+    /// The tracker's own id, sent in `Welcome`.
+    pub tracker_id: PeerId,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            peer_timeout: PEER_TIMEOUT_DEFAULT,
+            locate_peers_max: LOCATE_PEERS_MAX_DEFAULT,
+            contents_per_peer_max: CONTENTS_PER_PEER_MAX_DEFAULT,
+            manifest_bytes_max: MANIFEST_BYTES_MAX_DEFAULT,
+            rng_seed: 0,
+            tracker_id: PeerId(0),
+        }
+    }
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrackerAction {
+    Send {
+        conn: ConnId,
+        message: Message,
+    },
+    /// Close the connection (after sending what was queued before it). The machine has
+    /// already forgotten it.
+    Close {
+        conn: ConnId,
+    },
+}
+
+/// One accepted connection.
+struct Conn {
+    /// The session, once `Hello` was accepted.
+    peer: Option<PeerId>,
+    /// When the connection is dropped unless something arrives first.
+    deadline: Instant,
+}
+
+/// One live peer.
+struct Session {
+    conn: ConnId,
+    swarm: String,
+    listen_addr: String,
+    uploaded_bytes: u64,
+    downloaded_bytes: u64,
+    last_seen: Instant,
+    /// Contents of which the peer holds at least one chunk (or the whole of an empty file).
+    holdings: BTreeMap<ContentId, ChunkSet>,
+}
+
+impl Session {
+    /// Whether other peers can download from this one.
+    fn is_source(&self) -> bool {
+        !self.listen_addr.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct Swarm {
+    peers: BTreeSet<PeerId>,
+    files: BTreeMap<ContentId, FileRecord>,
+}
+
+impl Swarm {
+    fn is_empty(&self) -> bool {
+        self.peers.is_empty() && self.files.is_empty()
+    }
+}
+
+/// A content some live peer of a swarm holds, with counters kept up to date on every change
+/// so `ListFiles` never has to union chunk sets.
+struct FileRecord {
+    /// From the first announcer while the record lives: a later peer cannot rename a file
+    /// others publish, and the listing does not flicker when peers re-announce.
+    manifest: Manifest,
+    /// Every session holding a chunk, sources or not.
+    holders: BTreeSet<PeerId>,
+    /// Per chunk, how many sources hold it.
+    availability: Vec<u32>,
+    /// Chunks no source holds.
+    uncovered: u32,
+    /// Sources holding at least one chunk.
+    sources: u32,
+    /// Sources holding every chunk.
+    full_sources: u32,
+}
+
+impl FileRecord {
+    fn new(manifest: Manifest) -> FileRecord {
+        let chunk_count = manifest.chunk_count();
+        FileRecord {
+            manifest,
+            holders: BTreeSet::new(),
+            availability: vec![0; chunk_count as usize],
+            uncovered: chunk_count,
+            sources: 0,
+            full_sources: 0,
+        }
+    }
+
+    /// Bytes charged against `manifest_bytes_max`: the hashes, the name and the counters.
+    fn cost(manifest: &Manifest) -> usize {
+        manifest.chunk_hashes.len() * (32 + size_of::<u32>()) + manifest.name.len()
+    }
+
+    fn add_chunk(&mut self, index: u32) {
+        if let Some(count) = self.availability.get_mut(index as usize) {
+            if *count == 0 {
+                self.uncovered -= 1;
+            }
+            *count += 1;
+        }
+    }
+
+    fn remove_chunk(&mut self, index: u32) {
+        if let Some(count) = self.availability.get_mut(index as usize)
+            && *count > 0
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.uncovered += 1;
+            }
+        }
+    }
+
+    fn add_source(&mut self, chunks: &ChunkSet) {
+        for index in chunks.iter() {
+            self.add_chunk(index);
+        }
+        self.sources += 1;
+        if chunks.is_full() {
+            self.full_sources += 1;
+        }
+    }
+
+    fn remove_source(&mut self, chunks: &ChunkSet) {
+        for index in chunks.iter() {
+            self.remove_chunk(index);
+        }
+        self.sources = self.sources.saturating_sub(1);
+        if chunks.is_full() {
+            self.full_sources = self.full_sources.saturating_sub(1);
+        }
+    }
+
+    /// The live sources together hold every chunk (an empty file needs one source).
+    fn is_complete(&self) -> bool {
+        self.uncovered == 0 && self.sources > 0
+    }
+
+    fn entry(&self, content_id: ContentId) -> FileEntry {
+        FileEntry {
+            content_id,
+            name: self.manifest.name.clone(),
+            size: self.manifest.size,
+            chunk_size: self.manifest.chunk_size,
+            chunk_count: self.manifest.chunk_count(),
+            full_sources: self.full_sources,
+            peers: self.sources,
+            complete: self.is_complete(),
+        }
+    }
+}
+
+/// Whether a chunk set counts as holding the content: at least one chunk, or the whole of
+/// an empty (zero-chunk) file.
+fn holds_any(chunks: &ChunkSet) -> bool {
+    chunks.count() > 0 || chunks.len() == 0
+}
+
+/// Encoded bytes of a string field (`put_str` truncates at `STRING_LEN_MAX`).
+fn str_len(s: &str) -> usize {
+    2 + s.len().min(STRING_LEN_MAX)
+}
+
+/// Frame bytes (kind and payload) of a list reply before its entries.
+const FILE_LIST_HEADER_LEN: usize = 1 + 4;
+const LOCATED_HEADER_LEN: usize = 1 + 32 + 4;
+const PEER_LIST_HEADER_LEN: usize = 1 + 4;
+
+fn file_entry_len(entry: &FileEntry) -> usize {
+    32 + str_len(&entry.name) + 8 + 4 + 4 + 4 + 4 + 1
+}
+
+fn peer_chunks_len(entry: &PeerChunks) -> usize {
+    8 + str_len(&entry.listen_addr) + 4 + entry.chunks.as_bitfield().len()
+}
+
+fn peer_entry_len(entry: &PeerEntry) -> usize {
+    8 + str_len(&entry.listen_addr) + 4 + 8 * 4
+}
+
+/// Keeps the longest prefix of `items` that has at most `count_max` entries and encodes
+/// within `FRAME_LEN_MAX`, so a reply is never a frame the receiver must reject.
+fn truncate_to_frame<T>(
+    items: &mut Vec<T>,
+    count_max: usize,
+    header_len: usize,
+    entry_len: impl Fn(&T) -> usize,
+) {
+    let mut total = header_len;
+    let mut keep = 0;
+    for item in items.iter().take(count_max) {
+        total += entry_len(item);
+        if total > FRAME_LEN_MAX as usize {
+            break;
+        }
+        keep += 1;
+    }
+    items.truncate(keep);
+}
+
+/// Fisher–Yates with the tracker's seeded RNG (deterministic for the simulator).
+fn shuffle<T>(rng: &mut ChaCha8Rng, items: &mut [T]) {
+    for i in (1..items.len()).rev() {
+        let j = rng.random_range(0..=i);
+        items.swap(i, j);
+    }
+}
+
+/// The name of a message's kind, for error messages.
+fn kind_name(message: &Message) -> &'static str {
+    use Message::*;
+    match message {
+        Hello { .. } => "Hello",
+        Welcome { .. } => "Welcome",
+        Error { .. } => "Error",
+        Goodbye => "Goodbye",
+        Heartbeat { .. } => "Heartbeat",
+        Announce { .. } => "Announce",
+        Have { .. } => "Have",
+        Withdraw { .. } => "Withdraw",
+        ListFiles => "ListFiles",
+        Locate { .. } => "Locate",
+        ListPeers => "ListPeers",
+        GetManifest { .. } => "GetManifest",
+        FileList { .. } => "FileList",
+        Located { .. } => "Located",
+        PeerList { .. } => "PeerList",
+        ManifestReply { .. } => "ManifestReply",
+        NotFound { .. } => "NotFound",
+        Interested { .. } => "Interested",
+        Bitfield { .. } => "Bitfield",
+        Request { .. } => "Request",
+        Piece { .. } => "Piece",
+        Reject { .. } => "Reject",
+        Cancel { .. } => "Cancel",
+        Ping { .. } => "Ping",
+        Pong { .. } => "Pong",
+        PeerExchange { .. } => "PeerExchange",
+        OfferJob { .. } => "OfferJob",
+        TakeWork { .. } => "TakeWork",
+        AssignRange { .. } => "AssignRange",
+        DeliverRange { .. } => "DeliverRange",
+        RangeFailed { .. } => "RangeFailed",
+        NoWork { .. } => "NoWork",
+        EndJob { .. } => "EndJob",
+    }
+}
+
+/// The tracker state machine.
+pub struct Tracker {
+    config: TrackerConfig,
+    rng: ChaCha8Rng,
+    next_conn: u64,
+    conns: BTreeMap<ConnId, Conn>,
+    /// Every connection's deadline, earliest first.
+    deadlines: BTreeSet<(Instant, ConnId)>,
+    sessions: BTreeMap<PeerId, Session>,
+    swarms: BTreeMap<String, Swarm>,
+    /// Sum of `FileRecord::cost` over all records.
+    manifest_bytes: usize,
+    actions: VecDeque<TrackerAction>,
+}
+
+impl Tracker {
+    pub fn new(config: TrackerConfig) -> Tracker {
+        Tracker {
+            rng: ChaCha8Rng::seed_from_u64(config.rng_seed),
+            config,
+            next_conn: 0,
+            conns: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            sessions: BTreeMap::new(),
+            swarms: BTreeMap::new(),
+            manifest_bytes: 0,
+            actions: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> &TrackerConfig {
+        &self.config
+    }
+
+    /// A connection was accepted; the machine hands out its id. It must say `Hello` within
+    /// `peer_timeout`.
+    pub fn accept(&mut self, now: Instant) -> ConnId {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let deadline = now + self.config.peer_timeout;
+        self.conns.insert(
+            conn,
+            Conn {
+                peer: None,
+                deadline,
+            },
+        );
+        self.deadlines.insert((deadline, conn));
+        conn
+    }
+
+    /// A decoded message arrived on `conn`.
+    pub fn handle_message(&mut self, now: Instant, conn: ConnId, message: Message) {
+        let Some(state) = self.conns.get(&conn) else {
+            return; // Already closed by us: late frames are dropped.
+        };
+        let peer = state.peer;
+        self.touch(now, conn, peer);
+        match (peer, message) {
+            (
+                None,
+                Message::Hello {
+                    version,
+                    peer_id,
+                    listen_addr,
+                    swarm,
+                },
+            ) => self.on_hello(now, conn, version, peer_id, listen_addr, swarm),
+            (None, Message::Goodbye) => self.close(conn),
+            (None, other) => self.fail(
+                conn,
+                error_code::HELLO_REQUIRED,
+                format!("expected Hello first, got {}", kind_name(&other)),
+            ),
+            (Some(peer), message) => self.on_session_message(now, conn, peer, message),
+        }
+    }
+
+    /// The connection closed (either side, or a decode error the driver saw). Its session,
+    /// if any, is dropped with every chunk it held.
+    pub fn handle_closed(&mut self, _now: Instant, conn: ConnId) {
+        self.forget_conn(conn);
+    }
+
+    /// Drops every connection whose deadline has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(deadline, conn)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.fail(
+                conn,
+                error_code::TIMED_OUT,
+                format!(
+                    "nothing heard for {} ms",
+                    self.config.peer_timeout.as_millis()
+                ),
+            );
+        }
+    }
+
+    /// The earliest connection deadline.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadlines.first().map(|&(deadline, _)| deadline)
+    }
+
+    /// The next thing the driver must do. Drain after every input.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<TrackerAction> {
+        self.actions.pop_front()
+    }
+
+    // ---- inspection ----
+
+    /// The files of `swarm` that `ListFiles` lists (the live sources can supply them
+    /// whole), by content id. Not truncated to a frame.
+    pub fn files(&self, swarm: &str) -> Vec<FileEntry> {
+        self.swarms.get(swarm).map_or_else(Vec::new, |s| {
+            s.files
+                .iter()
+                .filter(|(_, record)| record.is_complete())
+                .map(|(&content_id, record)| record.entry(content_id))
+                .collect()
+        })
+    }
+
+    /// Every content of `swarm` some live peer holds a chunk of, delisted ones included.
+    pub fn known_files(&self, swarm: &str) -> Vec<FileEntry> {
+        self.swarms.get(swarm).map_or_else(Vec::new, |s| {
+            s.files
+                .iter()
+                .map(|(&content_id, record)| record.entry(content_id))
+                .collect()
+        })
+    }
+
+    /// The peers of `swarm` that `ListPeers` lists (those with a listen address), by peer id.
+    /// Not truncated to a frame.
+    pub fn peers(&self, now: Instant, swarm: &str) -> Vec<PeerEntry> {
+        let Some(s) = self.swarms.get(swarm) else {
+            return Vec::new();
+        };
+        s.peers
+            .iter()
+            .filter_map(|peer_id| {
+                let session = self.sessions.get(peer_id)?;
+                session.is_source().then(|| PeerEntry {
+                    peer_id: *peer_id,
+                    listen_addr: session.listen_addr.clone(),
+                    files: u32::try_from(session.holdings.len()).unwrap_or(u32::MAX),
+                    chunks_held: session
+                        .holdings
+                        .values()
+                        .map(|c| u64::from(c.count()))
+                        .sum(),
+                    uploaded_bytes: session.uploaded_bytes,
+                    downloaded_bytes: session.downloaded_bytes,
+                    last_seen_ms_ago: u64::try_from(
+                        now.saturating_since(session.last_seen).as_millis(),
+                    )
+                    .unwrap_or(u64::MAX),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether `peer_id` has a live session.
+    pub fn is_peer_known(&self, peer_id: PeerId) -> bool {
+        self.sessions.contains_key(&peer_id)
+    }
+
+    /// Live sessions, CLI clients included.
+    pub fn peer_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Open connections, before or after `Hello`.
+    pub fn conn_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Every live peer (any swarm, sources or not) holding a chunk of `content_id`, with
+    /// what it holds, by peer id.
+    pub fn holders(&self, content_id: ContentId) -> Vec<(PeerId, ChunkSet)> {
+        self.sessions
+            .iter()
+            .filter_map(|(&peer_id, session)| {
+                session
+                    .holdings
+                    .get(&content_id)
+                    .map(|chunks| (peer_id, chunks.clone()))
+            })
+            .collect()
+    }
+
+    /// The manifest of `content_id` as known in `swarm`.
+    pub fn manifest(&self, swarm: &str, content_id: ContentId) -> Option<&Manifest> {
+        Some(&self.swarms.get(swarm)?.files.get(&content_id)?.manifest)
+    }
+
+    // ---- inputs ----
+
+    fn on_hello(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        version: u16,
+        peer_id: PeerId,
+        listen_addr: String,
+        swarm: String,
+    ) {
+        if version != PROTOCOL_VERSION {
+            self.fail(
+                conn,
+                error_code::VERSION_MISMATCH,
+                format!(
+                    "protocol version {version} is not supported: this tracker speaks version {PROTOCOL_VERSION}"
+                ),
+            );
+            return;
+        }
+        if let Some(old) = self.sessions.get(&peer_id) {
+            // The peer reconnected before we noticed its old connection die (or another
+            // process claims its id): the newest connection wins.
+            let old_conn = old.conn;
+            self.fail(
+                old_conn,
+                error_code::SESSION_REPLACED,
+                format!("peer {peer_id} said Hello on another connection"),
+            );
+        }
+        if let Some(state) = self.conns.get_mut(&conn) {
+            state.peer = Some(peer_id);
+        }
+        self.swarms
+            .entry(swarm.clone())
+            .or_default()
+            .peers
+            .insert(peer_id);
+        self.sessions.insert(
+            peer_id,
+            Session {
+                conn,
+                swarm,
+                listen_addr,
+                uploaded_bytes: 0,
+                downloaded_bytes: 0,
+                last_seen: now,
+                holdings: BTreeMap::new(),
+            },
+        );
+        self.send(
+            conn,
+            Message::Welcome {
+                version: PROTOCOL_VERSION,
+                peer_id: self.config.tracker_id,
+            },
+        );
+    }
+
+    fn on_session_message(&mut self, now: Instant, conn: ConnId, peer: PeerId, message: Message) {
+        match message {
+            Message::Heartbeat {
+                uploaded_bytes,
+                downloaded_bytes,
+            } => {
+                if let Some(session) = self.sessions.get_mut(&peer) {
+                    session.uploaded_bytes = uploaded_bytes;
+                    session.downloaded_bytes = downloaded_bytes;
+                }
+            }
+            Message::Goodbye => self.close(conn),
+            // The peer reports a problem; if it closes, `handle_closed` follows.
+            Message::Error { .. } => {}
+            Message::Announce { manifest, chunks } => {
+                self.on_announce(conn, peer, manifest, chunks)
+            }
+            Message::Have {
+                content_id,
+                chunk_indices,
+            } => self.on_have(peer, content_id, &chunk_indices),
+            Message::Withdraw { content_id } => self.on_withdraw(peer, content_id),
+            Message::ListFiles => {
+                let mut files = self
+                    .session_swarm(peer)
+                    .map_or_else(Vec::new, |s| self.files(s));
+                truncate_to_frame(
+                    &mut files,
+                    LIST_LEN_MAX,
+                    FILE_LIST_HEADER_LEN,
+                    file_entry_len,
+                );
+                self.send(conn, Message::FileList { files });
+            }
+            Message::ListPeers => {
+                let mut peers = self
+                    .session_swarm(peer)
+                    .map_or_else(Vec::new, |s| self.peers(now, s));
+                truncate_to_frame(
+                    &mut peers,
+                    LIST_LEN_MAX,
+                    PEER_LIST_HEADER_LEN,
+                    peer_entry_len,
+                );
+                self.send(conn, Message::PeerList { peers });
+            }
+            Message::Locate { content_id } => {
+                let peers = self.locate(peer, content_id);
+                self.send(conn, Message::Located { content_id, peers });
+            }
+            Message::GetManifest { content_id } => {
+                let reply = match self
+                    .session_swarm(peer)
+                    .and_then(|s| self.manifest(s, content_id))
+                {
+                    Some(manifest) => Message::ManifestReply {
+                        manifest: manifest.clone(),
+                    },
+                    None => Message::NotFound { content_id },
+                };
+                self.send(conn, reply);
+            }
+            Message::Hello { .. } => self.fail(
+                conn,
+                error_code::UNEXPECTED_MESSAGE,
+                "second Hello on one connection".to_owned(),
+            ),
+            other => self.fail(
+                conn,
+                error_code::UNEXPECTED_MESSAGE,
+                format!("the tracker does not accept {}", kind_name(&other)),
+            ),
+        }
+    }
+
+    fn on_announce(&mut self, conn: ConnId, peer: PeerId, manifest: Manifest, chunks: ChunkSet) {
+        // The decoder validated both, but the simulator hands messages over undecoded.
+        if let Err(e) = manifest.validate() {
+            self.fail(
+                conn,
+                error_code::BAD_MESSAGE,
+                format!("invalid manifest: {e}"),
+            );
+            return;
+        }
+        if chunks.len() != manifest.chunk_count() {
+            self.fail(
+                conn,
+                error_code::BAD_MESSAGE,
+                format!(
+                    "chunk set covers {} chunks but the manifest has {}",
+                    chunks.len(),
+                    manifest.chunk_count()
+                ),
+            );
+            return;
+        }
+        let content_id = manifest.content_id();
+        let Some(session) = self.sessions.get_mut(&peer) else {
+            return;
+        };
+        let Some(swarm) = self.swarms.get_mut(&session.swarm) else {
+            return;
+        };
+        let holds = holds_any(&chunks);
+        let already_held = session.holdings.contains_key(&content_id);
+        let known = swarm.files.contains_key(&content_id);
+        let refusal = if holds
+            && !already_held
+            && session.holdings.len() >= self.config.contents_per_peer_max
+        {
+            Some(format!(
+                "a peer may hold at most {} contents at once",
+                self.config.contents_per_peer_max
+            ))
+        } else if holds
+            && !known
+            && self.manifest_bytes + FileRecord::cost(&manifest) > self.config.manifest_bytes_max
+        {
+            Some("the tracker's manifest budget is spent".to_owned())
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            self.send(
+                conn,
+                Message::Error {
+                    code: error_code::LIMIT_EXCEEDED,
+                    message: format!("announce of {content_id} refused: {reason}"),
+                },
+            );
+            return;
+        }
+        let is_source = session.is_source();
+        // An Announce states everything the peer holds of the content: replace the old set.
+        if let Some(old) = session.holdings.remove(&content_id)
+            && let Some(record) = swarm.files.get_mut(&content_id)
+        {
+            if is_source {
+                record.remove_source(&old);
+            }
+            record.holders.remove(&peer);
+        }
+        if holds {
+            let record = swarm.files.entry(content_id).or_insert_with(|| {
+                self.manifest_bytes += FileRecord::cost(&manifest);
+                FileRecord::new(manifest)
+            });
+            record.holders.insert(peer);
+            if is_source {
+                record.add_source(&chunks);
+            }
+            session.holdings.insert(content_id, chunks);
+        } else {
+            Self::release_if_unheld(swarm, content_id, &mut self.manifest_bytes);
+        }
+    }
+
+    fn on_have(&mut self, peer: PeerId, content_id: ContentId, chunk_indices: &[u32]) {
+        let Some(session) = self.sessions.get_mut(&peer) else {
+            return;
+        };
+        let is_source = session.is_source();
+        // Unknown content: the peer has not announced it on this session; ignored (see the
+        // module docs).
+        let Some(chunks) = session.holdings.get_mut(&content_id) else {
+            return;
+        };
+        let Some(record) = self
+            .swarms
+            .get_mut(&session.swarm)
+            .and_then(|s| s.files.get_mut(&content_id))
+        else {
+            return;
+        };
+        let was_full = chunks.is_full();
+        for &index in chunk_indices {
+            // `insert` ignores indices out of range.
+            if chunks.insert(index) && is_source {
+                record.add_chunk(index);
+            }
+        }
+        if is_source && !was_full && chunks.is_full() {
+            record.full_sources += 1;
+        }
+    }
+
+    fn on_withdraw(&mut self, peer: PeerId, content_id: ContentId) {
+        let Some(session) = self.sessions.get_mut(&peer) else {
+            return;
+        };
+        let Some(chunks) = session.holdings.remove(&content_id) else {
+            return;
+        };
+        let is_source = session.is_source();
+        if let Some(swarm) = self.swarms.get_mut(&session.swarm) {
+            Self::remove_holding(
+                swarm,
+                peer,
+                content_id,
+                &chunks,
+                is_source,
+                &mut self.manifest_bytes,
+            );
+        }
+    }
+
+    /// Up to `locate_peers_max` live sources of the asker's swarm holding a chunk of
+    /// `content_id`, the asker excluded. When there are more, a random sample that gives
+    /// half the places to full sources (they can serve any chunk) and half to partial
+    /// holders (spreads load off the seeders, which is how a swarm scales); places one side
+    /// cannot fill go to the other.
+    fn locate(&mut self, asker: PeerId, content_id: ContentId) -> Vec<PeerChunks> {
+        let mut full = Vec::new();
+        let mut partial = Vec::new();
+        if let Some(record) = self
+            .session_swarm(asker)
+            .and_then(|s| self.swarms.get(s))
+            .and_then(|s| s.files.get(&content_id))
+        {
+            for &peer_id in &record.holders {
+                if peer_id == asker {
+                    continue;
+                }
+                let Some(session) = self.sessions.get(&peer_id) else {
+                    continue;
+                };
+                let Some(chunks) = session.holdings.get(&content_id) else {
+                    continue;
+                };
+                if !session.is_source() {
+                    continue;
+                }
+                if chunks.is_full() {
+                    full.push(peer_id);
+                } else {
+                    partial.push(peer_id);
+                }
+            }
+        }
+        let max = self.config.locate_peers_max.min(PEERS_LEN_MAX);
+        shuffle(&mut self.rng, &mut full);
+        shuffle(&mut self.rng, &mut partial);
+        let full_take = full
+            .len()
+            .min(max.div_ceil(2).max(max.saturating_sub(partial.len())));
+        let partial_take = partial.len().min(max - full_take);
+        full.truncate(full_take);
+        full.extend_from_slice(&partial[..partial_take]);
+        let mut chosen = full;
+        // Mix full and partial so a client that tries peers in order spreads its load.
+        shuffle(&mut self.rng, &mut chosen);
+        let mut peers: Vec<PeerChunks> = chosen
+            .into_iter()
+            .filter_map(|peer_id| {
+                let session = self.sessions.get(&peer_id)?;
+                Some(PeerChunks {
+                    peer_id,
+                    listen_addr: session.listen_addr.clone(),
+                    chunks: session.holdings.get(&content_id)?.clone(),
+                })
+            })
+            .collect();
+        truncate_to_frame(
+            &mut peers,
+            PEERS_LEN_MAX,
+            LOCATED_HEADER_LEN,
+            peer_chunks_len,
+        );
+        peers
+    }
+
+    // ---- bookkeeping ----
+
+    fn session_swarm(&self, peer: PeerId) -> Option<&str> {
+        self.sessions.get(&peer).map(|s| s.swarm.as_str())
+    }
+
+    /// Something arrived on `conn`: push its deadline back.
+    fn touch(&mut self, now: Instant, conn: ConnId, peer: Option<PeerId>) {
+        let deadline = now + self.config.peer_timeout;
+        if let Some(state) = self.conns.get_mut(&conn) {
+            self.deadlines.remove(&(state.deadline, conn));
+            state.deadline = deadline;
+            self.deadlines.insert((deadline, conn));
+        }
+        if let Some(session) = peer.and_then(|p| self.sessions.get_mut(&p)) {
+            session.last_seen = now;
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, message: Message) {
+        self.actions
+            .push_back(TrackerAction::Send { conn, message });
+    }
+
+    /// Fatal: tell the other side why, close, forget.
+    fn fail(&mut self, conn: ConnId, code: u16, message: String) {
+        self.send(conn, Message::Error { code, message });
+        self.close(conn);
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        if self.forget_conn(conn) {
+            self.actions.push_back(TrackerAction::Close { conn });
+        }
+    }
+
+    /// Forgets `conn` and its session; whether it was known.
+    fn forget_conn(&mut self, conn: ConnId) -> bool {
+        let Some(state) = self.conns.remove(&conn) else {
+            return false;
+        };
+        self.deadlines.remove(&(state.deadline, conn));
+        if let Some(peer) = state.peer {
+            self.drop_session(peer, conn);
+        }
+        true
+    }
+
+    /// Drops `peer`'s session (if it is still the one on `conn`) with every chunk it held.
+    fn drop_session(&mut self, peer: PeerId, conn: ConnId) {
+        if self.sessions.get(&peer).is_none_or(|s| s.conn != conn) {
+            return;
+        }
+        let Some(session) = self.sessions.remove(&peer) else {
+            return;
+        };
+        let Some(swarm) = self.swarms.get_mut(&session.swarm) else {
+            return;
+        };
+        let is_source = session.is_source();
+        for (content_id, chunks) in &session.holdings {
+            Self::remove_holding(
+                swarm,
+                peer,
+                *content_id,
+                chunks,
+                is_source,
+                &mut self.manifest_bytes,
+            );
+        }
+        swarm.peers.remove(&peer);
+        if swarm.is_empty() {
+            self.swarms.remove(&session.swarm);
+        }
+    }
+
+    fn remove_holding(
+        swarm: &mut Swarm,
+        peer: PeerId,
+        content_id: ContentId,
+        chunks: &ChunkSet,
+        is_source: bool,
+        manifest_bytes: &mut usize,
+    ) {
+        if let Some(record) = swarm.files.get_mut(&content_id) {
+            if is_source {
+                record.remove_source(chunks);
+            }
+            record.holders.remove(&peer);
+        }
+        Self::release_if_unheld(swarm, content_id, manifest_bytes);
+    }
+
+    /// Forgets a content (manifest too) once no live peer holds any of it.
+    fn release_if_unheld(swarm: &mut Swarm, content_id: ContentId, manifest_bytes: &mut usize) {
+        if swarm
+            .files
+            .get(&content_id)
+            .is_some_and(|r| r.holders.is_empty())
+            && let Some(record) = swarm.files.remove(&content_id)
+        {
+            *manifest_bytes = manifest_bytes.saturating_sub(FileRecord::cost(&record.manifest));
+        }
+    }
+}
