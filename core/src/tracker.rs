@@ -531,6 +531,83 @@ impl Tracker {
         Some(&self.swarms.get(swarm)?.files.get(&content_id)?.manifest)
     }
 
+    /// Recomputes every derived counter from the sessions and compares: `Err` names the
+    /// first disagreement. For tests and the simulator's checkers; O(all state).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut manifest_bytes = 0;
+        for (name, swarm) in &self.swarms {
+            if swarm.is_empty() {
+                return Err(format!("swarm {name:?} is empty but kept"));
+            }
+            for peer_id in &swarm.peers {
+                if self.sessions.get(peer_id).is_none_or(|s| &s.swarm != name) {
+                    return Err(format!(
+                        "swarm {name:?} lists {peer_id} without its session"
+                    ));
+                }
+            }
+            for (content_id, record) in &swarm.files {
+                manifest_bytes += FileRecord::cost(&record.manifest);
+                let mut expected = FileRecord::new(record.manifest.clone());
+                for peer_id in &swarm.peers {
+                    let session = &self.sessions[peer_id];
+                    if let Some(chunks) = session.holdings.get(content_id) {
+                        expected.holders.insert(*peer_id);
+                        if session.is_source() {
+                            expected.add_source(chunks);
+                        }
+                    }
+                }
+                if expected.holders.is_empty() {
+                    return Err(format!("{content_id} kept with no holder"));
+                }
+                if (
+                    &expected.holders,
+                    &expected.availability,
+                    expected.uncovered,
+                    expected.sources,
+                    expected.full_sources,
+                ) != (
+                    &record.holders,
+                    &record.availability,
+                    record.uncovered,
+                    record.sources,
+                    record.full_sources,
+                ) {
+                    return Err(format!("counters of {content_id} in {name:?} disagree"));
+                }
+            }
+        }
+        if manifest_bytes != self.manifest_bytes {
+            return Err(format!(
+                "manifest bytes {} but records cost {manifest_bytes}",
+                self.manifest_bytes
+            ));
+        }
+        for (peer_id, session) in &self.sessions {
+            if self.conns.get(&session.conn).and_then(|c| c.peer) != Some(*peer_id) {
+                return Err(format!("session {peer_id} on a connection not its own"));
+            }
+            if !self
+                .swarms
+                .get(&session.swarm)
+                .is_some_and(|s| s.peers.contains(peer_id))
+            {
+                return Err(format!("session {peer_id} missing from its swarm"));
+            }
+            for (content_id, chunks) in &session.holdings {
+                if !holds_any(chunks) {
+                    return Err(format!("{peer_id} keeps an empty holding of {content_id}"));
+                }
+            }
+        }
+        let deadlines: BTreeSet<_> = self.conns.iter().map(|(&c, s)| (s.deadline, c)).collect();
+        if deadlines != self.deadlines {
+            return Err("deadline index disagrees with the connections".to_owned());
+        }
+        Ok(())
+    }
+
     // ---- inputs ----
 
     fn on_hello(
@@ -1674,5 +1751,104 @@ mod tests {
         let mut items = vec![FRAME_LEN_MAX as usize / 3; 10];
         truncate_to_frame(&mut items, 100, 5, |&n| n);
         assert_eq!(items.len(), 2);
+    }
+
+    #[test]
+    fn random_operations_keep_the_counters_true() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let manifests = [
+            manifest("a", 3, 1),
+            manifest("b", 9, 2),
+            manifest("c", 1, 3),
+        ];
+        let mut h = Harness::with(TrackerConfig {
+            tracker_id: PeerId(0x7777),
+            contents_per_peer_max: 2,
+            ..TrackerConfig::default()
+        });
+        let mut conns: Vec<ConnId> = Vec::new();
+        for step in 0..3000 {
+            let m = &manifests[rng.random_range(0..manifests.len())];
+            let n = m.chunk_count();
+            let conn = conns
+                .get(rng.random_range(0..conns.len().max(1)))
+                .copied()
+                .unwrap_or(ConnId(u64::MAX));
+            let random_set = |rng: &mut ChaCha8Rng| {
+                let mut set = ChunkSet::new(n);
+                for i in 0..n {
+                    if rng.random_bool(0.5) {
+                        set.insert(i);
+                    }
+                }
+                set
+            };
+            let message = match rng.random_range(0..14) {
+                0..=1 => {
+                    let conn = h.tracker.accept(h.now);
+                    conns.push(conn);
+                    let peer = rng.random_range(0..6u64);
+                    let addr = if peer == 5 { "" } else { "p:1" };
+                    let swarm = if rng.random_bool(0.8) { "s" } else { "t" };
+                    h.tracker
+                        .handle_message(h.now, conn, hello(peer, addr, swarm));
+                    h.drain();
+                    continue;
+                }
+                2..=4 => Message::Announce {
+                    manifest: m.clone(),
+                    chunks: random_set(&mut rng),
+                },
+                5..=6 => Message::Have {
+                    content_id: m.content_id(),
+                    chunk_indices: (0..rng.random_range(0..4))
+                        .map(|_| rng.random_range(0..n + 2))
+                        .collect(),
+                },
+                7 => Message::Withdraw {
+                    content_id: m.content_id(),
+                },
+                8 => Message::Locate {
+                    content_id: m.content_id(),
+                },
+                9 => Message::ListFiles,
+                10 => Message::Heartbeat {
+                    uploaded_bytes: step,
+                    downloaded_bytes: 0,
+                },
+                11 => {
+                    h.tracker.handle_closed(h.now, conn);
+                    h.drain();
+                    continue;
+                }
+                12 => {
+                    h.advance(Duration::from_secs(rng.random_range(0..4)));
+                    h.tracker.handle_timeout(h.now);
+                    h.drain();
+                    continue;
+                }
+                _ => Message::Goodbye,
+            };
+            h.send(conn, message);
+            if let Err(e) = h.tracker.check_invariants() {
+                panic!("step {step}: {e}");
+            }
+            for file in h.tracker.known_files("s") {
+                let union = h
+                    .tracker
+                    .holders(file.content_id)
+                    .iter()
+                    .filter(|(p, _)| p.0 != 5 && h.tracker.sessions[p].swarm == "s")
+                    .fold(ChunkSet::new(file.chunk_count), |mut u, (_, c)| {
+                        u.union_with(c);
+                        u
+                    });
+                assert_eq!(
+                    file.complete,
+                    union.is_full() && file.peers > 0,
+                    "step {step}"
+                );
+            }
+        }
     }
 }
