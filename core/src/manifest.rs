@@ -41,9 +41,15 @@ pub struct Manifest {
 pub enum ManifestError {
     ChunkSize(u32),
     TooManyChunks(u64),
-    ChunkCount { expected: u64, found: usize },
+    ChunkCount {
+        expected: u64,
+        found: usize,
+    },
     NameTooLong(usize),
-    IdMismatch { expected: ContentId, found: ContentId },
+    IdMismatch {
+        expected: ContentId,
+        found: ContentId,
+    },
 }
 
 impl fmt::Display for ManifestError {
@@ -57,13 +63,19 @@ impl fmt::Display for ManifestError {
                 write!(f, "{n} chunks is more than the limit of {CHUNK_COUNT_MAX}")
             }
             ManifestError::ChunkCount { expected, found } => {
-                write!(f, "the size needs {expected} chunk hashes but {found} are listed")
+                write!(
+                    f,
+                    "the size needs {expected} chunk hashes but {found} are listed"
+                )
             }
             ManifestError::NameTooLong(len) => {
                 write!(f, "name is {len} bytes long, more than {NAME_LEN_MAX}")
             }
             ManifestError::IdMismatch { expected, found } => {
-                write!(f, "manifest hashes to {found}, not the requested {expected}")
+                write!(
+                    f,
+                    "manifest hashes to {found}, not the requested {expected}"
+                )
             }
         }
     }
@@ -208,7 +220,10 @@ impl ManifestBuilder {
     /// Feeds one whole chunk whose hash is already known (a hash computed elsewhere, for
     /// instance on a worker thread). Only valid at a chunk boundary.
     pub fn push_chunk_hash(&mut self, chunk_len: u32, hash: Sha256Digest) {
-        debug_assert_eq!(self.filled_in_chunk, 0, "push_chunk_hash between chunks only");
+        debug_assert_eq!(
+            self.filled_in_chunk, 0,
+            "push_chunk_hash between chunks only"
+        );
         self.size += u64::from(chunk_len);
         self.chunk_hashes.push(hash);
     }
@@ -252,10 +267,7 @@ mod tests {
     #[test]
     fn builder_matches_direct_hashing_for_any_split() {
         let bytes = data(CHUNK_SIZE_MIN as usize * 3 + 100);
-        let expected: Vec<_> = bytes
-            .chunks(CHUNK_SIZE_MIN as usize)
-            .map(sha256)
-            .collect();
+        let expected: Vec<_> = bytes.chunks(CHUNK_SIZE_MIN as usize).map(sha256).collect();
         for split in [1usize, 7, 4096, 16384, 50000] {
             let mut builder = ManifestBuilder::new("f", CHUNK_SIZE_MIN).unwrap();
             for piece in bytes.chunks(split) {
@@ -295,8 +307,14 @@ mod tests {
             chunk_size: CHUNK_SIZE_MIN,
             chunk_hashes: vec![],
         };
-        assert!(matches!(bad.validate(), Err(ManifestError::ChunkCount { .. })));
-        let empty = ManifestBuilder::new("e", CHUNK_SIZE_MIN).unwrap().finish().unwrap();
+        assert!(matches!(
+            bad.validate(),
+            Err(ManifestError::ChunkCount { .. })
+        ));
+        let empty = ManifestBuilder::new("e", CHUNK_SIZE_MIN)
+            .unwrap()
+            .finish()
+            .unwrap();
         assert_eq!(empty.chunk_count(), 0);
     }
 }

@@ -28,6 +28,27 @@ pub const PEERS_LEN_MAX: usize = 1024;
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_LEN: usize = 4;
 
+/// Codes carried in `Message::Error`. An `Error` followed by the sender closing the
+/// connection is fatal; an `Error` alone refuses one request and the session goes on.
+pub mod error_code {
+    /// The `Hello` named a protocol version this side does not speak.
+    pub const VERSION_MISMATCH: u16 = 1;
+    /// A message other than `Hello` came first on the connection.
+    pub const HELLO_REQUIRED: u16 = 2;
+    /// A message this side never accepts here (a second `Hello`, a peer↔peer message sent
+    /// to the tracker, a reply sent as a request).
+    pub const UNEXPECTED_MESSAGE: u16 = 3;
+    /// A message whose fields contradict each other (e.g. an announced chunk set whose
+    /// length is not the manifest's chunk count).
+    pub const BAD_MESSAGE: u16 = 4;
+    /// A limit of the receiver refused this request; the connection stays open.
+    pub const LIMIT_EXCEEDED: u16 = 5;
+    /// Another connection said `Hello` with the same peer id and took over the session.
+    pub const SESSION_REPLACED: u16 = 6;
+    /// Nothing was heard on the connection within the receiver's timeout.
+    pub const TIMED_OUT: u16 = 7;
+}
+
 /// A peer's entry in `Located`: where it listens and which chunks it holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerChunks {
@@ -82,9 +103,15 @@ pub enum Message {
         swarm: String,
     },
     /// Answer to `Hello`: the other side's version and id.
-    Welcome { version: u16, peer_id: PeerId },
+    Welcome {
+        version: u16,
+        peer_id: PeerId,
+    },
     /// A refusal or failure; the sender closes the connection after it when `fatal`.
-    Error { code: u16, message: String },
+    Error {
+        code: u16,
+        message: String,
+    },
     /// The sender is leaving on purpose.
     Goodbye,
     /// Keeps a tracker session alive; carries the sender's transfer counters.
@@ -95,35 +122,54 @@ pub enum Message {
 
     // ---- peer → tracker ----
     /// The sender holds `chunks` of the file `manifest` describes (all of them, when publishing).
-    Announce { manifest: Manifest, chunks: ChunkSet },
+    Announce {
+        manifest: Manifest,
+        chunks: ChunkSet,
+    },
     /// The sender gained these chunks (batched).
     Have {
         content_id: ContentId,
         chunk_indices: Vec<u32>,
     },
     /// The sender no longer holds any of this content.
-    Withdraw { content_id: ContentId },
+    Withdraw {
+        content_id: ContentId,
+    },
     ListFiles,
     /// Which live peers hold which chunks of `content_id`.
-    Locate { content_id: ContentId },
+    Locate {
+        content_id: ContentId,
+    },
     ListPeers,
     /// Ask for a manifest (of the tracker or of a peer).
-    GetManifest { content_id: ContentId },
+    GetManifest {
+        content_id: ContentId,
+    },
 
     // ---- tracker → peer ----
-    FileList { files: Vec<FileEntry> },
+    FileList {
+        files: Vec<FileEntry>,
+    },
     Located {
         content_id: ContentId,
         peers: Vec<PeerChunks>,
     },
-    PeerList { peers: Vec<PeerEntry> },
-    ManifestReply { manifest: Manifest },
+    PeerList {
+        peers: Vec<PeerEntry>,
+    },
+    ManifestReply {
+        manifest: Manifest,
+    },
     /// The content is not known here (answer to `GetManifest` or `Interested`).
-    NotFound { content_id: ContentId },
+    NotFound {
+        content_id: ContentId,
+    },
 
     // ---- peer ↔ peer ----
     /// The sender wants this content: answer with a `Bitfield` and then `Have`s.
-    Interested { content_id: ContentId },
+    Interested {
+        content_id: ContentId,
+    },
     Bitfield {
         content_id: ContentId,
         chunks: ChunkSet,
@@ -152,8 +198,12 @@ pub enum Message {
         offset: u32,
         length: u32,
     },
-    Ping { nonce: u64 },
-    Pong { nonce: u64 },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
     /// Other peers the sender knows for a content id.
     PeerExchange {
         content_id: ContentId,
@@ -171,7 +221,9 @@ pub enum Message {
         range_len: u32,
     },
     /// A helper asks for a range of a job (it has a free slot).
-    TakeWork { job_id: u64 },
+    TakeWork {
+        job_id: u64,
+    },
     /// The fetcher assigns a range to a helper.
     AssignRange {
         job_id: u64,
@@ -193,9 +245,14 @@ pub enum Message {
         reason: String,
     },
     /// Nothing left to assign now.
-    NoWork { job_id: u64 },
+    NoWork {
+        job_id: u64,
+    },
     /// The job is over (done or aborted): helpers drop it.
-    EndJob { job_id: u64, reason: String },
+    EndJob {
+        job_id: u64,
+        reason: String,
+    },
 }
 
 /// Why bytes could not be decoded. Any of them closes the connection.
@@ -227,7 +284,10 @@ impl fmt::Display for WireError {
                 write!(f, "message of kind {kind} has {extra} trailing bytes")
             }
             WireError::StringTooLong { length } => {
-                write!(f, "string of {length} bytes exceeds the limit of {STRING_LEN_MAX}")
+                write!(
+                    f,
+                    "string of {length} bytes exceeds the limit of {STRING_LEN_MAX}"
+                )
             }
             WireError::InvalidUtf8 => write!(f, "string is not valid UTF-8"),
             WireError::ListTooLong { length, max } => {
@@ -236,7 +296,10 @@ impl fmt::Display for WireError {
             WireError::BadBitfield => write!(f, "bitfield length or padding is wrong"),
             WireError::BadManifest(e) => write!(f, "invalid manifest: {e}"),
             WireError::BlockTooLong { length } => {
-                write!(f, "block of {length} bytes exceeds the limit of {BLOCK_LEN_MAX}")
+                write!(
+                    f,
+                    "block of {length} bytes exceeds the limit of {BLOCK_LEN_MAX}"
+                )
             }
         }
     }
@@ -359,9 +422,13 @@ impl Message {
         match self {
             Message::Piece { data, .. } | Message::DeliverRange { data, .. } => 64 + data.len(),
             Message::Announce { manifest, chunks } => {
-                128 + manifest.name.len() + manifest.chunk_hashes.len() * 32 + chunks.as_bitfield().len()
+                128 + manifest.name.len()
+                    + manifest.chunk_hashes.len() * 32
+                    + chunks.as_bitfield().len()
             }
-            Message::ManifestReply { manifest } => 128 + manifest.name.len() + manifest.chunk_hashes.len() * 32,
+            Message::ManifestReply { manifest } => {
+                128 + manifest.name.len() + manifest.chunk_hashes.len() * 32
+            }
             _ => 256,
         }
     }
@@ -942,7 +1009,9 @@ impl FrameDecoder {
             return LENGTH_PREFIX_LEN - self.buf.len();
         }
         let length = u32::from_be_bytes(self.buf[..4].try_into().unwrap()) as usize;
-        (LENGTH_PREFIX_LEN + length).saturating_sub(self.buf.len()).max(1)
+        (LENGTH_PREFIX_LEN + length)
+            .saturating_sub(self.buf.len())
+            .max(1)
     }
 
     /// Takes the next whole message, `Ok(None)` when more bytes are needed. After an error
