@@ -17,8 +17,10 @@ use crate::manifest::{self, Manifest};
 pub const PROTOCOL_VERSION: u16 = 1;
 /// Largest block of a chunk one `Piece` carries; larger chunks are requested in blocks.
 pub const BLOCK_LEN_MAX: u32 = 1024 * 1024;
-/// Largest frame (kind byte plus payload). Fits the largest manifest with room for its name.
-pub const FRAME_LEN_MAX: u32 = manifest::CHUNK_COUNT_MAX * 32 + 64 * 1024;
+/// Largest frame (kind byte plus payload). Fits the largest `Announce`: every chunk hash of
+/// the largest manifest plus its full bitfield, with room for the name and fixed fields.
+pub const FRAME_LEN_MAX: u32 =
+    manifest::CHUNK_COUNT_MAX * 32 + manifest::CHUNK_COUNT_MAX.div_ceil(8) + 64 * 1024;
 /// Longest string field (names, addresses, URLs, reasons), in bytes.
 pub const STRING_LEN_MAX: usize = 4096;
 /// Most entries in one list (files, peers, chunk indices in a `Have`).
@@ -417,7 +419,8 @@ impl Message {
         Some((header.freeze(), data))
     }
 
-    /// Size of the encoded frame in bytes (exact for bulk messages, close for the rest).
+    /// Capacity to reserve for the encoded frame: at least its size for bulk messages and
+    /// manifests (whose size is dominated by data and hashes), a small guess for the rest.
     pub fn encoded_len_hint(&self) -> usize {
         match self {
             Message::Piece { data, .. } | Message::DeliverRange { data, .. } => 64 + data.len(),

@@ -1,1 +1,1137 @@
+//! Codec tests: every message round-trips through the incremental decoder in any split,
+//! hostile bytes never panic or balloon the buffer, and every limit is enforced with the
+//! error that names it.
 
+use super::*;
+
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::strategy::Union;
+
+use crate::manifest::{CHUNK_COUNT_MAX, CHUNK_SIZE_MAX, CHUNK_SIZE_MIN, NAME_LEN_MAX};
+
+// ---------------------------------------------------------------------------------------
+// Strategies
+// ---------------------------------------------------------------------------------------
+
+/// Most chunks in a generated manifest: enough to exercise multi-byte bitfields with and
+/// without padding, small enough to keep each case fast.
+const GEN_CHUNKS_MAX: u32 = 40;
+/// Most entries in a generated list.
+const GEN_LIST_MAX: usize = 6;
+/// Longest generated bulk payload.
+const GEN_BULK_MAX: usize = 2048;
+
+/// Truncates `s` to at most `max` bytes at a char boundary.
+fn truncate_to(mut s: String, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s
+}
+
+/// Any Unicode string of at most `max_bytes` bytes: mostly short, sometimes right at the
+/// limit, so both the common case and the boundary are covered.
+fn string_within(max_bytes: usize) -> BoxedStrategy<String> {
+    let short = proptest::collection::vec(any::<char>(), 0..24)
+        .prop_map(move |chars| truncate_to(chars.into_iter().collect(), max_bytes));
+    let at_limit = (any::<char>(), 0usize..4).prop_map(move |(c, shortfall)| {
+        let repeated: String = std::iter::repeat_n(c, max_bytes).collect();
+        truncate_to(repeated, max_bytes.saturating_sub(shortfall))
+    });
+    prop_oneof![8 => short, 1 => at_limit].boxed()
+}
+
+fn content_id() -> impl Strategy<Value = ContentId> {
+    any::<[u8; 32]>().prop_map(ContentId)
+}
+
+fn peer_id() -> impl Strategy<Value = PeerId> {
+    any::<u64>().prop_map(PeerId)
+}
+
+fn chunkset(len: u32) -> impl Strategy<Value = ChunkSet> {
+    proptest::collection::vec(any::<bool>(), len as usize).prop_map(move |bits| {
+        let mut set = ChunkSet::new(len);
+        for (index, present) in (0u32..).zip(bits) {
+            if present {
+                set.insert(index);
+            }
+        }
+        set
+    })
+}
+
+fn any_chunkset() -> impl Strategy<Value = ChunkSet> {
+    (0..=GEN_CHUNKS_MAX).prop_flat_map(chunkset)
+}
+
+/// A manifest that passes `validate`: chunk size in range and a size that needs exactly
+/// as many chunks as there are hashes.
+fn manifest() -> impl Strategy<Value = Manifest> {
+    (
+        string_within(NAME_LEN_MAX),
+        CHUNK_SIZE_MIN..=CHUNK_SIZE_MAX,
+        proptest::collection::vec(any::<[u8; 32]>(), 0..=GEN_CHUNKS_MAX as usize),
+        any::<Index>(),
+    )
+        .prop_map(|(name, chunk_size, chunk_hashes, last_len)| {
+            let count = chunk_hashes.len() as u64;
+            let size = if count == 0 {
+                0
+            } else {
+                let last_chunk_len = last_len.index(chunk_size as usize) as u64 + 1;
+                (count - 1) * u64::from(chunk_size) + last_chunk_len
+            };
+            let manifest = Manifest {
+                name,
+                size,
+                chunk_size,
+                chunk_hashes,
+            };
+            assert_eq!(
+                manifest.validate(),
+                Ok(()),
+                "generator must make valid manifests"
+            );
+            manifest
+        })
+}
+
+fn bulk() -> impl Strategy<Value = Bytes> {
+    proptest::collection::vec(any::<u8>(), 0..GEN_BULK_MAX).prop_map(Bytes::from)
+}
+
+fn file_entry() -> impl Strategy<Value = FileEntry> {
+    (
+        content_id(),
+        string_within(STRING_LEN_MAX),
+        any::<u64>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(content_id, name, size, chunk_size, chunk_count, full_sources, peers, complete)| {
+                FileEntry {
+                    content_id,
+                    name,
+                    size,
+                    chunk_size,
+                    chunk_count,
+                    full_sources,
+                    peers,
+                    complete,
+                }
+            },
+        )
+}
+
+fn peer_entry() -> impl Strategy<Value = PeerEntry> {
+    (
+        peer_id(),
+        string_within(STRING_LEN_MAX),
+        any::<u32>(),
+        any::<[u64; 4]>(),
+    )
+        .prop_map(|(peer_id, listen_addr, files, counters)| PeerEntry {
+            peer_id,
+            listen_addr,
+            files,
+            chunks_held: counters[0],
+            uploaded_bytes: counters[1],
+            downloaded_bytes: counters[2],
+            last_seen_ms_ago: counters[3],
+        })
+}
+
+fn peer_chunks() -> impl Strategy<Value = PeerChunks> {
+    (peer_id(), string_within(STRING_LEN_MAX), any_chunkset()).prop_map(
+        |(peer_id, listen_addr, chunks)| PeerChunks {
+            peer_id,
+            listen_addr,
+            chunks,
+        },
+    )
+}
+
+fn list<T: std::fmt::Debug>(element: impl Strategy<Value = T>) -> impl Strategy<Value = Vec<T>> {
+    proptest::collection::vec(element, 0..=GEN_LIST_MAX)
+}
+
+/// `(content_id, chunk_index, offset, length)`, shared by `Request`, `Reject`, `Cancel`.
+fn block_ref() -> impl Strategy<Value = (ContentId, u32, u32, u32)> {
+    (content_id(), any::<u32>(), any::<u32>(), any::<u32>())
+}
+
+/// Any valid message, of every variant with equal weight.
+fn message() -> BoxedStrategy<Message> {
+    use Message::*;
+    let s = || string_within(STRING_LEN_MAX);
+    let variants: Vec<BoxedStrategy<Message>> = vec![
+        (any::<u16>(), peer_id(), s(), s())
+            .prop_map(|(version, peer_id, listen_addr, swarm)| Hello {
+                version,
+                peer_id,
+                listen_addr,
+                swarm,
+            })
+            .boxed(),
+        (any::<u16>(), peer_id())
+            .prop_map(|(version, peer_id)| Welcome { version, peer_id })
+            .boxed(),
+        (any::<u16>(), s())
+            .prop_map(|(code, message)| Error { code, message })
+            .boxed(),
+        Just(Goodbye).boxed(),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(uploaded_bytes, downloaded_bytes)| Heartbeat {
+                uploaded_bytes,
+                downloaded_bytes,
+            })
+            .boxed(),
+        manifest()
+            .prop_flat_map(|manifest| {
+                let len = manifest.chunk_count();
+                (Just(manifest), chunkset(len))
+            })
+            .prop_map(|(manifest, chunks)| Announce { manifest, chunks })
+            .boxed(),
+        (content_id(), proptest::collection::vec(any::<u32>(), 0..64))
+            .prop_map(|(content_id, chunk_indices)| Have {
+                content_id,
+                chunk_indices,
+            })
+            .boxed(),
+        content_id()
+            .prop_map(|content_id| Withdraw { content_id })
+            .boxed(),
+        Just(ListFiles).boxed(),
+        content_id()
+            .prop_map(|content_id| Locate { content_id })
+            .boxed(),
+        Just(ListPeers).boxed(),
+        content_id()
+            .prop_map(|content_id| GetManifest { content_id })
+            .boxed(),
+        list(file_entry())
+            .prop_map(|files| FileList { files })
+            .boxed(),
+        (content_id(), list(peer_chunks()))
+            .prop_map(|(content_id, peers)| Located { content_id, peers })
+            .boxed(),
+        list(peer_entry())
+            .prop_map(|peers| PeerList { peers })
+            .boxed(),
+        manifest()
+            .prop_map(|manifest| ManifestReply { manifest })
+            .boxed(),
+        content_id()
+            .prop_map(|content_id| NotFound { content_id })
+            .boxed(),
+        content_id()
+            .prop_map(|content_id| Interested { content_id })
+            .boxed(),
+        (content_id(), any_chunkset())
+            .prop_map(|(content_id, chunks)| Bitfield { content_id, chunks })
+            .boxed(),
+        block_ref()
+            .prop_map(|(content_id, chunk_index, offset, length)| Request {
+                content_id,
+                chunk_index,
+                offset,
+                length,
+            })
+            .boxed(),
+        (content_id(), any::<u32>(), any::<u32>(), bulk())
+            .prop_map(|(content_id, chunk_index, offset, data)| Piece {
+                content_id,
+                chunk_index,
+                offset,
+                data,
+            })
+            .boxed(),
+        block_ref()
+            .prop_map(|(content_id, chunk_index, offset, length)| Reject {
+                content_id,
+                chunk_index,
+                offset,
+                length,
+            })
+            .boxed(),
+        block_ref()
+            .prop_map(|(content_id, chunk_index, offset, length)| Cancel {
+                content_id,
+                chunk_index,
+                offset,
+                length,
+            })
+            .boxed(),
+        any::<u64>().prop_map(|nonce| Ping { nonce }).boxed(),
+        any::<u64>().prop_map(|nonce| Pong { nonce }).boxed(),
+        (content_id(), list((peer_id(), s())))
+            .prop_map(|(content_id, peers)| PeerExchange { content_id, peers })
+            .boxed(),
+        (any::<u64>(), s(), s(), any::<u64>(), any::<u32>())
+            .prop_map(|(job_id, url, validator, size, range_len)| OfferJob {
+                job_id,
+                url,
+                validator,
+                size,
+                range_len,
+            })
+            .boxed(),
+        any::<u64>().prop_map(|job_id| TakeWork { job_id }).boxed(),
+        (any::<u64>(), any::<u32>(), any::<u64>(), any::<u32>())
+            .prop_map(|(job_id, range_index, offset, length)| AssignRange {
+                job_id,
+                range_index,
+                offset,
+                length,
+            })
+            .boxed(),
+        (any::<u64>(), any::<u32>(), any::<u64>(), bulk())
+            .prop_map(|(job_id, range_index, offset, data)| DeliverRange {
+                job_id,
+                range_index,
+                offset,
+                data,
+            })
+            .boxed(),
+        (any::<u64>(), any::<u32>(), s())
+            .prop_map(|(job_id, range_index, reason)| RangeFailed {
+                job_id,
+                range_index,
+                reason,
+            })
+            .boxed(),
+        any::<u64>().prop_map(|job_id| NoWork { job_id }).boxed(),
+        (any::<u64>(), s())
+            .prop_map(|(job_id, reason)| EndJob { job_id, reason })
+            .boxed(),
+    ];
+    assert_eq!(variants.len(), VARIANT_COUNT, "one strategy per variant");
+    Union::new(variants).boxed()
+}
+
+/// Number of `Message` variants; `variant_index` fails to compile when one is added, which
+/// forces the strategy and the samples here to be extended with it.
+const VARIANT_COUNT: usize = 33;
+
+fn variant_index(message: &Message) -> usize {
+    use Message::*;
+    match message {
+        Hello { .. } => 0,
+        Welcome { .. } => 1,
+        Error { .. } => 2,
+        Goodbye => 3,
+        Heartbeat { .. } => 4,
+        Announce { .. } => 5,
+        Have { .. } => 6,
+        Withdraw { .. } => 7,
+        ListFiles => 8,
+        Locate { .. } => 9,
+        ListPeers => 10,
+        GetManifest { .. } => 11,
+        FileList { .. } => 12,
+        Located { .. } => 13,
+        PeerList { .. } => 14,
+        ManifestReply { .. } => 15,
+        NotFound { .. } => 16,
+        Interested { .. } => 17,
+        Bitfield { .. } => 18,
+        Request { .. } => 19,
+        Piece { .. } => 20,
+        Reject { .. } => 21,
+        Cancel { .. } => 22,
+        Ping { .. } => 23,
+        Pong { .. } => 24,
+        PeerExchange { .. } => 25,
+        OfferJob { .. } => 26,
+        TakeWork { .. } => 27,
+        AssignRange { .. } => 28,
+        DeliverRange { .. } => 29,
+        RangeFailed { .. } => 30,
+        NoWork { .. } => 31,
+        EndJob { .. } => 32,
+    }
+}
+
+fn is_bulk(message: &Message) -> bool {
+    matches!(
+        message,
+        Message::Piece { .. } | Message::DeliverRange { .. }
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+/// Feeds `bytes` in pieces ending at `cuts` (positions, any order, duplicates allowed) and
+/// drains the decoder after every feed. Returns the messages, or the first error.
+fn decode_in_pieces(bytes: &[u8], cuts: &[usize]) -> Result<Vec<Message>, WireError> {
+    let mut ends: Vec<usize> = cuts.iter().map(|&cut| cut.min(bytes.len())).collect();
+    ends.push(bytes.len());
+    ends.sort_unstable();
+    let mut decoder = FrameDecoder::new();
+    let mut messages = Vec::new();
+    let mut start = 0;
+    for end in ends {
+        decoder.feed(&bytes[start..end]);
+        start = end;
+        while let Some(message) = decoder.next_message()? {
+            messages.push(message);
+        }
+    }
+    assert_eq!(
+        decoder.buffered_len(),
+        0,
+        "whole frames leave nothing behind"
+    );
+    Ok(messages)
+}
+
+/// A frame with `kind` and `payload`, length prefix included.
+fn raw_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(LENGTH_PREFIX_LEN + 1 + payload.len());
+    frame.extend_from_slice(&(payload.len() as u32 + 1).to_be_bytes());
+    frame.push(kind);
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Decodes exactly one frame through a `FrameDecoder`.
+fn decode_one(frame: &[u8]) -> Result<Option<Message>, WireError> {
+    let mut decoder = FrameDecoder::new();
+    decoder.feed(frame);
+    decoder.next_message()
+}
+
+fn cid(byte: u8) -> ContentId {
+    ContentId([byte; 32])
+}
+
+/// A valid manifest of `chunk_count` full chunks of the smallest size.
+fn manifest_of(name: &str, chunk_count: u32) -> Manifest {
+    Manifest {
+        name: name.to_owned(),
+        size: u64::from(chunk_count) * u64::from(CHUNK_SIZE_MIN),
+        chunk_size: CHUNK_SIZE_MIN,
+        chunk_hashes: (0..chunk_count).map(|i| [(i % 251) as u8; 32]).collect(),
+    }
+}
+
+/// One message of every variant, with small fixed values.
+fn samples() -> Vec<Message> {
+    use Message::*;
+    let manifest = manifest_of("file.bin", 10);
+    let mut chunks = ChunkSet::new(10);
+    chunks.insert(0);
+    chunks.insert(9);
+    vec![
+        Hello {
+            version: PROTOCOL_VERSION,
+            peer_id: PeerId(7),
+            listen_addr: "10.0.0.1:4000".into(),
+            swarm: "lab".into(),
+        },
+        Welcome {
+            version: PROTOCOL_VERSION,
+            peer_id: PeerId(8),
+        },
+        Error {
+            code: 3,
+            message: "nope".into(),
+        },
+        Goodbye,
+        Heartbeat {
+            uploaded_bytes: 1,
+            downloaded_bytes: 2,
+        },
+        Announce {
+            manifest: manifest.clone(),
+            chunks: chunks.clone(),
+        },
+        Have {
+            content_id: cid(1),
+            chunk_indices: vec![1, 2, 3],
+        },
+        Withdraw { content_id: cid(2) },
+        ListFiles,
+        Locate { content_id: cid(3) },
+        ListPeers,
+        GetManifest { content_id: cid(4) },
+        FileList {
+            files: vec![FileEntry {
+                content_id: cid(5),
+                name: "a".into(),
+                size: 10,
+                chunk_size: CHUNK_SIZE_MIN,
+                chunk_count: 1,
+                full_sources: 1,
+                peers: 2,
+                complete: true,
+            }],
+        },
+        Located {
+            content_id: cid(6),
+            peers: vec![PeerChunks {
+                peer_id: PeerId(9),
+                listen_addr: "h:1".into(),
+                chunks: chunks.clone(),
+            }],
+        },
+        PeerList {
+            peers: vec![PeerEntry {
+                peer_id: PeerId(10),
+                listen_addr: "h:2".into(),
+                files: 1,
+                chunks_held: 2,
+                uploaded_bytes: 3,
+                downloaded_bytes: 4,
+                last_seen_ms_ago: 5,
+            }],
+        },
+        ManifestReply { manifest },
+        NotFound { content_id: cid(7) },
+        Interested { content_id: cid(8) },
+        Bitfield {
+            content_id: cid(9),
+            chunks,
+        },
+        Request {
+            content_id: cid(10),
+            chunk_index: 1,
+            offset: 2,
+            length: 3,
+        },
+        Piece {
+            content_id: cid(11),
+            chunk_index: 1,
+            offset: 2,
+            data: Bytes::from_static(b"piece data"),
+        },
+        Reject {
+            content_id: cid(12),
+            chunk_index: 1,
+            offset: 2,
+            length: 3,
+        },
+        Cancel {
+            content_id: cid(13),
+            chunk_index: 1,
+            offset: 2,
+            length: 3,
+        },
+        Ping { nonce: 42 },
+        Pong { nonce: 42 },
+        PeerExchange {
+            content_id: cid(14),
+            peers: vec![(PeerId(1), "h:3".into())],
+        },
+        OfferJob {
+            job_id: 1,
+            url: "https://example.com/f".into(),
+            validator: "\"etag\"".into(),
+            size: 1 << 40,
+            range_len: 1 << 20,
+        },
+        TakeWork { job_id: 1 },
+        AssignRange {
+            job_id: 1,
+            range_index: 2,
+            offset: 3,
+            length: 4,
+        },
+        DeliverRange {
+            job_id: 1,
+            range_index: 2,
+            offset: 3,
+            data: Bytes::from_static(b"range data"),
+        },
+        RangeFailed {
+            job_id: 1,
+            range_index: 2,
+            reason: "404".into(),
+        },
+        NoWork { job_id: 1 },
+        EndJob {
+            job_id: 1,
+            reason: "done".into(),
+        },
+    ]
+}
+
+// ---------------------------------------------------------------------------------------
+// Round trips
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn samples_cover_every_variant_and_round_trip() {
+    let samples = samples();
+    let mut seen = [false; VARIANT_COUNT];
+    for message in &samples {
+        seen[variant_index(message)] = true;
+        let frame = message.to_frame();
+        assert_eq!(decode_one(&frame), Ok(Some(message.clone())), "{message:?}");
+    }
+    assert!(seen.iter().all(|&s| s), "a variant has no sample: {seen:?}");
+}
+
+#[test]
+fn all_samples_in_one_stream_decode_with_one_byte_feeds() {
+    let samples = samples();
+    let mut stream = BytesMut::new();
+    for message in &samples {
+        message.encode(&mut stream);
+    }
+    let cuts: Vec<usize> = (0..stream.len()).collect();
+    assert_eq!(decode_in_pieces(&stream, &cuts), Ok(samples));
+}
+
+#[test]
+fn largest_announce_fits_in_a_frame() {
+    // The biggest manifest the limits allow, announced with its full bitfield and the
+    // longest name: the decoder must accept what a conforming sender can produce.
+    let manifest = manifest_of(&"n".repeat(NAME_LEN_MAX), CHUNK_COUNT_MAX);
+    assert_eq!(manifest.validate(), Ok(()));
+    let message = Message::Announce {
+        chunks: ChunkSet::full(manifest.chunk_count()),
+        manifest,
+    };
+    let frame = message.to_frame();
+    assert!(frame.len() - LENGTH_PREFIX_LEN <= FRAME_LEN_MAX as usize);
+    assert_eq!(decode_one(&frame), Ok(Some(message)));
+}
+
+#[test]
+fn largest_block_round_trips_and_one_more_byte_is_rejected() {
+    let data = Bytes::from(vec![0xa5; BLOCK_LEN_MAX as usize]);
+    let piece = Message::Piece {
+        content_id: cid(1),
+        chunk_index: 0,
+        offset: 0,
+        data,
+    };
+    assert_eq!(decode_one(&piece.to_frame()), Ok(Some(piece.clone())));
+
+    let oversize = BLOCK_LEN_MAX as usize + 1;
+    for message in [
+        Message::Piece {
+            content_id: cid(1),
+            chunk_index: 0,
+            offset: 0,
+            data: Bytes::from(vec![0; oversize]),
+        },
+        Message::DeliverRange {
+            job_id: 1,
+            range_index: 0,
+            offset: 0,
+            data: Bytes::from(vec![0; oversize]),
+        },
+    ] {
+        assert_eq!(
+            decode_one(&message.to_frame()),
+            Err(WireError::BlockTooLong { length: oversize })
+        );
+    }
+}
+
+#[test]
+fn split_bulk_is_none_for_other_messages() {
+    for message in samples() {
+        assert_eq!(
+            message.split_bulk().is_some(),
+            is_bulk(&message),
+            "{message:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Zero copy
+// ---------------------------------------------------------------------------------------
+
+/// Whether `inner` lies wholly within `outer`. Compares addresses only: no pointer is
+/// dereferenced, so this is sound whatever the allocations are.
+fn lies_within(inner: &[u8], outer: &[u8]) -> bool {
+    let outer_range = outer.as_ptr_range();
+    let inner_range = inner.as_ptr_range();
+    (outer_range.start as usize) <= (inner_range.start as usize)
+        && (inner_range.end as usize) <= (outer_range.end as usize)
+}
+
+#[test]
+fn decoded_piece_shares_the_receive_buffer() {
+    let payload = Bytes::from((0..=255u8).cycle().take(10_000).collect::<Vec<u8>>());
+    let piece = Message::Piece {
+        content_id: cid(3),
+        chunk_index: 4,
+        offset: 5,
+        data: payload.clone(),
+    };
+    let mut decoder = FrameDecoder::new();
+    // Two frames, so the piece is not the only thing in the buffer.
+    decoder.feed(&Message::Ping { nonce: 1 }.to_frame());
+    decoder.feed(&piece.to_frame());
+    // The decoder's buffer as it stands once every byte is in: the piece's data must be a
+    // view into this region, not a copy of it.
+    let receive_region = decoder.buffer_mut().as_ptr_range();
+    let receive_region = (receive_region.start as usize, receive_region.end as usize);
+    assert_eq!(decoder.next_message(), Ok(Some(Message::Ping { nonce: 1 })));
+    let Ok(Some(Message::Piece { data, .. })) = decoder.next_message() else {
+        panic!("expected a piece");
+    };
+    assert_eq!(data, payload);
+    let data_range = data.as_ptr_range();
+    assert!(
+        receive_region.0 <= data_range.start as usize
+            && data_range.end as usize <= receive_region.1,
+        "piece data {data_range:?} was copied out of the receive buffer {receive_region:x?}"
+    );
+}
+
+#[test]
+fn decode_slices_bulk_data_out_of_the_frame() {
+    for message in samples().into_iter().filter(is_bulk) {
+        let frame = message.to_frame().slice(LENGTH_PREFIX_LEN..);
+        let decoded = Message::decode(frame.clone()).unwrap();
+        let (Message::Piece { data, .. } | Message::DeliverRange { data, .. }) = &decoded else {
+            panic!("expected bulk, got {decoded:?}");
+        };
+        assert!(lies_within(data, &frame), "{decoded:?} copied its data");
+        assert_eq!(decoded, message);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Framing limits
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn four_gib_length_prefix_fails_at_once_without_reserving() {
+    let mut decoder = FrameDecoder::new();
+    decoder.feed(&[0xff; LENGTH_PREFIX_LEN]);
+    assert_eq!(
+        decoder.next_message(),
+        Err(WireError::FrameTooLong {
+            length: u32::MAX,
+            max: FRAME_LEN_MAX,
+        })
+    );
+    assert_eq!(decoder.buffered_len(), LENGTH_PREFIX_LEN);
+    // Nothing was reserved for the body that was announced.
+    assert!(decoder.buffer_mut().capacity() < 1024 * 1024);
+}
+
+#[test]
+fn length_prefix_just_over_the_limit_fails_and_at_the_limit_waits() {
+    let mut decoder = FrameDecoder::new();
+    decoder.feed(&(FRAME_LEN_MAX + 1).to_be_bytes());
+    assert_eq!(
+        decoder.next_message(),
+        Err(WireError::FrameTooLong {
+            length: FRAME_LEN_MAX + 1,
+            max: FRAME_LEN_MAX,
+        })
+    );
+
+    let mut decoder = FrameDecoder::new();
+    decoder.feed(&FRAME_LEN_MAX.to_be_bytes());
+    assert_eq!(decoder.next_message(), Ok(None));
+    assert_eq!(decoder.wanted_len(), FRAME_LEN_MAX as usize);
+}
+
+#[test]
+fn partial_length_prefix_waits() {
+    let mut decoder = FrameDecoder::new();
+    assert_eq!(decoder.wanted_len(), LENGTH_PREFIX_LEN);
+    decoder.feed(&[0, 0, 0]);
+    assert_eq!(decoder.next_message(), Ok(None));
+    assert_eq!(decoder.wanted_len(), 1);
+    decoder.feed(&[9]);
+    assert_eq!(decoder.next_message(), Ok(None));
+    assert_eq!(decoder.wanted_len(), 9);
+}
+
+#[test]
+fn empty_frame_and_unknown_kinds_are_rejected() {
+    assert_eq!(decode_one(&0u32.to_be_bytes()), Err(WireError::EmptyFrame));
+    assert_eq!(Message::decode(Bytes::new()), Err(WireError::EmptyFrame));
+    for unknown in [0u8, 6, 9, 17, 25, 39, 49, 57, 255] {
+        assert_eq!(
+            decode_one(&raw_frame(unknown, &[])),
+            Err(WireError::UnknownKind(unknown))
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Field limits
+// ---------------------------------------------------------------------------------------
+
+/// An `Error` frame whose message field declares `declared` bytes and carries `body`.
+fn error_frame_with_string(declared: u16, body: &[u8]) -> Vec<u8> {
+    let mut payload = vec![0, 1];
+    payload.extend_from_slice(&declared.to_be_bytes());
+    payload.extend_from_slice(body);
+    raw_frame(kind::ERROR, &payload)
+}
+
+#[test]
+fn strings_at_the_limit_pass_and_over_it_fail() {
+    let at_limit = "x".repeat(STRING_LEN_MAX);
+    assert_eq!(
+        decode_one(&error_frame_with_string(
+            STRING_LEN_MAX as u16,
+            at_limit.as_bytes()
+        )),
+        Ok(Some(Message::Error {
+            code: 1,
+            message: at_limit,
+        }))
+    );
+    let over = STRING_LEN_MAX + 1;
+    assert_eq!(
+        decode_one(&error_frame_with_string(over as u16, &vec![b'x'; over])),
+        Err(WireError::StringTooLong { length: over })
+    );
+    // The limit is checked before the body is awaited or read.
+    assert_eq!(
+        decode_one(&error_frame_with_string(u16::MAX, &[])),
+        Err(WireError::StringTooLong {
+            length: u16::MAX as usize,
+        })
+    );
+}
+
+#[test]
+fn encoder_truncates_oversize_strings_at_a_char_boundary() {
+    // A local caller that exceeds the limit must not produce a frame the peer rejects.
+    let long = "é".repeat(STRING_LEN_MAX); // two bytes each
+    let frame = Message::Error {
+        code: 0,
+        message: long,
+    }
+    .to_frame();
+    let Ok(Some(Message::Error { message, .. })) = decode_one(&frame) else {
+        panic!("oversize string must still encode to a valid frame");
+    };
+    assert_eq!(message.len(), STRING_LEN_MAX);
+    assert!(message.chars().all(|c| c == 'é'));
+}
+
+#[test]
+fn invalid_utf8_is_rejected() {
+    assert_eq!(
+        decode_one(&error_frame_with_string(2, &[0xc3, 0x28])),
+        Err(WireError::InvalidUtf8)
+    );
+}
+
+#[test]
+fn oversize_lists_are_rejected_before_reading_entries() {
+    let over_list = (LIST_LEN_MAX + 1) as u32;
+    let over_peers = (PEERS_LEN_MAX + 1) as u32;
+    let list_too_long = |length: u32, max: usize| WireError::ListTooLong {
+        length: length as usize,
+        max,
+    };
+
+    let mut have = cid(1).0.to_vec();
+    have.extend_from_slice(&over_list.to_be_bytes());
+    assert_eq!(
+        decode_one(&raw_frame(kind::HAVE, &have)),
+        Err(list_too_long(over_list, LIST_LEN_MAX))
+    );
+
+    for list_kind in [kind::FILE_LIST, kind::PEER_LIST] {
+        assert_eq!(
+            decode_one(&raw_frame(list_kind, &over_list.to_be_bytes())),
+            Err(list_too_long(over_list, LIST_LEN_MAX))
+        );
+    }
+
+    for peers_kind in [kind::LOCATED, kind::PEER_EXCHANGE] {
+        let mut payload = cid(1).0.to_vec();
+        payload.extend_from_slice(&over_peers.to_be_bytes());
+        assert_eq!(
+            decode_one(&raw_frame(peers_kind, &payload)),
+            Err(list_too_long(over_peers, PEERS_LEN_MAX))
+        );
+    }
+
+    // A bitfield over more chunks than any manifest may have.
+    let mut bitfield = cid(1).0.to_vec();
+    bitfield.extend_from_slice(&(CHUNK_COUNT_MAX + 1).to_be_bytes());
+    assert_eq!(
+        decode_one(&raw_frame(kind::BITFIELD, &bitfield)),
+        Err(list_too_long(CHUNK_COUNT_MAX + 1, CHUNK_COUNT_MAX as usize))
+    );
+}
+
+#[test]
+fn list_count_within_limit_but_beyond_the_frame_is_truncated() {
+    // A count the frame cannot hold is refused before any entry is allocated.
+    let mut have = cid(1).0.to_vec();
+    have.extend_from_slice(&(LIST_LEN_MAX as u32).to_be_bytes());
+    assert_eq!(
+        decode_one(&raw_frame(kind::HAVE, &have)),
+        Err(WireError::Truncated { kind: kind::HAVE })
+    );
+}
+
+/// A `Bitfield` frame over `len` chunks with `bits` as its bitfield.
+fn bitfield_frame(len: u32, bits: &[u8]) -> Vec<u8> {
+    let mut payload = cid(1).0.to_vec();
+    payload.extend_from_slice(&len.to_be_bytes());
+    payload.extend_from_slice(bits);
+    raw_frame(kind::BITFIELD, &payload)
+}
+
+#[test]
+fn bitfields_with_set_padding_bits_are_rejected() {
+    assert_eq!(
+        decode_one(&bitfield_frame(10, &[0xff, 0xc0])),
+        Ok(Some(Message::Bitfield {
+            content_id: cid(1),
+            chunks: ChunkSet::full(10),
+        }))
+    );
+    for padding in [0x20u8, 0x10, 0x01, 0x3f] {
+        assert_eq!(
+            decode_one(&bitfield_frame(10, &[0xff, 0xc0 | padding])),
+            Err(WireError::BadBitfield),
+            "padding bits {padding:#04x}"
+        );
+    }
+    // Whole bytes have no padding: every bit is a chunk.
+    assert!(decode_one(&bitfield_frame(16, &[0xff, 0xff])).is_ok());
+    // Too few bytes for the declared length.
+    assert_eq!(
+        decode_one(&bitfield_frame(10, &[0xff])),
+        Err(WireError::Truncated {
+            kind: kind::BITFIELD,
+        })
+    );
+}
+
+#[test]
+fn announce_bitfield_must_match_the_manifest() {
+    let manifest = manifest_of("f", 10);
+    let mut stream = BytesMut::new();
+    Message::Announce {
+        manifest,
+        chunks: ChunkSet::full(9),
+    }
+    .encode(&mut stream);
+    assert_eq!(decode_one(&stream), Err(WireError::BadBitfield));
+}
+
+/// A `ManifestReply` frame carrying `manifest` as it is, valid or not.
+fn manifest_reply_frame(manifest: &Manifest) -> Bytes {
+    Message::ManifestReply {
+        manifest: manifest.clone(),
+    }
+    .to_frame()
+}
+
+#[test]
+fn invalid_manifests_are_rejected() {
+    use crate::manifest::ManifestError;
+
+    let mut bad_chunk_size = manifest_of("f", 1);
+    bad_chunk_size.chunk_size = CHUNK_SIZE_MIN - 1;
+    assert_eq!(
+        decode_one(&manifest_reply_frame(&bad_chunk_size)),
+        Err(WireError::BadManifest(ManifestError::ChunkSize(
+            CHUNK_SIZE_MIN - 1
+        )))
+    );
+
+    let mut wrong_count = manifest_of("f", 3);
+    wrong_count.size += 1;
+    assert_eq!(
+        decode_one(&manifest_reply_frame(&wrong_count)),
+        Err(WireError::BadManifest(ManifestError::ChunkCount {
+            expected: 4,
+            found: 3,
+        }))
+    );
+
+    let long_name = manifest_of(&"n".repeat(NAME_LEN_MAX + 1), 1);
+    assert_eq!(
+        decode_one(&manifest_reply_frame(&long_name)),
+        Err(WireError::BadManifest(ManifestError::NameTooLong(
+            NAME_LEN_MAX + 1
+        )))
+    );
+
+    let mut too_many = manifest_of("f", 0);
+    too_many.size = u64::from(CHUNK_COUNT_MAX + 1) * u64::from(CHUNK_SIZE_MIN);
+    assert_eq!(
+        decode_one(&manifest_reply_frame(&too_many)),
+        Err(WireError::BadManifest(ManifestError::TooManyChunks(
+            u64::from(CHUNK_COUNT_MAX) + 1
+        )))
+    );
+}
+
+#[test]
+fn trailing_bytes_are_rejected_for_every_fixed_shape_message() {
+    for message in samples().into_iter().filter(|m| !is_bulk(m)) {
+        let mut body = message.to_frame().slice(LENGTH_PREFIX_LEN..).to_vec();
+        let kind = body[0];
+        body.extend_from_slice(&[0, 0, 0]);
+        let frame = raw_frame(kind, &body[1..]);
+        assert_eq!(
+            decode_one(&frame),
+            Err(WireError::TrailingBytes { kind, extra: 3 }),
+            "{message:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------------------
+
+/// One piece of hostile input: noise, a valid frame, or a valid frame with a byte changed.
+fn hostile_segment() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..64),
+        message().prop_map(|m| m.to_frame().to_vec()),
+        (message(), any::<Index>(), any::<u8>()).prop_map(|(m, at, byte)| {
+            let mut frame = m.to_frame().to_vec();
+            let i = at.index(frame.len());
+            frame[i] = byte;
+            frame
+        }),
+        // A frame whose length prefix was shortened: its body ends early.
+        (message(), any::<Index>()).prop_map(|(m, cut)| {
+            let frame = m.to_frame();
+            let body = &frame[LENGTH_PREFIX_LEN..];
+            let kept = &body[..cut.index(body.len())];
+            let mut out = (kept.len() as u32).to_be_bytes().to_vec();
+            out.extend_from_slice(kept);
+            out
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn every_message_round_trips(message in message()) {
+        let frame = message.to_frame();
+
+        let mut encoded = BytesMut::new();
+        message.encode(&mut encoded);
+        prop_assert_eq!(&encoded[..], &frame[..]);
+
+        let declared = u32::from_be_bytes(frame[..LENGTH_PREFIX_LEN].try_into().unwrap());
+        prop_assert_eq!(declared as usize, frame.len() - LENGTH_PREFIX_LEN);
+        prop_assert!(declared <= FRAME_LEN_MAX);
+
+        prop_assert_eq!(decode_one(&frame), Ok(Some(message.clone())));
+        prop_assert_eq!(
+            Message::decode(frame.slice(LENGTH_PREFIX_LEN..)),
+            Ok(message.clone())
+        );
+        let hint_covers_frame = matches!(
+            message,
+            Message::Piece { .. }
+                | Message::DeliverRange { .. }
+                | Message::Announce { .. }
+                | Message::ManifestReply { .. }
+        );
+        if hint_covers_frame {
+            prop_assert!(message.encoded_len_hint() >= frame.len());
+        }
+    }
+
+    #[test]
+    fn split_bulk_header_and_data_equal_the_frame(message in message()) {
+        match message.split_bulk() {
+            Some((header, data)) => {
+                let mut joined = header.to_vec();
+                joined.extend_from_slice(data);
+                prop_assert_eq!(&joined[..], &message.to_frame()[..]);
+            }
+            None => prop_assert!(!is_bulk(&message)),
+        }
+    }
+
+    #[test]
+    fn a_stream_decodes_the_same_in_any_split(
+        messages in proptest::collection::vec(message(), 1..12),
+        cuts in proptest::collection::vec(any::<Index>(), 0..40),
+    ) {
+        let mut stream = BytesMut::new();
+        for message in &messages {
+            message.encode(&mut stream);
+        }
+        let cuts: Vec<usize> = cuts.iter().map(|cut| cut.index(stream.len() + 1)).collect();
+        prop_assert_eq!(decode_in_pieces(&stream, &cuts), Ok(messages.clone()));
+        let every_byte: Vec<usize> = (0..stream.len()).collect();
+        prop_assert_eq!(decode_in_pieces(&stream, &every_byte), Ok(messages));
+    }
+
+    #[test]
+    fn strict_prefixes_of_fixed_shape_messages_are_truncated(
+        message in message().prop_filter("fixed shape", |m| !is_bulk(m)),
+        cut in any::<Index>(),
+    ) {
+        let frame = message.to_frame();
+        let body = frame.slice(LENGTH_PREFIX_LEN..);
+        let payload_len = body.len() - 1;
+        prop_assume!(payload_len > 0);
+        let kept = 1 + cut.index(payload_len);
+        prop_assert_eq!(
+            Message::decode(body.slice(..kept)),
+            Err(WireError::Truncated { kind: body[0] })
+        );
+    }
+
+    #[test]
+    fn hostile_bytes_never_panic_and_stay_bounded(
+        segments in proptest::collection::vec(hostile_segment(), 1..8),
+        cuts in proptest::collection::vec(any::<Index>(), 0..24),
+    ) {
+        let bytes = segments.concat();
+        let mut ends: Vec<usize> = cuts.iter().map(|cut| cut.index(bytes.len() + 1)).collect();
+        ends.push(bytes.len());
+        ends.sort_unstable();
+        let mut decoder = FrameDecoder::new();
+        let mut start = 0;
+        'feeding: for end in ends {
+            let feed = &bytes[start..end];
+            start = end;
+            decoder.feed(feed);
+            prop_assert!(
+                decoder.buffered_len() <= FRAME_LEN_MAX as usize + LENGTH_PREFIX_LEN + feed.len()
+            );
+            loop {
+                let _ = decoder.wanted_len();
+                match decoder.next_message() {
+                    Ok(Some(message)) => {
+                        // Whatever decodes must re-encode to a frame that decodes the same.
+                        prop_assert_eq!(decode_one(&message.to_frame()), Ok(Some(message)));
+                    }
+                    Ok(None) => break,
+                    // The driver closes the connection: nothing more is fed.
+                    Err(_) => break 'feeding,
+                }
+            }
+            prop_assert!(
+                decoder.buffered_len() < FRAME_LEN_MAX as usize + LENGTH_PREFIX_LEN
+            );
+        }
+    }
+}
