@@ -111,8 +111,8 @@ impl Download {
             return Vec::new();
         };
         let blocks = Self::blocks_of(manifest, chunk_index);
-        let buffer = (blocks.len() > 1)
-            .then(|| BytesMut::zeroed(manifest.chunk_len(chunk_index) as usize));
+        let buffer =
+            (blocks.len() > 1).then(|| BytesMut::zeroed(manifest.chunk_len(chunk_index) as usize));
         self.assemblies.insert(
             (chunk_index, peer),
             ChunkAssembly {

@@ -100,10 +100,18 @@ pub enum StoreOutcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerAction {
     /// Open a connection to `addr`; report `handle_connected` or `handle_closed`.
-    Connect { conn: ConnId, addr: String },
-    Send { conn: ConnId, message: Message },
+    Connect {
+        conn: ConnId,
+        addr: String,
+    },
+    Send {
+        conn: ConnId,
+        message: Message,
+    },
     /// Close the connection. No `handle_closed` is needed for it.
-    Close { conn: ConnId },
+    Close {
+        conn: ConnId,
+    },
     /// Read bytes of a held chunk; report `handle_read`.
     ReadChunk {
         token: u64,
@@ -133,8 +141,12 @@ pub enum PeerAction {
 /// Events a driver shows to the user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerNotice {
-    TrackerConnected { addr: String },
-    TrackerLost { addr: String },
+    TrackerConnected {
+        addr: String,
+    },
+    TrackerLost {
+        addr: String,
+    },
     Progress {
         content_id: ContentId,
         chunks_have: u32,
@@ -144,7 +156,9 @@ pub enum PeerNotice {
         sources: usize,
     },
     /// Every chunk is verified and stored: the driver syncs and renames the file.
-    DownloadComplete { content_id: ContentId },
+    DownloadComplete {
+        content_id: ContentId,
+    },
     DownloadFailed {
         content_id: ContentId,
         reason: String,
@@ -203,10 +217,18 @@ struct PeerConn {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum TrackerState {
     /// Not connected; the next attempt is at `retry_at`.
-    Idle { retry_at: Instant },
-    Connecting { conn: ConnId },
-    AwaitingWelcome { conn: ConnId },
-    Ready { conn: ConnId },
+    Idle {
+        retry_at: Instant,
+    },
+    Connecting {
+        conn: ConnId,
+    },
+    AwaitingWelcome {
+        conn: ConnId,
+    },
+    Ready {
+        conn: ConnId,
+    },
 }
 
 /// A content this peer holds some verified chunks of (or is about to).
@@ -218,7 +240,10 @@ struct Held {
 /// What a read or store token stands for.
 #[derive(Clone, Copy, Debug)]
 enum Pending {
-    Read { conn: ConnId, request: ServeRequest },
+    Read {
+        conn: ConnId,
+        request: ServeRequest,
+    },
     Store {
         content_id: ContentId,
         chunk_index: u32,
@@ -390,14 +415,20 @@ impl Peer {
     /// Starts downloading `content_id`. With a manifest it must match the id; without one,
     /// the manifest is asked of the tracker and of peers.
     pub fn download(&mut self, now: Instant, content_id: ContentId, manifest: Option<Manifest>) {
-        if self.downloads.get(&content_id).is_some_and(|d| !d.is_finished()) {
+        if self
+            .downloads
+            .get(&content_id)
+            .is_some_and(|d| !d.is_finished())
+        {
             return;
         }
-        if let Some(held) = self.held.get(&content_id) {
-            if held.chunks.is_full() {
-                self.notify(PeerNotice::DownloadComplete { content_id });
-                return;
-            }
+        if self
+            .held
+            .get(&content_id)
+            .is_some_and(|h| h.chunks.is_full())
+        {
+            self.notify(PeerNotice::DownloadComplete { content_id });
+            return;
         }
         let mut download = Download::new(now, content_id);
         if let Some(manifest) = manifest.filter(|m| m.verify(content_id).is_ok()) {
@@ -510,7 +541,8 @@ impl Peer {
             return None;
         }
         let conn = self.new_conn_id();
-        self.conns.insert(conn, PeerConn::new(now, false, String::new()));
+        self.conns
+            .insert(conn, PeerConn::new(now, false, String::new()));
         Some(conn)
     }
 
@@ -522,12 +554,12 @@ impl Peer {
             self.send(conn, hello);
             return;
         }
-        if let Some(c) = self.conns.get_mut(&conn) {
-            if c.state == ConnState::Connecting {
-                c.state = ConnState::AwaitingWelcome;
-                c.last_received = now;
-                self.send(conn, hello);
-            }
+        if let Some(c) = self.conns.get_mut(&conn)
+            && c.state == ConnState::Connecting
+        {
+            c.state = ConnState::AwaitingWelcome;
+            c.last_received = now;
+            self.send(conn, hello);
         }
     }
 
@@ -617,7 +649,10 @@ impl Peer {
                 if let Some(s) = self.scheduler_mut(content_id) {
                     s.on_chunk_store_failed(chunk_index);
                 }
-                self.fail_download(content_id, format!("cannot write chunk {chunk_index}: {reason}"));
+                self.fail_download(
+                    content_id,
+                    format!("cannot write chunk {chunk_index}: {reason}"),
+                );
             }
         }
         self.pump(now);
@@ -664,7 +699,8 @@ impl Peer {
             };
             return;
         }
-        let addr = self.config.trackers[self.tracker_addr_index % self.config.trackers.len()].clone();
+        let addr =
+            self.config.trackers[self.tracker_addr_index % self.config.trackers.len()].clone();
         let conn = self.new_conn_id();
         self.tracker = TrackerState::Connecting { conn };
         self.actions.push_back(PeerAction::Connect { conn, addr });
@@ -799,8 +835,7 @@ impl Peer {
         // The tracker's answer is the freshest view: peers it no longer lists are gone.
         download.candidates.clear();
         for peer in peers.into_iter().take(PEERS_LEN_MAX) {
-            if peer.peer_id == me || peer.listen_addr == my_addr || banned.contains(&peer.peer_id)
-            {
+            if peer.peer_id == me || peer.listen_addr == my_addr || banned.contains(&peer.peer_id) {
                 continue;
             }
             download.candidates.insert(peer.peer_id, peer.listen_addr);
@@ -863,7 +898,8 @@ impl Peer {
         }
         for addr in to_connect {
             let conn = self.new_conn_id();
-            self.conns.insert(conn, PeerConn::new(now, true, addr.clone()));
+            self.conns
+                .insert(conn, PeerConn::new(now, true, addr.clone()));
             self.actions.push_back(PeerAction::Connect { conn, addr });
         }
     }
@@ -902,7 +938,10 @@ impl Peer {
             }
             (ConnState::AwaitingWelcome, Message::Welcome { version, peer_id }) => {
                 if version != PROTOCOL_VERSION {
-                    self.refuse(conn, format!("protocol version {version} is not {PROTOCOL_VERSION}"));
+                    self.refuse(
+                        conn,
+                        format!("protocol version {version} is not {PROTOCOL_VERSION}"),
+                    );
                     return;
                 }
                 self.identified(now, conn, peer_id);
@@ -1076,14 +1115,14 @@ impl Peer {
                     return;
                 };
                 // A pong we never pinged for is ignored.
-                if let Some((expected, sent_at)) = c.ping_in_flight {
-                    if expected == nonce {
-                        c.ping_in_flight = None;
-                        let rtt = now.saturating_since(sent_at);
-                        for download in self.downloads.values_mut() {
-                            if let Some(s) = &mut download.scheduler {
-                                s.record_rtt(remote, rtt);
-                            }
+                if let Some((expected, sent_at)) = c.ping_in_flight
+                    && expected == nonce
+                {
+                    c.ping_in_flight = None;
+                    let rtt = now.saturating_since(sent_at);
+                    for download in self.downloads.values_mut() {
+                        if let Some(s) = &mut download.scheduler {
+                            s.record_rtt(remote, rtt);
                         }
                     }
                 }
@@ -1131,18 +1170,28 @@ impl Peer {
         });
     }
 
-    fn on_bitfield(&mut self, conn: ConnId, remote: PeerId, content_id: ContentId, chunks: ChunkSet) {
-        if self.banned.get(&content_id).is_some_and(|b| b.contains(&remote)) {
+    fn on_bitfield(
+        &mut self,
+        conn: ConnId,
+        remote: PeerId,
+        content_id: ContentId,
+        chunks: ChunkSet,
+    ) {
+        if self
+            .banned
+            .get(&content_id)
+            .is_some_and(|b| b.contains(&remote))
+        {
             return;
         }
         let Some(download) = self.downloads.get_mut(&content_id) else {
             return;
         };
-        if let Some(manifest) = &download.manifest {
-            if chunks.len() != manifest.chunk_count() {
-                self.refuse(conn, "bitfield length does not match the manifest".into());
-                return;
-            }
+        if let Some(manifest) = &download.manifest
+            && chunks.len() != manifest.chunk_count()
+        {
+            self.refuse(conn, "bitfield length does not match the manifest".into());
+            return;
         }
         match &mut download.scheduler {
             Some(s) => s.add_peer(remote, chunks),
@@ -1271,7 +1320,13 @@ impl Peer {
         });
     }
 
-    fn send_cancels(&mut self, peer: PeerId, content_id: ContentId, chunk_index: u32, blocks: &[(u32, u32)]) {
+    fn send_cancels(
+        &mut self,
+        peer: PeerId,
+        content_id: ContentId,
+        chunk_index: u32,
+        blocks: &[(u32, u32)],
+    ) {
         let Some(&conn) = self.conn_by_peer.get(&peer) else {
             return;
         };
@@ -1425,7 +1480,9 @@ impl Peer {
         let interested: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.state == ConnState::Ready && c.remote_interests.contains(&content_id))
+            .filter(|(_, c)| {
+                c.state == ConnState::Ready && c.remote_interests.contains(&content_id)
+            })
             .map(|(id, _)| *id)
             .collect();
         for conn in interested {
@@ -1437,7 +1494,10 @@ impl Peer {
                 },
             );
         }
-        self.unsent_haves.entry(content_id).or_default().push(chunk_index);
+        self.unsent_haves
+            .entry(content_id)
+            .or_default()
+            .push(chunk_index);
         if self.haves_flush_at.is_none() {
             // Deadline is set relative to the last event; `now` is not needed precisely.
             self.haves_flush_at = Some(self.last_now_hint() + self.config.have_batch_delay);
@@ -1475,7 +1535,10 @@ impl Peer {
     }
 
     fn check_complete(&mut self, content_id: ContentId) {
-        let complete = self.held.get(&content_id).is_some_and(|h| h.chunks.is_full());
+        let complete = self
+            .held
+            .get(&content_id)
+            .is_some_and(|h| h.chunks.is_full());
         let Some(download) = self.downloads.get_mut(&content_id) else {
             return;
         };
@@ -1575,7 +1638,7 @@ impl Peer {
         self.send(
             conn,
             Message::Error {
-                code: 1,
+                code: crate::wire::error_code::BAD_MESSAGE,
                 message: reason,
             },
         );

@@ -27,6 +27,8 @@ pub const STRING_LEN_MAX: usize = 4096;
 pub const LIST_LEN_MAX: usize = 64 * 1024;
 /// Most peers in one `Located` or `PeerExchange`.
 pub const PEERS_LEN_MAX: usize = 1024;
+/// Most bytes the decoder reserves ahead of data actually received.
+const RESERVE_STEP_MAX: usize = 256 * 1024;
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX_LEN: usize = 4;
 
@@ -109,7 +111,7 @@ pub enum Message {
         version: u16,
         peer_id: PeerId,
     },
-    /// A refusal or failure; the sender closes the connection after it when `fatal`.
+    /// A refusal or failure (codes in [`error_code`]); followed by a close when fatal.
     Error {
         code: u16,
         message: String,
@@ -1033,8 +1035,10 @@ impl FrameDecoder {
         }
         let total = LENGTH_PREFIX_LEN + length as usize;
         if self.buf.len() < total {
-            // Reserve for the rest of this frame only: bounded by FRAME_LEN_MAX.
-            self.buf.reserve(total - self.buf.len());
+            // Reserve for the rest of this frame, but in steps: a 4-byte prefix alone must
+            // not make us allocate a whole maximum-size frame.
+            self.buf
+                .reserve((total - self.buf.len()).min(RESERVE_STEP_MAX));
             return Ok(None);
         }
         self.buf.advance(LENGTH_PREFIX_LEN);

@@ -9,14 +9,16 @@ use bytes::{Bytes, BytesMut};
 use p2p_core::ids::sha256;
 use p2p_core::peer::{Peer, PeerAction, PeerConfig, PeerNotice, StoreOutcome};
 use p2p_core::tracker::{Tracker, TrackerAction, TrackerConfig};
-use p2p_core::{ChunkSet, ConnId, ContentId, FrameDecoder, Instant, Manifest, ManifestBuilder, PeerId};
+use p2p_core::{
+    ChunkSet, ConnId, ContentId, FrameDecoder, Instant, Manifest, ManifestBuilder, PeerId,
+};
 
 const SWARM: &str = "test";
 const TRACKER: &str = "tracker:1";
 const CHUNK_SIZE: u32 = 16 * 1024;
 
 enum Machine {
-    Tracker(Tracker),
+    Tracker(Box<Tracker>),
     Peer(Box<Peer>),
 }
 
@@ -54,7 +56,7 @@ impl World {
         world.nodes.insert(
             TRACKER.into(),
             Node {
-                machine: Machine::Tracker(tracker),
+                machine: Machine::Tracker(Box::new(tracker)),
                 disk: BTreeMap::new(),
                 notices: Vec::new(),
                 corrupt: false,
@@ -339,8 +341,7 @@ fn manifest_of(name: &str, data: &[u8]) -> Manifest {
 fn completed(world: &World, addr: &str, content_id: ContentId) -> bool {
     world.nodes[addr]
         .notices
-        .iter()
-        .any(|n| *n == PeerNotice::DownloadComplete { content_id })
+        .contains(&PeerNotice::DownloadComplete { content_id })
 }
 
 #[test]
@@ -395,9 +396,15 @@ fn download_survives_a_seeder_vanishing_halfway() {
     let now = world.now;
     let peers = world.tracker().peers(now, SWARM);
     let addrs: Vec<&str> = peers.iter().map(|p| p.listen_addr.as_str()).collect();
-    assert!(addrs.contains(&"seeder2:1") && addrs.contains(&"downloader:1"), "{addrs:?}");
+    assert!(
+        addrs.contains(&"seeder2:1") && addrs.contains(&"downloader:1"),
+        "{addrs:?}"
+    );
     assert!(!addrs.contains(&"seeder1:1"), "{addrs:?}");
-    let downloader = peers.iter().find(|p| p.listen_addr == "downloader:1").unwrap();
+    let downloader = peers
+        .iter()
+        .find(|p| p.listen_addr == "downloader:1")
+        .unwrap();
     assert_eq!(downloader.chunks_held, 40);
     let files = world.tracker().files(SWARM);
     assert_eq!(files.len(), 1);
@@ -429,9 +436,10 @@ fn corrupt_seeder_is_banned_and_file_is_exact() {
     }
     assert!(completed(&world, "downloader:1", content_id));
     assert_eq!(world.disk_file("downloader:1", content_id, 12), data);
-    let banned = world.nodes["downloader:1"].notices.iter().any(|n| {
-        matches!(n, PeerNotice::PeerBanned { peer_id, .. } if *peer_id == PeerId(1))
-    });
+    let banned = world.nodes["downloader:1"]
+        .notices
+        .iter()
+        .any(|n| matches!(n, PeerNotice::PeerBanned { peer_id, .. } if *peer_id == PeerId(1)));
     assert!(banned, "the corrupt seeder was not banned");
 }
 
@@ -443,7 +451,9 @@ fn download_fails_with_reason_when_no_source_exists() {
     let mut world = World::new();
     world.add_peer("downloader:1", 3);
     let now = world.now;
-    world.peer("downloader:1").download(now, content_id, Some(manifest));
+    world
+        .peer("downloader:1")
+        .download(now, content_id, Some(manifest));
     world.drain("downloader:1");
     for _ in 0..100_000 {
         world.step();
@@ -451,14 +461,17 @@ fn download_fails_with_reason_when_no_source_exists() {
             break;
         }
     }
-    let failure = world.nodes["downloader:1"].notices.iter().find_map(|n| match n {
-        PeerNotice::DownloadFailed {
-            reason,
-            missing_chunks,
-            ..
-        } => Some((reason.clone(), missing_chunks.clone())),
-        _ => None,
-    });
+    let failure = world.nodes["downloader:1"]
+        .notices
+        .iter()
+        .find_map(|n| match n {
+            PeerNotice::DownloadFailed {
+                reason,
+                missing_chunks,
+                ..
+            } => Some((reason.clone(), missing_chunks.clone())),
+            _ => None,
+        });
     let (reason, missing) = failure.expect("the download should have failed");
     assert_eq!(missing, vec![0, 1, 2, 3]);
     assert!(reason.contains("no reachable peer holds 4"), "{reason}");
