@@ -81,13 +81,6 @@ impl<E> EventQueue<E> {
         Some((at, seq, event))
     }
 
-    pub fn len(&self) -> usize {
-        self.heap.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
-    }
 }
 
 #[cfg(test)]

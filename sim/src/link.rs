@@ -51,16 +51,6 @@ impl<T> Link<T> {
         }
     }
 
-    pub fn capacity_bytes_per_s(&self) -> u64 {
-        self.capacity_bytes_per_s
-    }
-
-    /// Changes the capacity from `now` on (slow peers, restored at heal).
-    pub fn set_capacity(&mut self, now: Nanos, capacity_bytes_per_s: u64) {
-        self.advance(now);
-        self.capacity_bytes_per_s = capacity_bytes_per_s.max(1);
-    }
-
     fn advance(&mut self, now: Nanos) {
         let active = self.finishes.len() as u128;
         if active > 0 && now > self.updated_at {
@@ -96,7 +86,7 @@ impl<T> Link<T> {
     }
 
     /// Takes every item finished by `now`, in finishing order.
-    pub fn take_finished(&mut self, now: Nanos) -> Vec<(FlowKey, T)> {
+    pub fn take_finished(&mut self, now: Nanos) -> Vec<(FlowKey, u64, T)> {
         self.advance(now);
         let mut done = Vec::new();
         while let Some(&(finish, flow)) = self.finishes.first() {
@@ -106,7 +96,7 @@ impl<T> Link<T> {
             self.finishes.pop_first();
             // Unwrap: every flow in `finishes` has a non-empty queue.
             let entry = self.flows.get_mut(&flow).unwrap();
-            let (_, item) = entry.queue.pop_front().unwrap();
+            let (done_size, item) = entry.queue.pop_front().unwrap();
             if let Some(&(size, _)) = entry.queue.front() {
                 // The next item starts when this one ended, not when we noticed.
                 entry.head_finish = finish + u128::from(size) * NANO;
@@ -114,7 +104,7 @@ impl<T> Link<T> {
             } else {
                 self.flows.remove(&flow);
             }
-            done.push((flow, item));
+            done.push((flow, done_size, item));
         }
         done
     }
@@ -134,11 +124,6 @@ impl<T> Link<T> {
         self.advance(now);
         self.flows.clear();
         self.finishes.clear();
-    }
-
-    /// Bytes queued in total (for memory and bound checks).
-    pub fn queued_items(&self) -> usize {
-        self.flows.values().map(|f| f.queue.len()).sum()
     }
 }
 
@@ -168,6 +153,6 @@ mod tests {
         assert_eq!(done.len(), 2);
         assert_eq!(link.next_completion(), Some(NANOS_PER_S * 3 / 2));
         let done = link.take_finished(NANOS_PER_S * 3 / 2);
-        assert_eq!(done, vec![((1, 0), "a2")]);
+        assert_eq!(done, vec![((1, 0), 500, "a2")]);
     }
 }

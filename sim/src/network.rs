@@ -1,0 +1,66 @@
+//! Connections of the simulated network.
+//!
+//! The model, in one paragraph: a message first queues on the sender's *upload* link, a
+//! processor-sharing server (see `link.rs`) where every connection with data waiting gets an
+//! equal share of the node's upload capacity and messages of one connection go in order.
+//! When its last byte is out, it travels for the link's one-way latency (the sum of both
+//! nodes' distances to the network core, times any latency spike, plus jitter; never
+//! overtaking an earlier message of the same connection), then queues the same way on the
+//! receiver's *download* link, and is handed to the receiving machine when its last byte is
+//! in. So no node sends faster than its upload or receives faster than its download capacity,
+//! and concurrent transfers share both. Connections are reliable and ordered; a close sends
+//! a FIN behind the queued data; a crash or a partition breaks a connection on both ends.
+
+use p2p_core::ids::ConnId;
+use p2p_core::wire::Message;
+
+use crate::event_queue::Nanos;
+
+/// Bytes a FIN takes on the wire (a bare TCP segment).
+pub const FIN_SIZE_BYTES: u64 = 40;
+
+/// What travels on a connection.
+pub enum Packet {
+    Message(Message),
+    /// The sender closed its end after everything queued before.
+    Fin,
+}
+
+/// One end of a connection.
+#[derive(Clone, Copy, Debug)]
+pub struct End {
+    pub node: usize,
+    /// The incarnation of the node's machine that owns this end.
+    pub incarnation: u32,
+    /// The machine's id for it; `None` until the acceptor accepted.
+    pub local: Option<ConnId>,
+    pub open: bool,
+}
+
+/// A connection: end 0 dialled, end 1 accepted. Direction `d` carries data from end `d` to
+/// end `1 - d`.
+pub struct Conn {
+    pub ends: [End; 2],
+    /// When the last packet of each direction arrives at the receiver (for FIFO order).
+    pub last_arrival: [Nanos; 2],
+    /// `Piece`s queued on the sender's upload link and not yet out, per direction.
+    pub pieces_queued: [u32; 2],
+}
+
+impl Conn {
+    pub fn new(dialler: End, target: usize) -> Conn {
+        Conn {
+            ends: [
+                dialler,
+                End {
+                    node: target,
+                    incarnation: 0,
+                    local: None,
+                    open: false,
+                },
+            ],
+            last_arrival: [0; 2],
+            pieces_queued: [0; 2],
+        }
+    }
+}

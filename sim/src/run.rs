@@ -1,0 +1,113 @@
+//! One run of one seed, start to verdict.
+
+use std::fmt;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::checkers::{FailureKind, Violation};
+use crate::event_queue::{NANOS_PER_S, Nanos};
+use crate::scenario::{Scale, Scenario, SimConfig};
+use crate::world::{Role, Stats, World};
+
+/// What a run found.
+pub struct RunReport {
+    pub config: SimConfig,
+    /// Hash of every event and action, in order: equal for two runs of one seed.
+    pub digest: u64,
+    pub end_time: Nanos,
+    pub stats: Stats,
+    pub violations: Vec<Violation>,
+    pub violations_dropped: u64,
+    /// Completion time of every downloading peer, `None` if it never completed.
+    pub completions: Vec<Option<Nanos>>,
+}
+
+impl RunReport {
+    /// The worst failure, if any.
+    pub fn failure(&self) -> Option<FailureKind> {
+        self.violations.iter().map(|v| v.kind).min()
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        self.failure().map_or(0, FailureKind::exit_code)
+    }
+
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let done = self.completions.iter().filter(|c| c.is_some()).count();
+        writeln!(
+            f,
+            "end t={:.3}s events={} messages={} bytes={} pieces={} corrupted={} bans={} crashes={} tracker_restarts={} connections={} completed={}/{}",
+            self.end_time as f64 / NANOS_PER_S as f64,
+            self.stats.events,
+            self.stats.messages_sent,
+            self.stats.bytes_sent,
+            self.stats.pieces_sent,
+            self.stats.pieces_corrupted,
+            self.stats.peers_banned,
+            self.stats.crashes,
+            self.stats.tracker_restarts,
+            self.stats.connections_opened,
+            done,
+            self.completions.len(),
+        )?;
+        writeln!(f, "trace digest {:016x}", self.digest)?;
+        for v in &self.violations {
+            writeln!(f, "{v}")?;
+        }
+        if self.violations_dropped > 0 {
+            writeln!(f, "({} more violations not shown)", self.violations_dropped)?;
+        }
+        match self.failure() {
+            None => write!(f, "PASS"),
+            Some(kind) => write!(f, "FAIL ({}); replay: {}", kind.name(), self.config.replay_command()),
+        }
+    }
+}
+
+/// The configuration `seed` draws for `scenario`, and the RNG positioned after the draw.
+pub fn configure(seed: u64, scenario: Scenario, scale: Scale) -> (SimConfig, ChaCha8Rng) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let config = SimConfig::generate(seed, scenario, scale, &mut rng);
+    (config, rng)
+}
+
+/// Runs one seed to its verdict. With `tracing`, every event is printed.
+pub fn run(seed: u64, scenario: Scenario, scale: Scale, tracing: bool) -> RunReport {
+    let (config, rng) = configure(seed, scenario, scale);
+    run_config(config, rng, tracing)
+}
+
+/// Runs a prepared configuration.
+pub fn run_config(config: SimConfig, rng: ChaCha8Rng, tracing: bool) -> RunReport {
+    let mut world = World::new(config, rng);
+    world.set_tracing(tracing);
+    world.run_to_end();
+    report(world)
+}
+
+pub(crate) fn report(world: World) -> RunReport {
+    let completions = world
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Leecher)
+        .map(|n| n.completed_at)
+        .collect();
+    let end_time = world.now();
+    let (violations, violations_dropped) = world.violations.into_list();
+    RunReport {
+        config: world.config,
+        digest: std::hash::Hasher::finish(&world.digest),
+        end_time,
+        stats: world.stats,
+        violations,
+        violations_dropped,
+        completions,
+    }
+}
