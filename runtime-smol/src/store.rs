@@ -152,10 +152,17 @@ impl Destination {
         }
     }
 
-    /// The final path for a file whose manifest is named `name` (untrusted: sanitised).
-    pub fn final_path(&self, name: &str) -> PathBuf {
+    /// The final path for a file whose manifest is named `name` (untrusted: sanitised;
+    /// a name with nothing usable left gives way to the content id).
+    pub fn final_path(&self, name: &str, content_id: ContentId) -> PathBuf {
         match self {
-            Destination::Dir(dir) => dir.join(p2p_core::filename::sanitize_file_name(name)),
+            Destination::Dir(dir) => {
+                let safe = p2p_core::filename::sanitize_file_name(name).unwrap_or_else(|e| {
+                    tracing::warn!(name = %name.escape_debug(), "{e}; saving under the content id");
+                    content_id.to_string()
+                });
+                dir.join(safe)
+            }
             Destination::File(path) => path.clone(),
         }
     }
@@ -206,7 +213,7 @@ pub fn prepare_download(
     content_id: ContentId,
     manifest: &Manifest,
 ) -> Result<Prepared, String> {
-    let final_path = destination.final_path(&manifest.name);
+    let final_path = destination.final_path(&manifest.name, content_id);
     let paths = PartPaths::for_final(final_path);
     let shown = paths.final_path.display().to_string();
     if let Some(parent) = paths.final_path.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -46,7 +46,7 @@ pub async fn start(listen: SocketAddr) -> anyhow::Result<TrackerHandle> {
     let addr = net::listen(listen, events.clone(), Event::Accepted).await?;
     let config = TrackerConfig {
         rng_seed: net::random_u64(),
-        tracker_id: net::random_u64(),
+        tracker_id: p2p_core::PeerId(net::random_u64()),
         ..TrackerConfig::default()
     };
     let mut tracker = Tracker::new(config);

@@ -1,0 +1,138 @@
+//! `p2p get`: find the content (ticket, content id or name), download it into `NAME.part`
+//! with progress, then print its SHA-256 and path; `--seed` keeps serving afterwards.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use p2p_core::{ContentId, Ticket};
+use smol::future;
+
+use crate::UsageError;
+use crate::cli::{DEFAULT_TRACKER_ADDR, GetArgs};
+use crate::peer_task::{self, PeerOptions, UserEvent};
+use crate::progress::Reporter;
+use crate::signals::{Stop, StopSignals};
+use crate::store::Destination;
+use crate::{client, progress};
+
+/// What the user asked for.
+enum Target {
+    Ticket(Ticket),
+    ContentId(ContentId),
+    Name(String),
+}
+
+fn parse_target(text: &str) -> Result<Target, UsageError> {
+    let text = text.trim();
+    if let Ok(content_id) = text.parse::<ContentId>() {
+        return Ok(Target::ContentId(content_id));
+    }
+    match text.parse::<Ticket>() {
+        Ok(ticket) => Ok(Target::Ticket(ticket)),
+        Err(e) if p2p_core::ticket::looks_like_ticket(text) => Err(UsageError(format!(
+            "malformed ticket '{text}': {e}; pass the whole line `p2p share` printed"
+        ))),
+        Err(_) if text.is_empty() => Err(UsageError("empty ticket, content id or name".into())),
+        Err(_) => Ok(Target::Name(text.to_string())),
+    }
+}
+
+pub async fn run(args: GetArgs, swarm: String, signals: &mut StopSignals) -> anyhow::Result<ExitCode> {
+    let target = parse_target(&args.target)?;
+    let mut trackers: Vec<String> = args.tracker.iter().cloned().collect();
+    if let Target::Ticket(ticket) = &target {
+        for addr in &ticket.trackers {
+            if !trackers.contains(addr) {
+                trackers.push(addr.clone());
+            }
+        }
+    }
+    if trackers.is_empty() {
+        trackers.push(DEFAULT_TRACKER_ADDR.to_string());
+    }
+    let content_id = match &target {
+        Target::Ticket(ticket) => ticket.content_id,
+        Target::ContentId(content_id) => *content_id,
+        Target::Name(name) => resolve_name(&trackers[0], &swarm, name).await?,
+    };
+    let destination = Destination::from_output(args.output.as_deref());
+    let peer = peer_task::start(PeerOptions {
+        swarm,
+        listen: Some(args.listen),
+        trackers,
+        upload_limit: args.upload_limit,
+    })
+    .await?;
+    peer.download(content_id, None, destination, args.force).await;
+    let mut reporter = Reporter::new(args.json);
+    loop {
+        let next = future::or(async { Ok(peer.user_events.recv().await.ok()) }, async {
+            Err(signals.next().await)
+        })
+        .await;
+        match next {
+            Ok(Some(event)) => {
+                reporter.on_event(&event);
+                match event {
+                    UserEvent::Downloaded { path, sha256, .. } => {
+                        if !args.json {
+                            // sha256sum's format: `sha256sum -c` can check it.
+                            let mut out = std::io::stdout().lock();
+                            let _ = writeln!(out, "{sha256}  {}", path.display());
+                            let _ = out.flush();
+                        }
+                        if !args.seed {
+                            peer.shutdown().await;
+                            return Ok(ExitCode::SUCCESS);
+                        }
+                        eprintln!("seeding {}; Ctrl-C to stop", path.display());
+                        let stop = signals.next().await;
+                        peer.shutdown().await;
+                        return Ok(stop.exit_code());
+                    }
+                    UserEvent::DownloadFailed { reason, .. } => {
+                        peer.shutdown().await;
+                        eprintln!("error: download of {content_id} failed: {reason}");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    UserEvent::Notice(_) => {}
+                }
+            }
+            Ok(None) => anyhow::bail!("the peer stopped unexpectedly"),
+            Err(stop) => {
+                reporter.clear();
+                peer.shutdown().await;
+                let what = match stop {
+                    Stop::Interrupt => "interrupted",
+                    Stop::Terminate => "terminated",
+                };
+                eprintln!("{what}; run the same command again to resume");
+                if args.json {
+                    progress::print_json(&serde_json::json!({"event": what}));
+                }
+                return Ok(stop.exit_code());
+            }
+        }
+    }
+}
+
+/// The content id of the one file the tracker lists under `name`.
+async fn resolve_name(tracker: &str, swarm: &str, name: &str) -> anyhow::Result<ContentId> {
+    let files = client::list_files(tracker, swarm).await?;
+    let mut matches: Vec<_> = files.iter().filter(|f| f.name == name).collect();
+    matches.dedup_by_key(|f| f.content_id);
+    match matches.as_slice() {
+        [one] => Ok(one.content_id),
+        [] => anyhow::bail!(
+            "tracker {tracker} lists no file named '{name}' (`p2p ls --tracker {tracker}` shows what it has)"
+        ),
+        several => {
+            let ids: Vec<String> = several.iter().map(|f| f.content_id.to_string()).collect();
+            anyhow::bail!(
+                "tracker {tracker} lists {} different files named '{name}'; choose one by content id:\n  {}",
+                several.len(),
+                ids.join("\n  ")
+            )
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! `p2p share`: hash the files, make sure a tracker is there (an embedded one when none is
+//! given), publish, print one ticket per file, serve until stopped.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use indicatif::HumanBytes;
+use p2p_core::{Manifest, Ticket};
+
+use crate::cli::DEFAULT_TRACKER_ADDR;
+use crate::peer_task::{self, PeerOptions};
+use crate::signals::StopSignals;
+use crate::{store, tracker_task};
+
+pub struct ShareOptions {
+    pub files: Vec<PathBuf>,
+    pub tracker: Option<String>,
+    pub listen: SocketAddr,
+    pub chunk_size: u32,
+    pub upload_limit: Option<u64>,
+    pub swarm: String,
+}
+
+pub async fn run(options: ShareOptions, signals: &mut StopSignals) -> anyhow::Result<ExitCode> {
+    p2p_core::manifest::check_chunk_size(options.chunk_size)
+        .map_err(|e| crate::UsageError(format!("--chunk-size: {e}")))?;
+    let mut published = Vec::new();
+    for path in &options.files {
+        let manifest = hash(path, options.chunk_size).await?;
+        published.push((manifest, path.clone()));
+    }
+    let (tracker_addr, embedded) = match &options.tracker {
+        Some(addr) => (addr.clone(), None),
+        None => {
+            let tracker = start_embedded_tracker().await?;
+            (tracker.addr.to_string(), Some(tracker))
+        }
+    };
+    let peer = peer_task::start(PeerOptions {
+        swarm: options.swarm.clone(),
+        listen: Some(options.listen),
+        trackers: vec![tracker_addr.clone()],
+        upload_limit: options.upload_limit,
+    })
+    .await?;
+    let serving = peer.listen_addr.map(|a| a.to_string()).unwrap_or_default();
+    for (manifest, path) in published {
+        let file = peer_task::open_published(&path)?;
+        let ticket = Ticket {
+            content_id: manifest.content_id(),
+            name: manifest.name.clone(),
+            trackers: vec![tracker_addr.clone()],
+        };
+        eprintln!(
+            "sharing {} ({}, {} chunks) as {}",
+            path.display(),
+            HumanBytes(manifest.size),
+            manifest.chunk_count(),
+            manifest.content_id()
+        );
+        peer.publish(manifest, file).await;
+        // The ticket alone on its line of standard output, so scripts can take it.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{ticket}");
+        let _ = out.flush();
+    }
+    let tracker_kind = if embedded.is_some() { " (embedded)" } else { "" };
+    eprintln!("serving on {serving}, tracker {tracker_addr}{tracker_kind}; Ctrl-C to stop");
+    let stop = signals.next().await;
+    let stats = peer.shutdown().await;
+    if let Some(tracker) = embedded {
+        tracker.stop().await;
+    }
+    eprintln!("stopped; uploaded {}", HumanBytes(stats.uploaded_bytes));
+    Ok(stop.exit_code())
+}
+
+/// The manifest of a file, hashed on the blocking pool with every core.
+pub async fn hash(path: &Path, chunk_size: u32) -> anyhow::Result<Manifest> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .with_context(|| format!("{} has no file name", path.display()))?;
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        anyhow::bail!("{} is not a regular file", path.display());
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let owned = path.to_path_buf();
+    tracing::info!(path = %path.display(), size = meta.len(), "hashing");
+    smol::unblock(move || store::hash_file(&owned, &name, chunk_size, threads))
+        .await
+        .with_context(|| format!("cannot hash {}", path.display()))
+}
+
+/// An in-process tracker on the default address, or on any free port when that is taken.
+async fn start_embedded_tracker() -> anyhow::Result<tracker_task::TrackerHandle> {
+    // The default address is a constant that parses.
+    let default: SocketAddr = DEFAULT_TRACKER_ADDR.parse().unwrap();
+    match tracker_task::start(default).await {
+        Ok(tracker) => Ok(tracker),
+        Err(e) => {
+            tracing::info!("{e:#}; the embedded tracker takes a free port instead");
+            tracker_task::start(SocketAddr::from(([127, 0, 0, 1], 0))).await
+        }
+    }
+}
