@@ -270,6 +270,9 @@ pub struct Peer {
     /// Peers banned per content: they sent a chunk that failed its hash.
     banned: BTreeMap<ContentId, BTreeSet<PeerId>>,
     pending: BTreeMap<u64, Pending>,
+    /// Contents announced on the current tracker session: the tracker ignores a `Have` for
+    /// a content not announced first, so the first chunk of a download goes as an `Announce`.
+    announced: BTreeSet<ContentId>,
     /// Chunks gained and not yet told to the tracker.
     unsent_haves: BTreeMap<ContentId, Vec<u32>>,
     haves_flush_at: Option<Instant>,
@@ -297,6 +300,7 @@ impl Peer {
             downloads: BTreeMap::new(),
             banned: BTreeMap::new(),
             pending: BTreeMap::new(),
+            announced: BTreeSet::new(),
             unsent_haves: BTreeMap::new(),
             haves_flush_at: None,
             uploaded_bytes: 0,
@@ -408,6 +412,7 @@ impl Peer {
     /// Stops serving a content (and forgets it).
     pub fn unpublish(&mut self, now: Instant, content_id: ContentId) {
         self.held.remove(&content_id);
+        self.announced.remove(&content_id);
         self.send_to_tracker(Message::Withdraw { content_id });
         self.pump(now);
     }
@@ -752,6 +757,7 @@ impl Peer {
                 self.notify(PeerNotice::TrackerConnected { addr });
                 // The tracker's state is soft: tell it everything again after every
                 // (re)connect, then ask again about every running download.
+                self.announced.clear();
                 let contents: Vec<ContentId> = self.held.keys().copied().collect();
                 for content_id in contents {
                     self.announce(content_id);
@@ -796,11 +802,16 @@ impl Peer {
         let Some(held) = self.held.get(&content_id) else {
             return;
         };
+        // An empty announce would read as a withdrawal: wait for the first chunk.
+        if held.chunks.is_empty() || !self.is_tracker_ready() {
+            return;
+        }
         let message = Message::Announce {
             manifest: held.manifest.clone(),
             chunks: held.chunks.clone(),
         };
         self.unsent_haves.remove(&content_id);
+        self.announced.insert(content_id);
         self.send_to_tracker(message);
     }
 
@@ -818,10 +829,14 @@ impl Peer {
     fn flush_haves(&mut self) {
         self.haves_flush_at = None;
         for (content_id, chunk_indices) in std::mem::take(&mut self.unsent_haves) {
-            self.send_to_tracker(Message::Have {
-                content_id,
-                chunk_indices,
-            });
+            if self.announced.contains(&content_id) {
+                self.send_to_tracker(Message::Have {
+                    content_id,
+                    chunk_indices,
+                });
+            } else {
+                self.announce(content_id);
+            }
         }
     }
 
