@@ -21,6 +21,9 @@ use crate::scheduler::SchedulerConfig;
 use crate::time::{Instant, earliest};
 use crate::wire::{BLOCK_LEN_MAX, Message, PEERS_LEN_MAX, PROTOCOL_VERSION, PeerChunks};
 
+/// Most peers named in one `PeerExchange` we send.
+const PEER_EXCHANGE_MAX: usize = 32;
+
 /// Tuning of a peer. `Default` suits a LAN; the simulator and tests shorten the timers.
 #[derive(Clone, Debug)]
 pub struct PeerConfig {
@@ -496,6 +499,26 @@ impl Peer {
             },
         );
         self.announce(content_id);
+        // Peers that asked before we knew the file got `NotFound`: they get our bitfield
+        // now, and our haves from here on.
+        let chunks = self.held.get(&content_id).map(|h| h.chunks.clone());
+        let waiting: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.state == ConnState::Ready && c.remote_interests.contains(&content_id)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if let Some(chunks) = chunks {
+            for conn in waiting {
+                let bitfield = Message::Bitfield {
+                    content_id,
+                    chunks: chunks.clone(),
+                };
+                self.send(conn, bitfield);
+            }
+        }
         self.report_progress(content_id);
         self.check_complete(content_id);
         self.pump(now);
@@ -1040,6 +1063,7 @@ impl Peer {
                     c.remote_interests.insert(content_id);
                 }
                 self.send(conn, reply);
+                self.exchange_peers(conn, remote, content_id);
             }
             Message::GetManifest { content_id } => {
                 let reply = match self.held.get(&content_id) {
@@ -1165,6 +1189,25 @@ impl Peer {
             | Message::NoWork { .. }
             | Message::EndJob { .. } => {}
             _ => self.refuse(conn, "message not valid between peers".into()),
+        }
+    }
+
+    /// Tells a peer that wants `content_id` about other peers here that want or hold it, so
+    /// a crowd that arrives at once meshes without waiting for the tracker to list them.
+    fn exchange_peers(&mut self, conn: ConnId, asker: PeerId, content_id: ContentId) {
+        let peers: Vec<(PeerId, String)> = self
+            .conns
+            .values()
+            .filter(|c| c.state == ConnState::Ready && !c.addr.is_empty())
+            .filter(|c| {
+                c.remote_interests.contains(&content_id) || c.our_interests.contains(&content_id)
+            })
+            .filter_map(|c| c.remote.map(|id| (id, c.addr.clone())))
+            .filter(|(id, _)| *id != asker)
+            .take(PEER_EXCHANGE_MAX)
+            .collect();
+        if !peers.is_empty() {
+            self.send(conn, Message::PeerExchange { content_id, peers });
         }
     }
 

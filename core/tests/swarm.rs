@@ -2,7 +2,7 @@
 //! machine's actions to the others as events, through the real wire encoding, on a virtual
 //! clock.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -37,8 +37,17 @@ struct World {
     nodes: BTreeMap<String, Node>,
     links: BTreeMap<(String, ConnId), (String, ConnId)>,
     decoders: BTreeMap<(String, ConnId), FrameDecoder>,
-    in_flight: VecDeque<(String, ConnId, Bytes)>,
+    /// Frames on the wire, by delivery time and send order.
+    in_flight: BTreeMap<(Instant, u64), (String, ConnId, Bytes)>,
+    sent_frames: u64,
+    /// When each node's uplink is free again: frames leave one after another.
+    upload_free_at: BTreeMap<String, Instant>,
 }
+
+/// Every node's uplink, in bytes per second, and the one-way latency of every link: slow
+/// enough that a seeder cannot serve everyone at once, so sharing between getters matters.
+const UPLOAD_BYTES_PER_S: u64 = 8 * 1024 * 1024;
+const LATENCY: Duration = Duration::from_millis(2);
 
 impl World {
     fn new() -> World {
@@ -47,7 +56,9 @@ impl World {
             nodes: BTreeMap::new(),
             links: BTreeMap::new(),
             decoders: BTreeMap::new(),
-            in_flight: VecDeque::new(),
+            in_flight: BTreeMap::new(),
+            sent_frames: 0,
+            upload_free_at: BTreeMap::new(),
         };
         let tracker = Tracker::new(TrackerConfig {
             peer_timeout: Duration::from_secs(5),
@@ -127,7 +138,7 @@ impl World {
             self.links.remove(&to);
             self.closed(&to.0, to.1);
         }
-        self.in_flight.retain(|(to, _, _)| to != addr);
+        self.in_flight.retain(|_, (to, _, _)| to != addr);
     }
 
     fn closed(&mut self, addr: &str, conn: ConnId) {
@@ -144,7 +155,17 @@ impl World {
 
     fn send(&mut self, from: &str, conn: ConnId, frame: Bytes) {
         if let Some((to, to_conn)) = self.links.get(&(from.to_string(), conn)) {
-            self.in_flight.push_back((to.clone(), *to_conn, frame));
+            let free_at = self.upload_free_at.entry(from.to_string()).or_default();
+            let start = (*free_at).max(self.now);
+            let transmit =
+                Duration::from_nanos(frame.len() as u64 * 1_000_000_000 / UPLOAD_BYTES_PER_S);
+            *free_at = start + transmit;
+            let deliver_at = start + transmit + LATENCY;
+            self.sent_frames += 1;
+            self.in_flight.insert(
+                (deliver_at, self.sent_frames),
+                (to.clone(), *to_conn, frame),
+            );
         }
     }
 
@@ -263,9 +284,24 @@ impl World {
         }
     }
 
-    /// Delivers frames until none are left, then fires the earliest timer. One step.
+    /// Delivers the next frame or fires the next timer, whichever is due first. One step.
     fn step(&mut self) {
-        if let Some((to, conn, frame)) = self.in_flight.pop_front() {
+        let next_timer = self
+            .nodes
+            .values()
+            .filter_map(|n| match &n.machine {
+                Machine::Tracker(t) => t.poll_timeout(),
+                Machine::Peer(p) => p.poll_timeout(),
+            })
+            .min();
+        let next_frame = self.in_flight.keys().next().map(|(at, _)| *at);
+        let frame_first = match (next_frame, next_timer) {
+            (Some(frame), Some(timer)) => frame <= timer,
+            (frame, _) => frame.is_some(),
+        };
+        if frame_first {
+            let ((at, _), (to, conn, frame)) = self.in_flight.pop_first().unwrap();
+            self.now = self.now.max(at);
             let now = self.now;
             let key = (to.clone(), conn);
             let decoder = self.decoders.entry(key).or_default();
@@ -286,15 +322,7 @@ impl World {
             }
             return;
         }
-        let next = self
-            .nodes
-            .values()
-            .filter_map(|n| match &n.machine {
-                Machine::Tracker(t) => t.poll_timeout(),
-                Machine::Peer(p) => p.poll_timeout(),
-            })
-            .min();
-        let Some(next) = next else {
+        let Some(next) = next_timer else {
             return;
         };
         self.now = self.now.max(next);
@@ -475,4 +503,109 @@ fn download_fails_with_reason_when_no_source_exists() {
     let (reason, missing) = failure.expect("the download should have failed");
     assert_eq!(missing, vec![0, 1, 2, 3]);
     assert!(reason.contains("no reachable peer holds 4"), "{reason}");
+}
+
+impl World {
+    /// The tracker process dies: its connections break and its state is gone.
+    fn crash_tracker(&mut self) {
+        self.crash(TRACKER);
+    }
+
+    /// A new tracker, with empty state, starts on the same address.
+    fn restart_tracker(&mut self) {
+        let tracker = Tracker::new(TrackerConfig {
+            peer_timeout: Duration::from_secs(5),
+            ..TrackerConfig::default()
+        });
+        self.nodes.insert(
+            TRACKER.into(),
+            Node {
+                machine: Machine::Tracker(Box::new(tracker)),
+                disk: BTreeMap::new(),
+                notices: Vec::new(),
+                corrupt: false,
+            },
+        );
+    }
+
+    fn run_until(&mut self, steps: usize, mut done: impl FnMut(&mut World) -> bool) -> bool {
+        for _ in 0..steps {
+            if done(self) {
+                return true;
+            }
+            self.step();
+        }
+        done(self)
+    }
+}
+
+#[test]
+fn getters_share_with_each_other() {
+    let data = file_bytes(64 * CHUNK_SIZE as usize, 9);
+    let manifest = manifest_of("shared.bin", &data);
+    let content_id = manifest.content_id();
+    let mut world = World::new();
+    world.add_peer("seeder:1", 1);
+    world.seed("seeder:1", &manifest, &data);
+    let getters: Vec<String> = (0..5).map(|i| format!("getter{i}:1")).collect();
+    for (i, getter) in getters.iter().enumerate() {
+        world.add_peer(getter, 10 + i as u64);
+        let now = world.now;
+        world.peer(getter).download(now, content_id, None);
+        world.drain(getter);
+    }
+    let all_done = world.run_until(500_000, |w| {
+        getters.iter().all(|g| completed(w, g, content_id))
+    });
+    assert!(all_done, "not every getter completed");
+    let mut getter_upload = 0;
+    for getter in &getters {
+        assert_eq!(world.disk_file(getter, content_id, 64), data);
+        getter_upload += world.peer(getter).uploaded_bytes();
+    }
+    assert!(getter_upload > 0, "getters never served each other");
+}
+
+#[test]
+fn download_survives_tracker_outage_and_tracker_recovers() {
+    let data = file_bytes(48 * CHUNK_SIZE as usize, 5);
+    let manifest = manifest_of("outage.bin", &data);
+    let content_id = manifest.content_id();
+    let mut world = World::new();
+    world.add_peer("seeder:1", 1);
+    world.add_peer("getter:1", 2);
+    world.seed("seeder:1", &manifest, &data);
+    let now = world.now;
+    world.peer("getter:1").download(now, content_id, None);
+    world.drain("getter:1");
+
+    let started = world.run_until(100_000, |w| {
+        w.peer("getter:1")
+            .held_chunks(content_id)
+            .is_some_and(|c| c.count() >= 4)
+    });
+    assert!(started);
+    world.crash_tracker();
+    let outage_began = world.now;
+    assert!(world.run_until(500_000, |w| completed(w, "getter:1", content_id)));
+    assert_eq!(world.disk_file("getter:1", content_id, 48), data);
+    assert!(!world.peer("getter:1").is_tracker_ready());
+
+    // Keep the tracker down a while, then start an empty one on the same address: the
+    // peers find it (with backoff) and re-announce, and it is whole again.
+    world.run_until(100_000, |w| w.now >= outage_began + Duration::from_secs(20));
+    world.restart_tracker();
+    let restarted_at = world.now;
+    let recovered = world.run_until(100_000, |w| {
+        let files = w.tracker().files(SWARM);
+        files.len() == 1 && files[0].full_sources == 2
+    });
+    assert!(recovered, "the restarted tracker never relearned the swarm");
+    assert!(
+        world.now - restarted_at <= Duration::from_secs(6),
+        "recovery took {:?}",
+        world.now - restarted_at
+    );
+    assert!(world.tracker().is_peer_known(PeerId(1)));
+    assert!(world.tracker().is_peer_known(PeerId(2)));
 }
