@@ -1,0 +1,293 @@
+//! A peer machine fed lies by a remote: it refuses, rejects or ignores, and never panics or
+//! serves what it has not verified.
+
+use bytes::Bytes;
+use p2p_core::peer::{Peer, PeerAction, PeerConfig};
+use p2p_core::wire::{Message, PROTOCOL_VERSION};
+use p2p_core::{ChunkSet, ConnId, ContentId, Instant, Manifest, ManifestBuilder, PeerId};
+
+const CHUNK: u32 = 16 * 1024;
+
+fn manifest(chunks: u32, salt: u8) -> Manifest {
+    let mut b = ManifestBuilder::new("f.bin", CHUNK).unwrap();
+    b.update(&vec![salt; (chunks * CHUNK) as usize]);
+    b.finish().unwrap()
+}
+
+fn peer() -> Peer {
+    Peer::new(
+        PeerConfig {
+            peer_id: PeerId(1),
+            swarm: "s".into(),
+            listen_addr: "me:1".into(),
+            ..PeerConfig::default()
+        },
+        Instant::ZERO,
+    )
+}
+
+fn drain(peer: &mut Peer) -> Vec<PeerAction> {
+    std::iter::from_fn(|| peer.poll_action()).collect()
+}
+
+/// An incoming connection that completed the handshake as peer 2.
+fn handshake(peer: &mut Peer) -> ConnId {
+    let conn = peer.accept(Instant::ZERO).unwrap();
+    peer.handle_message(
+        Instant::ZERO,
+        conn,
+        Message::Hello {
+            version: PROTOCOL_VERSION,
+            peer_id: PeerId(2),
+            listen_addr: "remote:1".into(),
+            swarm: "s".into(),
+        },
+    );
+    let actions = drain(peer);
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        PeerAction::Send {
+            message: Message::Welcome { .. },
+            ..
+        }
+    )));
+    conn
+}
+
+fn closed(actions: &[PeerAction], conn: ConnId) -> bool {
+    actions.iter().any(|a| *a == PeerAction::Close { conn })
+}
+
+#[test]
+fn wrong_swarm_and_wrong_version_are_refused() {
+    let mut p = peer();
+    let conn = p.accept(Instant::ZERO).unwrap();
+    p.handle_message(
+        Instant::ZERO,
+        conn,
+        Message::Hello {
+            version: PROTOCOL_VERSION,
+            peer_id: PeerId(2),
+            listen_addr: String::new(),
+            swarm: "other".into(),
+        },
+    );
+    assert!(closed(&drain(&mut p), conn));
+    let conn = p.accept(Instant::ZERO).unwrap();
+    p.handle_message(
+        Instant::ZERO,
+        conn,
+        Message::Hello {
+            version: PROTOCOL_VERSION + 1,
+            peer_id: PeerId(2),
+            listen_addr: String::new(),
+            swarm: "s".into(),
+        },
+    );
+    assert!(closed(&drain(&mut p), conn));
+    let conn = p.accept(Instant::ZERO).unwrap();
+    p.handle_message(Instant::ZERO, conn, Message::Ping { nonce: 1 });
+    assert!(
+        closed(&drain(&mut p), conn),
+        "a message before Hello closes"
+    );
+}
+
+#[test]
+fn requests_for_unverified_or_out_of_range_data_are_rejected() {
+    let mut p = peer();
+    let m = manifest(4, 1);
+    let cid = m.content_id();
+    // Download it, with only chunk 0 verified on disk.
+    p.download(Instant::ZERO, cid, Some(m.clone()));
+    drain(&mut p);
+    let mut have = ChunkSet::new(4);
+    have.insert(0);
+    p.download_prepared(Instant::ZERO, cid, Ok(have));
+    drain(&mut p);
+    let conn = handshake(&mut p);
+    let request = |chunk_index, offset, length| Message::Request {
+        content_id: cid,
+        chunk_index,
+        offset,
+        length,
+    };
+    for (chunk, offset, length) in [(1, 0, CHUNK), (0, CHUNK - 1, 2), (0, 0, 0), (9, 0, 1)] {
+        p.handle_message(Instant::ZERO, conn, request(chunk, offset, length));
+        let actions = drain(&mut p);
+        assert!(
+            actions.iter().any(|a| matches!(
+                a,
+                PeerAction::Send {
+                    message: Message::Reject { .. },
+                    ..
+                }
+            )),
+            "request {chunk}/{offset}/{length} not rejected: {actions:?}"
+        );
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, PeerAction::ReadChunk { .. }))
+        );
+    }
+    // The verified chunk is served through a read.
+    p.handle_message(Instant::ZERO, conn, request(0, 0, CHUNK));
+    let actions = drain(&mut p);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, PeerAction::ReadChunk { chunk_index: 0, .. }))
+    );
+}
+
+#[test]
+fn serving_is_bounded_per_connection() {
+    let mut p = peer();
+    let m = manifest(64, 2);
+    p.publish(Instant::ZERO, m.clone());
+    drain(&mut p);
+    let conn = handshake(&mut p);
+    let max = PeerConfig::default().serve_blocks_in_flight_max as usize;
+    for chunk_index in 0..64 {
+        p.handle_message(
+            Instant::ZERO,
+            conn,
+            Message::Request {
+                content_id: m.content_id(),
+                chunk_index,
+                offset: 0,
+                length: CHUNK,
+            },
+        );
+    }
+    let reads = drain(&mut p)
+        .into_iter()
+        .filter(|a| matches!(a, PeerAction::ReadChunk { .. }))
+        .count();
+    assert_eq!(
+        reads, max,
+        "reads in flight must stop at the per-connection cap"
+    );
+}
+
+#[test]
+fn lies_from_a_source_are_survived() {
+    let mut p = peer();
+    let m = manifest(8, 3);
+    let cid = m.content_id();
+    p.download(Instant::ZERO, cid, Some(m.clone()));
+    drain(&mut p);
+    p.download_prepared(Instant::ZERO, cid, Ok(ChunkSet::new(8)));
+    drain(&mut p);
+    let conn = handshake(&mut p);
+    // A piece never requested is dropped without a store.
+    p.handle_message(
+        Instant::ZERO,
+        conn,
+        Message::Piece {
+            content_id: cid,
+            chunk_index: 3,
+            offset: 0,
+            data: Bytes::from(vec![0u8; CHUNK as usize]),
+        },
+    );
+    assert!(
+        !drain(&mut p)
+            .iter()
+            .any(|a| matches!(a, PeerAction::StoreChunk { .. }))
+    );
+    // A pong never pinged and haves out of range are ignored.
+    p.handle_message(Instant::ZERO, conn, Message::Pong { nonce: 77 });
+    p.handle_message(
+        Instant::ZERO,
+        conn,
+        Message::Have {
+            content_id: cid,
+            chunk_indices: vec![u32::MAX, 8],
+        },
+    );
+    assert!(!closed(&drain(&mut p), conn));
+    // A bitfield of the wrong length is a lie about the file: the connection closes.
+    p.handle_message(
+        Instant::ZERO,
+        conn,
+        Message::Bitfield {
+            content_id: cid,
+            chunks: ChunkSet::full(9),
+        },
+    );
+    assert!(closed(&drain(&mut p), conn));
+}
+
+#[test]
+fn a_wrong_length_piece_closes_and_the_right_one_is_stored_with_the_manifest_hash() {
+    let mut p = peer();
+    let m = manifest(2, 4);
+    let cid: ContentId = m.content_id();
+    p.download(Instant::ZERO, cid, Some(m.clone()));
+    drain(&mut p);
+    p.download_prepared(Instant::ZERO, cid, Ok(ChunkSet::new(2)));
+    drain(&mut p);
+    let conn = handshake(&mut p);
+    p.handle_message(
+        Instant::ZERO,
+        conn,
+        Message::Bitfield {
+            content_id: cid,
+            chunks: ChunkSet::full(2),
+        },
+    );
+    let requests: Vec<(u32, u32)> = drain(&mut p)
+        .into_iter()
+        .filter_map(|a| match a {
+            PeerAction::Send {
+                message:
+                    Message::Request {
+                        chunk_index,
+                        length,
+                        ..
+                    },
+                ..
+            } => Some((chunk_index, length)),
+            _ => None,
+        })
+        .collect();
+    assert!(!requests.is_empty());
+    let (chunk_index, length) = requests[0];
+    p.handle_message(
+        Instant::ZERO,
+        conn,
+        Message::Piece {
+            content_id: cid,
+            chunk_index,
+            offset: 0,
+            data: Bytes::from(vec![4u8; length as usize]),
+        },
+    );
+    let stored = drain(&mut p).into_iter().find_map(|a| match a {
+        PeerAction::StoreChunk {
+            expected_hash,
+            chunk_index: c,
+            ..
+        } => Some((c, expected_hash)),
+        _ => None,
+    });
+    assert_eq!(
+        stored,
+        Some((chunk_index, m.chunk_hashes[chunk_index as usize]))
+    );
+    if let Some(&(other, _)) = requests.iter().find(|(c, _)| *c != chunk_index) {
+        p.handle_message(
+            Instant::ZERO,
+            conn,
+            Message::Piece {
+                content_id: cid,
+                chunk_index: other,
+                offset: 0,
+                data: Bytes::from(vec![4u8; 10]),
+            },
+        );
+        assert!(closed(&drain(&mut p), conn));
+    }
+}
