@@ -36,6 +36,9 @@ pub struct DemoOptions {
 
 /// A round that takes longer than this has failed.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(300);
+/// Peers of the demo look for each other this often: its files take seconds, not the
+/// minutes the core's default interval is tuned for.
+const DEMO_LOCATE_INTERVAL: Duration = Duration::from_millis(250);
 /// Most peers a demo runs (each has sockets and a task; beyond this it proves nothing more).
 const PEERS_MAX: usize = 64;
 
@@ -137,6 +140,7 @@ async fn run_round(
         listen: Some(loopback_any),
         trackers: trackers.clone(),
         upload_limit: options.upload_limit,
+        locate_interval: Some(DEMO_LOCATE_INTERVAL),
     })
     .await?;
     seeder
@@ -165,6 +169,7 @@ async fn run_round(
             listen: getters_serve.then_some(loopback_any),
             trackers: trackers.clone(),
             upload_limit: options.upload_limit,
+            locate_interval: Some(DEMO_LOCATE_INTERVAL),
         })
         .await?;
         peer.download(content_id, None, Destination::Dir(out), false).await;
@@ -236,9 +241,13 @@ async fn run_round(
     };
     let result = future::or(collect, deadline).await;
     let elapsed = started.elapsed();
+    let stopping: Vec<_> = getters
+        .into_iter()
+        .map(|peer| smol::spawn(peer.shutdown()))
+        .collect();
     let mut getter_stats = Vec::new();
-    for peer in getters {
-        getter_stats.push(peer.shutdown().await);
+    for stop in stopping {
+        getter_stats.push(stop.await);
     }
     let seeder_stats = seeder.shutdown().await;
     tracker.stop().await;

@@ -61,6 +61,7 @@ pub async fn run(args: GetArgs, swarm: String, signals: &mut StopSignals) -> any
         listen: Some(args.listen),
         trackers,
         upload_limit: args.upload_limit,
+        locate_interval: None,
     })
     .await?;
     peer.download(content_id, None, destination, args.force).await;

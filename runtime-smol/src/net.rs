@@ -259,11 +259,13 @@ fn run_streams<E>(
         let result = write_loop(conn, stream.clone(), &events, &queue, limiter).await;
         match result {
             Ok(()) => {
-                // The machine closed the connection: give the remote what was queued,
-                // then cut it.
+                // The machine closed the connection and what was queued is written: end
+                // our side, and give the remote a moment to end its own before cutting.
                 let _ = stream.shutdown(std::net::Shutdown::Write);
+                drop(done_tx);
                 Timer::after(CLOSE_LINGER).await;
                 let _ = stream.shutdown(std::net::Shutdown::Both);
+                return;
             }
             Err(e) => {
                 tracing::debug!(%conn, "writer failed: {e}");

@@ -41,6 +41,9 @@ pub struct PeerOptions {
     pub trackers: Vec<String>,
     /// Upload cap in bytes per second, all connections together.
     pub upload_limit: Option<u64>,
+    /// How often a running download asks the tracker for more peers (`None`: the core's
+    /// default, suited to large files).
+    pub locate_interval: Option<Duration>,
 }
 
 /// What the peer tells its user.
@@ -192,7 +195,7 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
         None => None,
     };
     let peer_id = PeerId(net::random_u64());
-    let config = PeerConfig {
+    let mut config = PeerConfig {
         peer_id,
         swarm: options.swarm.clone(),
         listen_addr: listen_addr.map(|a| a.to_string()).unwrap_or_default(),
@@ -200,6 +203,9 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
         rng_seed: net::random_u64(),
         ..PeerConfig::default()
     };
+    if let Some(interval) = options.locate_interval {
+        config.locate_interval = interval;
+    }
     tracing::info!(%peer_id, listen = %config.listen_addr, trackers = ?config.trackers, "peer starting");
     let (user, user_events) = smol::channel::unbounded();
     let driver = Driver {

@@ -44,6 +44,7 @@ pub async fn run(options: ShareOptions, signals: &mut StopSignals) -> anyhow::Re
         listen: Some(options.listen),
         trackers: vec![tracker_addr.clone()],
         upload_limit: options.upload_limit,
+        locate_interval: None,
     })
     .await?;
     let serving = peer.listen_addr.map(|a| a.to_string()).unwrap_or_default();
