@@ -154,6 +154,9 @@ struct FileRecord {
     sources: u32,
     /// Sources holding every chunk.
     full_sources: u32,
+    /// Origins (URL and validator) this content is known to be the file at. Soft state like
+    /// the rest: holders re-send them after a reconnect.
+    origins: BTreeSet<String>,
 }
 
 impl FileRecord {
@@ -166,6 +169,7 @@ impl FileRecord {
             uncovered: chunk_count,
             sources: 0,
             full_sources: 0,
+            origins: BTreeSet::new(),
         }
     }
 
@@ -327,8 +331,14 @@ fn kind_name(message: &Message) -> &'static str {
         RangeFailed { .. } => "RangeFailed",
         NoWork { .. } => "NoWork",
         EndJob { .. } => "EndJob",
+        SetOrigin { .. } => "SetOrigin",
+        FindOrigin { .. } => "FindOrigin",
+        OriginResult { .. } => "OriginResult",
     }
 }
+
+/// Most origins remembered per file.
+pub const ORIGINS_PER_FILE_MAX: usize = 16;
 
 /// The tracker state machine.
 pub struct Tracker {
@@ -730,6 +740,13 @@ impl Tracker {
                 };
                 self.send(conn, reply);
             }
+            Message::SetOrigin { content_id, origin } => {
+                self.on_set_origin(peer, content_id, origin)
+            }
+            Message::FindOrigin { origin } => {
+                let content_id = self.find_origin(peer, &origin);
+                self.send(conn, Message::OriginResult { origin, content_id });
+            }
             Message::Hello { .. } => self.fail(
                 conn,
                 error_code::UNEXPECTED_MESSAGE,
@@ -741,6 +758,37 @@ impl Tracker {
                 format!("the tracker does not accept {}", kind_name(&other)),
             ),
         }
+    }
+
+    /// Records that a holder's content is the file at `origin`. Only a peer holding the
+    /// content may say so, and each file keeps a bounded number of origins.
+    fn on_set_origin(&mut self, peer: PeerId, content_id: ContentId, origin: String) {
+        let Some(session) = self.sessions.get(&peer) else {
+            return;
+        };
+        if !session.holdings.contains_key(&content_id) {
+            return;
+        }
+        let Some(record) = self
+            .swarms
+            .get_mut(&session.swarm)
+            .and_then(|s| s.files.get_mut(&content_id))
+        else {
+            return;
+        };
+        if record.origins.len() < ORIGINS_PER_FILE_MAX {
+            record.origins.insert(origin);
+        }
+    }
+
+    /// A listed (wholly available) file of the asker's swarm known to be the file at `origin`.
+    fn find_origin(&self, asker: PeerId, origin: &str) -> Option<ContentId> {
+        let swarm = self.swarms.get(self.session_swarm(asker)?)?;
+        swarm
+            .files
+            .iter()
+            .find(|(_, record)| record.is_complete() && record.origins.contains(origin))
+            .map(|(content_id, _)| *content_id)
     }
 
     fn on_announce(&mut self, conn: ConnId, peer: PeerId, manifest: Manifest, chunks: ChunkSet) {

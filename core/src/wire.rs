@@ -242,10 +242,12 @@ pub enum Message {
         offset: u64,
         data: Bytes,
     },
-    /// A helper could not fetch a range.
+    /// A helper could not fetch a range. `fatal` when retrying cannot help (the origin's
+    /// file changed, or it refused with a 4xx): the fetcher aborts the job.
     RangeFailed {
         job_id: u64,
         range_index: u32,
+        fatal: bool,
         reason: String,
     },
     /// Nothing left to assign now.
@@ -256,6 +258,22 @@ pub enum Message {
     EndJob {
         job_id: u64,
         reason: String,
+    },
+
+    // ---- origin keys (peer ↔ tracker) ----
+    /// `content_id` is the file at `origin` (a URL and its validator): a later fetch of the
+    /// same origin can come from the swarm.
+    SetOrigin {
+        content_id: ContentId,
+        origin: String,
+    },
+    /// Which content, if any, is the file at `origin`.
+    FindOrigin {
+        origin: String,
+    },
+    OriginResult {
+        origin: String,
+        content_id: Option<ContentId>,
     },
 }
 
@@ -273,6 +291,7 @@ pub enum WireError {
     BadBitfield,
     BadManifest(manifest::ManifestError),
     BlockTooLong { length: usize },
+    BadFlag { kind: u8 },
 }
 
 impl fmt::Display for WireError {
@@ -299,6 +318,12 @@ impl fmt::Display for WireError {
             }
             WireError::BadBitfield => write!(f, "bitfield length or padding is wrong"),
             WireError::BadManifest(e) => write!(f, "invalid manifest: {e}"),
+            WireError::BadFlag { kind } => {
+                write!(
+                    f,
+                    "message of kind {kind} has a flag that is neither 0 nor 1"
+                )
+            }
             WireError::BlockTooLong { length } => {
                 write!(
                     f,
@@ -346,6 +371,9 @@ mod kind {
     pub const RANGE_FAILED: u8 = 54;
     pub const NO_WORK: u8 = 55;
     pub const END_JOB: u8 = 56;
+    pub const SET_ORIGIN: u8 = 60;
+    pub const FIND_ORIGIN: u8 = 61;
+    pub const ORIGIN_RESULT: u8 = 62;
 }
 
 impl Message {
@@ -385,6 +413,9 @@ impl Message {
             RangeFailed { .. } => kind::RANGE_FAILED,
             NoWork { .. } => kind::NO_WORK,
             EndJob { .. } => kind::END_JOB,
+            SetOrigin { .. } => kind::SET_ORIGIN,
+            FindOrigin { .. } => kind::FIND_ORIGIN,
+            OriginResult { .. } => kind::ORIGIN_RESULT,
         }
     }
 
@@ -614,11 +645,28 @@ impl Message {
             RangeFailed {
                 job_id,
                 range_index,
+                fatal,
                 reason,
             } => {
                 out.put_u64(*job_id);
                 out.put_u32(*range_index);
+                out.put_u8(u8::from(*fatal));
                 put_str(out, reason);
+            }
+            SetOrigin { content_id, origin } => {
+                out.put_slice(&content_id.0);
+                put_str(out, origin);
+            }
+            FindOrigin { origin } => put_str(out, origin),
+            OriginResult { origin, content_id } => {
+                put_str(out, origin);
+                match content_id {
+                    Some(id) => {
+                        out.put_u8(1);
+                        out.put_slice(&id.0);
+                    }
+                    None => out.put_u8(0),
+                }
             }
             EndJob { job_id, reason } => {
                 out.put_u64(*job_id);
@@ -690,6 +738,15 @@ impl Reader {
     fn u8(&mut self) -> Result<u8, WireError> {
         self.need(1)?;
         Ok(self.buf.get_u8())
+    }
+
+    /// A boolean: exactly 0 or 1, so every message has one encoding.
+    fn flag(&mut self) -> Result<bool, WireError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(WireError::BadFlag { kind: self.kind }),
+        }
     }
 
     fn u16(&mut self) -> Result<u16, WireError> {
@@ -849,7 +906,7 @@ impl Reader {
                         chunk_count: self.u32()?,
                         full_sources: self.u32()?,
                         peers: self.u32()?,
-                        complete: self.u8()? != 0,
+                        complete: self.flag()?,
                     });
                 }
                 FileList { files }
@@ -964,7 +1021,23 @@ impl Reader {
             kind::RANGE_FAILED => RangeFailed {
                 job_id: self.u64()?,
                 range_index: self.u32()?,
+                fatal: self.flag()?,
                 reason: self.string()?,
+            },
+            kind::SET_ORIGIN => SetOrigin {
+                content_id: self.content_id()?,
+                origin: self.string()?,
+            },
+            kind::FIND_ORIGIN => FindOrigin {
+                origin: self.string()?,
+            },
+            kind::ORIGIN_RESULT => OriginResult {
+                origin: self.string()?,
+                content_id: if self.flag()? {
+                    Some(self.content_id()?)
+                } else {
+                    None
+                },
             },
             kind::NO_WORK => NoWork {
                 job_id: self.u64()?,

@@ -302,16 +302,24 @@ fn message() -> BoxedStrategy<Message> {
                 data,
             })
             .boxed(),
-        (any::<u64>(), any::<u32>(), s())
-            .prop_map(|(job_id, range_index, reason)| RangeFailed {
+        (any::<u64>(), any::<u32>(), any::<bool>(), s())
+            .prop_map(|(job_id, range_index, fatal, reason)| RangeFailed {
                 job_id,
                 range_index,
+                fatal,
                 reason,
             })
             .boxed(),
         any::<u64>().prop_map(|job_id| NoWork { job_id }).boxed(),
         (any::<u64>(), s())
             .prop_map(|(job_id, reason)| EndJob { job_id, reason })
+            .boxed(),
+        (content_id(), s())
+            .prop_map(|(content_id, origin)| SetOrigin { content_id, origin })
+            .boxed(),
+        s().prop_map(|origin| FindOrigin { origin }).boxed(),
+        (s(), proptest::option::of(content_id()))
+            .prop_map(|(origin, content_id)| OriginResult { origin, content_id })
             .boxed(),
     ];
     assert_eq!(variants.len(), VARIANT_COUNT, "one strategy per variant");
@@ -320,7 +328,7 @@ fn message() -> BoxedStrategy<Message> {
 
 /// Number of `Message` variants; `variant_index` fails to compile when one is added, which
 /// forces the strategy and the samples here to be extended with it.
-const VARIANT_COUNT: usize = 33;
+const VARIANT_COUNT: usize = 36;
 
 fn variant_index(message: &Message) -> usize {
     use Message::*;
@@ -358,6 +366,9 @@ fn variant_index(message: &Message) -> usize {
         RangeFailed { .. } => 30,
         NoWork { .. } => 31,
         EndJob { .. } => 32,
+        SetOrigin { .. } => 33,
+        FindOrigin { .. } => 34,
+        OriginResult { .. } => 35,
     }
 }
 
@@ -557,7 +568,23 @@ fn samples() -> Vec<Message> {
         RangeFailed {
             job_id: 1,
             range_index: 2,
+            fatal: true,
             reason: "404".into(),
+        },
+        SetOrigin {
+            content_id: ContentId([7; 32]),
+            origin: "http://origin/file \"etag\"".into(),
+        },
+        FindOrigin {
+            origin: "http://origin/file \"etag\"".into(),
+        },
+        OriginResult {
+            origin: "o".into(),
+            content_id: Some(ContentId([8; 32])),
+        },
+        OriginResult {
+            origin: "o".into(),
+            content_id: None,
         },
         NoWork { job_id: 1 },
         EndJob {
