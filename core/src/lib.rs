@@ -8,6 +8,7 @@
 //! drivers of the very same code.
 
 pub mod chunkset;
+pub mod coop;
 pub mod downloader;
 pub mod filename;
 pub mod ids;

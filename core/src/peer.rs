@@ -14,6 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::chunkset::ChunkSet;
+use crate::coop::Coop;
 use crate::downloader::{BlockMismatch, Download, DownloadPhase};
 use crate::ids::{ConnId, ContentId, PeerId, Sha256Digest};
 use crate::manifest::Manifest;
@@ -60,6 +61,12 @@ pub struct PeerConfig {
     /// A download gives up after this long without a source for some chunk it needs.
     pub stall_timeout: Duration,
     pub scheduler: SchedulerConfig,
+    /// Whether this peer takes ranges of other peers' cooperative origin downloads.
+    pub help_others: bool,
+    /// Requests this peer keeps in flight to an origin, as fetcher or helper.
+    pub origin_connections: u32,
+    /// A helper that delivers nothing for a range this long loses it to others.
+    pub coop_range_timeout: Duration,
 }
 
 impl Default for PeerConfig {
@@ -84,6 +91,9 @@ impl Default for PeerConfig {
             have_batch_delay: Duration::from_millis(100),
             stall_timeout: Duration::from_secs(60),
             scheduler: SchedulerConfig::default(),
+            help_others: true,
+            origin_connections: 1,
+            coop_range_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -137,6 +147,23 @@ pub enum PeerAction {
         content_id: ContentId,
         manifest: Manifest,
     },
+    /// Fetch `length` bytes at `offset` of `url` with `Range` and `If-Range: validator`;
+    /// report `handle_range_fetched`.
+    FetchRange {
+        token: u64,
+        url: String,
+        validator: String,
+        offset: u64,
+        length: u32,
+    },
+    /// Write a fetched range of a cooperative download at `offset` of its file; report
+    /// `handle_range_written`.
+    WriteRange {
+        token: u64,
+        job_id: u64,
+        offset: u64,
+        data: Bytes,
+    },
     /// Something for the user.
     Notify(PeerNotice),
 }
@@ -172,6 +199,29 @@ pub enum PeerNotice {
         peer_id: PeerId,
         addr: String,
     },
+    /// A range of a cooperative download is written; `by` is who fetched it.
+    RangeFetched {
+        job_id: u64,
+        range_index: u32,
+        offset: u64,
+        length: u32,
+        by: String,
+    },
+    FetchProgress {
+        job_id: u64,
+        bytes_done: u64,
+        size: u64,
+        /// Bytes delivered per participant ("local" or a helper's address).
+        by_participant: Vec<(String, u64)>,
+    },
+    /// Every range is written: the driver verifies, syncs and renames the file.
+    FetchComplete {
+        job_id: u64,
+    },
+    FetchFailed {
+        job_id: u64,
+        reason: String,
+    },
 }
 
 /// Where a connection stands.
@@ -196,12 +246,12 @@ struct ServeRequest {
 }
 
 /// A connection to another peer.
-struct PeerConn {
+pub(crate) struct PeerConn {
     state: ConnState,
     outgoing: bool,
     /// Known after the handshake.
-    remote: Option<PeerId>,
-    addr: String,
+    pub(crate) remote: Option<PeerId>,
+    pub(crate) addr: String,
     opened_at: Instant,
     last_received: Instant,
     next_ping_at: Instant,
@@ -256,18 +306,18 @@ enum Pending {
 
 /// The peer machine. See the module docs for the contract.
 pub struct Peer {
-    config: PeerConfig,
-    rng: ChaCha8Rng,
+    pub(crate) config: PeerConfig,
+    pub(crate) rng: ChaCha8Rng,
     next_conn_id: u64,
     next_token: u64,
-    actions: VecDeque<PeerAction>,
+    pub(crate) actions: VecDeque<PeerAction>,
     tracker: TrackerState,
     tracker_addr_index: usize,
     tracker_failures: u32,
     next_heartbeat_at: Instant,
-    conns: BTreeMap<ConnId, PeerConn>,
+    pub(crate) conns: BTreeMap<ConnId, PeerConn>,
     /// Ready connections by remote peer id.
-    conn_by_peer: BTreeMap<PeerId, ConnId>,
+    pub(crate) conn_by_peer: BTreeMap<PeerId, ConnId>,
     held: BTreeMap<ContentId, Held>,
     downloads: BTreeMap<ContentId, Download>,
     /// Peers banned per content: they sent a chunk that failed its hash.
@@ -283,6 +333,12 @@ pub struct Peer {
     downloaded_bytes: u64,
     /// The latest `now` given to the machine, for deadlines set deep inside helpers.
     now_hint: Instant,
+    /// Cooperative origin downloads, as fetcher and as helper.
+    pub(crate) coop: Coop,
+    /// Origins (URL and validator) of held contents, told to the tracker on every session.
+    origins: BTreeMap<ContentId, String>,
+    /// When a running fetch next asks the tracker for helpers.
+    next_helper_scan_at: Instant,
 }
 
 impl Peer {
@@ -309,6 +365,9 @@ impl Peer {
             uploaded_bytes: 0,
             downloaded_bytes: 0,
             now_hint: now,
+            coop: Coop::default(),
+            origins: BTreeMap::new(),
+            next_helper_scan_at: now,
         }
     }
 
@@ -377,6 +436,10 @@ impl Peer {
             _ => {}
         }
         next = earliest(next, self.haves_flush_at);
+        next = earliest(next, self.coop.poll_timeout());
+        if self.coop.has_active_fetch() {
+            next = earliest(next, Some(self.next_helper_scan_at));
+        }
         for conn in self.conns.values() {
             let deadline = match conn.state {
                 ConnState::Ready => conn
@@ -409,6 +472,14 @@ impl Peer {
         let chunks = ChunkSet::full(manifest.chunk_count());
         self.held.insert(content_id, Held { manifest, chunks });
         self.announce(content_id);
+        self.pump(now);
+    }
+
+    /// Tells the tracker (now and after every reconnect) that a held content is the file at
+    /// `origin` (a URL and its validator), so later fetches of it come from the swarm.
+    pub fn set_origin(&mut self, now: Instant, content_id: ContentId, origin: String) {
+        self.origins.insert(content_id, origin.clone());
+        self.send_to_tracker(Message::SetOrigin { content_id, origin });
         self.pump(now);
     }
 
@@ -706,6 +777,12 @@ impl Peer {
         }
         self.conn_timers(now);
         self.download_timers(now);
+        self.coop_timers(now);
+        if self.coop.has_active_fetch() && now >= self.next_helper_scan_at {
+            // New helpers may have joined the swarm since the job started.
+            self.next_helper_scan_at = now + self.config.locate_interval;
+            self.send_to_tracker(Message::ListPeers);
+        }
         self.pump(now);
     }
 
@@ -785,6 +862,14 @@ impl Peer {
                 for content_id in contents {
                     self.announce(content_id);
                 }
+                let origins: Vec<(ContentId, String)> =
+                    self.origins.iter().map(|(c, o)| (*c, o.clone())).collect();
+                for (content_id, origin) in origins {
+                    self.send_to_tracker(Message::SetOrigin { content_id, origin });
+                }
+                if self.coop.has_active_fetch() {
+                    self.send_to_tracker(Message::ListPeers);
+                }
                 self.unsent_haves.clear();
                 self.haves_flush_at = None;
                 let downloads: Vec<ContentId> = self
@@ -803,9 +888,18 @@ impl Peer {
             (TrackerState::Ready { .. }, Message::ManifestReply { manifest }) => {
                 self.on_manifest(manifest);
             }
+            (TrackerState::Ready { .. }, Message::PeerList { peers }) => {
+                if self.coop.has_active_fetch() {
+                    let helpers = peers
+                        .into_iter()
+                        .map(|p| (p.peer_id, p.listen_addr))
+                        .collect();
+                    self.connect_to(now, helpers);
+                }
+            }
             (TrackerState::Ready { .. }, Message::NotFound { .. })
-            | (TrackerState::Ready { .. }, Message::FileList { .. })
-            | (TrackerState::Ready { .. }, Message::PeerList { .. }) => {}
+            | (TrackerState::Ready { .. }, Message::OriginResult { .. })
+            | (TrackerState::Ready { .. }, Message::FileList { .. }) => {}
             (_, _) => {
                 // A refusal, a goodbye or anything out of place: drop the session and
                 // reconnect later.
@@ -815,7 +909,7 @@ impl Peer {
         }
     }
 
-    fn send_to_tracker(&mut self, message: Message) {
+    pub(crate) fn send_to_tracker(&mut self, message: Message) {
         if let TrackerState::Ready { conn } = self.tracker {
             self.send(conn, message);
         }
@@ -898,11 +992,31 @@ impl Peer {
         id
     }
 
-    fn ready_conns(&self) -> impl Iterator<Item = ConnId> + '_ {
+    pub(crate) fn ready_conns(&self) -> impl Iterator<Item = ConnId> + '_ {
         self.conns
             .iter()
             .filter(|(_, c)| c.state == ConnState::Ready)
             .map(|(id, _)| *id)
+    }
+
+    /// Opens connections to peers not yet connected (for a fetch's helpers), up to the limit.
+    fn connect_to(&mut self, now: Instant, peers: Vec<(PeerId, String)>) {
+        for (peer_id, addr) in peers {
+            if self.conns.len() >= self.config.connections_max {
+                break;
+            }
+            let known = peer_id == self.config.peer_id
+                || addr.is_empty()
+                || addr == self.config.listen_addr
+                || self.conn_by_peer.contains_key(&peer_id)
+                || self.conns.values().any(|c| c.addr == addr);
+            if !known {
+                let conn = self.new_conn_id();
+                self.conns
+                    .insert(conn, PeerConn::new(now, true, addr.clone()));
+                self.actions.push_back(PeerAction::Connect { conn, addr });
+            }
+        }
     }
 
     /// Opens connections to candidates of a download until it has enough sources.
@@ -1026,6 +1140,7 @@ impl Peer {
         for content_id in downloads {
             self.express_interest(conn, content_id);
         }
+        self.offer_jobs(conn);
     }
 
     /// Tells the remote we want `content_id` (and asks for the manifest if we lack it).
@@ -1179,15 +1294,13 @@ impl Peer {
             }
             Message::Goodbye => self.close(conn),
             Message::Error { .. } => self.close(conn),
-            // Cooperative-download messages are handled elsewhere; anything else is a
-            // protocol violation.
-            Message::OfferJob { .. }
+            message @ (Message::OfferJob { .. }
             | Message::TakeWork { .. }
             | Message::AssignRange { .. }
             | Message::DeliverRange { .. }
             | Message::RangeFailed { .. }
             | Message::NoWork { .. }
-            | Message::EndJob { .. } => {}
+            | Message::EndJob { .. }) => self.on_coop_message(now, conn, remote, message),
             _ => self.refuse(conn, "message not valid between peers".into()),
         }
     }
@@ -1299,8 +1412,7 @@ impl Peer {
                 return;
             };
             c.serve_blocks_in_flight += 1;
-            let token = self.next_token;
-            self.next_token += 1;
+            let token = self.next_token();
             self.pending.insert(token, Pending::Read { conn, request });
             self.actions.push_back(PeerAction::ReadChunk {
                 token,
@@ -1359,8 +1471,7 @@ impl Peer {
         for (loser, blocks) in cancels {
             self.send_cancels(loser, content_id, chunk_index, &blocks);
         }
-        let token = self.next_token;
-        self.next_token += 1;
+        let token = self.next_token();
         self.pending.insert(
             token,
             Pending::Store {
@@ -1683,16 +1794,22 @@ impl Peer {
 
     // ------------------------------------------------------------------ plumbing
 
-    fn send(&mut self, conn: ConnId, message: Message) {
+    pub(crate) fn next_token(&mut self) -> u64 {
+        let token = self.next_token;
+        self.next_token += 1;
+        token
+    }
+
+    pub(crate) fn send(&mut self, conn: ConnId, message: Message) {
         self.actions.push_back(PeerAction::Send { conn, message });
     }
 
-    fn notify(&mut self, notice: PeerNotice) {
+    pub(crate) fn notify(&mut self, notice: PeerNotice) {
         self.actions.push_back(PeerAction::Notify(notice));
     }
 
     /// Sends an error and closes: the remote broke the protocol or is not for us.
-    fn refuse(&mut self, conn: ConnId, reason: String) {
+    pub(crate) fn refuse(&mut self, conn: ConnId, reason: String) {
         self.send(
             conn,
             Message::Error {
@@ -1715,6 +1832,7 @@ impl Peer {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        self.coop_conn_closed(conn, c.remote);
         self.pending
             .retain(|_, p| !matches!(p, Pending::Read { conn: c2, .. } if *c2 == conn));
         let Some(remote) = c.remote else {

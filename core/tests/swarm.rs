@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use p2p_core::coop::{FetchSpec, RangeError};
 use p2p_core::ids::sha256;
 use p2p_core::peer::{Peer, PeerAction, PeerConfig, PeerNotice, StoreOutcome};
 use p2p_core::tracker::{Tracker, TrackerAction, TrackerConfig};
@@ -29,6 +30,8 @@ struct Node {
     notices: Vec<PeerNotice>,
     /// Whether this node serves corrupted bytes.
     corrupt: bool,
+    /// The file of a cooperative fetch, as written.
+    fetched: Vec<u8>,
 }
 
 /// Carries frames between nodes; every delivery and timer runs at the virtual `now`.
@@ -42,7 +45,15 @@ struct World {
     sent_frames: u64,
     /// When each node's uplink is free again: frames leave one after another.
     upload_free_at: BTreeMap<String, Instant>,
+    /// An HTTP origin: url → (validator, bytes), and what it has served.
+    origin: BTreeMap<String, (String, Bytes)>,
+    origin_bytes_served: u64,
+    /// Origin responses in flight: (due, seq) → (node, token, result).
+    origin_replies: BTreeMap<(Instant, u64), (String, u64, Result<Bytes, RangeError>)>,
 }
+
+/// How fast the origin sends one response: slow, so that helpers' ranges add up.
+const ORIGIN_BYTES_PER_S: u64 = 1024 * 1024;
 
 /// Every node's uplink, in bytes per second, and the one-way latency of every link: slow
 /// enough that a seeder cannot serve everyone at once, so sharing between getters matters.
@@ -59,6 +70,9 @@ impl World {
             in_flight: BTreeMap::new(),
             sent_frames: 0,
             upload_free_at: BTreeMap::new(),
+            origin: BTreeMap::new(),
+            origin_bytes_served: 0,
+            origin_replies: BTreeMap::new(),
         };
         let tracker = Tracker::new(TrackerConfig {
             peer_timeout: Duration::from_secs(5),
@@ -71,6 +85,7 @@ impl World {
                 disk: BTreeMap::new(),
                 notices: Vec::new(),
                 corrupt: false,
+                fetched: Vec::new(),
             },
         );
         world
@@ -93,6 +108,7 @@ impl World {
                 disk: BTreeMap::new(),
                 notices: Vec::new(),
                 corrupt: false,
+                fetched: Vec::new(),
             },
         );
     }
@@ -139,6 +155,7 @@ impl World {
             self.closed(&to.0, to.1);
         }
         self.in_flight.retain(|_, (to, _, _)| to != addr);
+        self.origin_replies.retain(|_, (to, _, _)| to != addr);
     }
 
     fn closed(&mut self, addr: &str, conn: ConnId) {
@@ -280,6 +297,47 @@ impl World {
                 }
                 peer.download_prepared(now, content_id, Ok(have));
             }
+            PeerAction::FetchRange {
+                token,
+                url,
+                validator,
+                offset,
+                length,
+            } => {
+                let result = match self.origin.get(&url) {
+                    Some((current, _)) if *current != validator => Err(RangeError {
+                        fatal: true,
+                        reason: "the origin's validator changed".into(),
+                    }),
+                    Some((_, bytes)) => {
+                        let end = (offset + u64::from(length)).min(bytes.len() as u64);
+                        self.origin_bytes_served += end - offset;
+                        Ok(bytes.slice(offset as usize..end as usize))
+                    }
+                    None => Err(RangeError {
+                        fatal: true,
+                        reason: "404".into(),
+                    }),
+                };
+                let due = now
+                    + Duration::from_nanos(u64::from(length) * 1_000_000_000 / ORIGIN_BYTES_PER_S);
+                self.sent_frames += 1;
+                self.origin_replies
+                    .insert((due, self.sent_frames), (addr.to_string(), token, result));
+            }
+            PeerAction::WriteRange {
+                token,
+                offset,
+                data,
+                ..
+            } => {
+                let end = offset as usize + data.len();
+                if node.fetched.len() < end {
+                    node.fetched.resize(end, 0);
+                }
+                node.fetched[offset as usize..end].copy_from_slice(&data);
+                peer.handle_range_written(now, token, Ok(()));
+            }
             PeerAction::Notify(notice) => node.notices.push(notice),
         }
     }
@@ -294,6 +352,23 @@ impl World {
                 Machine::Peer(p) => p.poll_timeout(),
             })
             .min();
+        if let Some(&(due, seq)) = self.origin_replies.keys().next()
+            && next_timer.is_none_or(|t| due <= t)
+            && self
+                .in_flight
+                .keys()
+                .next()
+                .is_none_or(|(at, _)| due <= *at)
+        {
+            let (addr, token, result) = self.origin_replies.remove(&(due, seq)).unwrap();
+            self.now = self.now.max(due);
+            let now = self.now;
+            if self.nodes.contains_key(&addr) {
+                self.peer(&addr).handle_range_fetched(now, token, result);
+                self.drain(&addr);
+            }
+            return;
+        }
         let next_frame = self.in_flight.keys().next().map(|(at, _)| *at);
         let frame_first = match (next_frame, next_timer) {
             (Some(frame), Some(timer)) => frame <= timer,
@@ -524,6 +599,7 @@ impl World {
                 disk: BTreeMap::new(),
                 notices: Vec::new(),
                 corrupt: false,
+                fetched: Vec::new(),
             },
         );
     }
@@ -608,4 +684,113 @@ fn download_survives_tracker_outage_and_tracker_recovers() {
     );
     assert!(world.tracker().is_peer_known(PeerId(1)));
     assert!(world.tracker().is_peer_known(PeerId(2)));
+}
+
+fn fetch_notice(world: &World, addr: &str) -> Option<Result<(), String>> {
+    world.nodes[addr].notices.iter().find_map(|n| match n {
+        PeerNotice::FetchComplete { .. } => Some(Ok(())),
+        PeerNotice::FetchFailed { reason, .. } => Some(Err(reason.clone())),
+        _ => None,
+    })
+}
+
+/// A fetcher and three helpers, all in the swarm; the origin serves 40 ranges slowly.
+fn coop_world(size: usize) -> (World, Vec<u8>, FetchSpec) {
+    let data = file_bytes(size, 11);
+    let mut world = World::new();
+    let url = "http://origin.test/big.iso".to_string();
+    world
+        .origin
+        .insert(url.clone(), ("\"v1\"".into(), Bytes::from(data.clone())));
+    for (i, addr) in ["fetcher:1", "helper1:1", "helper2:1", "helper3:1"]
+        .iter()
+        .enumerate()
+    {
+        world.add_peer(addr, 100 + i as u64);
+    }
+    // Let everyone join the tracker first.
+    world.run_until(10_000, |w| w.tracker().peer_count() == 4);
+    let spec = FetchSpec {
+        url,
+        validator: "\"v1\"".into(),
+        size: data.len() as u64,
+        range_len: 16 * 1024,
+    };
+    (world, data, spec)
+}
+
+#[test]
+fn cooperative_fetch_adds_up_helpers_and_is_exact() {
+    let (mut world, data, spec) = coop_world(40 * 16 * 1024 - 1000);
+    let now = world.now;
+    world.peer("fetcher:1").fetch(now, spec);
+    world.drain("fetcher:1");
+    let finished = world.run_until(200_000, |w| fetch_notice(w, "fetcher:1").is_some());
+    assert!(
+        finished,
+        "at {:?}: {:?}",
+        world.now, &world.nodes["fetcher:1"].notices
+    );
+    assert_eq!(fetch_notice(&world, "fetcher:1"), Some(Ok(())));
+    assert_eq!(world.nodes["fetcher:1"].fetched, data);
+    // Every participant fetched at least one range, and the origin sent the file once.
+    let by: Vec<String> = world.nodes["fetcher:1"]
+        .notices
+        .iter()
+        .filter_map(|n| match n {
+            PeerNotice::RangeFetched { by, .. } => Some(by.clone()),
+            _ => None,
+        })
+        .collect();
+    for who in ["local", "helper1:1", "helper2:1", "helper3:1"] {
+        assert!(by.iter().any(|b| b == who), "{who} fetched nothing: {by:?}");
+    }
+    assert_eq!(world.origin_bytes_served, data.len() as u64);
+}
+
+#[test]
+fn cooperative_fetch_survives_a_helper_crash() {
+    let (mut world, data, spec) = coop_world(40 * 16 * 1024);
+    let now = world.now;
+    world.peer("fetcher:1").fetch(now, spec);
+    world.drain("fetcher:1");
+    world.run_until(200_000, |w| {
+        w.nodes["fetcher:1"]
+            .notices
+            .iter()
+            .filter(|n| matches!(n, PeerNotice::RangeFetched { .. }))
+            .count()
+            >= 8
+    });
+    world.crash("helper2:1");
+    assert!(world.run_until(400_000, |w| fetch_notice(w, "fetcher:1").is_some()));
+    assert_eq!(fetch_notice(&world, "fetcher:1"), Some(Ok(())));
+    assert_eq!(world.nodes["fetcher:1"].fetched, data);
+}
+
+#[test]
+fn cooperative_fetch_aborts_when_the_origin_changes() {
+    let (mut world, _data, spec) = coop_world(40 * 16 * 1024);
+    let url = spec.url.clone();
+    let now = world.now;
+    world.peer("fetcher:1").fetch(now, spec);
+    world.drain("fetcher:1");
+    world.run_until(200_000, |w| {
+        w.nodes["fetcher:1"]
+            .notices
+            .iter()
+            .any(|n| matches!(n, PeerNotice::RangeFetched { .. }))
+    });
+    world.origin.insert(
+        url,
+        ("\"v2\"".into(), Bytes::from(file_bytes(40 * 16 * 1024, 12))),
+    );
+    assert!(world.run_until(200_000, |w| fetch_notice(w, "fetcher:1").is_some()));
+    let result = fetch_notice(&world, "fetcher:1").unwrap();
+    assert!(
+        result
+            .as_ref()
+            .is_err_and(|r| r.contains("validator changed")),
+        "{result:?}"
+    );
 }
