@@ -49,8 +49,11 @@ struct World {
     origin: BTreeMap<String, (String, Bytes)>,
     origin_bytes_served: u64,
     /// Origin responses in flight: (due, seq) → (node, token, result).
-    origin_replies: BTreeMap<(Instant, u64), (String, u64, Result<Bytes, RangeError>)>,
+    origin_replies: BTreeMap<(Instant, u64), OriginReply>,
 }
+
+/// An origin response on its way: to which node, for which token, with what.
+type OriginReply = (String, u64, Result<Bytes, RangeError>);
 
 /// How fast the origin sends one response: slow, so that helpers' ranges add up.
 const ORIGIN_BYTES_PER_S: u64 = 1024 * 1024;
