@@ -1113,6 +1113,10 @@ impl World {
 
     fn on_fault(&mut self, fault: Fault) {
         let now = self.now();
+        if self.healed {
+            // The fault phase is over (a swizzle may have been planned to run past it).
+            return;
+        }
         self.trace(|| format!("fault {fault:?}"));
         match fault {
             Fault::PeerCrash { node } => {
