@@ -6,13 +6,15 @@ use std::fs;
 use std::path::Path;
 
 use bytes::Bytes;
-use p2p_core::wire::{FileEntry, PeerChunks, PeerEntry, PROTOCOL_VERSION};
+use p2p_core::wire::{FileEntry, PROTOCOL_VERSION, PeerChunks, PeerEntry};
 use p2p_core::{ChunkSet, ContentId, Manifest, Message, PeerId, Ticket};
 use p2p_fuzz::peer_harness::{self, ops as pops};
 use p2p_fuzz::tracker_harness::{self, ops as tops};
 
 fn write(target: &str, name: &str, data: &[u8]) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join(format!("seed-{name}")), data).unwrap();
 }
@@ -149,9 +151,21 @@ fn sample_messages() -> Vec<Message> {
         Message::RangeFailed {
             job_id: 1,
             range_index: 0,
+            fatal: false,
             reason: "404".into(),
         },
         Message::NoWork { job_id: 1 },
+        Message::SetOrigin {
+            content_id: cid,
+            origin: "http://example.com/f".into(),
+        },
+        Message::FindOrigin {
+            origin: "http://example.com/f".into(),
+        },
+        Message::OriginResult {
+            origin: "http://example.com/f".into(),
+            content_id: Some(cid),
+        },
         Message::EndJob {
             job_id: 1,
             reason: "done".into(),
@@ -225,7 +239,11 @@ fn ticket_seeds() {
         write("ticket", &format!("{i}"), t.to_string().as_bytes());
     }
     write("ticket", "v2", format!("p2p2:{id}:x:h:1").as_bytes());
-    write("ticket", "hand-written", format!("  p2p1:{id}:my file.txt:localhost:7000\n").as_bytes());
+    write(
+        "ticket",
+        "hand-written",
+        format!("  p2p1:{id}:my file.txt:localhost:7000\n").as_bytes(),
+    );
 }
 
 fn tracker_seeds() {
@@ -251,8 +269,20 @@ fn tracker_seeds() {
     );
     tops::accept(&mut s);
     tops::frame(&mut s, 1, &hello(2, "10.0.0.2:7000"));
-    tops::frame(&mut s, 1, &Message::Locate { content_id: m[2].content_id() });
-    tops::frame(&mut s, 1, &Message::GetManifest { content_id: m[2].content_id() });
+    tops::frame(
+        &mut s,
+        1,
+        &Message::Locate {
+            content_id: m[2].content_id(),
+        },
+    );
+    tops::frame(
+        &mut s,
+        1,
+        &Message::GetManifest {
+            content_id: m[2].content_id(),
+        },
+    );
     tops::frame(
         &mut s,
         1,
@@ -265,12 +295,32 @@ fn tracker_seeds() {
             },
         },
     );
-    tops::frame(&mut s, 1, &Message::Have { content_id: m[2].content_id(), chunk_indices: vec![1, 2] });
+    tops::frame(
+        &mut s,
+        1,
+        &Message::Have {
+            content_id: m[2].content_id(),
+            chunk_indices: vec![1, 2],
+        },
+    );
     tops::frame(&mut s, 1, &Message::ListFiles);
     tops::frame(&mut s, 1, &Message::ListPeers);
     tops::advance(&mut s, 5000);
-    tops::frame(&mut s, 0, &Message::Heartbeat { uploaded_bytes: 1, downloaded_bytes: 2 });
-    tops::frame(&mut s, 0, &Message::Withdraw { content_id: m[2].content_id() });
+    tops::frame(
+        &mut s,
+        0,
+        &Message::Heartbeat {
+            uploaded_bytes: 1,
+            downloaded_bytes: 2,
+        },
+    );
+    tops::frame(
+        &mut s,
+        0,
+        &Message::Withdraw {
+            content_id: m[2].content_id(),
+        },
+    );
     tops::frame(&mut s, 0, &Message::Goodbye);
     tops::advance(&mut s, 6000);
     tops::timeout(&mut s);
@@ -281,16 +331,45 @@ fn tracker_seeds() {
     let mut s = Vec::new();
     tops::accept(&mut s);
     tops::frame(&mut s, 0, &hello(3, ""));
-    tops::frame(&mut s, 0, &Message::Announce { manifest: m[0].clone(), chunks: ChunkSet::full(0) });
+    tops::frame(
+        &mut s,
+        0,
+        &Message::Announce {
+            manifest: m[0].clone(),
+            chunks: ChunkSet::full(0),
+        },
+    );
     tops::accept(&mut s);
     tops::frame(&mut s, 1, &hello(3, "10.0.0.1:7000"));
-    tops::frame(&mut s, 1, &Message::Announce { manifest: m[3].clone(), chunks: ChunkSet::full(9) });
+    tops::frame(
+        &mut s,
+        1,
+        &Message::Announce {
+            manifest: m[3].clone(),
+            chunks: ChunkSet::full(9),
+        },
+    );
     tops::accept(&mut s);
-    tops::frame(&mut s, 2, &Message::Hello { version: 9, peer_id: PeerId(4), listen_addr: String::new(), swarm: "other".into() });
+    tops::frame(
+        &mut s,
+        2,
+        &Message::Hello {
+            version: 9,
+            peer_id: PeerId(4),
+            listen_addr: String::new(),
+            swarm: "other".into(),
+        },
+    );
     tops::accept(&mut s);
     tops::frame(&mut s, 3, &Message::ListFiles);
     tops::close(&mut s, 1);
-    tops::frame(&mut s, 0, &Message::Locate { content_id: m[3].content_id() });
+    tops::frame(
+        &mut s,
+        0,
+        &Message::Locate {
+            content_id: m[3].content_id(),
+        },
+    );
     write("tracker", "sessions", &s);
 }
 
@@ -310,13 +389,14 @@ fn main() {
     peer_seeds();
     // wire_roundtrip is structured: its seeds are arbitrary bytes that decode to a spread
     // of variants.
-    for v in 0..33u8 {
+    for v in 0..36u8 {
         let mut seed = vec![v; 1];
         seed.extend((0..64u8).map(|i| i.wrapping_mul(37).wrapping_add(v)));
         write("wire_roundtrip", &format!("{v:02}"), &seed);
     }
     // Sanity: every tracker and peer seed runs clean.
-    for entry in fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/tracker")).unwrap() {
+    for entry in fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/tracker")).unwrap()
+    {
         tracker_harness::run(&fs::read(entry.unwrap().path()).unwrap());
     }
     for (_, seed) in peer_harness::seeds() {

@@ -6,5 +6,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    p2p_fuzz::peer_harness::run(data);
+    let _ = p2p_fuzz::peer_harness::run(data);
 });

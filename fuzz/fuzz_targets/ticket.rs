@@ -5,14 +5,32 @@
 
 use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
-use p2p_core::ticket::looks_like_ticket;
 use p2p_core::Ticket;
+use p2p_core::ticket::looks_like_ticket;
 
 fn check_printed(ticket: &Ticket) {
     let text = ticket.to_string();
     assert!(
         text.bytes().all(|b| b.is_ascii_graphic()
-            && !matches!(b, b'"' | b'\'' | b'`' | b'$' | b'\\' | b'*' | b'?' | b'~' | b'&' | b'|' | b';' | b'<' | b'>' | b'(' | b')' | b'!' | b'#')),
+            && !matches!(
+                b,
+                b'"' | b'\''
+                    | b'`'
+                    | b'$'
+                    | b'\\'
+                    | b'*'
+                    | b'?'
+                    | b'~'
+                    | b'&'
+                    | b'|'
+                    | b';'
+                    | b'<'
+                    | b'>'
+                    | b'('
+                    | b')'
+                    | b'!'
+                    | b'#'
+            )),
         "ticket text is not shell-safe: {text:?}"
     );
     let back: Ticket = text
@@ -27,7 +45,10 @@ fuzz_target!(|data: &[u8]| {
     let parsed = text.parse::<Ticket>();
     if let Ok(ticket) = &parsed {
         ticket.validate().expect("parsed ticket does not validate");
-        assert!(looks_like_ticket(&text), "parsed but not recognised: {text:?}");
+        assert!(
+            looks_like_ticket(&text),
+            "parsed but not recognised: {text:?}"
+        );
         check_printed(ticket);
     } else if let Err(e) = &parsed {
         let _ = e.to_string();

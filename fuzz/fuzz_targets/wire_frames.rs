@@ -55,7 +55,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let whole = decode(stream, &[]);
     let split = decode(stream, cuts);
-    assert_eq!(whole, split, "split decoding differs from one-shot decoding");
+    assert_eq!(
+        whole, split,
+        "split decoding differs from one-shot decoding"
+    );
     for message in whole.into_iter().flatten() {
         let frame = message.to_frame();
         let again = Message::decode(frame.slice(LENGTH_PREFIX_LEN..))

@@ -21,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
     for message in &messages {
         let frame = message.to_frame();
         let length = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
-        assert_eq!(length + LENGTH_PREFIX_LEN, frame.len(), "length prefix is wrong");
+        assert_eq!(
+            length + LENGTH_PREFIX_LEN,
+            frame.len(),
+            "length prefix is wrong"
+        );
         let decoded = Message::decode(frame.slice(LENGTH_PREFIX_LEN..))
             .unwrap_or_else(|e| panic!("{message:?} does not decode: {e}"));
         assert_eq!(&decoded, message);

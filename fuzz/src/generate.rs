@@ -102,7 +102,7 @@ fn list<T>(
 }
 
 /// Number of `Message` variants [`message`] chooses among.
-pub const MESSAGE_VARIANTS: u32 = 33;
+pub const MESSAGE_VARIANTS: u32 = 36;
 
 /// Any message the encoder can send.
 pub fn message(u: &mut Unstructured<'_>) -> Result<Message> {
@@ -257,14 +257,28 @@ pub fn message(u: &mut Unstructured<'_>) -> Result<Message> {
         30 => RangeFailed {
             job_id: u.arbitrary()?,
             range_index: u.arbitrary()?,
+            fatal: u.arbitrary()?,
             reason: string(u)?,
         },
         31 => NoWork {
             job_id: u.arbitrary()?,
         },
-        _ => EndJob {
+        32 => EndJob {
             job_id: u.arbitrary()?,
             reason: string(u)?,
+        },
+        33 => SetOrigin {
+            content_id: content_id(u)?,
+            origin: string(u)?,
+        },
+        34 => FindOrigin { origin: string(u)? },
+        _ => OriginResult {
+            origin: string(u)?,
+            content_id: if u.arbitrary()? {
+                Some(content_id(u)?)
+            } else {
+                None
+            },
         },
     })
 }

@@ -11,8 +11,8 @@ pub mod tracker_harness;
 
 use arbitrary::Unstructured;
 use bytes::{Bytes, BytesMut};
-use p2p_core::wire::{FRAME_LEN_MAX, LENGTH_PREFIX_LEN};
 use p2p_core::Message;
+use p2p_core::wire::{FRAME_LEN_MAX, LENGTH_PREFIX_LEN};
 
 /// Reads one byte (0 when the input is exhausted).
 pub fn byte(u: &mut Unstructured<'_>) -> u8 {
@@ -66,5 +66,8 @@ pub fn assert_sendable(message: &Message) {
     );
     let decoded = Message::decode(frame.slice(LENGTH_PREFIX_LEN..))
         .unwrap_or_else(|e| panic!("machine sent an undecodable message ({e}): {message:?}"));
-    assert_eq!(&decoded, message, "machine sent a message that does not round-trip");
+    assert_eq!(
+        &decoded, message,
+        "machine sent a message that does not round-trip"
+    );
 }

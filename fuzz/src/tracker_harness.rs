@@ -74,7 +74,11 @@ fn tracker_message(u: &mut Unstructured<'_>, pool: &[Manifest]) -> Result<Messag
     };
     Ok(match u.int_in_range(0..=12)? {
         0 | 1 => Message::Hello {
-            version: if u.ratio(1, 10)? { u.arbitrary()? } else { PROTOCOL_VERSION },
+            version: if u.ratio(1, 10)? {
+                u.arbitrary()?
+            } else {
+                PROTOCOL_VERSION
+            },
             peer_id: PeerId(u.int_in_range(1..=4)?),
             listen_addr: (*u.choose(&ADDRS)?).into(),
             swarm: (*u.choose(&SWARMS)?).into(),
@@ -211,7 +215,10 @@ impl TrackerHarness {
         while let Some(action) = self.tracker.poll_action() {
             match action {
                 TrackerAction::Send { conn, message } => {
-                    assert!(self.live.contains(&conn), "Send on closed {conn}: {message:?}");
+                    assert!(
+                        self.live.contains(&conn),
+                        "Send on closed {conn}: {message:?}"
+                    );
                     assert_sendable(&message);
                 }
                 TrackerAction::Close { conn } => {
@@ -219,7 +226,11 @@ impl TrackerHarness {
                 }
             }
         }
-        assert_eq!(self.tracker.conn_count(), self.live.len(), "conn_count disagrees");
+        assert_eq!(
+            self.tracker.conn_count(),
+            self.live.len(),
+            "conn_count disagrees"
+        );
         if let Err(e) = self.tracker.check_invariants() {
             panic!("tracker invariant broken: {e}");
         }
