@@ -53,11 +53,15 @@ pub const CASES: [BenchCase; 3] = [
 
 impl BenchCase {
     pub fn for_peer_count(n: u32) -> BenchCase {
-        CASES.iter().copied().find(|c| c.peer_count == n).unwrap_or(BenchCase {
-            peer_count: n,
-            chunk_size_bytes: 256 * 1024,
-            chunk_count: 256,
-        })
+        CASES
+            .iter()
+            .copied()
+            .find(|c| c.peer_count == n)
+            .unwrap_or(BenchCase {
+                peer_count: n,
+                chunk_size_bytes: 256 * 1024,
+                chunk_count: 256,
+            })
     }
 
     pub fn file_size_bytes(&self) -> u64 {
@@ -160,7 +164,13 @@ pub fn run_case(case: BenchCase) -> BenchResult {
 
 impl BenchResult {
     pub fn to_json(&self) -> serde_json::Value {
-        let finite = |x: f64| if x.is_finite() { serde_json::json!(x) } else { serde_json::Value::Null };
+        let finite = |x: f64| {
+            if x.is_finite() {
+                serde_json::json!(x)
+            } else {
+                serde_json::Value::Null
+            }
+        };
         serde_json::json!({
             "n": self.n,
             "t_min_s": self.t_min_s,
@@ -179,7 +189,12 @@ impl BenchResult {
     }
 
     pub fn from_json(value: &serde_json::Value) -> Option<BenchResult> {
-        let f = |k: &str| value.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::INFINITY);
+        let f = |k: &str| {
+            value
+                .get(k)
+                .and_then(|v| v.as_f64())
+                .unwrap_or(f64::INFINITY)
+        };
         Some(BenchResult {
             n: value.get("n")?.as_u64()? as u32,
             file_size_bytes: value.get("file_size_bytes")?.as_u64()?,
@@ -193,12 +208,14 @@ impl BenchResult {
             events: value.get("events")?.as_u64()?,
             events_per_s: f("events_per_s"),
             peak_rss_bytes: value.get("peak_rss_bytes")?.as_u64()?,
-            failure: value.get("failure").and_then(|v| v.as_str()).map(str::to_string),
+            failure: value
+                .get("failure")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
         })
     }
 
-    pub const TABLE_HEADER: &'static str =
-        "     n   file_MiB chunks  t_min_s  p50_ratio  p99_ratio last_ratio   wall_s   events/s  peak_rss_MiB";
+    pub const TABLE_HEADER: &'static str = "     n   file_MiB chunks  t_min_s  p50_ratio  p99_ratio last_ratio   wall_s   events/s  peak_rss_MiB";
 
     pub fn table_row(&self) -> String {
         format!(
@@ -229,6 +246,12 @@ pub fn peak_rss_bytes() -> u64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map_or(0, |kb| kb * 1024)
 }

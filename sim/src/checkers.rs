@@ -106,18 +106,29 @@ impl World {
         let now = self.now();
         let (what, content_id, indices): (&str, ContentId, Vec<u32>) = match message {
             Message::Piece {
-                content_id, chunk_index, ..
+                content_id,
+                chunk_index,
+                ..
             } => ("served", *content_id, vec![*chunk_index]),
             Message::Have {
                 content_id,
                 chunk_indices,
             } => ("advertised (Have)", *content_id, chunk_indices.clone()),
-            Message::Bitfield { content_id, chunks } => ("advertised (Bitfield)", *content_id, chunks.iter().collect()),
-            Message::Announce { manifest, chunks } => ("announced", manifest.content_id(), chunks.iter().collect()),
+            Message::Bitfield { content_id, chunks } => (
+                "advertised (Bitfield)",
+                *content_id,
+                chunks.iter().collect(),
+            ),
+            Message::Announce { manifest, chunks } => {
+                ("announced", manifest.content_id(), chunks.iter().collect())
+            }
             _ => return,
         };
         let disk = &self.nodes[node].disk;
-        let unverified: Vec<u32> = indices.into_iter().filter(|&i| !disk.has(content_id, i)).collect();
+        let unverified: Vec<u32> = indices
+            .into_iter()
+            .filter(|&i| !disk.has(content_id, i))
+            .collect();
         if !unverified.is_empty() {
             let addr = self.nodes[node].addr.clone();
             self.violations.push(
@@ -147,7 +158,11 @@ impl World {
         let n = &self.nodes[node];
         let addr = n.addr.clone();
         if content_id != self.source.content_id {
-            self.violations.push(FailureKind::Safety, now, format!("{addr} completed a content that is not being shared"));
+            self.violations.push(
+                FailureKind::Safety,
+                now,
+                format!("{addr} completed a content that is not being shared"),
+            );
             return;
         }
         let missing: Vec<u32> = match n.disk.written(content_id) {
@@ -158,7 +173,9 @@ impl World {
             self.violations.push(
                 FailureKind::Safety,
                 now,
-                format!("{addr} reported the download complete with chunks {missing:?} not on disk"),
+                format!(
+                    "{addr} reported the download complete with chunks {missing:?} not on disk"
+                ),
             );
         }
         let corrupt = n.disk.corrupt_chunks(content_id);
@@ -178,7 +195,10 @@ impl World {
         let honest = culprit.is_some_and(|c| !self.nodes[c].corrupt);
         if honest || culprit.is_none() {
             let addr = self.nodes[node].addr.clone();
-            let who = culprit.map_or_else(|| format!("unknown peer {banned}"), |c| self.nodes[c].addr.clone());
+            let who = culprit.map_or_else(
+                || format!("unknown peer {banned}"),
+                |c| self.nodes[c].addr.clone(),
+            );
             self.violations.push(
                 FailureKind::Safety,
                 now,
@@ -197,15 +217,24 @@ impl World {
         for n in &self.nodes {
             let corrupt = n.disk.corrupt_chunks(content_id);
             if !corrupt.is_empty() {
-                found.push(format!("{} has chunks {corrupt:?} on disk that differ from the source", n.addr));
+                found.push(format!(
+                    "{} has chunks {corrupt:?} on disk that differ from the source",
+                    n.addr
+                ));
             }
             let Some(peer) = n.peer() else {
                 continue;
             };
             if let Some(held) = peer.held_chunks(content_id) {
-                let unverified: Vec<u32> = held.iter().filter(|&i| !n.disk.has(content_id, i)).collect();
+                let unverified: Vec<u32> = held
+                    .iter()
+                    .filter(|&i| !n.disk.has(content_id, i))
+                    .collect();
                 if !unverified.is_empty() {
-                    found.push(format!("{} marks chunks {unverified:?} held that are not verified on its disk", n.addr));
+                    found.push(format!(
+                        "{} marks chunks {unverified:?} held that are not verified on its disk",
+                        n.addr
+                    ));
                 }
             }
             if peer.connection_count() > connections_max {
@@ -276,7 +305,11 @@ impl World {
             } else {
                 "the run ended before the fault phase did".to_string()
             };
-            self.violations.push(FailureKind::Liveness, now, format!("{reason}:\n    {}", pending.join("\n    ")));
+            self.violations.push(
+                FailureKind::Liveness,
+                now,
+                format!("{reason}:\n    {}", pending.join("\n    ")),
+            );
         }
     }
 
@@ -328,7 +361,11 @@ impl World {
                         peer.download_phase(content_id),
                         peer.source_count(content_id),
                         peer.connection_count(),
-                        if peer.is_tracker_ready() { "connected" } else { "not connected" },
+                        if peer.is_tracker_ready() {
+                            "connected"
+                        } else {
+                            "not connected"
+                        },
                     ));
                 }
             }

@@ -80,7 +80,6 @@ impl<E> EventQueue<E> {
         self.now = at;
         Some((at, seq, event))
     }
-
 }
 
 #[cfg(test)]

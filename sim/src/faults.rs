@@ -108,19 +108,39 @@ impl fmt::Display for FaultKnobs {
 /// One fault, at one instant. Node 0 is the tracker, 1 the seeder, the rest downloaders.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
-    PeerCrash { node: usize },
-    PeerRestart { node: usize },
-    PeerLeave { node: usize, graceful: bool },
+    PeerCrash {
+        node: usize,
+    },
+    PeerRestart {
+        node: usize,
+    },
+    PeerLeave {
+        node: usize,
+        graceful: bool,
+    },
     TrackerDown,
     TrackerUp,
     /// Cut `nodes` off from everyone else (they still reach each other).
-    Partition { nodes: Vec<usize> },
-    PartitionHeal { nodes: Vec<usize> },
+    Partition {
+        nodes: Vec<usize>,
+    },
+    PartitionHeal {
+        nodes: Vec<usize>,
+    },
     /// Cut one node off from everyone (a swizzle step).
-    Isolate { node: usize },
-    Rejoin { node: usize },
-    LatencySpike { node: usize, factor: u32 },
-    LatencySpikeEnd { node: usize },
+    Isolate {
+        node: usize,
+    },
+    Rejoin {
+        node: usize,
+    },
+    LatencySpike {
+        node: usize,
+        factor: u32,
+    },
+    LatencySpikeEnd {
+        node: usize,
+    },
 }
 
 /// Draws a duration around `mean_ms` (uniform in half to one and a half times it).
@@ -131,7 +151,12 @@ fn around(rng: &mut ChaCha8Rng, mean_ms: u64) -> Nanos {
 
 /// The faults of one run, in no particular order (the event queue sorts them). Anything
 /// still broken when the fault phase ends is healed then.
-pub fn plan(knobs: &FaultKnobs, rng: &mut ChaCha8Rng, node_count: usize, fault_phase: Nanos) -> Vec<(Nanos, Fault)> {
+pub fn plan(
+    knobs: &FaultKnobs,
+    rng: &mut ChaCha8Rng,
+    node_count: usize,
+    fault_phase: Nanos,
+) -> Vec<(Nanos, Fault)> {
     let mut faults = Vec::new();
     let phase = fault_phase.max(1);
     for node in 1..node_count {
@@ -166,7 +191,12 @@ pub fn plan(knobs: &FaultKnobs, rng: &mut ChaCha8Rng, node_count: usize, fault_p
             nodes = vec![rng.random_range(0..node_count)];
         }
         let back = at + around(rng, knobs.partition_duration_ms_mean);
-        faults.push((at, Fault::Partition { nodes: nodes.clone() }));
+        faults.push((
+            at,
+            Fault::Partition {
+                nodes: nodes.clone(),
+            },
+        ));
         if back < phase {
             faults.push((back, Fault::PartitionHeal { nodes }));
         }

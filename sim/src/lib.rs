@@ -24,5 +24,5 @@ pub use event_queue::{NANOS_PER_MS, NANOS_PER_S, Nanos};
 pub use faults::FaultKnobs;
 pub use run::{RunReport, configure, run, run_config};
 pub use scenario::{Scale, Scenario, SimConfig};
-pub use world::sim_peer_config;
 pub use world::install_panic_hook;
+pub use world::sim_peer_config;

@@ -82,7 +82,10 @@ impl<T> Link<T> {
         let active = self.finishes.len() as u128;
         let capacity = u128::from(self.capacity_bytes_per_s);
         let wait = (remaining * active).div_ceil(capacity);
-        Some(self.updated_at.saturating_add(u64::try_from(wait).unwrap_or(u64::MAX)))
+        Some(
+            self.updated_at
+                .saturating_add(u64::try_from(wait).unwrap_or(u64::MAX)),
+        )
     }
 
     /// Takes every item finished by `now`, in finishing order.

@@ -11,7 +11,10 @@ use p2p_sim::bench::{self, BenchCase, BenchResult};
 use p2p_sim::{RunReport, Scale, Scenario};
 
 #[derive(Parser)]
-#[command(name = "p2p-sim", about = "Deterministic simulator for the p2p core machines")]
+#[command(
+    name = "p2p-sim",
+    about = "Deterministic simulator for the p2p core machines"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -118,7 +121,12 @@ fn parse_range(text: &str) -> anyhow::Result<(u64, u64)> {
     Ok((a, b))
 }
 
-fn sweep(seeds: &str, scenario: Option<&str>, scale: &str, jobs: Option<usize>) -> anyhow::Result<ExitCode> {
+fn sweep(
+    seeds: &str,
+    scenario: Option<&str>,
+    scale: &str,
+    jobs: Option<usize>,
+) -> anyhow::Result<ExitCode> {
     let (start, end) = parse_range(seeds)?;
     let fixed = match scenario {
         Some(name) => Some(name.parse::<Scenario>().map_err(anyhow::Error::msg)?),
@@ -143,9 +151,16 @@ fn sweep(seeds: &str, scenario: Option<&str>, scale: &str, jobs: Option<usize>) 
                     let report = p2p_sim::run(seed, scenario, scale, false);
                     if !report.passed() {
                         let kind = report.failure().map_or("?", |k| k.name());
-                        let first = report.violations.first().map(|v| v.to_string()).unwrap_or_default();
+                        let first = report
+                            .violations
+                            .first()
+                            .map(|v| v.to_string())
+                            .unwrap_or_default();
                         let first = first.lines().next().unwrap_or_default().to_string();
-                        println!("FAIL seed {seed} [{kind}] {first}\n  replay: {}", report.config.replay_command());
+                        println!(
+                            "FAIL seed {seed} [{kind}] {first}\n  replay: {}",
+                            report.config.replay_command()
+                        );
                         // Unwrap: a worker never panics while holding the lock.
                         failures.lock().unwrap().push((seed, report));
                     }
@@ -185,9 +200,15 @@ fn bench_command(json: bool, n: Option<u32>) -> anyhow::Result<ExitCode> {
                     .output()
                     .context("cannot run a bench child process")?;
                 let text = String::from_utf8_lossy(&output.stdout);
-                let value: serde_json::Value = serde_json::from_str(text.trim())
-                    .with_context(|| format!("bench child for n={} printed no result: {text}", case.peer_count))?;
-                results.push(BenchResult::from_json(&value).context("malformed bench child result")?);
+                let value: serde_json::Value =
+                    serde_json::from_str(text.trim()).with_context(|| {
+                        format!(
+                            "bench child for n={} printed no result: {text}",
+                            case.peer_count
+                        )
+                    })?;
+                results
+                    .push(BenchResult::from_json(&value).context("malformed bench child result")?);
                 if !json {
                     eprintln!("n={} done", case.peer_count);
                 }
@@ -205,6 +226,8 @@ fn bench_command(json: bool, n: Option<u32>) -> anyhow::Result<ExitCode> {
             println!("{}", r.table_row());
         }
     }
-    let failed = results.iter().any(|r| r.failure.is_some() || r.p50_ratio < 1.0);
+    let failed = results
+        .iter()
+        .any(|r| r.failure.is_some() || r.p50_ratio < 1.0);
     Ok(ExitCode::from(if failed { 1 } else { 0 }))
 }

@@ -66,7 +66,12 @@ impl fmt::Display for RunReport {
         }
         match self.failure() {
             None => write!(f, "PASS"),
-            Some(kind) => write!(f, "FAIL ({}); replay: {}", kind.name(), self.config.replay_command()),
+            Some(kind) => write!(
+                f,
+                "FAIL ({}); replay: {}",
+                kind.name(),
+                self.config.replay_command()
+            ),
         }
     }
 }

@@ -151,7 +151,12 @@ const PEER_COUNT_MAX_SMALL: u32 = 12;
 
 impl SimConfig {
     /// Draws a configuration for `scenario` from `rng` (the run's one RNG, freshly seeded).
-    pub fn generate(seed: u64, scenario: Scenario, scale: Scale, rng: &mut ChaCha8Rng) -> SimConfig {
+    pub fn generate(
+        seed: u64,
+        scenario: Scenario,
+        scale: Scale,
+        rng: &mut ChaCha8Rng,
+    ) -> SimConfig {
         let peer_max = match scale {
             Scale::Full => PEER_COUNT_MAX_FULL,
             Scale::Small => PEER_COUNT_MAX_SMALL,
@@ -163,7 +168,10 @@ impl SimConfig {
             drawn.clamp(2, peer_max)
         };
         let (chunk_size, chunk_count_max) = match scale {
-            Scale::Full => (CHUNK_SIZES_FULL[rng.random_range(0..CHUNK_SIZES_FULL.len())], CHUNK_COUNT_MAX_FULL),
+            Scale::Full => (
+                CHUNK_SIZES_FULL[rng.random_range(0..CHUNK_SIZES_FULL.len())],
+                CHUNK_COUNT_MAX_FULL,
+            ),
             Scale::Small => (16 * 1024, CHUNK_COUNT_MAX_SMALL),
         };
         let chunk_count = rng.random_range(1..=chunk_count_max);
@@ -277,7 +285,8 @@ impl SimConfig {
         let upload = (self.upload_bytes_per_s as f64 * slowest).max(1.0);
         // Worst case: one slow node must push the whole file, and the swarm its N copies.
         let fluid_s = self.file_size_bytes as f64 / upload
-            + f64::from(self.peer_count) * self.file_size_bytes as f64 / self.upload_bytes_per_s as f64;
+            + f64::from(self.peer_count) * self.file_size_bytes as f64
+                / self.upload_bytes_per_s as f64;
         60_000 + (fluid_s * 10_000.0) as u64
     }
 
@@ -287,7 +296,10 @@ impl SimConfig {
 
     /// The replay command for this run.
     pub fn replay_command(&self) -> String {
-        let mut cmd = format!("p2p-sim run --seed {} --scenario {}", self.seed, self.scenario);
+        let mut cmd = format!(
+            "p2p-sim run --seed {} --scenario {}",
+            self.seed, self.scenario
+        );
         if self.scale != Scale::Full {
             cmd.push_str(&format!(" --scale {}", self.scale.name()));
         }
@@ -297,11 +309,21 @@ impl SimConfig {
 
 impl fmt::Display for SimConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "seed={} scenario={} scale={}", self.seed, self.scenario, self.scale.name())?;
+        writeln!(
+            f,
+            "seed={} scenario={} scale={}",
+            self.seed,
+            self.scenario,
+            self.scale.name()
+        )?;
         writeln!(
             f,
             "peer_count={} file_size_bytes={} chunk_size_bytes={} upload_bytes_per_s={} download_bytes_per_s={}",
-            self.peer_count, self.file_size_bytes, self.chunk_size_bytes, self.upload_bytes_per_s, self.download_bytes_per_s
+            self.peer_count,
+            self.file_size_bytes,
+            self.chunk_size_bytes,
+            self.upload_bytes_per_s,
+            self.download_bytes_per_s
         )?;
         writeln!(
             f,

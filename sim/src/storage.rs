@@ -30,7 +30,9 @@ impl SourceFile {
         let mut builder = ManifestBuilder::new(name, chunk_size)
             .expect("scenario chunk sizes are within the manifest limits");
         builder.update(&bytes);
-        let manifest = builder.finish().expect("scenario files are within the manifest limits");
+        let manifest = builder
+            .finish()
+            .expect("scenario files are within the manifest limits");
         let content_id = manifest.content_id();
         SourceFile {
             data: Bytes::from(bytes),
@@ -53,7 +55,9 @@ impl SourceFile {
     /// Bytes `offset..offset+length` of a chunk, or `None` when out of range.
     pub fn block(&self, chunk_index: u32, offset: u32, length: u32) -> Option<Bytes> {
         let chunk_len = self.manifest.chunk_len(chunk_index);
-        if chunk_index >= self.chunk_count() || u64::from(offset) + u64::from(length) > u64::from(chunk_len) {
+        if chunk_index >= self.chunk_count()
+            || u64::from(offset) + u64::from(length) > u64::from(chunk_len)
+        {
             return None;
         }
         let start = self.manifest.chunk_offset(chunk_index) as usize + offset as usize;
@@ -61,7 +65,10 @@ impl SourceFile {
     }
 
     pub fn chunk_hash(&self, chunk_index: u32) -> Option<Sha256Digest> {
-        self.manifest.chunk_hashes.get(chunk_index as usize).copied()
+        self.manifest
+            .chunk_hashes
+            .get(chunk_index as usize)
+            .copied()
     }
 
     /// Whether `data` is exactly chunk `chunk_index`. A slice of the source itself is
@@ -82,14 +89,21 @@ impl SourceFile {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreVerdict {
     /// Hash matched: written. `identical` says whether it equals the source's chunk.
-    Written { identical: bool },
+    Written {
+        identical: bool,
+    },
     Mismatch,
 }
 
 /// Does what the runtime does for `StoreChunk`: hash the data and compare with the hash the
 /// peer expects. Skips the hash when the data is byte-identical to the source and the
 /// expected hash is the source's (the hash would match by construction).
-pub fn verify(source: &SourceFile, chunk_index: u32, expected_hash: &Sha256Digest, data: &Bytes) -> StoreVerdict {
+pub fn verify(
+    source: &SourceFile,
+    chunk_index: u32,
+    expected_hash: &Sha256Digest,
+    data: &Bytes,
+) -> StoreVerdict {
     let identical = source.is_chunk(chunk_index, data);
     let hash_is_source = source.chunk_hash(chunk_index).as_ref() == Some(expected_hash);
     if identical && hash_is_source {
@@ -141,7 +155,13 @@ impl Disk {
             .clone()
     }
 
-    pub fn write(&mut self, content_id: ContentId, chunk_count: u32, chunk_index: u32, identical: bool) {
+    pub fn write(
+        &mut self,
+        content_id: ContentId,
+        chunk_count: u32,
+        chunk_index: u32,
+        identical: bool,
+    ) {
         let file = self.contents.entry(content_id).or_insert_with(|| DiskFile {
             written: ChunkSet::new(chunk_count),
             corrupt: ChunkSet::new(chunk_count),
@@ -159,7 +179,8 @@ impl Disk {
     }
 
     pub fn has(&self, content_id: ContentId, chunk_index: u32) -> bool {
-        self.written(content_id).is_some_and(|w| w.contains(chunk_index))
+        self.written(content_id)
+            .is_some_and(|w| w.contains(chunk_index))
     }
 
     pub fn is_complete(&self, content_id: ContentId) -> bool {
@@ -184,13 +205,22 @@ mod tests {
         let source = SourceFile::generate("f", 40_000, 16 * 1024, 7);
         let hash = source.chunk_hash(1).unwrap();
         let good = source.chunk(1);
-        assert_eq!(verify(&source, 1, &hash, &good), StoreVerdict::Written { identical: true });
+        assert_eq!(
+            verify(&source, 1, &hash, &good),
+            StoreVerdict::Written { identical: true }
+        );
         let mut bad = good.to_vec();
         bad[3] ^= 1;
-        assert_eq!(verify(&source, 1, &hash, &Bytes::from(bad)), StoreVerdict::Mismatch);
+        assert_eq!(
+            verify(&source, 1, &hash, &Bytes::from(bad)),
+            StoreVerdict::Mismatch
+        );
         // A copy (not a slice of the source) is still recognised as identical.
         let copy = Bytes::from(good.to_vec());
-        assert_eq!(verify(&source, 1, &hash, &copy), StoreVerdict::Written { identical: true });
+        assert_eq!(
+            verify(&source, 1, &hash, &copy),
+            StoreVerdict::Written { identical: true }
+        );
         assert_eq!(source.chunk(2).len(), 40_000 - 2 * 16 * 1024);
     }
 }

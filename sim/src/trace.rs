@@ -49,11 +49,15 @@ pub fn describe(message: &Message) -> String {
             data,
             ..
         } => format!("Piece(chunk {chunk_index} +{offset} len {})", data.len()),
-        Message::DeliverRange { range_index, data, .. } => {
+        Message::DeliverRange {
+            range_index, data, ..
+        } => {
             format!("DeliverRange(range {range_index} len {})", data.len())
         }
         Message::Announce { chunks, .. } => format!("Announce({chunks:?})"),
-        Message::ManifestReply { manifest } => format!("ManifestReply({} chunks)", manifest.chunk_count()),
+        Message::ManifestReply { manifest } => {
+            format!("ManifestReply({} chunks)", manifest.chunk_count())
+        }
         Message::Located { peers, .. } => format!("Located({} peers)", peers.len()),
         other => {
             let mut text = format!("{other:?}");

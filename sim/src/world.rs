@@ -21,7 +21,7 @@ use crate::checkers::{FailureKind, Violations};
 use crate::event_queue::{EventQueue, NANOS_PER_MS, NANOS_PER_S, Nanos};
 use crate::faults::{self, Fault};
 use crate::link::Link;
-use crate::network::{Conn, End, Packet, FIN_SIZE_BYTES};
+use crate::network::{Conn, End, FIN_SIZE_BYTES, Packet};
 use crate::scenario::SimConfig;
 use crate::storage::{Disk, SourceFile, StoreVerdict, verify};
 use crate::trace::{Digest, describe, wire_facts};
@@ -169,15 +169,37 @@ impl Node {
 
 /// Everything that can happen.
 pub(crate) enum Event {
-    Wake { node: usize, incarnation: u32 },
-    LinkDone { node: usize, side: LinkSide, generation: u64 },
+    Wake {
+        node: usize,
+        incarnation: u32,
+    },
+    LinkDone {
+        node: usize,
+        side: LinkSide,
+        generation: u64,
+    },
     /// A packet reached the receiver's download link.
-    Arrive { conn: u64, dir: usize, size: u64, packet: Packet },
-    Syn { conn: u64 },
-    SynAck { conn: u64 },
-    ConnectFailed { conn: u64 },
+    Arrive {
+        conn: u64,
+        dir: usize,
+        size: u64,
+        packet: Packet,
+    },
+    Syn {
+        conn: u64,
+    },
+    SynAck {
+        conn: u64,
+    },
+    ConnectFailed {
+        conn: u64,
+    },
     /// The connection broke under `node` (its end already forgotten by the network).
-    Broken { node: usize, incarnation: u32, local: ConnId },
+    Broken {
+        node: usize,
+        incarnation: u32,
+        local: ConnId,
+    },
     DiskRead {
         node: usize,
         incarnation: u32,
@@ -196,14 +218,27 @@ pub(crate) enum Event {
         expected_hash: Sha256Digest,
         data: Bytes,
     },
-    Prepared { node: usize, incarnation: u32, content_id: ContentId, chunk_count: u32 },
-    Join { node: usize },
+    Prepared {
+        node: usize,
+        incarnation: u32,
+        content_id: ContentId,
+        chunk_count: u32,
+    },
+    Join {
+        node: usize,
+    },
     Fault(Fault),
     /// A departed node's machine is dropped (after its goodbyes went out).
-    Depart { node: usize, incarnation: u32 },
+    Depart {
+        node: usize,
+        incarnation: u32,
+    },
     Heal,
     CheckTick,
-    RecoveryCheck { tracker_incarnation: u32, restarted_at: Nanos },
+    RecoveryCheck {
+        tracker_incarnation: u32,
+        restarted_at: Nanos,
+    },
 }
 
 /// Counters for the report.
@@ -250,7 +285,12 @@ impl World {
     /// Builds the world for `config`; `rng` is the run's one RNG (already used to draw the
     /// config, if it was drawn).
     pub fn new(config: SimConfig, mut rng: ChaCha8Rng) -> World {
-        let source = SourceFile::generate("sim-file.bin", config.file_size_bytes, config.chunk_size_bytes, rng.next_u64());
+        let source = SourceFile::generate(
+            "sim-file.bin",
+            config.file_size_bytes,
+            config.chunk_size_bytes,
+            rng.next_u64(),
+        );
         let node_count = config.peer_count as usize + 2;
         let mut nodes = Vec::with_capacity(node_count);
         let mut addr_to_node = BTreeMap::new();
@@ -265,16 +305,30 @@ impl World {
                 _ => format!("node{index}:7000"),
             };
             addr_to_node.insert(addr.clone(), index);
-            let latency_ms = rng.random_range(config.node_latency_ms_min..=config.node_latency_ms_max.max(config.node_latency_ms_min));
+            let latency_ms = rng.random_range(
+                config.node_latency_ms_min
+                    ..=config.node_latency_ms_max.max(config.node_latency_ms_min),
+            );
             // Halves: a link's delay is the sum of its two ends.
             let latency_half = latency_ms * NANOS_PER_MS / 2;
-            let slow = role == Role::Leecher && rng.random_bool(config.faults.slow_peer_fraction.clamp(0.0, 1.0));
-            let corrupt = role == Role::Leecher && rng.random_bool(config.faults.corrupt_peer_fraction.clamp(0.0, 1.0));
-            let factor = if slow { config.faults.slow_peer_capacity_factor.clamp(0.001, 1.0) } else { 1.0 };
+            let slow = role == Role::Leecher
+                && rng.random_bool(config.faults.slow_peer_fraction.clamp(0.0, 1.0));
+            let corrupt = role == Role::Leecher
+                && rng.random_bool(config.faults.corrupt_peer_fraction.clamp(0.0, 1.0));
+            let factor = if slow {
+                config.faults.slow_peer_capacity_factor.clamp(0.001, 1.0)
+            } else {
+                1.0
+            };
             let upload = ((config.upload_bytes_per_s as f64 * factor) as u64).max(1);
             let download = ((config.download_bytes_per_s as f64 * factor) as u64).max(1);
-            let disk = if role == Role::Seeder { Disk::with_full(&source) } else { Disk::default() };
-            let has_manifest = role == Role::Seeder || rng.random_bool(config.manifest_known_probability.clamp(0.0, 1.0));
+            let disk = if role == Role::Seeder {
+                Disk::with_full(&source)
+            } else {
+                Disk::default()
+            };
+            let has_manifest = role == Role::Seeder
+                || rng.random_bool(config.manifest_known_probability.clamp(0.0, 1.0));
             nodes.push(Node {
                 role,
                 addr,
@@ -330,10 +384,19 @@ impl World {
         world.queue.schedule(0, Event::Join { node: SEEDER_NODE });
         let window = world.config.arrival_window_ms * NANOS_PER_MS;
         for node in 2..node_count {
-            let at = if window == 0 { 0 } else { world.rng.random_range(0..window) };
+            let at = if window == 0 {
+                0
+            } else {
+                world.rng.random_range(0..window)
+            };
             world.queue.schedule(at, Event::Join { node });
         }
-        let plan = faults::plan(&world.config.faults, &mut world.rng, node_count, world.config.fault_phase());
+        let plan = faults::plan(
+            &world.config.faults,
+            &mut world.rng,
+            node_count,
+            world.config.fault_phase(),
+        );
         for (at, fault) in plan {
             world.queue.schedule(at, Event::Fault(fault));
         }
@@ -352,7 +415,11 @@ impl World {
 
     fn trace(&self, line: impl FnOnce() -> String) {
         if self.tracing {
-            println!("{:>12.6} {}", self.now() as f64 / NANOS_PER_S as f64, line());
+            println!(
+                "{:>12.6} {}",
+                self.now() as f64 / NANOS_PER_S as f64,
+                line()
+            );
         }
     }
 
@@ -371,7 +438,11 @@ impl World {
             };
             self.stats.events += 1;
             if self.stats.events > EVENTS_MAX {
-                self.violations.push(FailureKind::Liveness, at, format!("more than {EVENTS_MAX} events: the run is not converging"));
+                self.violations.push(
+                    FailureKind::Liveness,
+                    at,
+                    format!("more than {EVENTS_MAX} events: the run is not converging"),
+                );
                 break;
             }
             self.digest.mix(&[at, seq]);
@@ -384,7 +455,9 @@ impl World {
         let now = self.now();
         match event {
             Event::Wake { node, incarnation } => {
-                if self.nodes[node].incarnation != incarnation || self.nodes[node].wake_at != Some(now) {
+                if self.nodes[node].incarnation != incarnation
+                    || self.nodes[node].wake_at != Some(now)
+                {
                     return;
                 }
                 self.digest.mix(&[1, node as u64]);
@@ -406,7 +479,11 @@ impl World {
                     n.same_instant_wakes = 0;
                 }
             }
-            Event::LinkDone { node, side, generation } => {
+            Event::LinkDone {
+                node,
+                side,
+                generation,
+            } => {
                 let slot = side as usize;
                 if self.nodes[node].link_timer[slot].0 != generation {
                     return;
@@ -424,7 +501,12 @@ impl World {
                 }
                 self.arm_link(node, side);
             }
-            Event::Arrive { conn, dir, size, packet } => {
+            Event::Arrive {
+                conn,
+                dir,
+                size,
+                packet,
+            } => {
                 let Some(c) = self.conns.get(&conn) else {
                     return;
                 };
@@ -432,7 +514,9 @@ impl World {
                 if !receiver.open {
                     return;
                 }
-                self.nodes[receiver.node].download.push(now, (conn, dir as u8), size, packet);
+                self.nodes[receiver.node]
+                    .download
+                    .push(now, (conn, dir as u8), size, packet);
                 self.arm_link(receiver.node, LinkSide::Download);
             }
             Event::Syn { conn } => self.on_syn(conn),
@@ -469,7 +553,11 @@ impl World {
                     self.drive(end.node, |m, now| m.handle_closed(now, local));
                 }
             }
-            Event::Broken { node, incarnation, local } => {
+            Event::Broken {
+                node,
+                incarnation,
+                local,
+            } => {
                 if self.nodes[node].incarnation != incarnation {
                     return;
                 }
@@ -489,14 +577,19 @@ impl World {
                 if self.nodes[node].incarnation != incarnation {
                     return;
                 }
-                let result = if content_id != self.source.content_id || !self.nodes[node].disk.has(content_id, chunk_index) {
+                let result = if content_id != self.source.content_id
+                    || !self.nodes[node].disk.has(content_id, chunk_index)
+                {
                     Err(format!("chunk {chunk_index} is not on disk"))
                 } else {
                     self.source
                         .block(chunk_index, offset, length)
-                        .ok_or_else(|| format!("bytes {offset}+{length} are outside chunk {chunk_index}"))
+                        .ok_or_else(|| {
+                            format!("bytes {offset}+{length} are outside chunk {chunk_index}")
+                        })
                 };
-                self.digest.mix(&[5, node as u64, token, result.is_ok() as u64]);
+                self.digest
+                    .mix(&[5, node as u64, token, result.is_ok() as u64]);
                 self.drive(node, |m, now| {
                     if let Machine::Peer(p) = m {
                         p.handle_read(now, token, result);
@@ -522,7 +615,9 @@ impl World {
                     match verify(&self.source, chunk_index, &expected_hash, &data) {
                         StoreVerdict::Written { identical } => {
                             let n = self.source.chunk_count();
-                            self.nodes[node].disk.write(content_id, n, chunk_index, identical);
+                            self.nodes[node]
+                                .disk
+                                .write(content_id, n, chunk_index, identical);
                             if !identical {
                                 let addr = self.nodes[node].addr.clone();
                                 self.violations.push(
@@ -536,7 +631,13 @@ impl World {
                         StoreVerdict::Mismatch => StoreOutcome::HashMismatch,
                     }
                 };
-                self.digest.mix(&[6, node as u64, token, chunk_index as u64, (outcome == StoreOutcome::Stored) as u64]);
+                self.digest.mix(&[
+                    6,
+                    node as u64,
+                    token,
+                    chunk_index as u64,
+                    (outcome == StoreOutcome::Stored) as u64,
+                ]);
                 self.trace(|| format!("node{node} stored chunk {chunk_index}: {outcome:?}"));
                 self.drive(node, |m, now| {
                     if let Machine::Peer(p) = m {
@@ -553,7 +654,9 @@ impl World {
                 if self.nodes[node].incarnation != incarnation {
                     return;
                 }
-                let result = if content_id == self.source.content_id && chunk_count == self.source.chunk_count() {
+                let result = if content_id == self.source.content_id
+                    && chunk_count == self.source.chunk_count()
+                {
                     self.nodes[node].has_manifest = true;
                     Ok(self.nodes[node].disk.prepare(content_id, chunk_count))
                 } else {
@@ -624,7 +727,11 @@ impl World {
             Err(panic) => {
                 let message = panic_message(&panic);
                 let addr = self.nodes[node].addr.clone();
-                self.violations.push(FailureKind::Crash, now, format!("{addr}: the core machine panicked: {message}"));
+                self.violations.push(
+                    FailureKind::Crash,
+                    now,
+                    format!("{addr}: the core machine panicked: {message}"),
+                );
                 self.stopped = true;
                 return;
             }
@@ -687,7 +794,8 @@ impl World {
                 data,
             } => {
                 let incarnation = self.nodes[node].incarnation;
-                self.digest.mix(&[21, node as u64, token, chunk_index as u64]);
+                self.digest
+                    .mix(&[21, node as u64, token, chunk_index as u64]);
                 self.queue.schedule(
                     now + self.config.disk_latency_us * 1_000,
                     Event::DiskStore {
@@ -701,7 +809,10 @@ impl World {
                     },
                 );
             }
-            PeerAction::PrepareDownload { content_id, manifest } => {
+            PeerAction::PrepareDownload {
+                content_id,
+                manifest,
+            } => {
                 let incarnation = self.nodes[node].incarnation;
                 self.digest.mix(&[22, node as u64]);
                 self.queue.schedule(
@@ -715,6 +826,11 @@ impl World {
                 );
             }
             PeerAction::Notify(notice) => self.on_notice(node, notice),
+            // No run starts a cooperative origin download (there is no origin server in the
+            // simulated network), so these never come; if one does, it is dropped.
+            PeerAction::FetchRange { token, .. } | PeerAction::WriteRange { token, .. } => {
+                self.digest.mix(&[23, node as u64, token]);
+            }
         }
     }
 
@@ -732,9 +848,16 @@ impl World {
                 n.failed = None;
                 self.check_done();
             }
-            PeerNotice::DownloadFailed { reason, missing_chunks, .. } => {
+            PeerNotice::DownloadFailed {
+                reason,
+                missing_chunks,
+                ..
+            } => {
                 self.digest.mix(&[31, node as u64]);
-                self.nodes[node].failed = Some(format!("{reason} (missing chunks: {})", missing_chunks.len()));
+                self.nodes[node].failed = Some(format!(
+                    "{reason} (missing chunks: {})",
+                    missing_chunks.len()
+                ));
             }
             PeerNotice::PeerBanned { peer_id, .. } => {
                 self.digest.mix(&[32, node as u64, peer_id.0]);
@@ -743,7 +866,13 @@ impl World {
             }
             PeerNotice::TrackerConnected { .. } => self.digest.mix(&[33, node as u64]),
             PeerNotice::TrackerLost { .. } => self.digest.mix(&[34, node as u64]),
-            PeerNotice::Progress { chunks_have, .. } => self.digest.mix(&[35, node as u64, u64::from(chunks_have)]),
+            PeerNotice::Progress { chunks_have, .. } => {
+                self.digest.mix(&[35, node as u64, u64::from(chunks_have)])
+            }
+            PeerNotice::RangeFetched { .. }
+            | PeerNotice::FetchProgress { .. }
+            | PeerNotice::FetchComplete { .. }
+            | PeerNotice::FetchFailed { .. } => self.digest.mix(&[36, node as u64]),
         }
     }
 
@@ -828,7 +957,11 @@ impl World {
         let factor = u64::from(na.latency_factor.max(nb.latency_factor));
         let base = (na.latency_half + nb.latency_half) * factor;
         let jitter_max = self.config.jitter_ms_max * NANOS_PER_MS;
-        let jitter = if jitter_max == 0 { 0 } else { self.rng.random_range(0..=jitter_max) };
+        let jitter = if jitter_max == 0 {
+            0
+        } else {
+            self.rng.random_range(0..=jitter_max)
+        };
         base + jitter
     }
 
@@ -854,14 +987,21 @@ impl World {
         );
         self.conns.insert(id, conn);
         self.nodes[node].local_conns.insert(local, (id, 0));
-        self.digest.mix(&[40, node as u64, local.0, target.map_or(u64::MAX, |t| t as u64)]);
+        self.digest.mix(&[
+            40,
+            node as u64,
+            local.0,
+            target.map_or(u64::MAX, |t| t as u64),
+        ]);
         self.trace(|| format!("node{node} connect {local} to {addr}"));
         match target {
             Some(target) if target != node => {
                 let delay = self.latency(node, target);
                 self.queue.schedule(now + delay, Event::Syn { conn: id });
             }
-            _ => self.queue.schedule(now + NANOS_PER_MS, Event::ConnectFailed { conn: id }),
+            _ => self
+                .queue
+                .schedule(now + NANOS_PER_MS, Event::ConnectFailed { conn: id }),
         }
     }
 
@@ -879,14 +1019,16 @@ impl World {
         let back = self.latency(to, from.node);
         if !up || !self.reachable(from.node, to) {
             // Refused (down) or lost (partitioned): either way the dialler hears of it.
-            self.queue.schedule(now + back, Event::ConnectFailed { conn: id });
+            self.queue
+                .schedule(now + back, Event::ConnectFailed { conn: id });
             return;
         }
         let mut accepted = None;
         self.drive(to, |m, now| accepted = m.accept(now));
         self.digest.mix(&[41, id, accepted.map_or(0, |c| c.0)]);
         let Some(local) = accepted else {
-            self.queue.schedule(now + back, Event::ConnectFailed { conn: id });
+            self.queue
+                .schedule(now + back, Event::ConnectFailed { conn: id });
             return;
         };
         let incarnation = self.nodes[to].incarnation;
@@ -911,7 +1053,12 @@ impl World {
         self.check_sent(node, &message);
         if let Message::Piece { data, .. } = &mut message {
             self.stats.pieces_sent += 1;
-            if self.nodes[node].corrupt && !data.is_empty() && self.rng.random_bool(self.config.faults.corrupt_piece_probability.clamp(0.0, 1.0)) {
+            if self.nodes[node].corrupt
+                && !data.is_empty()
+                && self
+                    .rng
+                    .random_bool(self.config.faults.corrupt_piece_probability.clamp(0.0, 1.0))
+            {
                 let mut bytes = data.to_vec();
                 let at = self.rng.random_range(0..bytes.len());
                 bytes[at] ^= 1 << self.rng.random_range(0..8);
@@ -938,17 +1085,18 @@ impl World {
         let (kind, size) = wire_facts(&message);
         self.stats.messages_sent += 1;
         self.stats.bytes_sent += size;
-        self.digest.mix(&[42, node as u64, local.0, u64::from(kind), size]);
+        self.digest
+            .mix(&[42, node as u64, local.0, u64::from(kind), size]);
         self.trace(|| format!("node{node} send {local} {}", describe(&message)));
         let is_piece = matches!(message, Message::Piece { .. });
-        if let Some(conn) = self.conns.get_mut(&id) {
-            if is_piece {
-                conn.pieces_queued[end] += 1;
-                let queued = conn.pieces_queued[end];
-                self.check_pieces_queued(node, queued);
-            }
+        if is_piece && let Some(conn) = self.conns.get_mut(&id) {
+            conn.pieces_queued[end] += 1;
+            let queued = conn.pieces_queued[end];
+            self.check_pieces_queued(node, queued);
         }
-        self.nodes[node].upload.push(now, (id, end as u8), size, Packet::Message(message));
+        self.nodes[node]
+            .upload
+            .push(now, (id, end as u8), size, Packet::Message(message));
         self.arm_link(node, LinkSide::Upload);
     }
 
@@ -974,7 +1122,9 @@ impl World {
         self.arm_link(node, LinkSide::Download);
         if other.open {
             // What we queued still goes out, then the FIN.
-            self.nodes[node].upload.push(now, (id, end as u8), FIN_SIZE_BYTES, Packet::Fin);
+            self.nodes[node]
+                .upload
+                .push(now, (id, end as u8), FIN_SIZE_BYTES, Packet::Fin);
             self.arm_link(node, LinkSide::Upload);
         } else if other.local.is_none() || !other.open {
             self.conns.remove(&id);
@@ -1009,7 +1159,11 @@ impl World {
             if self.nodes[end.node].machine.is_none() {
                 continue;
             }
-            let delay = if crash { self.latency(end.node, conn.ends[1 - e].node) } else { 0 };
+            let delay = if crash {
+                self.latency(end.node, conn.ends[1 - e].node)
+            } else {
+                0
+            };
             self.queue.schedule(
                 now + delay,
                 Event::Broken {
@@ -1036,7 +1190,14 @@ impl World {
         timer.1 = next;
         let generation = timer.0;
         if let Some(at) = next {
-            self.queue.schedule(at, Event::LinkDone { node, side, generation });
+            self.queue.schedule(
+                at,
+                Event::LinkDone {
+                    node,
+                    side,
+                    generation,
+                },
+            );
         }
     }
 
@@ -1052,14 +1213,14 @@ impl World {
             if let Some(c) = self.conns.get_mut(&id) {
                 c.pieces_queued[dir] = c.pieces_queued[dir].saturating_sub(1);
             }
-            if sender.open {
-                if let Some(local) = sender.local {
-                    self.drive(sender.node, |m, now| {
-                        if let Machine::Peer(p) = m {
-                            p.handle_sent(now, local);
-                        }
-                    });
-                }
+            if sender.open
+                && let Some(local) = sender.local
+            {
+                self.drive(sender.node, |m, now| {
+                    if let Machine::Peer(p) = m {
+                        p.handle_sent(now, local);
+                    }
+                });
             }
         }
         let delay = self.latency(sender.node, receiver.node);
@@ -1069,7 +1230,15 @@ impl World {
         // Jitter never reorders one connection: TCP delivers in order.
         let arrive = (now + delay).max(conn.last_arrival[dir]);
         conn.last_arrival[dir] = arrive;
-        self.queue.schedule(arrive, Event::Arrive { conn: id, dir, size, packet });
+        self.queue.schedule(
+            arrive,
+            Event::Arrive {
+                conn: id,
+                dir,
+                size,
+                packet,
+            },
+        );
     }
 
     /// A packet left the receiver's download link: the machine gets it.
@@ -1089,7 +1258,9 @@ impl World {
             Packet::Message(message) => {
                 self.digest.mix(&[50, receiver.node as u64, local.0]);
                 self.trace(|| format!("node{} recv {local} {}", receiver.node, describe(&message)));
-                self.drive(receiver.node, |m, now| m.handle_message(now, local, message));
+                self.drive(receiver.node, |m, now| {
+                    m.handle_message(now, local, message)
+                });
             }
             Packet::Fin => {
                 conn.ends[1 - dir].open = false;
@@ -1145,7 +1316,8 @@ impl World {
                     });
                     // The machine stays until its goodbyes are out, then goes.
                     let incarnation = self.nodes[node].incarnation;
-                    self.queue.schedule(now + NANOS_PER_S, Event::Depart { node, incarnation });
+                    self.queue
+                        .schedule(now + NANOS_PER_S, Event::Depart { node, incarnation });
                     self.nodes[node].life = Life::Departed;
                 } else {
                     if self.nodes[node].life == Life::Up {
@@ -1209,7 +1381,9 @@ impl World {
         let crossing: Vec<u64> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.ends[1].local.is_some() && !self.reachable(c.ends[0].node, c.ends[1].node))
+            .filter(|(_, c)| {
+                c.ends[1].local.is_some() && !self.reachable(c.ends[0].node, c.ends[1].node)
+            })
             .map(|(&id, _)| id)
             .collect();
         for id in crossing {

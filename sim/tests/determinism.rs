@@ -14,8 +14,14 @@ fn same_seed_same_digest() {
             "seed {seed} ({scenario}) replayed differently: {:016x} then {:016x}",
             first.digest, second.digest
         );
-        assert_eq!(first.completions, second.completions, "seed {seed}: completion times differ");
-        assert_eq!(first.stats.events, second.stats.events, "seed {seed}: event counts differ");
+        assert_eq!(
+            first.completions, second.completions,
+            "seed {seed}: completion times differ"
+        );
+        assert_eq!(
+            first.stats.events, second.stats.events,
+            "seed {seed}: event counts differ"
+        );
     }
 }
 

@@ -26,11 +26,15 @@ fn sweep_small_seeds_all_scenarios() {
                     }
                     let report = p2p_sim::run(seed, Scenario::for_seed(seed), Scale::Small, false);
                     if !report.passed() {
-                        let first = report.violations.first().map(|v| v.to_string()).unwrap_or_default();
-                        failures
-                            .lock()
-                            .unwrap()
-                            .push(format!("seed {seed}: {first}\n  replay: {}", report.config.replay_command()));
+                        let first = report
+                            .violations
+                            .first()
+                            .map(|v| v.to_string())
+                            .unwrap_or_default();
+                        failures.lock().unwrap().push(format!(
+                            "seed {seed}: {first}\n  replay: {}",
+                            report.config.replay_command()
+                        ));
                     }
                 }
             });
@@ -43,5 +47,10 @@ fn sweep_small_seeds_all_scenarios() {
         failures.len(),
         started.elapsed().as_secs_f64()
     );
-    assert!(failures.is_empty(), "{} seeds failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} seeds failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
