@@ -19,7 +19,10 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn list_files(tracker: &str, swarm: &str) -> anyhow::Result<Vec<FileEntry>> {
     match query(tracker, swarm, Message::ListFiles).await? {
         Message::FileList { files } => Ok(files),
-        other => bail!("tracker {tracker} answered ListFiles with {}", describe(&other)),
+        other => bail!(
+            "tracker {tracker} answered ListFiles with {}",
+            describe(&other)
+        ),
     }
 }
 
@@ -27,7 +30,10 @@ pub async fn list_files(tracker: &str, swarm: &str) -> anyhow::Result<Vec<FileEn
 pub async fn list_peers(tracker: &str, swarm: &str) -> anyhow::Result<Vec<PeerEntry>> {
     match query(tracker, swarm, Message::ListPeers).await? {
         Message::PeerList { peers } => Ok(peers),
-        other => bail!("tracker {tracker} answered ListPeers with {}", describe(&other)),
+        other => bail!(
+            "tracker {tracker} answered ListPeers with {}",
+            describe(&other)
+        ),
     }
 }
 
@@ -47,7 +53,10 @@ async fn query(tracker: &str, swarm: &str, request: Message) -> anyhow::Result<M
         let mut decoder = FrameDecoder::new();
         match next_message(&mut stream, &mut decoder).await? {
             Message::Welcome { .. } => {}
-            other => bail!("tracker {tracker} refused the session: {}", describe(&other)),
+            other => bail!(
+                "tracker {tracker} refused the session: {}",
+                describe(&other)
+            ),
         }
         stream.write_all(&request.to_frame()).await?;
         let answer = next_message(&mut stream, &mut decoder).await?;
@@ -56,13 +65,19 @@ async fn query(tracker: &str, swarm: &str, request: Message) -> anyhow::Result<M
     };
     let timeout = async {
         Timer::after(QUERY_TIMEOUT).await;
-        bail!("tracker {tracker} did not answer within {} s", QUERY_TIMEOUT.as_secs())
+        bail!(
+            "tracker {tracker} did not answer within {} s",
+            QUERY_TIMEOUT.as_secs()
+        )
     };
     future::or(work, timeout).await
 }
 
 /// The next message other than a heartbeat.
-async fn next_message(stream: &mut TcpStream, decoder: &mut FrameDecoder) -> anyhow::Result<Message> {
+async fn next_message(
+    stream: &mut TcpStream,
+    decoder: &mut FrameDecoder,
+) -> anyhow::Result<Message> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         while let Some(message) = decoder.next_message()? {
@@ -81,6 +96,9 @@ async fn next_message(stream: &mut TcpStream, decoder: &mut FrameDecoder) -> any
 fn describe(message: &Message) -> String {
     match message {
         Message::Error { code, message } => format!("error {code}: {message}"),
-        other => format!("an unexpected {other:?}").chars().take(120).collect(),
+        other => format!("an unexpected {other:?}")
+            .chars()
+            .take(120)
+            .collect(),
     }
 }

@@ -77,15 +77,38 @@ pub async fn run(options: DemoOptions, signals: &mut StopSignals) -> anyhow::Res
     };
 
     let work = async {
-        let swarm = run_round(&options, &manifest, &source, &expected_sha, dir.path(), "swarm", true).await?;
+        let swarm = run_round(
+            &options,
+            &manifest,
+            &source,
+            &expected_sha,
+            dir.path(),
+            "swarm",
+            true,
+        )
+        .await?;
         let baseline = if options.baseline {
-            Some(run_round(&options, &manifest, &source, &expected_sha, dir.path(), "alone", false).await?)
+            Some(
+                run_round(
+                    &options,
+                    &manifest,
+                    &source,
+                    &expected_sha,
+                    dir.path(),
+                    "alone",
+                    false,
+                )
+                .await?,
+            )
         } else {
             None
         };
         anyhow::Ok((swarm, baseline))
     };
-    let outcome = future::or(async { Ok(work.await) }, async { Err(signals.next().await) }).await;
+    let outcome = future::or(async { Ok(work.await) }, async {
+        Err(signals.next().await)
+    })
+    .await;
     let (swarm, baseline) = match outcome {
         Ok(result) => result?,
         Err(stop) => {
@@ -95,15 +118,17 @@ pub async fn run(options: DemoOptions, signals: &mut StopSignals) -> anyhow::Res
     };
 
     let peer_uploads: u64 = swarm.getters.iter().map(|s| s.uploaded_bytes).sum();
+    let peer_downloads: u64 = swarm.getters.iter().map(|s| s.downloaded_bytes).sum();
     println!();
     println!(
-        "every copy verified: {} peers × {} , sha256 {expected_sha}",
+        "every copy verified: {} peers × {}, sha256 {expected_sha}",
         options.peers,
         HumanBytes(size)
     );
     println!(
-        "swarm:             {:>7.2} s  (seeder uploaded {}, peers uploaded {} to each other)",
+        "swarm:             {:>7.2} s  (peers received {}: {} from the seeder, {} from each other)",
         swarm.elapsed.as_secs_f64(),
+        HumanBytes(peer_downloads),
         HumanBytes(swarm.seeder.uploaded_bytes),
         HumanBytes(peer_uploads)
     );
@@ -172,7 +197,8 @@ async fn run_round(
             locate_interval: Some(DEMO_LOCATE_INTERVAL),
         })
         .await?;
-        peer.download(content_id, None, Destination::Dir(out), false).await;
+        peer.download(content_id, None, Destination::Dir(out), false)
+            .await;
         getters.push(peer);
     }
 
@@ -206,7 +232,9 @@ async fn run_round(
             };
             match event {
                 UserEvent::Notice(PeerNotice::Progress {
-                    bytes_have, sources, ..
+                    bytes_have,
+                    sources,
+                    ..
                 }) => {
                     if let Some(bar) = &progress[i] {
                         bar.set_position(bytes_have);
@@ -223,7 +251,10 @@ async fn run_round(
                     let elapsed = started.elapsed();
                     done[i] = Some(elapsed);
                     match &progress[i] {
-                        Some(bar) => bar.finish_with_message(format!("verified in {:.2} s", elapsed.as_secs_f64())),
+                        Some(bar) => bar.finish_with_message(format!(
+                            "verified in {:.2} s",
+                            elapsed.as_secs_f64()
+                        )),
                         None => eprintln!(
                             "  peer {i}: {} verified in {:.2} s",
                             path.display(),
@@ -254,9 +285,16 @@ async fn run_round(
     match result {
         Some(Ok(())) => {}
         Some(Err(e)) => return Err(e),
-        None => bail!("{label}: not every peer finished within {} s", ROUND_TIMEOUT.as_secs()),
+        None => bail!(
+            "{label}: not every peer finished within {} s",
+            ROUND_TIMEOUT.as_secs()
+        ),
     }
-    bars.println(&format!("{label}: all {} copies verified in {:.2} s", options.peers, elapsed.as_secs_f64()));
+    bars.println(&format!(
+        "{label}: all {} copies verified in {:.2} s",
+        options.peers,
+        elapsed.as_secs_f64()
+    ));
     Ok(Round {
         elapsed,
         getters: getter_stats,

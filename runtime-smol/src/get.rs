@@ -37,7 +37,11 @@ fn parse_target(text: &str) -> Result<Target, UsageError> {
     }
 }
 
-pub async fn run(args: GetArgs, swarm: String, signals: &mut StopSignals) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    args: GetArgs,
+    swarm: String,
+    signals: &mut StopSignals,
+) -> anyhow::Result<ExitCode> {
     let target = parse_target(&args.target)?;
     let mut trackers: Vec<String> = args.tracker.iter().cloned().collect();
     if let Target::Ticket(ticket) = &target {
@@ -64,7 +68,8 @@ pub async fn run(args: GetArgs, swarm: String, signals: &mut StopSignals) -> any
         locate_interval: None,
     })
     .await?;
-    peer.download(content_id, None, destination, args.force).await;
+    peer.download(content_id, None, destination, args.force)
+        .await;
     let mut reporter = Reporter::new(args.json);
     loop {
         let next = future::or(async { Ok(peer.user_events.recv().await.ok()) }, async {

@@ -114,6 +114,7 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(progress::stderr_is_terminal())
         .with_target(false)
         .init();
 }

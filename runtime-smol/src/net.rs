@@ -180,13 +180,17 @@ where
             Some(Ok(stream)) => stream,
             Some(Err(e)) => {
                 tracing::debug!(%conn, %addr, "connect failed: {e}");
-                let _ = events.send(NetEvent::new(conn, ConnEvent::Closed).into()).await;
+                let _ = events
+                    .send(NetEvent::new(conn, ConnEvent::Closed).into())
+                    .await;
                 drop(done_tx);
                 return;
             }
             None => {
                 tracing::debug!(%conn, %addr, "connect timed out");
-                let _ = events.send(NetEvent::new(conn, ConnEvent::Closed).into()).await;
+                let _ = events
+                    .send(NetEvent::new(conn, ConnEvent::Closed).into())
+                    .await;
                 drop(done_tx);
                 return;
             }
@@ -202,10 +206,7 @@ where
         run_streams(conn, stream, events, queue_rx, done_tx, limiter);
     })
     .detach();
-    ConnHandle {
-        queue,
-        writer_done,
-    }
+    ConnHandle { queue, writer_done }
 }
 
 /// Takes over an accepted connection.
@@ -222,10 +223,7 @@ where
     let (queue, queue_rx) = smol::channel::bounded(SEND_QUEUE_MAX);
     let (done_tx, writer_done) = smol::channel::bounded(1);
     run_streams(conn, stream, events, queue_rx, done_tx, limiter);
-    ConnHandle {
-        queue,
-        writer_done,
-    }
+    ConnHandle { queue, writer_done }
 }
 
 impl NetEvent {
@@ -270,7 +268,9 @@ fn run_streams<E>(
             Err(e) => {
                 tracing::debug!(%conn, "writer failed: {e}");
                 let _ = stream.shutdown(std::net::Shutdown::Both);
-                let _ = events.send(NetEvent::new(conn, ConnEvent::Closed).into()).await;
+                let _ = events
+                    .send(NetEvent::new(conn, ConnEvent::Closed).into())
+                    .await;
             }
         }
         drop(done_tx);
@@ -340,7 +340,9 @@ where
                 batch.clear();
                 stream.write_all(data).await?;
                 if matches!(message, Message::Piece { .. }) {
-                    let _ = events.send(NetEvent::new(conn, ConnEvent::Sent).into()).await;
+                    let _ = events
+                        .send(NetEvent::new(conn, ConnEvent::Sent).into())
+                        .await;
                 }
             } else {
                 message.encode(&mut batch);

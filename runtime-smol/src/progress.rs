@@ -13,8 +13,7 @@ use crate::peer_task::UserEvent;
 /// JSON progress lines are written at most this often (the last one always is).
 const JSON_PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 
-const BAR_TEMPLATE: &str =
-    "{prefix}{spinner:.green} [{elapsed_precise}] [{wide_bar:.cyan/blue}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}";
+const BAR_TEMPLATE: &str = "{prefix}{spinner:.green} [{elapsed_precise}] [{wide_bar:.cyan/blue}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}";
 
 /// The style of every progress bar.
 pub fn bar_style() -> ProgressStyle {
@@ -165,7 +164,8 @@ pub struct MultiBars {
 impl MultiBars {
     pub fn new() -> MultiBars {
         MultiBars {
-            multi: stderr_is_terminal().then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            multi: stderr_is_terminal()
+                .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
         }
     }
 

@@ -73,7 +73,11 @@ pub async fn peers(tracker: &str, swarm: &str, json: bool) -> anyhow::Result<Exi
         "PEER_ID", "ADDRESS", "FILES", "CHUNKS", "UPLOADED", "DOWNLOADED", "LAST_SEEN"
     );
     for p in &peers {
-        let addr = if p.listen_addr.is_empty() { "(not serving)" } else { &p.listen_addr };
+        let addr = if p.listen_addr.is_empty() {
+            "(not serving)"
+        } else {
+            &p.listen_addr
+        };
         println!(
             "{:<16} {:<22} {:>5} {:>8} {:>11} {:>11} {:>8.1} s",
             p.peer_id.to_string(),

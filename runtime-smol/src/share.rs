@@ -68,7 +68,11 @@ pub async fn run(options: ShareOptions, signals: &mut StopSignals) -> anyhow::Re
         let _ = writeln!(out, "{ticket}");
         let _ = out.flush();
     }
-    let tracker_kind = if embedded.is_some() { " (embedded)" } else { "" };
+    let tracker_kind = if embedded.is_some() {
+        " (embedded)"
+    } else {
+        ""
+    };
     eprintln!("serving on {serving}, tracker {tracker_addr}{tracker_kind}; Ctrl-C to stop");
     let stop = signals.next().await;
     let stats = peer.shutdown().await;
@@ -85,7 +89,8 @@ pub async fn hash(path: &Path, chunk_size: u32) -> anyhow::Result<Manifest> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .with_context(|| format!("{} has no file name", path.display()))?;
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if !meta.is_file() {
         anyhow::bail!("{} is not a regular file", path.display());
     }

@@ -32,7 +32,12 @@ const RECORD_MAGIC: &[u8; 8] = b"p2prec1\n";
 
 /// Hashes `path` into a manifest named `name`, chunk by chunk, on up to `threads` threads
 /// (each takes a contiguous range of chunks and reads it positionally).
-pub fn hash_file(path: &Path, name: &str, chunk_size: u32, threads: usize) -> anyhow::Result<Manifest> {
+pub fn hash_file(
+    path: &Path,
+    name: &str,
+    chunk_size: u32,
+    threads: usize,
+) -> anyhow::Result<Manifest> {
     let file = File::open(path)?;
     let size = file.metadata()?.len();
     let mut builder = ManifestBuilder::new(name, chunk_size)?;
@@ -53,7 +58,10 @@ pub fn hash_file(path: &Path, name: &str, chunk_size: u32, threads: usize) -> an
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")))
+            })
             .collect()
     });
     let mut index = 0u64;
@@ -67,7 +75,13 @@ pub fn hash_file(path: &Path, name: &str, chunk_size: u32, threads: usize) -> an
     Ok(builder.finish()?)
 }
 
-fn hash_chunk_range(file: &File, size: u64, chunk_size: u32, start: u64, end: u64) -> io::Result<Vec<Sha256Digest>> {
+fn hash_chunk_range(
+    file: &File,
+    size: u64,
+    chunk_size: u32,
+    start: u64,
+    end: u64,
+) -> io::Result<Vec<Sha256Digest>> {
     let mut buf = vec![0u8; HASH_READ_LEN.min(chunk_size as usize)];
     let mut hashes = Vec::with_capacity((end - start) as usize);
     for chunk in start..end {
@@ -116,7 +130,12 @@ pub fn read_at(file: &File, offset: u64, length: u32) -> io::Result<Bytes> {
 }
 
 /// Hashes `data` and writes it at `offset` only if it matches `expected_hash`.
-pub fn store_verified(file: &File, offset: u64, expected_hash: &Sha256Digest, data: &[u8]) -> StoreOutcome {
+pub fn store_verified(
+    file: &File,
+    offset: u64,
+    expected_hash: &Sha256Digest,
+    data: &[u8],
+) -> StoreOutcome {
     let hash: Sha256Digest = Sha256::digest(data).into();
     if hash != *expected_hash {
         return StoreOutcome::HashMismatch;
@@ -216,10 +235,11 @@ pub fn prepare_download(
     let final_path = destination.final_path(&manifest.name, content_id);
     let paths = PartPaths::for_final(final_path);
     let shown = paths.final_path.display().to_string();
-    if let Some(parent) = paths.final_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
-            return Err(format!("directory {} does not exist", parent.display()));
-        }
+    if let Some(parent) = paths.final_path.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.is_dir()
+    {
+        return Err(format!("directory {} does not exist", parent.display()));
     }
     let chunk_count = manifest.chunk_count();
     if let Ok(meta) = fs::metadata(&paths.final_path) {
@@ -228,7 +248,8 @@ pub fn prepare_download(
         }
         // Same bytes already there (a second get into the same place): nothing to do.
         if meta.len() == manifest.size {
-            let file = File::open(&paths.final_path).map_err(|e| format!("cannot open {shown}: {e}"))?;
+            let file =
+                File::open(&paths.final_path).map_err(|e| format!("cannot open {shown}: {e}"))?;
             let have = verify_chunks(&file, manifest, 0..chunk_count);
             if have.is_full() {
                 return Ok(Prepared {
@@ -273,7 +294,8 @@ pub fn prepare_download(
         );
         (file, have)
     } else {
-        let file = open(true).map_err(|e| format!("cannot create {}: {e}", paths.part.display()))?;
+        let file =
+            open(true).map_err(|e| format!("cannot create {}: {e}", paths.part.display()))?;
         file.set_len(0)
             .and_then(|()| file.set_len(manifest.size))
             .map_err(|e| format!("cannot preallocate {}: {e}", paths.part.display()))?;
@@ -297,7 +319,11 @@ pub fn prepare_download(
 }
 
 /// Which of `candidates` hash to what the manifest says.
-fn verify_chunks(file: &File, manifest: &Manifest, candidates: impl Iterator<Item = u32>) -> ChunkSet {
+fn verify_chunks(
+    file: &File,
+    manifest: &Manifest,
+    candidates: impl Iterator<Item = u32>,
+) -> ChunkSet {
     let mut have = ChunkSet::new(manifest.chunk_count());
     let mut buf = vec![0u8; HASH_READ_LEN.min(manifest.chunk_size as usize)];
     for chunk_index in candidates {
@@ -334,7 +360,11 @@ pub fn finalize(file: &File, paths: &PartPaths, force: bool) -> Result<(), Strin
         )
     })?;
     if let Some(dir) = paths.final_path.parent() {
-        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
         // Best effort: some file systems refuse to sync a directory.
         if let Ok(dir) = File::open(dir) {
             let _ = dir.sync_all();
@@ -432,7 +462,8 @@ mod tests {
         fs::write(&path, &data).unwrap();
         let expected = manifest_of(&data, "data");
         for threads in [1, 2, 3, 8] {
-            let manifest = hash_file(&path, "data", p2p_core::manifest::CHUNK_SIZE_MIN, threads).unwrap();
+            let manifest =
+                hash_file(&path, "data", p2p_core::manifest::CHUNK_SIZE_MIN, threads).unwrap();
             assert_eq!(manifest, expected, "{threads} threads");
         }
     }
@@ -468,14 +499,27 @@ mod tests {
         // Chunk 0 written and recorded; chunk 1 recorded but corrupt; chunk 2 written but
         // not recorded (it is fetched again, not trusted).
         for chunk in [0u32, 2] {
-            let range = manifest.chunk_offset(chunk) as usize..(manifest.chunk_offset(chunk + 1) as usize);
-            let outcome = store_verified(&prepared.file, range.start as u64, &manifest.chunk_hashes[chunk as usize], &data[range]);
+            let range =
+                manifest.chunk_offset(chunk) as usize..(manifest.chunk_offset(chunk + 1) as usize);
+            let outcome = store_verified(
+                &prepared.file,
+                range.start as u64,
+                &manifest.chunk_hashes[chunk as usize],
+                &data[range],
+            );
             assert_eq!(outcome, StoreOutcome::Stored);
         }
         let mut listed = ChunkSet::new(3);
         listed.insert(0);
         listed.insert(1);
-        write_record(&prepared.paths.record, &Record { content_id, chunks: listed }).unwrap();
+        write_record(
+            &prepared.paths.record,
+            &Record {
+                content_id,
+                chunks: listed,
+            },
+        )
+        .unwrap();
         drop(prepared);
         let resumed = prepare_download(&destination, false, content_id, &manifest).unwrap();
         assert_eq!(resumed.have.iter().collect::<Vec<_>>(), vec![0]);

@@ -67,18 +67,18 @@ pub async fn start(listen: SocketAddr) -> anyhow::Result<TrackerHandle> {
                     let conn = tracker.accept(now);
                     conns.insert(conn, net::attach(conn, stream, sender.clone(), None));
                 }
-                Some(Event::Net(NetEvent { conn, event })) => {
-                    if conns.contains_key(&conn) {
-                        match event {
-                            ConnEvent::Message(message) => tracker.handle_message(now, conn, message),
-                            ConnEvent::Closed => {
-                                conns.remove(&conn);
-                                tracker.handle_closed(now, conn);
-                            }
-                            ConnEvent::Connected | ConnEvent::Sent => {}
+                Some(Event::Net(NetEvent { conn, event })) if conns.contains_key(&conn) => {
+                    match event {
+                        ConnEvent::Message(message) => tracker.handle_message(now, conn, message),
+                        ConnEvent::Closed => {
+                            conns.remove(&conn);
+                            tracker.handle_closed(now, conn);
                         }
+                        ConnEvent::Connected | ConnEvent::Sent => {}
                     }
                 }
+                // A late event of a connection already closed.
+                Some(Event::Net(_)) => {}
                 None => {}
             }
             if tracker.poll_timeout().is_some_and(|at| at <= now) {
