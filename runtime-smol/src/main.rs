@@ -35,7 +35,13 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// glibc's malloc tunable that keeps chunk buffers out of its arenas (see `fixed_mmap_threshold`).
+const MMAP_THRESHOLD_VAR: &str = "MALLOC_MMAP_THRESHOLD_";
+/// Buffers this large or larger get their own mapping, returned to the OS when freed.
+const MMAP_THRESHOLD_BYTES: &str = "131072";
+
 fn main() -> ExitCode {
+    fixed_mmap_threshold();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match run(cli) {
@@ -101,6 +107,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+/// Chunk buffers (1 MiB) are allocated on the executor thread and freed on blocking-pool
+/// threads. glibc raises its mmap threshold each time such a buffer is freed, after which
+/// they come from per-thread arenas that never shrink: a 1 GiB download peaked at 540 MB of
+/// RSS that way, and at 17 MB with the threshold fixed. The threshold can only be fixed
+/// before the first allocation (without `unsafe`): through the environment, so the process
+/// re-executes itself once with the variable set. Same pid, same arguments; if the exec
+/// fails, we simply go on.
+fn fixed_mmap_threshold() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os(MMAP_THRESHOLD_VAR).is_some() || !cfg!(target_env = "gnu") {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
+    let error = std::process::Command::new(&exe)
+        .arg0(arg0)
+        .args(args)
+        .env(MMAP_THRESHOLD_VAR, MMAP_THRESHOLD_BYTES)
+        .exec();
+    tracing::debug!("cannot re-execute with a fixed mmap threshold: {error}");
 }
 
 /// Logs to standard error: warnings by default, more with -v; RUST_LOG wins.
