@@ -53,6 +53,9 @@ pub struct Download {
     pub started_at: Instant,
     /// When the next `Locate` goes to the tracker.
     pub next_locate_at: Instant,
+    /// Locates sent so far: early ones come quickly (a crowd that arrives together finds
+    /// itself fast), later ones at the configured interval.
+    pub locates_sent: u32,
     /// Since when some needed chunk (or the manifest) has had no source.
     pub stalled_since: Option<Instant>,
 }
@@ -69,6 +72,7 @@ impl Download {
             assemblies: BTreeMap::new(),
             started_at: now,
             next_locate_at: now,
+            locates_sent: 0,
             stalled_since: None,
         }
     }

@@ -56,6 +56,12 @@ pub struct PeerConfig {
     pub serve_queue_max: usize,
     /// How often a running download asks the tracker for more peers.
     pub locate_interval: Duration,
+    /// The first re-locate of a download comes after this; the wait doubles up to
+    /// `locate_interval`.
+    pub locate_interval_min: Duration,
+    /// Chunks handed to the driver to verify and store and not yet reported: bounds the
+    /// memory of a download whose disk or hashing is slower than its network.
+    pub stores_in_flight_max: usize,
     /// How long the haves gained go unsent to the tracker, to batch them.
     pub have_batch_delay: Duration,
     /// A download gives up after this long without a source for some chunk it needs.
@@ -88,6 +94,8 @@ impl Default for PeerConfig {
             serve_blocks_in_flight_max: 8,
             serve_queue_max: 512,
             locate_interval: Duration::from_secs(3),
+            locate_interval_min: Duration::from_millis(250),
+            stores_in_flight_max: 8,
             have_batch_delay: Duration::from_millis(100),
             stall_timeout: Duration::from_secs(60),
             scheduler: SchedulerConfig::default(),
@@ -1560,9 +1568,23 @@ impl Peer {
                 let blocks = download.abandon_chunk(chunk_index, peer);
                 cancels.push((peer, chunk_index, blocks));
             }
+            // Whether some needed chunk has no source: checked on timers, not on every
+            // message, since it scans the whole file.
+            if let Some(s) = &download.scheduler {
+                if s.missing_without_source().is_empty() {
+                    download.stalled_since = None;
+                } else {
+                    download.stalled_since.get_or_insert(now);
+                }
+            }
             let locate_due = now >= download.next_locate_at;
             if locate_due {
-                download.next_locate_at = now + self.config.locate_interval;
+                let early = self
+                    .config
+                    .locate_interval_min
+                    .saturating_mul(1 << download.locates_sent.min(16));
+                download.locates_sent = download.locates_sent.saturating_add(1);
+                download.next_locate_at = now + early.min(self.config.locate_interval);
             }
             let stalled_out = download.stalled_for(now) >= self.config.stall_timeout
                 && download.stalled_since.is_some();
@@ -1765,13 +1787,17 @@ impl Peer {
             return;
         };
         let mut requests = Vec::new();
-        while let Some((peer, chunk_index)) = scheduler.next_request(now) {
-            requests.push((peer, chunk_index));
-        }
-        if scheduler.missing_without_source().is_empty() {
-            download.stalled_since = None;
-        } else {
-            download.stalled_since.get_or_insert(now);
+        // Verified-and-stored is the end of a chunk's life in memory: while too many wait
+        // for the disk, ask for no more.
+        let stores_in_flight = self
+            .pending
+            .values()
+            .filter(|p| matches!(p, Pending::Store { .. }))
+            .count();
+        if stores_in_flight < self.config.stores_in_flight_max {
+            while let Some((peer, chunk_index)) = scheduler.next_request(now) {
+                requests.push((peer, chunk_index));
+            }
         }
         for (peer, chunk_index) in requests {
             let blocks = download.begin_chunk(chunk_index, peer);
