@@ -145,9 +145,9 @@ pub struct SimConfig {
 /// Chunk sizes a generated file may use (the manifest's minimum is 16 KiB).
 const CHUNK_SIZES_FULL: [u32; 4] = [16 * 1024, 32 * 1024, 64 * 1024, 256 * 1024];
 const CHUNK_COUNT_MAX_FULL: u64 = 96;
-const CHUNK_COUNT_MAX_SMALL: u64 = 24;
+const CHUNK_COUNT_MAX_SMALL: u64 = 32;
 const PEER_COUNT_MAX_FULL: u32 = 200;
-const PEER_COUNT_MAX_SMALL: u32 = 12;
+const PEER_COUNT_MAX_SMALL: u32 = 30;
 
 impl SimConfig {
     /// Draws a configuration for `scenario` from `rng` (the run's one RNG, freshly seeded).
