@@ -1,1 +1,759 @@
-//! End-to-end tests (in progress).
+//! End-to-end tests of the real `p2p` binary on loopback: helpers shared by the test files
+//! in `tests/tests/` (one file per behaviour).
+//!
+//! Every process a test starts is a [`Proc`]: its standard output and error are collected
+//! line by line on reader threads, and dropping it kills and reaps it, so a failing test
+//! leaves nothing running. Every wait has a deadline. Every address is 127.0.0.1 with a
+//! port the kernel chose.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use p2p_core::wire::PROTOCOL_VERSION;
+use p2p_core::{ChunkSet, FrameDecoder, Manifest, ManifestBuilder, Message, PeerId};
+use sha2::{Digest, Sha256};
+
+/// The default bound on any single wait in these tests.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+// ------------------------------------------------------------------ the binary
+
+/// The `p2p` binary of this build, built once per test process with the profile the tests
+/// were built with (so `cargo test` from a clean clone works). `P2P_BIN` overrides.
+pub fn p2p_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("P2P_BIN") {
+            return PathBuf::from(bin);
+        }
+        // target/<profile-dir>/deps/<test> → target/<profile-dir>/p2p
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary lives in target/<profile>/deps")
+            .to_path_buf();
+        let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+        // `cargo test` builds with the `test` profile (output in `debug/`), `cargo test
+        // --release` with `bench`'s parent `release` (output in `release/`).
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("release") => "release",
+            Some("debug") => "test",
+            Some(other) => other,
+            None => "test",
+        };
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "p2p", "--bin", "p2p", "--profile", profile])
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .status()
+            .expect("run cargo build for the p2p binary");
+        assert!(status.success(), "cargo build -p p2p failed");
+        let bin = profile_dir.join(format!("p2p{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.is_file(), "no p2p binary at {}", bin.display());
+        bin
+    })
+}
+
+// ------------------------------------------------------------------ processes
+
+/// Lines a process wrote, collected as they come.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn collect(reader: impl Read + Send + 'static) -> Lines {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(reader).lines() {
+                let Ok(line) = line else { break };
+                sink.0.lock().unwrap().push(line);
+            }
+        });
+        lines
+    }
+
+    pub fn snapshot(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn text(&self) -> String {
+        self.snapshot().join("\n")
+    }
+}
+
+/// A running `p2p` process; killed and reaped on drop.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    pub stdout: Lines,
+    pub stderr: Lines,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    /// Starts `p2p ARGS` in `cwd` (a test's temp dir), with logs at `RUST_LOG` unset.
+    pub fn spawn(name: &str, cwd: &Path, args: &[&str]) -> Proc {
+        let mut child = Command::new(p2p_bin())
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start p2p {args:?}: {e}"));
+        let stdout = Lines::collect(child.stdout.take().unwrap());
+        let stderr = Lines::collect(child.stderr.take().unwrap());
+        Proc {
+            name: name.to_string(),
+            child,
+            stdout,
+            stderr,
+            status: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status, if it has exited.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait");
+        }
+        self.status
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.try_status() {
+                // Let the reader threads drain the pipes.
+                thread::sleep(Duration::from_millis(50));
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} did not exit within {within:?}\n{}",
+                    self.name,
+                    self.describe()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `kill -9`, and reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        self.status = self.child.wait().ok();
+    }
+
+    /// Sends SIGTERM (a clean stop) through `kill`, then waits for the exit.
+    pub fn terminate(&mut self, within: Duration) -> ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        self.wait_exit(within)
+    }
+
+    /// Waits until a line of standard error satisfies `pick`; returns what it picked.
+    pub fn wait_stderr<T>(&mut self, what: &str, pick: impl FnMut(&str) -> Option<T>) -> T {
+        let lines = self.stderr.clone();
+        self.wait_lines(&lines, what, pick)
+    }
+
+    /// Waits until a line of standard output satisfies `pick`; returns what it picked.
+    pub fn wait_stdout<T>(&mut self, what: &str, pick: impl FnMut(&str) -> Option<T>) -> T {
+        let lines = self.stdout.clone();
+        self.wait_lines(&lines, what, pick)
+    }
+
+    fn wait_lines<T>(
+        &mut self,
+        lines: &Lines,
+        what: &str,
+        mut pick: impl FnMut(&str) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + WAIT;
+        let mut seen = 0;
+        loop {
+            let snapshot = lines.snapshot();
+            for line in &snapshot[seen..] {
+                if let Some(found) = pick(line) {
+                    return found;
+                }
+            }
+            seen = snapshot.len();
+            if let Some(status) = self.try_status() {
+                // One last look after the pipes drained.
+                thread::sleep(Duration::from_millis(100));
+                let snapshot = lines.snapshot();
+                for line in &snapshot[seen..] {
+                    if let Some(found) = pick(line) {
+                        return found;
+                    }
+                }
+                panic!(
+                    "{} exited ({status}) before {what}\n{}",
+                    self.name,
+                    self.describe()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!("{}: no {what} within {WAIT:?}\n{}", self.name, self.describe());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for a JSON line on standard output (from `--json`) that satisfies `pick`.
+    pub fn wait_json<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&serde_json::Value) -> Option<T>,
+    ) -> T {
+        self.wait_stdout(what, |line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| pick(&v))
+        })
+    }
+
+    /// Every JSON line printed so far.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .snapshot()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// What the process printed, for failure messages.
+    pub fn describe(&self) -> String {
+        let tail = |lines: Vec<String>| {
+            let skip = lines.len().saturating_sub(40);
+            lines[skip..].join("\n")
+        };
+        format!(
+            "--- {} stdout (tail)\n{}\n--- {} stderr (tail)\n{}",
+            self.name,
+            tail(self.stdout.snapshot()),
+            self.name,
+            tail(self.stderr.snapshot())
+        )
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `p2p ARGS` to its end (bounded by [`WAIT`]): exit status, stdout, stderr.
+pub fn run(cwd: &Path, args: &[&str]) -> (ExitStatus, String, String) {
+    let mut proc = Proc::spawn(&format!("p2p {}", args.join(" ")), cwd, args);
+    let status = proc.wait_exit(WAIT);
+    (status, proc.stdout.text(), proc.stderr.text())
+}
+
+// ------------------------------------------------------------------ the roles
+
+/// A free port on 127.0.0.1 (bound, then released): for a process that must be restarted
+/// on the same address.
+pub fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// A swarm name of its own per test, so concurrent tests never meet even by mistake.
+pub fn swarm_name(test: &str) -> String {
+    format!("e2e-{test}-{}", std::process::id())
+}
+
+/// `p2p tracker --listen ADDR` (port 0 by default): the process and its bound address.
+pub fn start_tracker(cwd: &Path, swarm: &str, listen: Option<SocketAddr>) -> (Proc, SocketAddr) {
+    let listen = listen.map_or("127.0.0.1:0".to_string(), |a| a.to_string());
+    let mut proc = Proc::spawn(
+        "tracker",
+        cwd,
+        &["--swarm", swarm, "tracker", "--listen", &listen],
+    );
+    let addr = proc.wait_stderr("'tracker listening on'", |line| {
+        line.strip_prefix("tracker listening on ")
+            .and_then(|rest| rest.split([';', ' ']).next())
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+    });
+    (proc, addr)
+}
+
+/// A running `p2p share`.
+pub struct Seeder {
+    pub proc: Proc,
+    pub ticket: String,
+    /// Where it serves peers.
+    pub addr: SocketAddr,
+}
+
+/// `p2p share FILE --tracker T --listen 127.0.0.1:0 [EXTRA]`: waits for the ticket and the
+/// serving address.
+pub fn start_seeder(
+    name: &str,
+    cwd: &Path,
+    swarm: &str,
+    file: &Path,
+    tracker: SocketAddr,
+    extra: &[&str],
+) -> Seeder {
+    let file = file.to_str().unwrap();
+    let tracker = tracker.to_string();
+    let mut args = vec![
+        "--swarm",
+        swarm,
+        "share",
+        file,
+        "--tracker",
+        &tracker,
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let mut proc = Proc::spawn(name, cwd, &args);
+    let ticket = proc.wait_stdout("a ticket", |line| {
+        line.starts_with("p2p").then(|| line.trim().to_string())
+    });
+    let addr = proc.wait_stderr("'serving on'", |line| {
+        line.strip_prefix("serving on ")
+            .and_then(|rest| rest.split([',', ' ']).next())
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+    });
+    Seeder { proc, ticket, addr }
+}
+
+/// `p2p get TARGET -o OUT --json --listen 127.0.0.1:0 [EXTRA]` (not waited for).
+pub fn start_getter(
+    name: &str,
+    cwd: &Path,
+    swarm: &str,
+    target: &str,
+    out: &Path,
+    extra: &[&str],
+) -> Proc {
+    let out = out.to_str().unwrap();
+    let mut args = vec![
+        "--swarm",
+        swarm,
+        "get",
+        target,
+        "-o",
+        out,
+        "--json",
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    Proc::spawn(name, cwd, &args)
+}
+
+/// The `bytes_have` of a `--json` progress line.
+pub fn progress_bytes(v: &serde_json::Value) -> Option<u64> {
+    (v["event"] == "progress")
+        .then(|| v["bytes_have"].as_u64())
+        .flatten()
+}
+
+/// Waits for the `complete` event of a `get --json`; returns (path, sha256).
+pub fn wait_complete(getter: &mut Proc) -> (PathBuf, String) {
+    getter.wait_json("a complete event", |v| {
+        if v["event"] == "failed" {
+            panic!("download failed: {v}");
+        }
+        (v["event"] == "complete").then(|| {
+            (
+                PathBuf::from(v["path"].as_str().unwrap()),
+                v["sha256"].as_str().unwrap().to_string(),
+            )
+        })
+    })
+}
+
+/// `p2p ls --json` or `p2p peers --json` against `tracker`: the JSON lines, or `None` when
+/// the command failed (tracker not up yet).
+pub fn query_json(cwd: &Path, swarm: &str, what: &str, tracker: SocketAddr) -> Option<Vec<serde_json::Value>> {
+    let tracker = tracker.to_string();
+    let (status, stdout, _) = run(cwd, &["--swarm", swarm, what, "--tracker", &tracker, "--json"]);
+    status.success().then(|| {
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("ls/peers --json line"))
+            .collect()
+    })
+}
+
+/// Polls `check` every 100 ms until it gives `Some`, for at most `within`.
+pub fn wait_for<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        if Instant::now() > deadline {
+            panic!("no {what} within {within:?}");
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// ------------------------------------------------------------------ files
+
+/// Deterministic pseudo-random bytes (splitmix64), so no two chunks are alike.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        out.extend_from_slice(&z.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Writes `len` pseudo-random bytes to `path`; returns them.
+pub fn write_file(path: &Path, len: usize, seed: u64) -> Vec<u8> {
+    let data = pseudo_random(len, seed);
+    File::create(path).unwrap().write_all(&data).unwrap();
+    data
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Asserts the file at `path` holds exactly `expected` (without printing megabytes).
+pub fn assert_file_eq(path: &Path, expected: &[u8]) {
+    let got = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    assert_eq!(got.len(), expected.len(), "{}: size", path.display());
+    if got != expected {
+        let first = got.iter().zip(expected).position(|(a, b)| a != b).unwrap();
+        panic!("{}: content differs from byte {first}", path.display());
+    }
+}
+
+/// The manifest `p2p share` would make of `data` under `name` (default chunk size).
+pub fn manifest_of(name: &str, data: &[u8]) -> Manifest {
+    let mut builder =
+        ManifestBuilder::new(name, p2p_core::manifest::CHUNK_SIZE_DEFAULT).unwrap();
+    builder.update(data);
+    builder.finish().unwrap()
+}
+
+// ------------------------------------------------------------------ a harness peer
+
+/// A test-only peer speaking the wire protocol over std TCP on 127.0.0.1: it publishes one
+/// manifest to a tracker and serves its chunks, honestly or with every byte flipped.
+pub struct HarnessPeer {
+    pub addr: SocketAddr,
+    pub peer_id: PeerId,
+    /// `Piece`s sent so far.
+    pub pieces_sent: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl HarnessPeer {
+    /// Listens on 127.0.0.1:0, says hello to `tracker` in `swarm`, announces `manifest`
+    /// with every chunk, heartbeats, and serves `data` (flipped when `corrupt`).
+    pub fn start(
+        tracker: SocketAddr,
+        swarm: &str,
+        manifest: Manifest,
+        data: Vec<u8>,
+        corrupt: bool,
+    ) -> HarnessPeer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer_id = PeerId(0x7e57_0000_0000_0000 | u64::from(addr.port()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let pieces_sent = Arc::new(AtomicU64::new(0));
+        let data = Arc::new(data);
+        let manifest = Arc::new(manifest);
+        let mut threads = Vec::new();
+
+        // The tracker session: hello, welcome, announce, heartbeats.
+        let mut session = TcpStream::connect(tracker).unwrap();
+        session.set_nodelay(true).unwrap();
+        session
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        session
+            .write_all(&hello(peer_id, &addr.to_string(), swarm).to_frame())
+            .unwrap();
+        let mut decoder = FrameDecoder::new();
+        match read_message(&mut session, &mut decoder, Duration::from_secs(10)) {
+            Some(Message::Welcome { .. }) => {}
+            other => panic!("harness: tracker answered hello with {other:?}"),
+        }
+        let announce = Message::Announce {
+            manifest: (*manifest).clone(),
+            chunks: ChunkSet::full(manifest.chunk_count()),
+        };
+        session.write_all(&announce.to_frame()).unwrap();
+        {
+            let stop = stop.clone();
+            let sent = pieces_sent.clone();
+            threads.push(thread::spawn(move || {
+                let mut last = Instant::now();
+                let mut buf = vec![0u8; 64 * 1024];
+                while !stop.load(Ordering::Relaxed) {
+                    // Drain whatever the tracker says; a closed session ends the thread.
+                    match session.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(_) => break,
+                    }
+                    if last.elapsed() >= Duration::from_secs(1) {
+                        last = Instant::now();
+                        let heartbeat = Message::Heartbeat {
+                            uploaded_bytes: sent.load(Ordering::Relaxed),
+                            downloaded_bytes: 0,
+                        };
+                        if session.write_all(&heartbeat.to_frame()).is_err() {
+                            break;
+                        }
+                    }
+                }
+                let _ = session.write_all(&Message::Goodbye.to_frame());
+            }));
+        }
+
+        // Serving peers.
+        {
+            let stop = stop.clone();
+            let sent = pieces_sent.clone();
+            threads.push(thread::spawn(move || {
+                let mut conns = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let stop = stop.clone();
+                            let sent = sent.clone();
+                            let data = data.clone();
+                            let manifest = manifest.clone();
+                            conns.push(thread::spawn(move || {
+                                serve(stream, peer_id, &manifest, &data, corrupt, &sent, &stop)
+                            }));
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+                for conn in conns {
+                    let _ = conn.join();
+                }
+            }));
+        }
+        HarnessPeer {
+            addr,
+            peer_id,
+            pieces_sent,
+            stop,
+            threads,
+        }
+    }
+}
+
+impl Drop for HarnessPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn hello(peer_id: PeerId, listen_addr: &str, swarm: &str) -> Message {
+    Message::Hello {
+        version: PROTOCOL_VERSION,
+        peer_id,
+        listen_addr: listen_addr.to_string(),
+        swarm: swarm.to_string(),
+    }
+}
+
+/// The next message on `stream` (whose read timeout is short), within `within`.
+fn read_message(
+    stream: &mut TcpStream,
+    decoder: &mut FrameDecoder,
+    within: Duration,
+) -> Option<Message> {
+    let deadline = Instant::now() + within;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if let Ok(Some(message)) = decoder.next_message() {
+            return Some(message);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => return None,
+            Ok(n) => decoder.feed(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// One incoming peer connection of the harness.
+fn serve(
+    mut stream: TcpStream,
+    peer_id: PeerId,
+    manifest: &Manifest,
+    data: &[u8],
+    corrupt: bool,
+    sent: &AtomicU64,
+    stop: &AtomicBool,
+) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let content_id = manifest.content_id();
+    let mut decoder = FrameDecoder::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        loop {
+            let message = match decoder.next_message() {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(_) => return,
+            };
+            let reply = match message {
+                Message::Hello { .. } => Some(Message::Welcome {
+                    version: PROTOCOL_VERSION,
+                    peer_id,
+                }),
+                Message::Interested { content_id: c } if c == content_id => {
+                    Some(Message::Bitfield {
+                        content_id,
+                        chunks: ChunkSet::full(manifest.chunk_count()),
+                    })
+                }
+                Message::GetManifest { content_id: c } if c == content_id => {
+                    Some(Message::ManifestReply {
+                        manifest: manifest.clone(),
+                    })
+                }
+                Message::Interested { content_id } | Message::GetManifest { content_id } => {
+                    Some(Message::NotFound { content_id })
+                }
+                Message::Request {
+                    content_id: c,
+                    chunk_index,
+                    offset,
+                    length,
+                } if c == content_id => {
+                    let start = manifest.chunk_offset(chunk_index) as usize + offset as usize;
+                    let end = start + length as usize;
+                    if end > data.len() {
+                        return;
+                    }
+                    let mut block = data[start..end].to_vec();
+                    if corrupt {
+                        for b in &mut block {
+                            *b ^= 0xff;
+                        }
+                    }
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    Some(Message::Piece {
+                        content_id,
+                        chunk_index,
+                        offset,
+                        data: bytes::Bytes::from(block),
+                    })
+                }
+                Message::Ping { nonce } => Some(Message::Pong { nonce }),
+                Message::Goodbye | Message::Error { .. } => return,
+                _ => None,
+            };
+            if let Some(reply) = reply
+                && stream.write_all(&reply.to_frame()).is_err()
+            {
+                return;
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => decoder.feed(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+// ------------------------------------------------------------------ raw sockets
+
+/// Sends `bytes` to `addr` and waits (bounded) for the other side to close the connection.
+/// Returns whether it closed within `within`.
+pub fn send_and_expect_close(addr: SocketAddr, bytes: &[u8], within: Duration) -> bool {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    // The far end may close before taking everything: a write error is a close too.
+    if stream.write_all(bytes).is_err() {
+        return true;
+    }
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {} // an Error frame, say: keep reading until the close
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true, // reset
+        }
+    }
+    false
+}
