@@ -75,6 +75,12 @@ Examples:
         /// Cap on upload speed, bytes per second.
         #[arg(long, value_name = "BYTES_PER_SEC")]
         upload_limit: Option<u64>,
+        /// Do not take ranges of other peers' cooperative origin downloads (`p2p fetch`).
+        #[arg(long)]
+        no_help: bool,
+        /// Requests kept in flight to an origin when helping.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+        origin_connections: Option<u32>,
     },
 
     /// Download a file from the swarm, then print its path and SHA-256.
@@ -86,6 +92,32 @@ Examples:
   p2p get 'p2p:...' --seed             # keep serving when done
   p2p get 'p2p:...' --json | jq .      # progress as JSON lines")]
     Get(GetArgs),
+
+    /// Download an http(s) URL with the help of the swarm: every helper fetches byte ranges
+    /// from the origin over its own link and hands them over. A URL already fetched in the
+    /// swarm (same validator) comes from peers instead. Prints SHA-256 and path.
+    #[command(after_help = "\
+Examples:
+  p2p fetch https://example.com/big.iso --tracker 10.0.0.5:7070
+  p2p fetch URL -o /tmp/ --sha256 3f2a...c9      # checked before it gets its name
+  p2p fetch URL --seed                           # keep serving it (later fetches use peers)
+  p2p fetch URL --json | jq .                    # progress and who fetched what")]
+    Fetch(FetchArgs),
+
+    /// Help other peers' cooperative origin downloads; serves no files of its own.
+    #[command(after_help = "\
+Examples:
+  p2p helper --tracker 10.0.0.5:7070 --listen 0.0.0.0:0")]
+    Helper {
+        #[arg(long, default_value = DEFAULT_TRACKER_ADDR, value_name = "ADDR")]
+        tracker: String,
+        /// Address fetchers reach this helper at (port 0: any free port).
+        #[arg(long, default_value = DEFAULT_PEER_LISTEN, value_name = "ADDR")]
+        listen: SocketAddr,
+        /// Requests kept in flight to an origin.
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+        origin_connections: u32,
+    },
 
     /// List the files a tracker knows.
     Ls {
@@ -160,4 +192,39 @@ pub struct GetArgs {
     /// Cap on upload speed, bytes per second.
     #[arg(long, value_name = "BYTES_PER_SEC")]
     pub upload_limit: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct FetchArgs {
+    /// The http:// or https:// URL to download.
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Where to write: a directory (existing, or ending in '/') or a file path. Default: the
+    /// current directory, under the URL's last path segment.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Tracker of the swarm whose peers help (and may already have the file).
+    #[arg(long, default_value = DEFAULT_TRACKER_ADDR, value_name = "ADDR")]
+    pub tracker: String,
+    /// Address to serve the file on once complete (port 0: any free port).
+    #[arg(long, default_value = DEFAULT_PEER_LISTEN, value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Bytes per range handed to a participant (16 KiB to 1 MiB).
+    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
+    pub range_size: u32,
+    /// Expected SHA-256 of the whole file: checked before the file gets its final name.
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// Requests this peer keeps in flight to the origin (each helper keeps its own).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub origin_connections: u32,
+    /// Keep serving the file after the download (until Ctrl-C).
+    #[arg(long)]
+    pub seed: bool,
+    /// Progress, who fetched which range, and the result as JSON lines on standard output.
+    #[arg(long)]
+    pub json: bool,
+    /// Replace an existing file at the destination.
+    #[arg(long)]
+    pub force: bool,
 }

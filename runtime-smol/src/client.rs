@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use async_net::TcpStream;
 use p2p_core::wire::{FileEntry, PROTOCOL_VERSION, PeerEntry};
-use p2p_core::{FrameDecoder, Message, PeerId};
+use p2p_core::{ContentId, FrameDecoder, Message, PeerId};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Timer, future};
 
@@ -32,6 +32,24 @@ pub async fn list_peers(tracker: &str, swarm: &str) -> anyhow::Result<Vec<PeerEn
         Message::PeerList { peers } => Ok(peers),
         other => bail!(
             "tracker {tracker} answered ListPeers with {}",
+            describe(&other)
+        ),
+    }
+}
+
+/// The content id of the complete file the swarm knows as `origin` ("URL validator"), if any.
+pub async fn find_origin(
+    tracker: &str,
+    swarm: &str,
+    origin: &str,
+) -> anyhow::Result<Option<ContentId>> {
+    let request = Message::FindOrigin {
+        origin: origin.to_string(),
+    };
+    match query(tracker, swarm, request).await? {
+        Message::OriginResult { content_id, .. } => Ok(content_id),
+        other => bail!(
+            "tracker {tracker} answered FindOrigin with {}",
             describe(&other)
         ),
     }

@@ -166,6 +166,8 @@ async fn run_round(
         trackers: trackers.clone(),
         upload_limit: options.upload_limit,
         locate_interval: Some(DEMO_LOCATE_INTERVAL),
+        help_others: false,
+        origin_connections: None,
     })
     .await?;
     seeder
@@ -195,6 +197,8 @@ async fn run_round(
             trackers: trackers.clone(),
             upload_limit: options.upload_limit,
             locate_interval: Some(DEMO_LOCATE_INTERVAL),
+            help_others: false,
+            origin_connections: None,
         })
         .await?;
         peer.download(content_id, None, Destination::Dir(out), false)

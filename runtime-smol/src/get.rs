@@ -66,6 +66,8 @@ pub async fn run(
         trackers,
         upload_limit: args.upload_limit,
         locate_interval: None,
+        help_others: false,
+        origin_connections: None,
     })
     .await?;
     peer.download(content_id, None, destination, args.force)

@@ -4,7 +4,10 @@
 mod cli;
 mod client;
 mod demo;
+mod fetch;
 mod get;
+mod helper;
+mod http;
 mod net;
 mod peer_task;
 mod progress;
@@ -75,6 +78,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 listen,
                 chunk_size,
                 upload_limit,
+                no_help,
+                origin_connections,
             } => {
                 let options = share::ShareOptions {
                     files,
@@ -83,10 +88,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     chunk_size,
                     upload_limit,
                     swarm,
+                    help_others: !no_help,
+                    origin_connections,
                 };
                 share::run(options, &mut signals).await
             }
             Command::Get(args) => get::run(args, swarm, &mut signals).await,
+            Command::Fetch(args) => fetch::run(args, swarm, &mut signals).await,
+            Command::Helper {
+                tracker,
+                listen,
+                origin_connections,
+            } => helper::run(tracker, listen, origin_connections, swarm, &mut signals).await,
             Command::Ls { tracker, json } => query::ls(&tracker, &swarm, json).await,
             Command::Peers { tracker, json } => query::peers(&tracker, &swarm, json).await,
             Command::Demo {

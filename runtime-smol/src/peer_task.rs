@@ -15,11 +15,13 @@ use std::time::Duration;
 use anyhow::Context;
 use async_net::TcpStream;
 use bytes::Bytes;
+use p2p_core::coop::{FetchSpec, RangeError};
 use p2p_core::peer::{Peer, PeerAction, PeerConfig, PeerNotice, StoreOutcome};
 use p2p_core::{ConnId, ContentId, Manifest, PeerId};
 use smol::channel::{Receiver, Sender};
 use smol::{Task, Timer, future};
 
+use crate::http;
 use crate::net::{self, ConnEvent, ConnHandle, NetEvent, RateLimiter, WriterDone};
 use crate::store::{self, Destination, PartPaths, Prepared, Record};
 
@@ -44,6 +46,11 @@ pub struct PeerOptions {
     /// How often a running download asks the tracker for more peers (`None`: the core's
     /// default, suited to large files).
     pub locate_interval: Option<Duration>,
+    /// Take ranges of other peers' cooperative origin downloads.
+    pub help_others: bool,
+    /// Requests kept in flight to an origin (as fetcher or helper); `None`: the core's
+    /// default (1).
+    pub origin_connections: Option<u32>,
 }
 
 /// What the peer tells its user.
@@ -102,6 +109,33 @@ impl PeerHandle {
         let _ = self.events.send(command).await;
     }
 
+    /// Starts a cooperative origin download into `file` (the preallocated `NAME.part`);
+    /// returns its job id, which the `Fetch*` notices carry.
+    pub async fn fetch(&self, spec: FetchSpec, file: Arc<File>) -> anyhow::Result<u64> {
+        let (reply, job_id) = smol::channel::bounded(1);
+        self.events
+            .send(Event::Fetch { spec, file, reply })
+            .await
+            .map_err(|_| anyhow::anyhow!("the peer stopped"))?;
+        job_id
+            .recv()
+            .await
+            .map_err(|_| anyhow::anyhow!("the peer stopped"))
+    }
+
+    /// Stops a cooperative download; helpers are told.
+    pub async fn cancel_fetch(&self, job_id: u64) {
+        let _ = self.events.send(Event::CancelFetch { job_id }).await;
+    }
+
+    /// Tells the tracker that a published content is the file at `origin` ("URL validator").
+    pub async fn set_origin(&self, content_id: ContentId, origin: String) {
+        let _ = self
+            .events
+            .send(Event::SetOrigin { content_id, origin })
+            .await;
+    }
+
     /// Says goodbye to the tracker and peers, saves resume records, and stops.
     pub async fn shutdown(self) -> PeerStats {
         let _ = self.events.send(Event::Shutdown).await;
@@ -145,6 +179,26 @@ enum Event {
         content_id: ContentId,
         result: Result<(PathBuf, String), String>,
     },
+    Fetch {
+        spec: FetchSpec,
+        file: Arc<File>,
+        reply: Sender<u64>,
+    },
+    CancelFetch {
+        job_id: u64,
+    },
+    SetOrigin {
+        content_id: ContentId,
+        origin: String,
+    },
+    RangeFetched {
+        token: u64,
+        result: Result<Bytes, RangeError>,
+    },
+    RangeWritten {
+        token: u64,
+        result: Result<(), String>,
+    },
 }
 
 impl From<NetEvent> for Event {
@@ -187,6 +241,8 @@ struct Driver {
     stores_in_flight: usize,
     /// Writers of connections closed during shutdown, to wait for.
     closing: Vec<WriterDone>,
+    /// The part files of running cooperative downloads, by job id.
+    fetch_files: HashMap<u64, Arc<File>>,
 }
 
 /// Binds the listener (when asked) and starts the peer task.
@@ -208,6 +264,10 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
     if let Some(interval) = options.locate_interval {
         config.locate_interval = interval;
     }
+    config.help_others = options.help_others;
+    if let Some(n) = options.origin_connections {
+        config.origin_connections = n.max(1);
+    }
     tracing::info!(%peer_id, listen = %config.listen_addr, trackers = ?config.trackers, "peer starting");
     let (user, user_events) = smol::channel::unbounded();
     let driver = Driver {
@@ -221,6 +281,7 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
         next_record_flush: None,
         stores_in_flight: 0,
         closing: Vec::new(),
+        fetch_files: HashMap::new(),
     };
     let task = smol::spawn(driver.run(events_rx));
     Ok(PeerHandle {
@@ -405,6 +466,21 @@ impl Driver {
                 };
                 let _ = self.user.try_send(event);
             }
+            Event::Fetch { spec, file, reply } => {
+                let job_id = self.peer.fetch(now, spec);
+                self.fetch_files.insert(job_id, file);
+                let _ = reply.try_send(job_id);
+            }
+            Event::CancelFetch { job_id } => self.peer.cancel_fetch(now, job_id),
+            Event::SetOrigin { content_id, origin } => {
+                self.peer.set_origin(now, content_id, origin)
+            }
+            Event::RangeFetched { token, result } => {
+                self.peer.handle_range_fetched(now, token, result)
+            }
+            Event::RangeWritten { token, result } => {
+                self.peer.handle_range_written(now, token, result)
+            }
         }
     }
 
@@ -521,11 +597,53 @@ impl Driver {
                 })
                 .detach();
             }
+            PeerAction::FetchRange {
+                token,
+                url,
+                validator,
+                offset,
+                length,
+            } => {
+                tracing::debug!(%url, offset, length, "fetching a range from the origin");
+                let events = self.events.clone();
+                smol::spawn(async move {
+                    let result = smol::unblock(move || {
+                        http::fetch_range(&url, &validator, offset, length)
+                    })
+                    .await;
+                    if let Err(e) = &result {
+                        tracing::warn!(offset, length, fatal = e.fatal, "range failed: {}", e.reason);
+                    }
+                    let _ = events.send(Event::RangeFetched { token, result }).await;
+                })
+                .detach();
+            }
+            PeerAction::WriteRange {
+                token,
+                job_id,
+                offset,
+                data,
+            } => {
+                let Some(file) = self.fetch_files.get(&job_id).cloned() else {
+                    self.peer.handle_range_written(
+                        now,
+                        token,
+                        Err("no file for this fetch".into()),
+                    );
+                    return;
+                };
+                let events = self.events.clone();
+                smol::spawn(async move {
+                    let result = smol::unblock(move || {
+                        use std::os::unix::fs::FileExt;
+                        file.write_all_at(&data, offset).map_err(|e| e.to_string())
+                    })
+                    .await;
+                    let _ = events.send(Event::RangeWritten { token, result }).await;
+                })
+                .detach();
+            }
             PeerAction::Notify(notice) => self.notify(notice),
-            // Cooperative origin downloads (HTTP ranges) are being added to the core; this
-            // runtime does not start them yet, so it is never asked to carry them out.
-            #[allow(unreachable_patterns)]
-            other => tracing::warn!(?other, "action not supported by this runtime"),
         }
     }
 
@@ -549,7 +667,11 @@ impl Driver {
                     .user
                     .try_send(UserEvent::DownloadFailed { content_id, reason });
             }
-            PeerNotice::Progress { .. } => {
+            PeerNotice::FetchComplete { job_id } | PeerNotice::FetchFailed { job_id, .. } => {
+                self.fetch_files.remove(&job_id);
+                let _ = self.user.try_send(UserEvent::Notice(notice));
+            }
+            PeerNotice::Progress { .. } | PeerNotice::FetchProgress { .. } => {
                 if self.user.len() < PROGRESS_BACKLOG_MAX {
                     let _ = self.user.try_send(UserEvent::Notice(notice));
                 }

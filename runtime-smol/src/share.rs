@@ -22,6 +22,9 @@ pub struct ShareOptions {
     pub chunk_size: u32,
     pub upload_limit: Option<u64>,
     pub swarm: String,
+    /// Take ranges of other peers' cooperative origin downloads.
+    pub help_others: bool,
+    pub origin_connections: Option<u32>,
 }
 
 pub async fn run(options: ShareOptions, signals: &mut StopSignals) -> anyhow::Result<ExitCode> {
@@ -45,6 +48,8 @@ pub async fn run(options: ShareOptions, signals: &mut StopSignals) -> anyhow::Re
         trackers: vec![tracker_addr.clone()],
         upload_limit: options.upload_limit,
         locate_interval: None,
+        help_others: options.help_others,
+        origin_connections: options.origin_connections,
     })
     .await?;
     let serving = peer.listen_addr.map(|a| a.to_string()).unwrap_or_default();

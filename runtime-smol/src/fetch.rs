@@ -1,0 +1,483 @@
+//! `p2p fetch URL`: a cooperative origin download.
+//!
+//! `HEAD` gives the size, the validator (`ETag` or `Last-Modified`) and range support. If the
+//! swarm already has the file at that URL and validator (the tracker's `FindOrigin`), it
+//! comes from peers as with `p2p get`, and the origin sees nothing. Otherwise the peer
+//! machine runs a fetch job: this peer and every helper of the swarm take byte ranges, fetch
+//! them with `Range`/`If-Range` (see `http`), and the bytes are written in place into
+//! `NAME.part`. When every range is written: the optional `--sha256` check, sync, rename,
+//! then the file's manifest is published and tied to the URL and validator
+//! (`set_origin`), so the next fetch of the same URL in the swarm comes from peers.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget};
+use p2p_core::coop::FetchSpec;
+use p2p_core::peer::PeerNotice;
+use serde_json::json;
+use smol::future;
+
+use crate::UsageError;
+use crate::cli::{FetchArgs, GetArgs};
+use crate::http::{self, OriginInfo};
+use crate::peer_task::{self, PeerHandle, PeerOptions, UserEvent};
+use crate::progress::{self, print_json};
+use crate::signals::{Stop, StopSignals};
+use crate::store::{self, Destination, PartPaths};
+use crate::{client, get, share};
+
+/// JSON progress lines at most this often.
+const JSON_PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
+/// `--range-size` bounds (the core clamps to the same).
+const RANGE_SIZE_MIN: u32 = p2p_core::coop::RANGE_LEN_MIN;
+const RANGE_SIZE_MAX: u32 = p2p_core::wire::BLOCK_LEN_MAX;
+
+pub async fn run(
+    args: FetchArgs,
+    swarm: String,
+    signals: &mut StopSignals,
+) -> anyhow::Result<ExitCode> {
+    let url = args.url.trim().to_string();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(UsageError(format!("'{url}' is not an http:// or https:// URL")).into());
+    }
+    if !(RANGE_SIZE_MIN..=RANGE_SIZE_MAX).contains(&args.range_size) {
+        return Err(UsageError(format!(
+            "--range-size must be between {RANGE_SIZE_MIN} and {RANGE_SIZE_MAX} bytes"
+        ))
+        .into());
+    }
+    let expected_sha256 = match &args.sha256 {
+        Some(hex) => {
+            let hex = hex.trim().to_ascii_lowercase();
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(UsageError(format!("--sha256 '{hex}' is not 64 hex digits")).into());
+            }
+            Some(hex)
+        }
+        None => None,
+    };
+
+    let head_url = url.clone();
+    let info = smol::unblock(move || http::head(&head_url)).await?;
+    let origin = info.origin_key(&url);
+    tracing::info!(%url, size = info.size, validator = %info.validator, ranges = info.ranges, "HEAD");
+    if args.json {
+        print_json(&json!({
+            "event": "head",
+            "url": url,
+            "size": info.size,
+            "validator": info.validator,
+            "ranges": info.ranges,
+        }));
+    }
+
+    // The swarm first: a complete copy of this exact version means no origin traffic.
+    if info.validator.is_empty() {
+        tracing::warn!(
+            "the origin gives no ETag or Last-Modified: the swarm cannot tell versions apart, so it is not asked"
+        );
+    } else {
+        match client::find_origin(&args.tracker, &swarm, &origin).await {
+            Ok(Some(content_id)) => {
+                eprintln!("the swarm already has {url} ({content_id}); downloading it from peers");
+                if args.json {
+                    print_json(&json!({"event": "from_swarm", "content_id": content_id.to_string()}));
+                }
+                let get_args = GetArgs {
+                    target: content_id.to_string(),
+                    output: args.output.clone(),
+                    tracker: Some(args.tracker.clone()),
+                    listen: args.listen,
+                    seed: args.seed,
+                    json: args.json,
+                    force: args.force,
+                    upload_limit: None,
+                };
+                return get::run(get_args, swarm, signals).await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("{e:#}; fetching from the origin"),
+        }
+    }
+
+    let final_path = final_path(args.output.as_deref(), &url);
+    let paths = PartPaths::for_final(final_path);
+    if paths.final_path.exists() && !args.force {
+        anyhow::bail!(
+            "{} already exists; --force replaces it",
+            paths.final_path.display()
+        );
+    }
+    let file = {
+        let part = paths.part.clone();
+        let size = info.size;
+        smol::unblock(move || -> anyhow::Result<File> {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&part)
+                .with_context(|| format!("cannot create {}", part.display()))?;
+            file.set_len(size)
+                .with_context(|| format!("cannot make room for {}", part.display()))?;
+            Ok(file)
+        })
+        .await?
+    };
+    let file = Arc::new(file);
+
+    let peer = peer_task::start(PeerOptions {
+        swarm,
+        listen: Some(args.listen),
+        trackers: vec![args.tracker.clone()],
+        upload_limit: None,
+        locate_interval: None,
+        help_others: false,
+        origin_connections: Some(args.origin_connections),
+    })
+    .await?;
+
+    let started = Instant::now();
+    let outcome = if info.ranges {
+        cooperative(&peer, &args, &url, &info, file.clone(), signals).await
+    } else {
+        eprintln!(
+            "warning: the origin does not accept byte ranges (no 'Accept-Ranges: bytes'); downloading alone with one plain GET"
+        );
+        alone(&args, &url, &info, file.clone(), signals).await
+    };
+    let fetched_by = match outcome {
+        Ok(fetched_by) => fetched_by,
+        Err(Failure::Stopped(stop)) => {
+            let _ = std::fs::remove_file(&paths.part);
+            peer.shutdown().await;
+            let what = match stop {
+                Stop::Interrupt => "interrupted",
+                Stop::Terminate => "terminated",
+            };
+            eprintln!("{what}; removed {}", paths.part.display());
+            if args.json {
+                print_json(&json!({"event": what}));
+            }
+            return Ok(stop.exit_code());
+        }
+        Err(Failure::Failed(reason)) => {
+            let _ = std::fs::remove_file(&paths.part);
+            peer.shutdown().await;
+            return fail(&args, &url, &reason);
+        }
+    };
+    let elapsed = started.elapsed();
+
+    // Check, sync, rename: a file under its final name is always complete.
+    let finished = {
+        let paths = paths.clone();
+        let file = file.clone();
+        let force = args.force;
+        smol::unblock(move || -> Result<String, String> {
+            let sha256 = store::sha256_file(&paths.part)
+                .map_err(|e| format!("cannot read {} back: {e}", paths.part.display()))?;
+            if let Some(expected) = expected_sha256
+                && sha256 != expected
+            {
+                let _ = std::fs::remove_file(&paths.part);
+                return Err(format!(
+                    "SHA-256 mismatch: expected {expected}, got {sha256}; the download was removed"
+                ));
+            }
+            store::finalize(&file, &paths, force)?;
+            Ok(sha256)
+        })
+        .await
+    };
+    drop(file);
+    let sha256 = match finished {
+        Ok(sha256) => sha256,
+        Err(reason) => {
+            peer.shutdown().await;
+            return fail(&args, &url, &reason);
+        }
+    };
+    report_participants(&fetched_by, info.size, elapsed);
+
+    // Publish, keyed also by URL and validator, so the next fetch comes from peers.
+    let manifest = share::hash(&paths.final_path, p2p_core::manifest::CHUNK_SIZE_DEFAULT).await?;
+    let content_id = manifest.content_id();
+    let published = peer_task::open_published(&paths.final_path)?;
+    peer.publish(manifest, published).await;
+    if !info.validator.is_empty() {
+        peer.set_origin(content_id, origin).await;
+    }
+
+    if args.json {
+        let by: serde_json::Map<String, serde_json::Value> = fetched_by
+            .iter()
+            .map(|(who, (bytes, ranges))| (who.clone(), json!({"bytes": bytes, "ranges": ranges})))
+            .collect();
+        print_json(&json!({
+            "event": "complete",
+            "content_id": content_id.to_string(),
+            "path": paths.final_path.display().to_string(),
+            "sha256": sha256,
+            "size": info.size,
+            "seconds": elapsed.as_secs_f64(),
+            "fetched_by": by,
+        }));
+    } else {
+        // sha256sum's format, as `p2p get` prints it.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{sha256}  {}", paths.final_path.display());
+        let _ = out.flush();
+    }
+    if !args.seed {
+        peer.shutdown().await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "seeding {} ({content_id}); Ctrl-C to stop",
+        paths.final_path.display()
+    );
+    let stop = signals.next().await;
+    peer.shutdown().await;
+    Ok(stop.exit_code())
+}
+
+/// How a download ended early.
+enum Failure {
+    Stopped(Stop),
+    Failed(String),
+}
+
+/// Bytes and ranges per participant ("local" or a helper's address).
+type FetchedBy = BTreeMap<String, (u64, u32)>;
+
+fn fail(args: &FetchArgs, url: &str, reason: &str) -> anyhow::Result<ExitCode> {
+    eprintln!("error: fetch of {url} failed: {reason}");
+    if args.json {
+        print_json(&json!({"event": "failed", "reason": reason}));
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+/// The file's final path: `-o` as `p2p get` reads it, the URL's last path segment for a
+/// directory.
+fn final_path(output: Option<&Path>, url: &str) -> PathBuf {
+    let destination = Destination::from_output(output);
+    match destination {
+        Destination::File(path) => path,
+        Destination::Dir(dir) => {
+            let path = url.split(['?', '#']).next().unwrap_or(url);
+            let after_scheme = path.split_once("://").map_or(path, |(_, rest)| rest);
+            let segment = after_scheme
+                .split_once('/')
+                .map_or("", |(_, p)| p)
+                .rsplit('/')
+                .next()
+                .unwrap_or("");
+            let name = p2p_core::filename::sanitize_file_name(segment)
+                .unwrap_or_else(|_| "download".to_string());
+            dir.join(name)
+        }
+    }
+}
+
+fn new_bar(json: bool, size: u64) -> Option<ProgressBar> {
+    (!json && progress::stderr_is_terminal()).then(|| {
+        let bar = ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::stderr());
+        bar.set_style(progress::bar_style());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    })
+}
+
+/// "local 3.0 MiB, 127.0.0.1:4001 2.0 MiB"
+fn describe_participants(by: &[(String, u64)]) -> String {
+    by.iter()
+        .map(|(who, bytes)| format!("{who} {}", HumanBytes(*bytes)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn report_participants(fetched_by: &FetchedBy, size: u64, elapsed: Duration) {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    eprintln!(
+        "fetched {} in {:.2} s ({}/s) by {} participant(s):",
+        HumanBytes(size),
+        secs,
+        HumanBytes((size as f64 / secs) as u64),
+        fetched_by.len()
+    );
+    for (who, (bytes, ranges)) in fetched_by {
+        eprintln!("  {who:<24} {ranges:>6} ranges {:>11}", HumanBytes(*bytes).to_string());
+    }
+}
+
+/// Runs the cooperative job to its end.
+async fn cooperative(
+    peer: &PeerHandle,
+    args: &FetchArgs,
+    url: &str,
+    info: &OriginInfo,
+    file: Arc<File>,
+    signals: &mut StopSignals,
+) -> Result<FetchedBy, Failure> {
+    let spec = FetchSpec {
+        url: url.to_string(),
+        validator: info.validator.clone(),
+        size: info.size,
+        range_len: args.range_size,
+    };
+    let job_id = peer
+        .fetch(spec, file)
+        .await
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    let bar = new_bar(args.json, info.size);
+    if let Some(bar) = &bar {
+        bar.set_message("local");
+    }
+    let mut fetched_by = FetchedBy::new();
+    let mut last_json: Option<Instant> = None;
+    loop {
+        let next = future::or(async { Ok(peer.user_events.recv().await.ok()) }, async {
+            Err(signals.next().await)
+        })
+        .await;
+        let event = match next {
+            Ok(Some(event)) => event,
+            Ok(None) => return Err(Failure::Failed("the peer stopped unexpectedly".into())),
+            Err(stop) => {
+                if let Some(bar) = &bar {
+                    bar.finish_and_clear();
+                }
+                peer.cancel_fetch(job_id).await;
+                return Err(Failure::Stopped(stop));
+            }
+        };
+        let UserEvent::Notice(notice) = event else {
+            continue;
+        };
+        match notice {
+            PeerNotice::RangeFetched {
+                job_id: j,
+                range_index,
+                offset,
+                length,
+                by,
+            } if j == job_id => {
+                tracing::info!(range = range_index, offset, length, by = %by, "range fetched");
+                let entry = fetched_by.entry(by.clone()).or_default();
+                entry.0 += u64::from(length);
+                entry.1 += 1;
+                if args.json {
+                    print_json(&json!({
+                        "event": "range",
+                        "index": range_index,
+                        "offset": offset,
+                        "length": length,
+                        "by": by,
+                    }));
+                }
+            }
+            PeerNotice::FetchProgress {
+                job_id: j,
+                bytes_done,
+                size,
+                by_participant,
+            } if j == job_id => {
+                if let Some(bar) = &bar {
+                    bar.set_position(bytes_done);
+                    bar.set_message(describe_participants(&by_participant));
+                }
+                let due = last_json.is_none_or(|at| at.elapsed() >= JSON_PROGRESS_INTERVAL);
+                if args.json && (due || bytes_done == size) {
+                    last_json = Some(Instant::now());
+                    let by: serde_json::Map<String, serde_json::Value> = by_participant
+                        .into_iter()
+                        .map(|(who, bytes)| (who, json!(bytes)))
+                        .collect();
+                    print_json(&json!({
+                        "event": "progress",
+                        "bytes_done": bytes_done,
+                        "size": size,
+                        "by": by,
+                    }));
+                }
+            }
+            PeerNotice::FetchComplete { job_id: j } if j == job_id => {
+                if let Some(bar) = &bar {
+                    bar.finish_and_clear();
+                }
+                return Ok(fetched_by);
+            }
+            PeerNotice::FetchFailed { job_id: j, reason } if j == job_id => {
+                if let Some(bar) = &bar {
+                    bar.abandon();
+                }
+                return Err(Failure::Failed(reason));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// An origin without ranges: one plain `GET`, this peer alone.
+async fn alone(
+    args: &FetchArgs,
+    url: &str,
+    info: &OriginInfo,
+    file: Arc<File>,
+    signals: &mut StopSignals,
+) -> Result<FetchedBy, Failure> {
+    let bar = new_bar(args.json, info.size);
+    let (url_owned, info_owned) = (url.to_string(), info.clone());
+    let progress_bar = bar.clone();
+    let work = smol::unblock(move || {
+        http::fetch_whole(&url_owned, &info_owned, &file, |done| {
+            if let Some(bar) = &progress_bar {
+                bar.set_position(done);
+            }
+        })
+    });
+    let result = future::or(async { Ok(work.await) }, async {
+        Err(signals.next().await)
+    })
+    .await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok(Ok(bytes)) => {
+            let mut by = FetchedBy::new();
+            by.insert("local".into(), (bytes, 1));
+            Ok(by)
+        }
+        Ok(Err(e)) => Err(Failure::Failed(format!("{e:#}"))),
+        Err(stop) => Err(Failure::Stopped(stop)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_the_url() {
+        let dir = Path::new("/nonexistent-dir-for-test/");
+        assert_eq!(
+            final_path(Some(dir), "http://h:1/a/b/file.iso?x=1"),
+            dir.join("file.iso")
+        );
+        assert_eq!(final_path(Some(dir), "http://h:1/"), dir.join("download"));
+        assert_eq!(final_path(Some(dir), "http://h:1"), dir.join("download"));
+        assert_eq!(final_path(Some(dir), "http://h/..%2f"), dir.join("..%2f"));
+    }
+}

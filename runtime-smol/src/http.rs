@@ -1,0 +1,314 @@
+//! HTTP for cooperative origin downloads: `HEAD` for what the origin holds, ranged `GET`s
+//! for the machine's `FetchRange`, and a plain `GET` when the origin has no ranges.
+//!
+//! Everything here blocks (ureq): callers run it on smol's blocking pool with
+//! `smol::unblock`. One agent per process keeps connections alive between ranges, so a
+//! participant with one request in flight uses one connection to the origin.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+use p2p_core::coop::RangeError;
+use ureq::Agent;
+use ureq::http::{HeaderMap, Response};
+
+/// Connecting to the origin.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// From the request sent to the response's head.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A whole range's body (1 MiB by default).
+const RANGE_BODY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What `HEAD` says about the file at a URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OriginInfo {
+    pub size: u64,
+    /// `ETag` when the origin gives a strong one, else `Last-Modified`, else a weak `ETag`,
+    /// else empty.
+    pub validator: String,
+    /// `Accept-Ranges: bytes`.
+    pub ranges: bool,
+}
+
+impl OriginInfo {
+    /// The key the tracker knows a fetched file by.
+    pub fn origin_key(&self, url: &str) -> String {
+        format!("{url} {}", self.validator)
+    }
+}
+
+fn agent(body_timeout: Option<Duration>) -> Agent {
+    static RANGES: OnceLock<Agent> = OnceLock::new();
+    static WHOLE: OnceLock<Agent> = OnceLock::new();
+    let make = |body: Option<Duration>| -> Agent {
+        Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_recv_response(Some(RESPONSE_TIMEOUT))
+            .timeout_recv_body(body)
+            .user_agent(concat!("p2p/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into()
+    };
+    match body_timeout {
+        Some(t) => RANGES.get_or_init(|| make(Some(t))).clone(),
+        None => WHOLE.get_or_init(|| make(None)).clone(),
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// The validator a response carries, chosen like `head` chooses it.
+fn validator_of(headers: &HeaderMap) -> String {
+    let etag = header(headers, "etag").filter(|e| !e.is_empty());
+    let modified = header(headers, "last-modified").filter(|m| !m.is_empty());
+    match (etag, modified) {
+        (Some(e), _) if !e.starts_with("W/") => e.to_string(),
+        (_, Some(m)) => m.to_string(),
+        (Some(weak), None) => weak.to_string(),
+        (None, None) => String::new(),
+    }
+}
+
+/// `If-Range` needs a strong `ETag` or a date.
+fn usable_for_if_range(validator: &str) -> bool {
+    !validator.is_empty() && !validator.starts_with("W/")
+}
+
+/// `HEAD url`: size, validator, range support.
+pub fn head(url: &str) -> anyhow::Result<OriginInfo> {
+    let response = agent(Some(RANGE_BODY_TIMEOUT))
+        .head(url)
+        .call()
+        .map_err(|e| anyhow::anyhow!("HEAD {url}: {e}"))?;
+    let status = response.status().as_u16();
+    if !(200..300).contains(&status) {
+        anyhow::bail!("HEAD {url}: the origin answered {status}");
+    }
+    let headers = response.headers();
+    let size = header(headers, "content-length")
+        .and_then(|l| l.parse::<u64>().ok())
+        .ok_or_else(|| {
+            anyhow::anyhow!("HEAD {url}: no Content-Length, so the size is unknown")
+        })?;
+    let ranges = header(headers, "accept-ranges")
+        .is_some_and(|r| r.split(',').any(|u| u.trim().eq_ignore_ascii_case("bytes")));
+    Ok(OriginInfo {
+        size,
+        validator: validator_of(headers),
+        ranges,
+    })
+}
+
+fn fatal(reason: String) -> RangeError {
+    RangeError {
+        fatal: true,
+        reason,
+    }
+}
+
+fn retryable(reason: String) -> RangeError {
+    RangeError {
+        fatal: false,
+        reason,
+    }
+}
+
+/// `Content-Range: bytes FIRST-LAST/TOTAL` → (first, last, total or None for `*`).
+fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes")?.trim_start();
+    let (span, total) = rest.split_once('/')?;
+    let (first, last) = span.trim().split_once('-')?;
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    Some((first.trim().parse().ok()?, last.trim().parse().ok()?, total))
+}
+
+/// Fetches `length` bytes at `offset` with `Range` and `If-Range: validator`, and checks
+/// that the origin sent exactly those bytes of the same file.
+///
+/// `206` with the right `Content-Range` and the full body → the bytes. A `200` (the origin
+/// ignored the range or `If-Range` failed: the file changed), another validator, a wrong
+/// `Content-Range`, a short body or a `4xx` → fatal. `5xx` and transport errors → retryable.
+pub fn fetch_range(
+    url: &str,
+    validator: &str,
+    offset: u64,
+    length: u32,
+) -> Result<Bytes, RangeError> {
+    if length == 0 {
+        return Ok(Bytes::new());
+    }
+    let last = offset + u64::from(length) - 1;
+    let mut request = agent(Some(RANGE_BODY_TIMEOUT))
+        .get(url)
+        .header("Range", format!("bytes={offset}-{last}"));
+    if usable_for_if_range(validator) {
+        request = request.header("If-Range", validator);
+    }
+    let response = request
+        .call()
+        .map_err(|e| retryable(format!("GET {url} bytes {offset}-{last}: {e}")))?;
+    check_and_read(response, validator, offset, length)
+}
+
+fn check_and_read(
+    response: Response<ureq::Body>,
+    validator: &str,
+    offset: u64,
+    length: u32,
+) -> Result<Bytes, RangeError> {
+    let last = offset + u64::from(length) - 1;
+    let status = response.status().as_u16();
+    match status {
+        206 => {}
+        200 => {
+            return Err(fatal(format!(
+                "the origin answered 200 (the whole file) to a request for bytes {offset}-{last}: \
+                 the file changed since the job started (If-Range failed) or the origin ignores ranges"
+            )));
+        }
+        416 => {
+            return Err(fatal(format!(
+                "the origin answered 416 for bytes {offset}-{last}: the file is shorter than when the job started"
+            )));
+        }
+        s if (400..500).contains(&s) => {
+            return Err(fatal(format!(
+                "the origin refused bytes {offset}-{last} with {s}"
+            )));
+        }
+        s if s >= 500 => {
+            return Err(retryable(format!(
+                "the origin answered {s} for bytes {offset}-{last}"
+            )));
+        }
+        s => {
+            return Err(fatal(format!(
+                "the origin answered {s} for bytes {offset}-{last} instead of 206"
+            )));
+        }
+    }
+    let headers = response.headers();
+    let got = validator_of(headers);
+    if !validator.is_empty() && !got.is_empty() && got != validator {
+        return Err(fatal(format!(
+            "the file changed at the origin: validator {got} instead of {validator}"
+        )));
+    }
+    match header(headers, "content-range").and_then(parse_content_range) {
+        Some((first, end, _)) if first == offset && end == last => {}
+        Some((first, end, _)) => {
+            return Err(fatal(format!(
+                "the origin sent bytes {first}-{end} when asked for {offset}-{last}"
+            )));
+        }
+        None => {
+            return Err(fatal(format!(
+                "the origin's 206 for bytes {offset}-{last} has no usable Content-Range"
+            )));
+        }
+    }
+    let mut data = Vec::with_capacity(length as usize);
+    let reader = response.into_body().into_reader();
+    // One byte more than asked: a longer body is as wrong as a shorter one.
+    match reader
+        .take(u64::from(length) + 1)
+        .read_to_end(&mut data)
+    {
+        Ok(_) => {}
+        Err(e) => {
+            return Err(retryable(format!(
+                "reading bytes {offset}-{last} from the origin: {e}"
+            )));
+        }
+    }
+    if data.len() != length as usize {
+        return Err(fatal(format!(
+            "the origin sent {} bytes for bytes {offset}-{last} ({length} asked): a short or long body",
+            data.len()
+        )));
+    }
+    Ok(Bytes::from(data))
+}
+
+/// A plain `GET` of the whole file into `file` (origins without ranges). Returns the bytes
+/// written; fails if the validator changed since `HEAD` or the body is not `size` long.
+pub fn fetch_whole(
+    url: &str,
+    info: &OriginInfo,
+    file: &File,
+    mut progress: impl FnMut(u64),
+) -> anyhow::Result<u64> {
+    let response = agent(None)
+        .get(url)
+        .call()
+        .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        anyhow::bail!("GET {url}: the origin answered {status}");
+    }
+    let got = validator_of(response.headers());
+    if !info.validator.is_empty() && !got.is_empty() && got != info.validator {
+        anyhow::bail!(
+            "the file changed at the origin since HEAD: validator {got} instead of {}",
+            info.validator
+        );
+    }
+    let mut reader = response.into_body().into_reader();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut done = 0u64;
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| anyhow::anyhow!("GET {url}: reading the body: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        if done + n as u64 > info.size {
+            anyhow::bail!("GET {url}: the body is longer than the {} bytes HEAD announced", info.size);
+        }
+        file.write_all_at(&buf[..n], done)?;
+        done += n as u64;
+        progress(done);
+    }
+    if done != info.size {
+        anyhow::bail!(
+            "GET {url}: the body has {done} bytes, HEAD announced {}",
+            info.size
+        );
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_parses() {
+        assert_eq!(
+            parse_content_range("bytes 0-99/1000"),
+            Some((0, 99, Some(1000)))
+        );
+        assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, 9, None)));
+        assert_eq!(parse_content_range("items 0-1/2"), None);
+        assert_eq!(parse_content_range("bytes x-1/2"), None);
+    }
+
+    #[test]
+    fn if_range_only_with_strong_validators() {
+        assert!(usable_for_if_range("\"abc\""));
+        assert!(usable_for_if_range("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert!(!usable_for_if_range("W/\"abc\""));
+        assert!(!usable_for_if_range(""));
+    }
+}
