@@ -89,7 +89,9 @@ pub async fn run(
             Ok(Some(content_id)) => {
                 eprintln!("the swarm already has {url} ({content_id}); downloading it from peers");
                 if args.json {
-                    print_json(&json!({"event": "from_swarm", "content_id": content_id.to_string()}));
+                    print_json(
+                        &json!({"event": "from_swarm", "content_id": content_id.to_string()}),
+                    );
                 }
                 let get_args = GetArgs {
                     target: content_id.to_string(),
@@ -317,7 +319,10 @@ fn report_participants(fetched_by: &FetchedBy, size: u64, elapsed: Duration) {
         fetched_by.len()
     );
     for (who, (bytes, ranges)) in fetched_by {
-        eprintln!("  {who:<24} {ranges:>6} ranges {:>11}", HumanBytes(*bytes).to_string());
+        eprintln!(
+            "  {who:<24} {ranges:>6} ranges {:>11}",
+            HumanBytes(*bytes).to_string()
+        );
     }
 }
 

@@ -61,7 +61,10 @@ fn agent(body_timeout: Option<Duration>) -> Agent {
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// The validator a response carries, chosen like `head` chooses it.
@@ -94,9 +97,7 @@ pub fn head(url: &str) -> anyhow::Result<OriginInfo> {
     let headers = response.headers();
     let size = header(headers, "content-length")
         .and_then(|l| l.parse::<u64>().ok())
-        .ok_or_else(|| {
-            anyhow::anyhow!("HEAD {url}: no Content-Length, so the size is unknown")
-        })?;
+        .ok_or_else(|| anyhow::anyhow!("HEAD {url}: no Content-Length, so the size is unknown"))?;
     let ranges = header(headers, "accept-ranges")
         .is_some_and(|r| r.split(',').any(|u| u.trim().eq_ignore_ascii_case("bytes")));
     Ok(OriginInfo {
@@ -220,10 +221,7 @@ fn check_and_read(
     let mut data = Vec::with_capacity(length as usize);
     let reader = response.into_body().into_reader();
     // One byte more than asked: a longer body is as wrong as a shorter one.
-    match reader
-        .take(u64::from(length) + 1)
-        .read_to_end(&mut data)
-    {
+    match reader.take(u64::from(length) + 1).read_to_end(&mut data) {
         Ok(_) => {}
         Err(e) => {
             return Err(retryable(format!(
@@ -274,7 +272,10 @@ pub fn fetch_whole(
             break;
         }
         if done + n as u64 > info.size {
-            anyhow::bail!("GET {url}: the body is longer than the {} bytes HEAD announced", info.size);
+            anyhow::bail!(
+                "GET {url}: the body is longer than the {} bytes HEAD announced",
+                info.size
+            );
         }
         file.write_all_at(&buf[..n], done)?;
         done += n as u64;

@@ -607,12 +607,17 @@ impl Driver {
                 tracing::debug!(%url, offset, length, "fetching a range from the origin");
                 let events = self.events.clone();
                 smol::spawn(async move {
-                    let result = smol::unblock(move || {
-                        http::fetch_range(&url, &validator, offset, length)
-                    })
-                    .await;
+                    let result =
+                        smol::unblock(move || http::fetch_range(&url, &validator, offset, length))
+                            .await;
                     if let Err(e) = &result {
-                        tracing::warn!(offset, length, fatal = e.fatal, "range failed: {}", e.reason);
+                        tracing::warn!(
+                            offset,
+                            length,
+                            fatal = e.fatal,
+                            "range failed: {}",
+                            e.reason
+                        );
                     }
                     let _ = events.send(Event::RangeFetched { token, result }).await;
                 })

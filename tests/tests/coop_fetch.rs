@@ -49,11 +49,17 @@ fn one_fetcher_and_three_helpers_get_identical_bytes_and_all_take_ranges() {
     );
     let result = finish_fetch(fetch, LIMIT);
     assert!(result.success, "fetch failed: {}", result.stderr);
-    assert!(std::fs::read(&out).unwrap() == data, "the file differs from the origin's");
+    assert!(
+        std::fs::read(&out).unwrap() == data,
+        "the file differs from the origin's"
+    );
     assert!(!dir.path().join("file.bin.part").exists());
 
     let takers = result.range_takers();
-    assert!(takers.contains_key("local"), "the fetcher took no range: {takers:?}");
+    assert!(
+        takers.contains_key("local"),
+        "the fetcher took no range: {takers:?}"
+    );
     for (_, addr) in &helpers {
         assert!(
             takers.contains_key(&addr.to_string()),
@@ -63,7 +69,12 @@ fn one_fetcher_and_three_helpers_get_identical_bytes_and_all_take_ranges() {
     let ranges = size.div_ceil(RANGE);
     assert_eq!(takers.values().map(|&n| u64::from(n)).sum::<u64>(), ranges);
     // No retries here: the origin served the file exactly once.
-    assert_eq!(origin.served(), size, "origin served {} bytes", origin.served());
+    assert_eq!(
+        origin.served(),
+        size,
+        "origin served {} bytes",
+        origin.served()
+    );
     let complete = result.of("complete");
     assert_eq!(complete.len(), 1);
     assert_eq!(complete[0]["fetched_by"].as_object().unwrap().len(), 4);
@@ -96,7 +107,10 @@ fn a_helper_killed_mid_job_does_not_stop_the_download() {
     victim.kill();
     let result = finish_fetch(fetch, LIMIT);
     assert!(result.success, "fetch failed: {}", result.stderr);
-    assert!(std::fs::read(&out).unwrap() == data, "the file differs from the origin's");
+    assert!(
+        std::fs::read(&out).unwrap() == data,
+        "the file differs from the origin's"
+    );
     let takers = result.range_takers();
     assert!(takers.len() >= 3, "{takers:?}");
     eprintln!("killed {victim_addr}; ranges by participant: {takers:?}");
@@ -136,7 +150,10 @@ fn an_origin_that_changes_mid_job_aborts_cleanly() {
     );
     assert_eq!(result.of("failed").len(), 1);
     assert!(!out.exists(), "a final file was left behind");
-    assert!(!dir.path().join("file.bin.part").exists(), "the part file was left behind");
+    assert!(
+        !dir.path().join("file.bin.part").exists(),
+        "the part file was left behind"
+    );
 }
 
 #[test]
@@ -170,7 +187,8 @@ fn a_second_fetch_of_the_same_url_comes_from_peers() {
             }
         }
     });
-    rx.recv_timeout(LIMIT).expect("the first fetch did not complete");
+    rx.recv_timeout(LIMIT)
+        .expect("the first fetch did not complete");
     assert!(std::fs::read(&first_out).unwrap() == data);
     let served = origin.served();
     assert_eq!(served, size);
@@ -207,7 +225,11 @@ fn an_origin_without_ranges_is_downloaded_alone_with_a_warning() {
         LIMIT,
     );
     assert!(result.success, "fetch failed: {}", result.stderr);
-    assert!(result.stderr.contains("does not accept byte ranges"), "{}", result.stderr);
+    assert!(
+        result.stderr.contains("does not accept byte ranges"),
+        "{}",
+        result.stderr
+    );
     assert!(std::fs::read(&out).unwrap() == data);
     assert_eq!(origin.gets(), 1);
 }
@@ -222,11 +244,21 @@ fn a_sha256_mismatch_leaves_no_final_file() {
     let out = dir.path().join("checked.bin");
     let wrong = "00".repeat(32);
     let result = finish_fetch(
-        start_fetch(tracker, swarm, &origin.url("checked.bin"), &out, &["--sha256", &wrong]),
+        start_fetch(
+            tracker,
+            swarm,
+            &origin.url("checked.bin"),
+            &out,
+            &["--sha256", &wrong],
+        ),
         LIMIT,
     );
     assert!(!result.success);
-    assert!(result.stderr.contains("SHA-256 mismatch"), "{}", result.stderr);
+    assert!(
+        result.stderr.contains("SHA-256 mismatch"),
+        "{}",
+        result.stderr
+    );
     assert!(!out.exists());
     assert!(!dir.path().join("checked.bin.part").exists());
 }
@@ -235,7 +267,14 @@ fn wait_until_listed_complete(tracker: std::net::SocketAddr, swarm: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let out = std::process::Command::new(p2p_bin())
-            .args(["ls", "--json", "--tracker", &tracker.to_string(), "--swarm", swarm])
+            .args([
+                "ls",
+                "--json",
+                "--tracker",
+                &tracker.to_string(),
+                "--swarm",
+                swarm,
+            ])
             .output()
             .unwrap();
         if String::from_utf8_lossy(&out.stdout).contains("\"complete\":true") {
@@ -243,7 +282,10 @@ fn wait_until_listed_complete(tracker: std::net::SocketAddr, swarm: &str) {
             std::thread::sleep(Duration::from_millis(200));
             return;
         }
-        assert!(Instant::now() < deadline, "the tracker never listed the file");
+        assert!(
+            Instant::now() < deadline,
+            "the tracker never listed the file"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

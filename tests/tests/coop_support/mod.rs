@@ -125,7 +125,13 @@ pub fn start_tracker() -> (Proc, SocketAddr) {
 
 pub fn start_helper(tracker: SocketAddr, swarm: &str) -> (Proc, SocketAddr) {
     let mut child = Command::new(p2p_bin())
-        .args(["helper", "--tracker", &tracker.to_string(), "--swarm", swarm])
+        .args([
+            "helper",
+            "--tracker",
+            &tracker.to_string(),
+            "--swarm",
+            swarm,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -145,7 +151,14 @@ pub fn wait_for_peers(tracker: SocketAddr, swarm: &str, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let out = Command::new(p2p_bin())
-            .args(["peers", "--json", "--tracker", &tracker.to_string(), "--swarm", swarm])
+            .args([
+                "peers",
+                "--json",
+                "--tracker",
+                &tracker.to_string(),
+                "--swarm",
+                swarm,
+            ])
             .output()
             .unwrap();
         let listed = String::from_utf8_lossy(&out.stdout).lines().count();
@@ -169,7 +182,15 @@ pub fn start_fetch(
     extra: &[&str],
 ) -> Proc {
     let child = Command::new(p2p_bin())
-        .args(["fetch", url, "--json", "--tracker", &tracker.to_string(), "--swarm", swarm])
+        .args([
+            "fetch",
+            url,
+            "--json",
+            "--tracker",
+            &tracker.to_string(),
+            "--swarm",
+            swarm,
+        ])
         .arg("-o")
         .arg(out)
         .args(extra)
@@ -389,9 +410,14 @@ fn handle(state: &Arc<State>, request: tiny_http::Request) {
     };
     match request.method() {
         Method::Head => {
-            let mut response =
-                Response::new(StatusCode(200), headers, std::io::empty(), Some(size as usize), None)
-                    .with_chunked_threshold(usize::MAX);
+            let mut response = Response::new(
+                StatusCode(200),
+                headers,
+                std::io::empty(),
+                Some(size as usize),
+                None,
+            )
+            .with_chunked_threshold(usize::MAX);
             response.add_header(header("Content-Type", "application/octet-stream"));
             let _ = request.respond(response);
         }
@@ -403,7 +429,8 @@ fn handle(state: &Arc<State>, request: tiny_http::Request) {
                 Some(Some((a, b))) if if_range_ok => (206, a, b),
                 Some(None) => {
                     headers.push(header("Content-Range", &format!("bytes */{size}")));
-                    let response = Response::new(StatusCode(416), headers, std::io::empty(), Some(0), None);
+                    let response =
+                        Response::new(StatusCode(416), headers, std::io::empty(), Some(0), None);
                     let _ = request.respond(response);
                     return;
                 }
@@ -425,8 +452,9 @@ fn handle(state: &Arc<State>, request: tiny_http::Request) {
                 sent: 0,
             };
             // Content-Length, never chunked: clients check the length.
-            let response = Response::new(StatusCode(status), headers, body, Some(len as usize), None)
-                .with_chunked_threshold(usize::MAX);
+            let response =
+                Response::new(StatusCode(status), headers, body, Some(len as usize), None)
+                    .with_chunked_threshold(usize::MAX);
             let _ = request.respond(response);
         }
         _ => {
@@ -471,7 +499,7 @@ impl Read for Body {
         {
             let mut content = self.state.content.lock().unwrap();
             let len = content.data.len();
-            content.data = Arc::new(test_bytes(len, 0xC4A9_6ED));
+            content.data = Arc::new(test_bytes(len, 0x0C4A_96ED));
             content.etag = "\"v2\"".into();
         }
         Ok(step)
