@@ -52,7 +52,16 @@ pub fn p2p_bin() -> &'static Path {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "p2p", "--bin", "p2p", "--profile", profile])
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "p2p",
+                "--bin",
+                "p2p",
+                "--profile",
+                profile,
+            ])
             .arg("--manifest-path")
             .arg(&manifest)
             .env("CARGO_TARGET_DIR", &target_dir)
@@ -215,7 +224,11 @@ impl Proc {
                 );
             }
             if Instant::now() > deadline {
-                panic!("{}: no {what} within {WAIT:?}\n{}", self.name, self.describe());
+                panic!(
+                    "{}: no {what} within {WAIT:?}\n{}",
+                    self.name,
+                    self.describe()
+                );
             }
             thread::sleep(Duration::from_millis(10));
         }
@@ -397,9 +410,17 @@ pub fn wait_complete(getter: &mut Proc) -> (PathBuf, String) {
 
 /// `p2p ls --json` or `p2p peers --json` against `tracker`: the JSON lines, or `None` when
 /// the command failed (tracker not up yet).
-pub fn query_json(cwd: &Path, swarm: &str, what: &str, tracker: SocketAddr) -> Option<Vec<serde_json::Value>> {
+pub fn query_json(
+    cwd: &Path,
+    swarm: &str,
+    what: &str,
+    tracker: SocketAddr,
+) -> Option<Vec<serde_json::Value>> {
     let tracker = tracker.to_string();
-    let (status, stdout, _) = run(cwd, &["--swarm", swarm, what, "--tracker", &tracker, "--json"]);
+    let (status, stdout, _) = run(
+        cwd,
+        &["--swarm", swarm, what, "--tracker", &tracker, "--json"],
+    );
     status.success().then(|| {
         stdout
             .lines()
@@ -466,8 +487,7 @@ pub fn assert_file_eq(path: &Path, expected: &[u8]) {
 
 /// The manifest `p2p share` would make of `data` under `name` (default chunk size).
 pub fn manifest_of(name: &str, data: &[u8]) -> Manifest {
-    let mut builder =
-        ManifestBuilder::new(name, p2p_core::manifest::CHUNK_SIZE_DEFAULT).unwrap();
+    let mut builder = ManifestBuilder::new(name, p2p_core::manifest::CHUNK_SIZE_DEFAULT).unwrap();
     builder.update(data);
     builder.finish().unwrap()
 }

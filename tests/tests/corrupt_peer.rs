@@ -1,5 +1,6 @@
-//! 6. A peer that serves corrupted bytes (a harness peer in this test, speaking the wire
-//! protocol): the getter detects it, bans it, and still writes the exact file.
+//! Issue 4, end-to-end test 6: A peer that serves corrupted bytes (a harness peer in this
+//! test, speaking the wire protocol): the getter detects it, bans it, and still writes the
+//! exact file.
 
 use std::sync::atomic::Ordering;
 
@@ -41,7 +42,11 @@ fn corrupt_peer_is_banned_and_the_file_is_exact() {
     let mut getter = start_getter("getter", dir.path(), &swarm, &seeder.ticket, &out, &[]);
     let (path, sha) = wait_complete(&mut getter);
     let status = getter.wait_exit(WAIT);
-    assert!(status.success(), "get exited {status}\n{}", getter.describe());
+    assert!(
+        status.success(),
+        "get exited {status}\n{}",
+        getter.describe()
+    );
     assert_eq!(sha, sha256_hex(&data));
     assert_file_eq(&path, &data);
 

@@ -1,7 +1,7 @@
-//! 7. Hostile input: random bytes and a 4 GiB length prefix to the tracker and to a peer
-//! port close the connection and the process keeps serving others; a manifest named
-//! `../../escape` lands inside the output directory; a malformed ticket gets a clear message
-//! and exit 2.
+//! Issue 4, end-to-end test 7: Hostile input: random bytes and a 4 GiB length prefix to the
+//! tracker and to a peer port close the connection and the process keeps serving others; a
+//! manifest named `../../escape` lands inside the output directory; a malformed ticket gets
+//! a clear message and exit 2.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -53,7 +53,11 @@ fn hostile_bytes_to_tracker_and_peer() {
     // Several hostile connections open at once, then the real work alongside them.
     let held: Vec<_> = (0..8)
         .map(|i| {
-            let addr = if i % 2 == 0 { tracker_addr } else { seeder.addr };
+            let addr = if i % 2 == 0 {
+                tracker_addr
+            } else {
+                seeder.addr
+            };
             let mut s = std::net::TcpStream::connect(addr).unwrap();
             use std::io::Write;
             let _ = s.write_all(&[0xff, 0xff, 0xff, 0xff]);
@@ -61,8 +65,16 @@ fn hostile_bytes_to_tracker_and_peer() {
         })
         .collect();
 
-    assert!(tracker.try_status().is_none(), "the tracker died\n{}", tracker.describe());
-    assert!(seeder.proc.try_status().is_none(), "the seeder died\n{}", seeder.proc.describe());
+    assert!(
+        tracker.try_status().is_none(),
+        "the tracker died\n{}",
+        tracker.describe()
+    );
+    assert!(
+        seeder.proc.try_status().is_none(),
+        "the seeder died\n{}",
+        seeder.proc.describe()
+    );
     // Still serving: the tracker lists the file, and a get from the seeder works.
     let files = query_json(dir.path(), &swarm, "ls", tracker_addr).expect("p2p ls works");
     assert_eq!(files.len(), 1, "{files:?}");
@@ -109,7 +121,10 @@ fn manifest_named_dot_dot_escape_stays_in_the_output_dir() {
     let _publisher = HarnessPeer::start(tracker_addr, &swarm, manifest, data.clone(), false);
     wait_for("the file listed", WAIT, || {
         let files = query_json(dir.path(), &swarm, "ls", tracker_addr)?;
-        files.iter().any(|f| f["content_id"] == content_id.as_str()).then_some(())
+        files
+            .iter()
+            .any(|f| f["content_id"] == content_id.as_str())
+            .then_some(())
     });
 
     let tracker = tracker_addr.to_string();
@@ -124,12 +139,21 @@ fn manifest_named_dot_dot_escape_stays_in_the_output_dir() {
     let (path, sha) = wait_complete(&mut getter);
     assert!(getter.wait_exit(WAIT).success(), "{}", getter.describe());
     assert_eq!(sha, sha256_hex(&data));
-    assert_eq!(path.parent(), Some(out.as_path()), "landed at {}", path.display());
+    assert_eq!(
+        path.parent(),
+        Some(out.as_path()),
+        "landed at {}",
+        path.display()
+    );
     assert_file_eq(&path, &data);
     assert!(!dir.path().join("a/escape").exists(), "escaped to a/escape");
     assert!(!dir.path().join("escape").exists());
     let files = all_files(dir.path());
-    assert_eq!(files, [path.clone()], "files written: {files:?}");
+    assert_eq!(
+        files,
+        std::slice::from_ref(&path),
+        "files written: {files:?}"
+    );
     eprintln!("'../../escape' saved as {}", path.display());
 }
 
@@ -149,5 +173,9 @@ fn malformed_ticket_exits_2_with_a_clear_message() {
         );
         assert!(stdout.trim().is_empty(), "get {ticket} printed {stdout}");
     }
-    assert_eq!(all_files(dir.path()), Vec::<PathBuf>::new(), "nothing written");
+    assert_eq!(
+        all_files(dir.path()),
+        Vec::<PathBuf>::new(),
+        "nothing written"
+    );
 }

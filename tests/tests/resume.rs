@@ -1,6 +1,6 @@
-//! 5. `kill -9` a getter mid-download and run it again: it resumes (fetching no more than
-//! the missing chunks plus one), the file is exact, and no file exists under the final name
-//! before the download is complete.
+//! Issue 4, end-to-end test 5: `kill -9` a getter mid-download and run it again: it resumes
+//! (fetching no more than the missing chunks plus one), the file is exact, and no file
+//! exists under the final name before the download is complete.
 
 use std::path::Path;
 use std::time::Duration;
@@ -60,15 +60,31 @@ fn getter_killed_then_resumed() {
         if have.is_some_and(|b| b >= SIZE as u64 * 2 / 5) {
             break;
         }
-        assert!(first.try_status().is_none(), "getter-1 exited\n{}", first.describe());
-        assert!(std::time::Instant::now() < deadline, "no 40% within {WAIT:?}");
+        assert!(
+            first.try_status().is_none(),
+            "getter-1 exited\n{}",
+            first.describe()
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no 40% within {WAIT:?}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     first.kill9();
-    let killed_at = first.json_lines().iter().filter_map(progress_bytes).max().unwrap();
+    let killed_at = first
+        .json_lines()
+        .iter()
+        .filter_map(progress_bytes)
+        .max()
+        .unwrap();
     assert!(killed_at < SIZE as u64, "complete before the kill");
     assert!(!final_path.exists(), "final name exists after the kill");
-    assert!(part_path.exists(), "no {} after the kill", part_path.display());
+    assert!(
+        part_path.exists(),
+        "no {} after the kill",
+        part_path.display()
+    );
 
     // Second run, with logs (the resume line) and kept seeding (its counters reach the
     // tracker).
@@ -94,8 +110,15 @@ fn getter_killed_then_resumed() {
         if let Some(v) = lines.iter().find(|v| v["event"] == "failed") {
             panic!("resumed download failed: {v}\n{}", second.describe());
         }
-        assert!(second.try_status().is_none(), "getter-2 exited\n{}", second.describe());
-        assert!(std::time::Instant::now() < deadline, "no completion within {WAIT:?}");
+        assert!(
+            second.try_status().is_none(),
+            "getter-2 exited\n{}",
+            second.describe()
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no completion within {WAIT:?}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     };
     assert_eq!(path, final_path);
@@ -124,16 +147,20 @@ fn getter_killed_then_resumed() {
 
     // What the second run fetched: its downloaded bytes, as its heartbeat tells the tracker.
     let seeder_addr = seeder.addr.to_string();
-    let fetched = wait_for("getter-2's counters at the tracker", Duration::from_secs(20), || {
-        let peers = query_json(dir.path(), &swarm, "peers", tracker_addr)?;
-        let getters: Vec<u64> = peers
-            .iter()
-            .filter(|p| p["listen_addr"] != seeder_addr.as_str())
-            .map(|p| p["downloaded_bytes"].as_u64().unwrap())
-            .filter(|&d| d >= missing * CHUNK)
-            .collect();
-        (getters.len() == 1).then(|| getters[0])
-    });
+    let fetched = wait_for(
+        "getter-2's counters at the tracker",
+        Duration::from_secs(20),
+        || {
+            let peers = query_json(dir.path(), &swarm, "peers", tracker_addr)?;
+            let getters: Vec<u64> = peers
+                .iter()
+                .filter(|p| p["listen_addr"] != seeder_addr.as_str())
+                .map(|p| p["downloaded_bytes"].as_u64().unwrap())
+                .filter(|&d| d >= missing * CHUNK)
+                .collect();
+            (getters.len() == 1).then(|| getters[0])
+        },
+    );
     eprintln!("second run fetched {fetched} bytes for {missing} missing chunks");
     assert!(
         fetched <= (missing + 1) * CHUNK,

@@ -1,4 +1,5 @@
-//! 3. Two full seeders; `kill -9` one while a getter is at about 30%: the download completes.
+//! Issue 4, end-to-end test 3: Two full seeders; `kill -9` one while a getter is at about
+//! 30%: the download completes.
 
 use p2p_tests::*;
 
@@ -36,7 +37,11 @@ fn seeder_killed_at_30_percent() {
 
     let (path, sha) = wait_complete(&mut getter);
     let status = getter.wait_exit(WAIT);
-    assert!(status.success(), "get exited {status}\n{}", getter.describe());
+    assert!(
+        status.success(),
+        "get exited {status}\n{}",
+        getter.describe()
+    );
     assert_eq!(sha, sha256_hex(&data));
     assert_file_eq(&path, &data);
     drop(b);

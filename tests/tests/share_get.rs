@@ -1,5 +1,5 @@
-//! 1. `p2p share` then `p2p get` of a 64 MiB file: bytes equal, exit 0, and the SHA-256 the
-//! getter prints is the file's.
+//! Issue 4, end-to-end test 1: `p2p share` then `p2p get` of a 64 MiB file: bytes equal,
+//! exit 0, and the SHA-256 the getter prints is the file's.
 
 use std::time::Instant;
 
@@ -17,18 +17,33 @@ fn share_then_get_64_mib() {
 
     let (_tracker, tracker_addr) = start_tracker(dir.path(), &swarm, None);
     let seeder = start_seeder("seeder", dir.path(), &swarm, &src, tracker_addr, &[]);
-    assert!(seeder.ticket.starts_with("p2p1:"), "ticket: {}", seeder.ticket);
+    assert!(
+        seeder.ticket.starts_with("p2p1:"),
+        "ticket: {}",
+        seeder.ticket
+    );
 
     // Plain (not --json): the result is `SHA256  PATH` on standard output.
     let started = Instant::now();
     let mut getter = Proc::spawn(
         "getter",
         dir.path(),
-        &["--swarm", &swarm, "get", &seeder.ticket, "-o", out.to_str().unwrap()],
+        &[
+            "--swarm",
+            &swarm,
+            "get",
+            &seeder.ticket,
+            "-o",
+            out.to_str().unwrap(),
+        ],
     );
     let status = getter.wait_exit(WAIT);
     let took = started.elapsed();
-    assert!(status.success(), "get exited {status}\n{}", getter.describe());
+    assert!(
+        status.success(),
+        "get exited {status}\n{}",
+        getter.describe()
+    );
     let stdout = getter.stdout.text();
     let line = stdout
         .lines()

@@ -1,5 +1,6 @@
-//! 2. One seeder and five getters at once: all complete, and the getters uploaded to each
-//! other (the tracker's peer list carries every peer's transfer counters).
+//! Issue 4, end-to-end test 2: One seeder and five getters at once: all complete, and the
+//! getters uploaded to each other (the tracker's peer list carries every peer's transfer
+//! counters).
 
 use std::time::Duration;
 
@@ -58,7 +59,9 @@ fn one_seeder_five_getters_share_with_each_other() {
         Duration::from_secs(30),
         || {
             let peers = query_json(dir.path(), &swarm, "peers", tracker_addr)?;
-            let seeder = peers.iter().find(|p| p["listen_addr"] == seeder_addr.as_str())?;
+            let seeder = peers
+                .iter()
+                .find(|p| p["listen_addr"] == seeder_addr.as_str())?;
             let others: Vec<_> = peers
                 .iter()
                 .filter(|p| p["listen_addr"] != seeder_addr.as_str())
@@ -66,14 +69,25 @@ fn one_seeder_five_getters_share_with_each_other() {
             if others.len() != GETTERS {
                 return None;
             }
-            let down: u64 = others.iter().map(|p| p["downloaded_bytes"].as_u64().unwrap()).sum();
-            let up: u64 = others.iter().map(|p| p["uploaded_bytes"].as_u64().unwrap()).sum();
+            let down: u64 = others
+                .iter()
+                .map(|p| p["downloaded_bytes"].as_u64().unwrap())
+                .sum();
+            let up: u64 = others
+                .iter()
+                .map(|p| p["uploaded_bytes"].as_u64().unwrap())
+                .sum();
             let uploading = others
                 .iter()
                 .filter(|p| p["uploaded_bytes"].as_u64().unwrap() > 0)
                 .count();
             (down >= (GETTERS * SIZE) as u64).then(|| {
-                (seeder["uploaded_bytes"].as_u64().unwrap(), up, down, uploading)
+                (
+                    seeder["uploaded_bytes"].as_u64().unwrap(),
+                    up,
+                    down,
+                    uploading,
+                )
             })
         },
     );

@@ -1,5 +1,6 @@
-//! 4. Kill the tracker mid-download: the download completes; a new tracker with no state on
-//! the same address knows the files and the peers again within a bound.
+//! Issue 4, end-to-end test 4: Kill the tracker mid-download: the download completes; a new
+//! tracker with no state on the same address knows the files and the peers again within a
+//! bound.
 
 use std::time::Duration;
 
@@ -26,11 +27,21 @@ fn tracker_killed_mid_download_then_restarted_empty() {
         tracker_addr,
         &["--upload-limit", &(4 * 1024 * 1024).to_string()],
     );
-    let mut getter = start_getter("getter", dir.path(), &swarm, &seeder.ticket, &out, &["--seed"]);
+    let mut getter = start_getter(
+        "getter",
+        dir.path(),
+        &swarm,
+        &seeder.ticket,
+        &out,
+        &["--seed"],
+    );
     let at = getter.wait_json("progress at 20%", |v| {
         progress_bytes(v).filter(|&b| b >= SIZE as u64 / 5)
     });
-    assert!(at < SIZE as u64, "complete before the tracker could be killed");
+    assert!(
+        at < SIZE as u64,
+        "complete before the tracker could be killed"
+    );
     tracker.kill9();
     eprintln!("killed the tracker at {at} of {SIZE} bytes");
 
@@ -63,11 +74,17 @@ fn tracker_killed_mid_download_then_restarted_empty() {
             .iter()
             .filter(|p| p["listen_addr"].as_str().is_some_and(|a| !a.is_empty()))
             .collect();
-        (serving.len() >= 2 && serving.iter().any(|p| p["listen_addr"] == seeder_addr.as_str()))
-            .then_some(())
+        (serving.len() >= 2
+            && serving
+                .iter()
+                .any(|p| p["listen_addr"] == seeder_addr.as_str()))
+        .then_some(())
     });
     let files = query_json(dir.path(), &swarm, "ls", tracker_addr).unwrap();
-    let file = files.iter().find(|f| f["content_id"] == content_id.as_str()).unwrap();
+    let file = files
+        .iter()
+        .find(|f| f["content_id"] == content_id.as_str())
+        .unwrap();
     assert_eq!(file["name"], "soft.bin");
     assert_eq!(file["size"], SIZE as u64);
 }
