@@ -51,6 +51,7 @@ pub fn p2p_bin() -> &'static Path {
         };
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let started = std::time::Instant::now();
         let status = Command::new(cargo)
             .args([
                 "build",
@@ -68,6 +69,10 @@ pub fn p2p_bin() -> &'static Path {
             .status()
             .expect("run cargo build for the p2p binary");
         assert!(status.success(), "cargo build -p p2p failed");
+        eprintln!(
+            "p2p binary ready in {:?} (cargo build --profile {profile})",
+            started.elapsed()
+        );
         let bin = profile_dir.join(format!("p2p{}", std::env::consts::EXE_SUFFIX));
         assert!(bin.is_file(), "no p2p binary at {}", bin.display());
         bin
