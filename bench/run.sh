@@ -11,7 +11,8 @@
 # between timed runs (this machine's memory is slow when fresh pages are first written:
 # every tool gets the same rest); SINGLE_MIB (1024); SWARM_MIB (512); SWARMS ("8 4");
 # MEM_GIB ("1 4"); MEM_RUNS (1); BENCH_DIR (a fresh directory under /tmp);
-# CARGO_TARGET_DIR (target/); SKIP_BUILD=1 uses the binaries already built.
+# CARGO_TARGET_DIR (target/); SKIP_BUILD=1 uses the binaries already built; BIN_DIR takes
+# p2p and p2p-sim from elsewhere (implies SKIP_BUILD).
 set -euo pipefail
 
 RUNS=${RUNS:-3}
@@ -24,7 +25,7 @@ MEM_RUNS=${MEM_RUNS:-1}
 ONLY=${ONLY:-single,swarm,memory,sim}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET/release
+BIN=${BIN_DIR:-$TARGET/release}
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
@@ -36,8 +37,12 @@ mkdir -p "$T"
 chmod 755 "$T" # nginx workers run as another user
 PIDS=()
 cleanup() {
-    local pid
+    local pid child
     for pid in "${PIDS[@]}"; do
+        # Children first: /usr/bin/time does not pass signals on.
+        for child in $(pgrep -P "$pid" 2>/dev/null); do
+            kill -TERM "$child" 2>/dev/null || true
+        done
         kill -TERM "$pid" 2>/dev/null || true
     done
     sleep 0.3
@@ -462,7 +467,7 @@ EOF
 # ------------------------------------------------------------------ main
 
 need_tools
-if [[ -z ${SKIP_BUILD:-} ]]; then
+if [[ -z ${SKIP_BUILD:-}${BIN_DIR:-} ]]; then
     log "building release binaries"
     (cd "$ROOT" && cargo build --release -p p2p && { cargo build --release -p p2p-sim 2>/dev/null || true; })
 fi

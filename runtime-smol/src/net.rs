@@ -13,11 +13,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_net::{TcpListener, TcpStream};
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use p2p_core::{ConnId, FrameDecoder, Message};
 use smol::channel::{Receiver, Sender, TrySendError};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Timer, future};
+
+use crate::store;
 
 /// Messages queued for one connection's writer. The core bounds what it sends (pieces in
 /// flight per connection, requests in flight per peer), so a queue this long is only full
@@ -30,6 +32,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Smallest and largest read from a socket into the frame decoder's buffer.
 const READ_LEN_MIN: usize = 16 * 1024;
 const READ_LEN_MAX: usize = 256 * 1024;
+/// Frames this long or longer (pieces) are read into a pooled buffer of their own.
+const BULK_FRAME_MIN: usize = 64 * 1024;
 /// Small frames are gathered into one write up to this many bytes.
 const WRITE_BATCH_MAX: usize = 64 * 1024;
 /// After a machine closes a connection and its queue is written (a goodbye, an error),
@@ -297,6 +301,17 @@ where
                 Err(e) => return format!("protocol error: {e}"),
             }
         }
+        if let Some(len) = bulk_frame_len(&mut decoder) {
+            let message = match read_bulk_frame(&mut stream, decoder.buffer_mut(), len).await {
+                Ok(message) => message,
+                Err(why) => return why,
+            };
+            let event = NetEvent::new(conn, ConnEvent::Message(message));
+            if events.send(event.into()).await.is_err() {
+                return "machine gone".into();
+            }
+            continue;
+        }
         let want = decoder.wanted_len().clamp(READ_LEN_MIN, READ_LEN_MAX);
         let buf = decoder.buffer_mut();
         let filled = buf.len();
@@ -313,6 +328,41 @@ where
             }
         }
     }
+}
+
+/// The length of the frame under way when it is a bulk one (a block of data) that a
+/// pooled buffer takes, its prefix received and its body not yet whole.
+fn bulk_frame_len(decoder: &mut FrameDecoder) -> Option<usize> {
+    let buf = decoder.buffer_mut();
+    let prefix: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    let len = u32::from_be_bytes(prefix) as usize;
+    (BULK_FRAME_MIN..=store::POOL_BUF_LEN)
+        .contains(&len)
+        .then_some(len)
+}
+
+/// Reads the rest of a bulk frame of `len` bytes straight from the socket into a pooled
+/// buffer (no reallocation of the decoder's buffer, no copy but the bytes already
+/// buffered) and decodes it. `buf` is the decoder's buffer, holding the frame's prefix and
+/// first bytes: they are taken out of it.
+async fn read_bulk_frame(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    len: usize,
+) -> Result<Message, String> {
+    let mut frame = store::recv_pool().take(len).await;
+    buf.advance(4);
+    let have = buf.len().min(len);
+    frame.as_mut()[..have].copy_from_slice(&buf[..have]);
+    buf.advance(have);
+    if let Err(e) = stream.read_exact(&mut frame.as_mut()[have..]).await {
+        return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
+            "end of stream".into()
+        } else {
+            format!("read error: {e}")
+        });
+    }
+    Message::decode(frame.into_bytes()).map_err(|e| format!("protocol error: {e}"))
 }
 
 /// Writes queued messages until the queue is closed (`Ok`) or the socket fails. Pieces are

@@ -771,12 +771,7 @@ impl Driver {
         let events = self.events.clone();
         smol::spawn(async move {
             let result = smol::unblock(move || {
-                if !in_place {
-                    store::finalize(&content.file, &paths, force)?;
-                }
-                let sha256 = store::sha256_file(&paths.final_path)
-                    .map_err(|e| format!("cannot read {} back: {e}", paths.final_path.display()))?;
-                Ok((paths.final_path, sha256))
+                store::finalize_and_hash(&content.file, &paths, force, in_place)
             })
             .await;
             let _ = events.send(Event::Finalized { content_id, result }).await;

@@ -11,6 +11,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use p2p_core::ids::to_hex;
@@ -18,6 +19,7 @@ use p2p_core::manifest::Manifest;
 use p2p_core::peer::StoreOutcome;
 use p2p_core::{ChunkSet, ContentId, ManifestBuilder, Sha256Digest};
 use sha2::{Digest, Sha256};
+use smol::lock::{Semaphore, SemaphoreGuardArc};
 
 /// Bytes read at once when hashing a file.
 const HASH_READ_LEN: usize = 1024 * 1024;
@@ -120,13 +122,132 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
     Ok(to_hex(&hasher.finalize()))
 }
 
+// ------------------------------------------------------------------ buffers
+
+/// Bytes in one pooled buffer: a whole block (a `Piece` carries at most one) and the
+/// frame fields around it.
+pub const POOL_BUF_LEN: usize = p2p_core::wire::BLOCK_LEN_MAX as usize + 4096;
+/// Buffers for blocks read from disk to send: all connections of the process share them,
+/// so a seeder's memory does not grow with the number of peers it serves.
+const SEND_BUFFERS: usize = 8;
+/// Buffers for blocks received: a bulk frame is read from the socket straight into one,
+/// and it is reused once the block is stored.
+const RECV_BUFFERS: usize = 12;
+
+/// A fixed number of block-sized buffers, reused. A fresh buffer costs a page fault per
+/// 4 KiB the first time it is written (slow here, and glibc returns freed 1 MiB buffers to
+/// the OS, so every block paid it again), and a bound on buffers bounds the memory
+/// of a peer however many connections it has. Taking a buffer waits while all are in use.
+pub struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+    permits: Arc<Semaphore>,
+}
+
+/// A buffer from a [`BufferPool`], back in the pool when dropped (also when it has become
+/// a `Bytes` through [`PooledBuf::into_bytes`] and the last clone of that is dropped).
+pub struct PooledBuf {
+    vec: Vec<u8>,
+    len: usize,
+    /// `None` for a one-off buffer larger than the pool's.
+    home: Option<(Arc<BufferPool>, SemaphoreGuardArc)>,
+}
+
+impl BufferPool {
+    pub fn new(count: usize) -> Arc<BufferPool> {
+        Arc::new(BufferPool {
+            free: Mutex::new(Vec::with_capacity(count)),
+            permits: Arc::new(Semaphore::new(count)),
+        })
+    }
+
+    /// A buffer of `len` bytes (contents unspecified), once one is free.
+    pub async fn take(self: &Arc<Self>, len: usize) -> PooledBuf {
+        if len > POOL_BUF_LEN {
+            return PooledBuf {
+                vec: vec![0; len],
+                len,
+                home: None,
+            };
+        }
+        let permit = self.permits.acquire_arc().await;
+        self.with_permit(len, permit)
+    }
+
+    /// The same, blocking the thread while none is free (for the blocking pool).
+    pub fn take_blocking(self: &Arc<Self>, len: usize) -> PooledBuf {
+        if len > POOL_BUF_LEN {
+            return PooledBuf {
+                vec: vec![0; len],
+                len,
+                home: None,
+            };
+        }
+        let permit = self.permits.acquire_arc_blocking();
+        self.with_permit(len, permit)
+    }
+
+    fn with_permit(self: &Arc<Self>, len: usize, permit: SemaphoreGuardArc) -> PooledBuf {
+        let reused = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        PooledBuf {
+            vec: reused.unwrap_or_else(|| vec![0; POOL_BUF_LEN]),
+            len,
+            home: Some((Arc::clone(self), permit)),
+        }
+    }
+}
+
+impl PooledBuf {
+    /// The buffer as `Bytes`, without a copy.
+    pub fn into_bytes(self) -> Bytes {
+        Bytes::from_owner(self)
+    }
+}
+
+impl AsRef<[u8]> for PooledBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.vec[..self.len]
+    }
+}
+
+impl AsMut<[u8]> for PooledBuf {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.vec[..self.len]
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        if let Some((pool, _permit)) = self.home.take() {
+            let vec = std::mem::take(&mut self.vec);
+            pool.free
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(vec);
+            // The permit is released after the buffer is back, so a waiter finds it.
+        }
+    }
+}
+
+/// The pool blocks to send are read into.
+pub fn send_pool() -> &'static Arc<BufferPool> {
+    static POOL: OnceLock<Arc<BufferPool>> = OnceLock::new();
+    POOL.get_or_init(|| BufferPool::new(SEND_BUFFERS))
+}
+
+/// The pool received blocks are read into.
+pub fn recv_pool() -> &'static Arc<BufferPool> {
+    static POOL: OnceLock<Arc<BufferPool>> = OnceLock::new();
+    POOL.get_or_init(|| BufferPool::new(RECV_BUFFERS))
+}
+
 // ------------------------------------------------------------------ chunk I/O
 
-/// Reads `length` bytes at `offset` of the file.
+/// Reads `length` bytes at `offset` of the file, into a buffer of the send pool (waiting
+/// for one: this runs on the blocking pool).
 pub fn read_at(file: &File, offset: u64, length: u32) -> io::Result<Bytes> {
-    let mut buf = vec![0u8; length as usize];
-    file.read_exact_at(&mut buf, offset)?;
-    Ok(Bytes::from(buf))
+    let mut buf = send_pool().take_blocking(length as usize);
+    file.read_exact_at(buf.as_mut(), offset)?;
+    Ok(buf.into_bytes())
 }
 
 /// Hashes `data` and writes it at `offset` only if it matches `expected_hash`.
@@ -141,8 +262,42 @@ pub fn store_verified(
         return StoreOutcome::HashMismatch;
     }
     match file.write_all_at(data, offset) {
-        Ok(()) => StoreOutcome::Stored,
+        Ok(()) => {
+            written_back_early(file, data.len());
+            StoreOutcome::Stored
+        }
         Err(e) => StoreOutcome::Io(e.to_string()),
+    }
+}
+
+/// Bytes stored between two early write-backs.
+const EARLY_SYNC_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Starts writing stored chunks back to the disk while the download goes on (one
+/// `fdatasync` on a thread of its own every [`EARLY_SYNC_BYTES`], never two at once), so
+/// the sync before the final rename finds little left to write instead of the whole file.
+/// Only an optimisation: the final sync is what makes the file durable.
+fn written_back_early(file: &File, len: usize) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    static UNSYNCED: AtomicU64 = AtomicU64::new(0);
+    static SYNCING: AtomicBool = AtomicBool::new(false);
+    let unsynced = UNSYNCED.fetch_add(len as u64, Ordering::Relaxed) + len as u64;
+    if unsynced < EARLY_SYNC_BYTES || SYNCING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    UNSYNCED.store(0, Ordering::Relaxed);
+    let Ok(file) = file.try_clone() else {
+        SYNCING.store(false, Ordering::Release);
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("p2p-writeback".into())
+        .spawn(move || {
+            let _ = file.sync_data();
+            SYNCING.store(false, Ordering::Release);
+        });
+    if spawned.is_err() {
+        SYNCING.store(false, Ordering::Release);
     }
 }
 
@@ -372,6 +527,48 @@ pub fn finalize(file: &File, paths: &PartPaths, force: bool) -> Result<(), Strin
     }
     let _ = fs::remove_file(&paths.record);
     Ok(())
+}
+
+/// [`finalize`] (unless the file is already `in_place`) and the SHA-256 of the whole
+/// file, computed at the same time: the hash reads the file through `file` (the same inode
+/// before and after the rename) while the sync writes it back.
+pub fn finalize_and_hash(
+    file: &File,
+    paths: &PartPaths,
+    force: bool,
+    in_place: bool,
+) -> Result<(PathBuf, String), String> {
+    let (finalized, sha256) = std::thread::scope(|scope| {
+        let hasher = scope.spawn(|| sha256_of_open(file));
+        let finalized = if in_place {
+            Ok(())
+        } else {
+            finalize(file, paths, force)
+        };
+        let sha256 = hasher
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")));
+        (finalized, sha256)
+    });
+    finalized?;
+    let sha256 =
+        sha256.map_err(|e| format!("cannot read {} back: {e}", paths.final_path.display()))?;
+    Ok((paths.final_path.clone(), sha256))
+}
+
+/// SHA-256 of a whole open file, as lowercase hex, read positionally.
+fn sha256_of_open(file: &File) -> io::Result<String> {
+    let len = file.metadata()?.len();
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; HASH_READ_LEN];
+    let mut done = 0u64;
+    while done < len {
+        let take = (len - done).min(HASH_READ_LEN as u64) as usize;
+        file.read_exact_at(&mut buf[..take], done)?;
+        hasher.update(&buf[..take]);
+        done += take as u64;
+    }
+    Ok(to_hex(&hasher.finalize()))
 }
 
 // ------------------------------------------------------------------ resume record
