@@ -80,6 +80,16 @@ fn tracker_killed_mid_download_then_restarted_empty() {
                 .any(|p| p["listen_addr"] == seeder_addr.as_str()))
         .then_some(())
     });
+    // The getter saw the tracker go (its --json events stop once it seeds, so the
+    // reconnection shows at the tracker, above).
+    assert!(
+        getter
+            .json_lines()
+            .iter()
+            .any(|v| v["event"] == "tracker_lost"),
+        "no tracker_lost event\n{}",
+        getter.describe()
+    );
     let files = query_json(dir.path(), &swarm, "ls", tracker_addr).unwrap();
     let file = files
         .iter()
