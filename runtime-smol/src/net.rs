@@ -341,6 +341,23 @@ fn bulk_frame_len(decoder: &mut FrameDecoder) -> Option<usize> {
         .then_some(len)
 }
 
+/// Where a `Piece`'s data starts in its frame (after the length prefix): a received frame
+/// is placed so that its data is aligned for direct I/O.
+fn piece_data_offset() -> usize {
+    static OFFSET: OnceLock<usize> = OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        let piece = Message::Piece {
+            content_id: p2p_core::ContentId([0; 32]),
+            chunk_index: 0,
+            offset: 0,
+            data: bytes::Bytes::from_static(&[0; 16]),
+        };
+        piece
+            .split_bulk()
+            .map_or(0, |(header, _)| header.len().saturating_sub(4))
+    })
+}
+
 /// Reads the rest of a bulk frame of `len` bytes straight from the socket into a pooled
 /// buffer (no reallocation of the decoder's buffer, no copy but the bytes already
 /// buffered) and decodes it. `buf` is the decoder's buffer, holding the frame's prefix and
@@ -350,7 +367,9 @@ async fn read_bulk_frame(
     buf: &mut BytesMut,
     len: usize,
 ) -> Result<Message, String> {
-    let mut frame = store::recv_pool().take(len).await;
+    let mut frame = store::recv_pool()
+        .take_aligned(len, piece_data_offset())
+        .await;
     buf.advance(4);
     let have = buf.len().min(len);
     frame.as_mut()[..have].copy_from_slice(&buf[..have]);

@@ -147,6 +147,8 @@ pub struct BufferPool {
 /// a `Bytes` through [`PooledBuf::into_bytes`] and the last clone of that is dropped).
 pub struct PooledBuf {
     vec: Vec<u8>,
+    /// Where the buffer's bytes start in `vec` (see [`BufferPool::take_aligned`]).
+    start: usize,
     len: usize,
     /// `None` for a one-off buffer larger than the pool's.
     home: Option<(Arc<BufferPool>, SemaphoreGuardArc)>,
@@ -160,17 +162,23 @@ impl BufferPool {
         })
     }
 
-    /// A buffer of `len` bytes (contents unspecified), once one is free.
-    pub async fn take(self: &Arc<Self>, len: usize) -> PooledBuf {
+    /// A buffer of `len` bytes (contents unspecified), once one is free, placed so that
+    /// its byte `aligned_at` (at most [`DIRECT_ALIGN`]) sits at an address aligned for
+    /// direct I/O: the data of a received `Piece` frame can then be written with
+    /// `O_DIRECT` as it is.
+    pub async fn take_aligned(self: &Arc<Self>, len: usize, aligned_at: usize) -> PooledBuf {
         if len > POOL_BUF_LEN {
             return PooledBuf {
                 vec: vec![0; len],
+                start: 0,
                 len,
                 home: None,
             };
         }
         let permit = self.permits.acquire_arc().await;
-        self.with_permit(len, permit)
+        let mut buf = self.with_permit(len, permit);
+        buf.start = aligned_start(&buf.vec, aligned_at);
+        buf
     }
 
     /// The same, blocking the thread while none is free (for the blocking pool).
@@ -178,22 +186,34 @@ impl BufferPool {
         if len > POOL_BUF_LEN {
             return PooledBuf {
                 vec: vec![0; len],
+                start: 0,
                 len,
                 home: None,
             };
         }
         let permit = self.permits.acquire_arc_blocking();
-        self.with_permit(len, permit)
+        let mut buf = self.with_permit(len, permit);
+        buf.start = aligned_start(&buf.vec, 0);
+        buf
     }
 
     fn with_permit(self: &Arc<Self>, len: usize, permit: SemaphoreGuardArc) -> PooledBuf {
         let reused = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
         PooledBuf {
-            vec: reused.unwrap_or_else(|| vec![0; POOL_BUF_LEN]),
+            vec: reused.unwrap_or_else(|| vec![0; POOL_BUF_LEN + 2 * DIRECT_ALIGN]),
+            start: 0,
             len,
             home: Some((Arc::clone(self), permit)),
         }
     }
+}
+
+/// The offset in `vec` at which byte `aligned_at` of a buffer lands on a
+/// [`DIRECT_ALIGN`] boundary.
+fn aligned_start(vec: &[u8], aligned_at: usize) -> usize {
+    let aligned_at = aligned_at.min(DIRECT_ALIGN);
+    let first = vec.as_ptr().align_offset(DIRECT_ALIGN).min(DIRECT_ALIGN);
+    first + DIRECT_ALIGN - aligned_at
 }
 
 impl PooledBuf {
@@ -205,13 +225,13 @@ impl PooledBuf {
 
 impl AsRef<[u8]> for PooledBuf {
     fn as_ref(&self) -> &[u8] {
-        &self.vec[..self.len]
+        &self.vec[self.start..self.start + self.len]
     }
 }
 
 impl AsMut<[u8]> for PooledBuf {
     fn as_mut(&mut self) -> &mut [u8] {
-        &mut self.vec[..self.len]
+        &mut self.vec[self.start..self.start + self.len]
     }
 }
 
@@ -261,6 +281,9 @@ pub fn store_verified(
     if hash != *expected_hash {
         return StoreOutcome::HashMismatch;
     }
+    if write_direct(file, data, offset) {
+        return StoreOutcome::Stored;
+    }
     match file.write_all_at(data, offset) {
         Ok(()) => {
             written_back_early(file, data.len());
@@ -268,6 +291,57 @@ pub fn store_verified(
         }
         Err(e) => StoreOutcome::Io(e.to_string()),
     }
+}
+
+/// Alignment of address, offset and length that direct I/O asks for.
+pub const DIRECT_ALIGN: usize = 4096;
+
+#[cfg(target_os = "linux")]
+const O_DIRECT: i32 = if cfg!(any(target_arch = "aarch64", target_arch = "arm")) {
+    0o200000
+} else {
+    0o40000
+};
+
+/// A second handle on the file `file` is open on, with `O_DIRECT` (Linux: through
+/// `/proc/self/fd`). `None` where the system or file system has no direct I/O.
+#[cfg(target_os = "linux")]
+fn open_direct(file: &File, write: bool) -> Option<File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(O_DIRECT)
+        .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_direct(_file: &File, _write: bool) -> Option<File> {
+    None
+}
+
+fn is_direct_aligned(data: &[u8], offset: u64) -> bool {
+    data.as_ptr().align_offset(DIRECT_ALIGN) == 0
+        && offset.is_multiple_of(DIRECT_ALIGN as u64)
+        && data.len().is_multiple_of(DIRECT_ALIGN)
+        && !data.is_empty()
+}
+
+/// Writes `data` at `offset` with direct I/O when it is aligned for it: straight from the
+/// received buffer to the disk, without passing through (and filling) the page cache.
+/// Writing fresh page-cache pages is this machine's slowest memory operation (a buffered
+/// 1 GiB write: 155 MB/s; direct: 1.7 GB/s), and the download syncs the file at the end
+/// anyway. `false`: not written (unaligned, or no direct I/O here); write it buffered.
+fn write_direct(file: &File, data: &[u8], offset: u64) -> bool {
+    if !is_direct_aligned(data, offset) {
+        return false;
+    }
+    let Some(direct) = open_direct(file, true) else {
+        return false;
+    };
+    direct.write_all_at(data, offset).is_ok()
 }
 
 /// Bytes stored between two early write-backs.
@@ -556,8 +630,15 @@ pub fn finalize_and_hash(
     Ok((paths.final_path.clone(), sha256))
 }
 
-/// SHA-256 of a whole open file, as lowercase hex, read positionally.
+/// SHA-256 of a whole open file, as lowercase hex, read positionally: with direct I/O
+/// where it can (chunks were written that way, so they are not in the page cache, and
+/// reading them through it would fill it with fresh pages for nothing).
 fn sha256_of_open(file: &File) -> io::Result<String> {
+    if let Some(direct) = open_direct(file, false)
+        && let Ok(sha256) = sha256_direct(&direct)
+    {
+        return Ok(sha256);
+    }
     let len = file.metadata()?.len();
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; HASH_READ_LEN];
@@ -567,6 +648,28 @@ fn sha256_of_open(file: &File) -> io::Result<String> {
         file.read_exact_at(&mut buf[..take], done)?;
         hasher.update(&buf[..take]);
         done += take as u64;
+    }
+    Ok(to_hex(&hasher.finalize()))
+}
+
+fn sha256_direct(file: &File) -> io::Result<String> {
+    let len = file.metadata()?.len();
+    let mut hasher = Sha256::new();
+    let mut vec = vec![0u8; HASH_READ_LEN + 2 * DIRECT_ALIGN];
+    let start = aligned_start(&vec, 0);
+    let buf = &mut vec[start..start + HASH_READ_LEN];
+    let mut done = 0u64;
+    while done < len {
+        // Whole aligned blocks; the last read is short at the end of the file.
+        let n = file.read_at(buf, done)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        hasher.update(&buf[..n]);
+        done += n as u64;
+        if !n.is_multiple_of(DIRECT_ALIGN) && done < len {
+            return Err(io::Error::other("short direct read"));
+        }
     }
     Ok(to_hex(&hasher.finalize()))
 }
