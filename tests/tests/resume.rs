@@ -125,6 +125,11 @@ fn getter_killed_then_resumed() {
     assert_eq!(sha, sha256_hex(&data));
     assert_file_eq(&final_path, &data);
     assert!(!part_path.exists(), "the .part file is still there");
+    let names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["resume.bin"], "left beside the file: {names:?}");
 
     // "resuming: L of N chunks listed, V verified"
     let (listed, count, verified) = second.wait_stderr("the resume log line", |line| {
