@@ -52,6 +52,8 @@ pub struct PeerConfig {
     /// Chunk reads in flight plus pieces not yet written, per connection: bounds the bytes
     /// buffered for one requester to this many blocks.
     pub serve_blocks_in_flight_max: u32,
+    /// The same, over all connections together: bounds the bytes waiting in the uplink.
+    pub serve_blocks_in_flight_total_max: u32,
     /// Requests queued per connection; more are rejected.
     pub serve_queue_max: usize,
     /// How often a running download asks the tracker for more peers.
@@ -90,8 +92,9 @@ impl Default for PeerConfig {
             connection_idle_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             connections_max: 128,
-            sources_per_download: 24,
-            serve_blocks_in_flight_max: 8,
+            sources_per_download: 48,
+            serve_blocks_in_flight_max: 4,
+            serve_blocks_in_flight_total_max: 4,
             serve_queue_max: 512,
             locate_interval: Duration::from_secs(3),
             locate_interval_min: Duration::from_millis(250),
@@ -298,6 +301,12 @@ struct Held {
     chunks: ChunkSet,
 }
 
+impl Held {
+    fn new(manifest: Manifest, chunks: ChunkSet) -> Held {
+        Held { manifest, chunks }
+    }
+}
+
 /// What a read or store token stands for.
 #[derive(Clone, Copy, Debug)]
 enum Pending {
@@ -339,6 +348,10 @@ pub struct Peer {
     haves_flush_at: Option<Instant>,
     uploaded_bytes: u64,
     downloaded_bytes: u64,
+    /// Blocks being read or written out, over all connections.
+    serve_blocks_in_flight_total: u32,
+    /// The connection served last: serving goes round the connections from there.
+    serve_cursor: ConnId,
     /// The latest `now` given to the machine, for deadlines set deep inside helpers.
     now_hint: Instant,
     /// Cooperative origin downloads, as fetcher and as helper.
@@ -373,6 +386,8 @@ impl Peer {
             uploaded_bytes: 0,
             downloaded_bytes: 0,
             now_hint: now,
+            serve_blocks_in_flight_total: 0,
+            serve_cursor: ConnId(0),
             coop: Coop::default(),
             origins: BTreeMap::new(),
             next_helper_scan_at: now,
@@ -478,7 +493,7 @@ impl Peer {
     pub fn publish(&mut self, now: Instant, manifest: Manifest) {
         let content_id = manifest.content_id();
         let chunks = ChunkSet::full(manifest.chunk_count());
-        self.held.insert(content_id, Held { manifest, chunks });
+        self.held.insert(content_id, Held::new(manifest, chunks));
         self.announce(content_id);
         self.pump(now);
     }
@@ -570,13 +585,7 @@ impl Peer {
         };
         let seed = self.rng.random();
         download.activate(self.config.scheduler.clone(), have.clone(), seed);
-        self.held.insert(
-            content_id,
-            Held {
-                manifest,
-                chunks: have,
-            },
-        );
+        self.held.insert(content_id, Held::new(manifest, have));
         self.announce(content_id);
         // Peers that asked before we knew the file got `NotFound`: they get our bitfield
         // now, and our haves from here on.
@@ -692,10 +701,13 @@ impl Peer {
 
     /// The driver wrote a `Piece` we sent on `conn` to the socket: room for another read.
     pub fn handle_sent(&mut self, now: Instant, conn: ConnId) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.serve_blocks_in_flight = c.serve_blocks_in_flight.saturating_sub(1);
-            self.pump_serving(conn);
+        if let Some(c) = self.conns.get_mut(&conn)
+            && c.serve_blocks_in_flight > 0
+        {
+            c.serve_blocks_in_flight -= 1;
+            self.serve_blocks_in_flight_total = self.serve_blocks_in_flight_total.saturating_sub(1);
         }
+        self.pump_serving();
         let _ = now;
     }
 
@@ -722,7 +734,11 @@ impl Peer {
                 );
             }
             _ => {
-                c.serve_blocks_in_flight = c.serve_blocks_in_flight.saturating_sub(1);
+                if c.serve_blocks_in_flight > 0 {
+                    c.serve_blocks_in_flight -= 1;
+                    self.serve_blocks_in_flight_total =
+                        self.serve_blocks_in_flight_total.saturating_sub(1);
+                }
                 self.send(
                     conn,
                     Message::Reject {
@@ -732,7 +748,7 @@ impl Peer {
                         length: request.length,
                     },
                 );
-                self.pump_serving(conn);
+                self.pump_serving();
             }
         }
         let _ = now;
@@ -1265,10 +1281,12 @@ impl Peer {
                 ..
             } => {
                 if let Some(download) = self.downloads.get_mut(&content_id) {
-                    download.abandon_chunk(chunk_index, remote);
+                    let pending = download.abandon_chunk(chunk_index, remote);
                     if let Some(s) = &mut download.scheduler {
                         s.on_rejected(remote, chunk_index);
                     }
+                    // The other blocks of that chunk are not wanted from this peer now.
+                    self.send_cancels(remote, content_id, chunk_index, &pending);
                 }
             }
             Message::Ping { nonce } => self.send(conn, Message::Pong { nonce }),
@@ -1404,22 +1422,37 @@ impl Peer {
             return;
         }
         c.serve_queue.push_back(request);
-        self.pump_serving(conn);
+        self.pump_serving();
     }
 
-    /// Issues reads for queued requests while the connection has room.
-    fn pump_serving(&mut self, conn: ConnId) {
-        loop {
+    /// Issues reads for queued requests, one block at a time round the connections, while
+    /// the uplink has room. Few blocks in the uplink at once means each one goes out at
+    /// full speed and reaches its requester early, who can then serve it on; many at once
+    /// would share the uplink and all arrive late together.
+    fn pump_serving(&mut self) {
+        while self.serve_blocks_in_flight_total < self.config.serve_blocks_in_flight_total_max {
+            let per_conn_max = self.config.serve_blocks_in_flight_max;
+            let ready =
+                |c: &PeerConn| !c.serve_queue.is_empty() && c.serve_blocks_in_flight < per_conn_max;
+            let cursor = self.serve_cursor;
+            let next = self
+                .conns
+                .range(ConnId(cursor.0 + 1)..)
+                .chain(self.conns.range(..=cursor))
+                .find(|(_, c)| ready(c))
+                .map(|(id, _)| *id);
+            let Some(conn) = next else {
+                return;
+            };
+            self.serve_cursor = conn;
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
-            if c.serve_blocks_in_flight >= self.config.serve_blocks_in_flight_max {
-                return;
-            }
             let Some(request) = c.serve_queue.pop_front() else {
                 return;
             };
             c.serve_blocks_in_flight += 1;
+            self.serve_blocks_in_flight_total += 1;
             let token = self.next_token();
             self.pending.insert(token, Pending::Read { conn, request });
             self.actions.push_back(PeerAction::ReadChunk {
@@ -1570,11 +1603,13 @@ impl Peer {
             }
             // Whether some needed chunk has no source: checked on timers, not on every
             // message, since it scans the whole file.
+            let mut resync = false;
             if let Some(s) = &download.scheduler {
                 if s.missing_without_source().is_empty() {
                     download.stalled_since = None;
                 } else {
                     download.stalled_since.get_or_insert(now);
+                    resync = true;
                 }
             }
             let locate_due = now >= download.next_locate_at;
@@ -1595,9 +1630,27 @@ impl Peer {
                 self.ask_tracker_about(content_id);
                 self.connect_candidates(now, content_id);
             }
+            if resync {
+                self.resync_bitfields(content_id);
+            }
             if stalled_out {
                 self.give_up(content_id);
             }
+        }
+    }
+
+    /// Some needed chunk has no known source: what peers told us may be stale (a rejected
+    /// request counts as "does not have"), so ask every connected peer for its bitfield
+    /// again.
+    fn resync_bitfields(&mut self, content_id: ContentId) {
+        let conns: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.state == ConnState::Ready && c.our_interests.contains(&content_id))
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in conns {
+            self.send(conn, Message::Interested { content_id });
         }
     }
 
@@ -1859,6 +1912,10 @@ impl Peer {
             return;
         };
         self.coop_conn_closed(conn, c.remote);
+        // Its blocks in flight will never be reported sent.
+        self.serve_blocks_in_flight_total = self
+            .serve_blocks_in_flight_total
+            .saturating_sub(c.serve_blocks_in_flight);
         self.pending
             .retain(|_, p| !matches!(p, Pending::Read { conn: c2, .. } if *c2 == conn));
         let Some(remote) = c.remote else {
