@@ -168,10 +168,7 @@ fn serving_is_bounded_per_connection() {
         .into_iter()
         .filter(|a| matches!(a, PeerAction::ReadChunk { .. }))
         .count();
-    assert_eq!(
-        reads, max,
-        "reads in flight must stop at the cap"
-    );
+    assert_eq!(reads, max, "reads in flight must stop at the cap");
 }
 
 #[test]
