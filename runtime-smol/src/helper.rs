@@ -4,8 +4,6 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use indicatif::HumanBytes;
-
 use crate::peer_task::{self, PeerOptions};
 use crate::signals::StopSignals;
 
@@ -31,10 +29,7 @@ pub async fn run(
         "helping swarm '{swarm}' on {addr}, tracker {tracker}, {origin_connections} origin connection(s); Ctrl-C to stop"
     );
     let stop = signals.next().await;
-    let stats = peer.shutdown().await;
-    eprintln!(
-        "stopped; handed {} to fetchers",
-        HumanBytes(stats.uploaded_bytes)
-    );
+    peer.shutdown().await;
+    eprintln!("stopped");
     Ok(stop.exit_code())
 }

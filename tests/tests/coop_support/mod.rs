@@ -5,10 +5,10 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,29 +16,9 @@ use tiny_http::{Header, Method, Response, Server, StatusCode};
 
 // ------------------------------------------------------------------ the p2p binary
 
-/// The `p2p` binary of this build profile, built once per test process.
+/// The `p2p` binary (the e2e harness builds it once per test process; `P2P_BIN` overrides).
 pub fn p2p_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // target/<profile>/deps/<test> → target/<profile>/p2p
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .args(["build", "-q", "-p", "p2p", "--bin", "p2p"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap());
-        if release {
-            build.arg("--release");
-        }
-        let status = build.status().expect("cannot run cargo build");
-        assert!(status.success(), "cargo build -p p2p failed");
-        let bin = profile_dir.join("p2p");
-        assert!(bin.exists(), "{} missing after the build", bin.display());
-        bin
-    })
+    p2p_tests::p2p_bin()
 }
 
 /// A child process killed (and reaped) when dropped.
