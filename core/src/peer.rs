@@ -1757,7 +1757,8 @@ impl Peer {
     }
 
     fn ban(&mut self, content_id: ContentId, peer: PeerId, chunk_index: u32) {
-        self.banned.entry(content_id).or_default().insert(peer);
+        // Several bad chunks from one peer may be in flight: one ban, one notice.
+        let newly_banned = self.banned.entry(content_id).or_default().insert(peer);
         if let Some(download) = self.downloads.get_mut(&content_id) {
             download.abandon_peer(peer);
             download.candidates.remove(&peer);
@@ -1771,11 +1772,13 @@ impl Peer {
             .and_then(|c| self.conns.get(c))
             .map(|c| c.addr.clone())
             .unwrap_or_default();
-        self.notify(PeerNotice::PeerBanned {
-            content_id,
-            peer_id: peer,
-            addr,
-        });
+        if newly_banned {
+            self.notify(PeerNotice::PeerBanned {
+                content_id,
+                peer_id: peer,
+                addr,
+            });
+        }
     }
 
     fn check_complete(&mut self, content_id: ContentId) {
