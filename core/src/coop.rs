@@ -261,12 +261,16 @@ impl Peer {
                 job.slots_busy = job.slots_busy.saturating_sub(1);
                 let conn = job.fetcher_conn;
                 let message = match result {
-                    Ok(data) => Message::DeliverRange {
-                        job_id,
-                        range_index,
-                        offset,
-                        data,
-                    },
+                    Ok(data) => {
+                        // Bytes handed to another peer count as uploaded, like pieces.
+                        self.uploaded_bytes += data.len() as u64;
+                        Message::DeliverRange {
+                            job_id,
+                            range_index,
+                            offset,
+                            data,
+                        }
+                    }
                     Err(error) => Message::RangeFailed {
                         job_id,
                         range_index,

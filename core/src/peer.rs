@@ -346,7 +346,7 @@ pub struct Peer {
     /// Chunks gained and not yet told to the tracker.
     unsent_haves: BTreeMap<ContentId, Vec<u32>>,
     haves_flush_at: Option<Instant>,
-    uploaded_bytes: u64,
+    pub(crate) uploaded_bytes: u64,
     downloaded_bytes: u64,
     /// Blocks being read or written out, over all connections.
     serve_blocks_in_flight_total: u32,
