@@ -1198,11 +1198,16 @@ impl Peer {
                     },
                     None => Message::NotFound { content_id },
                 };
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.remote_interests.insert(content_id);
-                }
+                let first_time = self
+                    .conns
+                    .get_mut(&conn)
+                    .is_some_and(|c| c.remote_interests.insert(content_id));
                 self.send(conn, reply);
-                self.exchange_peers(conn, remote, content_id);
+                // Peers are named once per connection; a repeated `Interested` (a bitfield
+                // resync) only wants the bitfield.
+                if first_time {
+                    self.exchange_peers(conn, remote, content_id);
+                }
             }
             Message::GetManifest { content_id } => {
                 let reply = match self.held.get(&content_id) {
