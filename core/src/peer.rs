@@ -590,14 +590,7 @@ impl Peer {
         // Peers that asked before we knew the file got `NotFound`: they get our bitfield
         // now, and our haves from here on.
         let chunks = self.held.get(&content_id).map(|h| h.chunks.clone());
-        let waiting: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| {
-                c.state == ConnState::Ready && c.remote_interests.contains(&content_id)
-            })
-            .map(|(id, _)| *id)
-            .collect();
+        let waiting = self.conns_wanting(content_id);
         if let Some(chunks) = chunks {
             for conn in waiting {
                 let bitfield = Message::Bitfield {
@@ -1014,6 +1007,17 @@ impl Peer {
         let id = ConnId(self.next_conn_id);
         self.next_conn_id += 1;
         id
+    }
+
+    /// Ready connections whose remote said it wants `content_id`.
+    fn conns_wanting(&self, content_id: ContentId) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| {
+                c.state == ConnState::Ready && c.remote_interests.contains(&content_id)
+            })
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     pub(crate) fn ready_conns(&self) -> impl Iterator<Item = ConnId> + '_ {
@@ -1726,14 +1730,7 @@ impl Peer {
         }
         // Serve it at once: every peer that wants this content hears of it now; the
         // tracker hears in a batch.
-        let interested: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| {
-                c.state == ConnState::Ready && c.remote_interests.contains(&content_id)
-            })
-            .map(|(id, _)| *id)
-            .collect();
+        let interested = self.conns_wanting(content_id);
         for conn in interested {
             self.send(
                 conn,

@@ -34,6 +34,18 @@ struct Node {
     fetched: Vec<u8>,
 }
 
+impl Node {
+    fn new(machine: Machine) -> Node {
+        Node {
+            machine,
+            disk: BTreeMap::new(),
+            notices: Vec::new(),
+            corrupt: false,
+            fetched: Vec::new(),
+        }
+    }
+}
+
 /// Carries frames between nodes; every delivery and timer runs at the virtual `now`.
 struct World {
     now: Instant,
@@ -77,20 +89,7 @@ impl World {
             origin_bytes_served: 0,
             origin_replies: BTreeMap::new(),
         };
-        let tracker = Tracker::new(TrackerConfig {
-            peer_timeout: Duration::from_secs(5),
-            ..TrackerConfig::default()
-        });
-        world.nodes.insert(
-            TRACKER.into(),
-            Node {
-                machine: Machine::Tracker(Box::new(tracker)),
-                disk: BTreeMap::new(),
-                notices: Vec::new(),
-                corrupt: false,
-                fetched: Vec::new(),
-            },
-        );
+        world.restart_tracker();
         world
     }
 
@@ -104,16 +103,8 @@ impl World {
             ..PeerConfig::default()
         };
         let peer = Peer::new(config, self.now);
-        self.nodes.insert(
-            addr.into(),
-            Node {
-                machine: Machine::Peer(Box::new(peer)),
-                disk: BTreeMap::new(),
-                notices: Vec::new(),
-                corrupt: false,
-                fetched: Vec::new(),
-            },
-        );
+        self.nodes
+            .insert(addr.into(), Node::new(Machine::Peer(Box::new(peer))));
     }
 
     fn peer(&mut self, addr: &str) -> &mut Peer {
@@ -597,13 +588,7 @@ impl World {
         });
         self.nodes.insert(
             TRACKER.into(),
-            Node {
-                machine: Machine::Tracker(Box::new(tracker)),
-                disk: BTreeMap::new(),
-                notices: Vec::new(),
-                corrupt: false,
-                fetched: Vec::new(),
-            },
+            Node::new(Machine::Tracker(Box::new(tracker))),
         );
     }
 
