@@ -299,11 +299,30 @@ enum TrackerState {
 struct Held {
     manifest: Manifest,
     chunks: ChunkSet,
+    /// How many times this peer has started sending each chunk: serving prefers the chunks
+    /// it has sent least, so a seeder hands out every chunk once before any twice.
+    times_served: Vec<u32>,
 }
 
 impl Held {
     fn new(manifest: Manifest, chunks: ChunkSet) -> Held {
-        Held { manifest, chunks }
+        let times_served = vec![0; chunks.len() as usize];
+        Held {
+            manifest,
+            chunks,
+            times_served,
+        }
+    }
+
+    /// Serving order of a request: lower goes first. The rest of a chunk already begun
+    /// comes before any new chunk.
+    fn serve_rank(&self, request: &ServeRequest) -> u32 {
+        if request.offset > 0 {
+            return 0;
+        }
+        self.times_served
+            .get(request.chunk_index as usize)
+            .map_or(0, |&n| n.saturating_add(1))
     }
 }
 
@@ -1415,10 +1434,21 @@ impl Peer {
                 && request.length <= BLOCK_LEN_MAX
                 && u64::from(request.offset) + u64::from(request.length) <= u64::from(chunk_len)
         });
+        // A chunk this peer already sent can come from whoever got it; while requests for
+        // chunks it has not sent wait, it turns the repeat away so the requester asks
+        // elsewhere and its request slot here goes to something only this peer may have.
+        let repeat = valid
+            && self
+                .held
+                .get(&request.content_id)
+                .is_some_and(|held| held.serve_rank(&request) > 1)
+            && self
+                .best_queued(false)
+                .is_some_and(|(rank, _, _)| rank <= 1);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if !valid || c.serve_queue.len() >= self.config.serve_queue_max {
+        if !valid || repeat || c.serve_queue.len() >= self.config.serve_queue_max {
             self.send(
                 conn,
                 Message::Reject {
@@ -1434,32 +1464,31 @@ impl Peer {
         self.pump_serving();
     }
 
-    /// Issues reads for queued requests, one block at a time round the connections, while
-    /// the uplink has room. Few blocks in the uplink at once means each one goes out at
-    /// full speed and reaches its requester early, who can then serve it on; many at once
-    /// would share the uplink and all arrive late together.
+    /// Issues reads for queued requests, one block at a time, while the uplink has room.
+    /// Few blocks in the uplink at once means each one goes out at full speed and reaches
+    /// its requester early, who can then serve it on; many at once would share the uplink
+    /// and all arrive late together. The next block is the queued one whose chunk this peer
+    /// has sent least (see [`Held::serve_rank`]), ties going round the connections: requests
+    /// for a chunk already handed out wait behind fresh ones, since the swarm can supply the
+    /// former from elsewhere and only this peer may have the latter.
     fn pump_serving(&mut self) {
         while self.serve_blocks_in_flight_total < self.config.serve_blocks_in_flight_total_max {
-            let per_conn_max = self.config.serve_blocks_in_flight_max;
-            let ready =
-                |c: &PeerConn| !c.serve_queue.is_empty() && c.serve_blocks_in_flight < per_conn_max;
-            let cursor = self.serve_cursor;
-            let next = self
-                .conns
-                .range(ConnId(cursor.0 + 1)..)
-                .chain(self.conns.range(..=cursor))
-                .find(|(_, c)| ready(c))
-                .map(|(id, _)| *id);
-            let Some(conn) = next else {
+            let Some((conn, position)) = self.next_to_serve() else {
                 return;
             };
             self.serve_cursor = conn;
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
-            let Some(request) = c.serve_queue.pop_front() else {
+            let Some(request) = c.serve_queue.remove(position) else {
                 return;
             };
+            if request.offset == 0
+                && let Some(held) = self.held.get_mut(&request.content_id)
+                && let Some(n) = held.times_served.get_mut(request.chunk_index as usize)
+            {
+                *n = n.saturating_add(1);
+            }
             c.serve_blocks_in_flight += 1;
             self.serve_blocks_in_flight_total += 1;
             let token = self.next_token();
@@ -1472,6 +1501,47 @@ impl Peer {
                 length: request.length,
             });
         }
+    }
+
+    /// The connection and queue position of the request to serve next.
+    fn next_to_serve(&self) -> Option<(ConnId, usize)> {
+        self.best_queued(true)
+            .map(|(_, id, position)| (id, position))
+    }
+
+    /// The best-ranked queued request (rank, connection, queue position), going round the
+    /// connections from the last one served; with `ready_only`, only on connections that
+    /// may take another block now.
+    fn best_queued(&self, ready_only: bool) -> Option<(u32, ConnId, usize)> {
+        // Only the head of each queue is ranked beyond this: bounds the work per block
+        // whatever a requester queues.
+        const RANKED_PER_QUEUE: usize = 32;
+        let per_conn_max = self.config.serve_blocks_in_flight_max;
+        let cursor = self.serve_cursor;
+        let mut best: Option<(u32, ConnId, usize)> = None;
+        let round = self
+            .conns
+            .range(ConnId(cursor.0 + 1)..)
+            .chain(self.conns.range(..=cursor));
+        for (&id, c) in round {
+            if ready_only && c.serve_blocks_in_flight >= per_conn_max {
+                continue;
+            }
+            for (position, request) in c.serve_queue.iter().take(RANKED_PER_QUEUE).enumerate() {
+                let rank = self
+                    .held
+                    .get(&request.content_id)
+                    .map_or(0, |held| held.serve_rank(request));
+                if best.is_none_or(|(b, _, _)| rank < b) {
+                    best = Some((rank, id, position));
+                    if rank <= 1 {
+                        // Nothing beats a new chunk never sent or the rest of one begun.
+                        return best;
+                    }
+                }
+            }
+        }
+        best
     }
 
     #[allow(clippy::too_many_arguments)]
