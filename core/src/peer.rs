@@ -1434,17 +1434,10 @@ impl Peer {
                 && request.length <= BLOCK_LEN_MAX
                 && u64::from(request.offset) + u64::from(request.length) <= u64::from(chunk_len)
         });
-        // A chunk this peer already sent can come from whoever got it; while requests for
-        // chunks it has not sent wait, it turns the repeat away so the requester asks
-        // elsewhere and its request slot here goes to something only this peer may have.
-        let repeat = valid
-            && self
-                .held
-                .get(&request.content_id)
-                .is_some_and(|held| held.serve_rank(&request) > 1)
-            && self
-                .best_queued(false)
-                .is_some_and(|(rank, _, _)| rank <= 1);
+        // A chunk this peer already sent can come from whoever got it: while anything else
+        // waits here, the repeat is turned away, so the requester asks another holder and
+        // this peer's uplink goes to what only it may have (see `pump_serving`).
+        let repeat = valid && self.is_repeat(&request) && self.serve_queued_total() > 0;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -1468,14 +1461,14 @@ impl Peer {
     /// Few blocks in the uplink at once means each one goes out at full speed and reaches
     /// its requester early, who can then serve it on; many at once would share the uplink
     /// and all arrive late together. The next block is the queued one whose chunk this peer
-    /// has sent least (see [`Held::serve_rank`]), ties going round the connections: requests
-    /// for a chunk already handed out wait behind fresh ones, since the swarm can supply the
-    /// former from elsewhere and only this peer may have the latter.
+    /// has sent least (see [`Held::serve_rank`]), ties going round the connections, so a
+    /// seeder hands every chunk out once before any twice.
     fn pump_serving(&mut self) {
         while self.serve_blocks_in_flight_total < self.config.serve_blocks_in_flight_total_max {
-            let Some((conn, position)) = self.next_to_serve() else {
+            let Some((rank, conn, position)) = self.best_queued() else {
                 return;
             };
+            let others_wait = self.serve_queued_total() > 1;
             self.serve_cursor = conn;
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
@@ -1483,6 +1476,21 @@ impl Peer {
             let Some(request) = c.serve_queue.remove(position) else {
                 return;
             };
+            if rank > 1 && others_wait {
+                // Only repeats are left: serving them one at a time to whoever asked last
+                // and turning the others away makes every chunk spread from each new
+                // holder at once, instead of from this peer to a queue of everyone.
+                self.send(
+                    conn,
+                    Message::Reject {
+                        content_id: request.content_id,
+                        chunk_index: request.chunk_index,
+                        offset: request.offset,
+                        length: request.length,
+                    },
+                );
+                continue;
+            }
             if request.offset == 0
                 && let Some(held) = self.held.get_mut(&request.content_id)
                 && let Some(n) = held.times_served.get_mut(request.chunk_index as usize)
@@ -1503,16 +1511,22 @@ impl Peer {
         }
     }
 
-    /// The connection and queue position of the request to serve next.
-    fn next_to_serve(&self) -> Option<(ConnId, usize)> {
-        self.best_queued(true)
-            .map(|(_, id, position)| (id, position))
+    /// Requests waiting to be served, over all connections.
+    fn serve_queued_total(&self) -> usize {
+        self.conns.values().map(|c| c.serve_queue.len()).sum()
     }
 
-    /// The best-ranked queued request (rank, connection, queue position), going round the
-    /// connections from the last one served; with `ready_only`, only on connections that
-    /// may take another block now.
-    fn best_queued(&self, ready_only: bool) -> Option<(u32, ConnId, usize)> {
+    /// Whether `request` starts a chunk this peer has sent before.
+    fn is_repeat(&self, request: &ServeRequest) -> bool {
+        self.held
+            .get(&request.content_id)
+            .is_some_and(|held| held.serve_rank(request) > 1)
+    }
+
+    /// The best-ranked queued request (rank, connection, queue position) on a connection
+    /// that may take another block now, going round the connections from the last one
+    /// served.
+    fn best_queued(&self) -> Option<(u32, ConnId, usize)> {
         // Only the head of each queue is ranked beyond this: bounds the work per block
         // whatever a requester queues.
         const RANKED_PER_QUEUE: usize = 32;
@@ -1524,7 +1538,7 @@ impl Peer {
             .range(ConnId(cursor.0 + 1)..)
             .chain(self.conns.range(..=cursor));
         for (&id, c) in round {
-            if ready_only && c.serve_blocks_in_flight >= per_conn_max {
+            if c.serve_blocks_in_flight >= per_conn_max {
                 continue;
             }
             for (position, request) in c.serve_queue.iter().take(RANKED_PER_QUEUE).enumerate() {

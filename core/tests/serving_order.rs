@@ -1,5 +1,7 @@
 //! Which queued request a peer serves next: chunks it has never sent go before chunks it
-//! already handed out, so a seeder gives every chunk to the swarm once before any twice.
+//! already handed out, so a seeder gives every chunk to the swarm once before any twice; and
+//! a repeat is served only when nothing else waits, the rest being turned away to ask the
+//! peers that already got the chunk.
 
 use bytes::Bytes;
 use p2p_core::peer::{Peer, PeerAction, PeerConfig};
@@ -156,4 +158,29 @@ fn a_queued_repeat_waits_behind_fresh_chunks() {
         served.extend(next.iter().map(|r| r.1));
     }
     assert_eq!(served, vec![slots, slots + 1, 0]);
+}
+
+#[test]
+fn repeats_left_in_the_queue_are_served_one_at_a_time() {
+    let (mut p, m) = seeder();
+    let a = connect(&mut p, 2);
+    let slots = PeerConfig::default().serve_blocks_in_flight_total_max;
+    for chunk in 0..slots {
+        request(&mut p, &m, a, chunk);
+    }
+    let (reads, _) = reads_and_rejects(&drain(&mut p));
+    // Three peers queue the same chunk while it is still fresh.
+    let waiting: Vec<ConnId> = (3..6).map(|id| connect(&mut p, id)).collect();
+    for &conn in &waiting {
+        request(&mut p, &m, conn, slots);
+    }
+    assert!(reads_and_rejects(&drain(&mut p)).1.is_empty());
+    // The first goes out; the two left are now repeats: the one reached while the other
+    // waits is turned away (its requester will get the chunk from the first), and the
+    // last one is served.
+    let (first, _) = reads_and_rejects(&finish(&mut p, reads[0].0, a));
+    assert_eq!(first.iter().map(|r| r.1).collect::<Vec<_>>(), vec![slots]);
+    let (second, rejected) = reads_and_rejects(&finish(&mut p, reads[1].0, a));
+    assert_eq!(rejected, vec![slots]);
+    assert_eq!(second.iter().map(|r| r.1).collect::<Vec<_>>(), vec![slots]);
 }
