@@ -67,6 +67,16 @@ pub fn describe(message: &Message) -> String {
     }
 }
 
+/// The message's variant name (`Have`, `Piece`, ...), for the per-kind counts.
+pub fn message_name(message: &Message) -> String {
+    let mut name = format!("{message:?}");
+    let end = name
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(name.len());
+    name.truncate(end);
+    name
+}
+
 /// The message's wire kind byte and its exact encoded size, from the real encoding. A bulk
 /// message's data is not copied: only its header is encoded.
 pub fn wire_facts(message: &Message) -> (u8, u64) {

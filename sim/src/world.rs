@@ -24,7 +24,7 @@ use crate::link::Link;
 use crate::network::{Conn, End, FIN_SIZE_BYTES, Packet};
 use crate::scenario::SimConfig;
 use crate::storage::{Disk, SourceFile, StoreVerdict, verify};
-use crate::trace::{Digest, describe, wire_facts};
+use crate::trace::{Digest, describe, message_name, wire_facts};
 
 /// Node 0 is the tracker, node 1 the seeder, the rest downloading peers.
 pub const TRACKER_NODE: usize = 0;
@@ -241,10 +241,63 @@ pub(crate) enum Event {
     },
 }
 
+impl Event {
+    /// Index into [`EVENT_KIND_NAMES`].
+    fn kind(&self) -> usize {
+        match self {
+            Event::Wake { .. } => 0,
+            Event::LinkDone { .. } => 2,
+            Event::Arrive { .. } => 4,
+            Event::Syn { .. } => 5,
+            Event::SynAck { .. } => 6,
+            Event::ConnectFailed { .. } => 7,
+            Event::Broken { .. } => 8,
+            Event::DiskRead { .. } => 9,
+            Event::DiskStore { .. } => 10,
+            Event::Prepared { .. } => 11,
+            Event::Join { .. } => 12,
+            Event::Fault(_) => 13,
+            Event::Depart { .. } => 14,
+            Event::Heal => 15,
+            Event::CheckTick => 16,
+            Event::RecoveryCheck { .. } => 17,
+        }
+    }
+}
+
+/// Names of the event kinds counted in [`Stats::events_by_kind`]; a `-stale` kind is an
+/// event superseded before it came due (a timer re-armed, a link re-planned), dropped unseen.
+pub const EVENT_KIND_NAMES: [&str; 18] = [
+    "wake",
+    "wake-stale",
+    "link-done",
+    "link-done-stale",
+    "arrive",
+    "syn",
+    "syn-ack",
+    "connect-failed",
+    "broken",
+    "disk-read",
+    "disk-store",
+    "prepared",
+    "join",
+    "fault",
+    "depart",
+    "heal",
+    "check-tick",
+    "recovery-check",
+];
+const WAKE_STALE: usize = 1;
+const LINK_DONE_STALE: usize = 3;
+
 /// Counters for the report.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
     pub events: u64,
+    /// Events popped, per kind (see [`EVENT_KIND_NAMES`]).
+    pub events_by_kind: [u64; EVENT_KIND_NAMES.len()],
+    /// Messages sent, per wire kind byte, with the message's name.
+    pub messages_by_kind: BTreeMap<u8, (String, u64)>,
     pub messages_sent: u64,
     pub bytes_sent: u64,
     pub pieces_sent: u64,
@@ -253,6 +306,43 @@ pub struct Stats {
     pub crashes: u64,
     pub tracker_restarts: u64,
     pub connections_opened: u64,
+}
+
+impl Stats {
+    /// The event just counted as its live kind turned out stale: count it as `stale`.
+    fn count_stale(&mut self, stale: usize) {
+        self.events_by_kind[stale - 1] -= 1;
+        self.events_by_kind[stale] += 1;
+    }
+
+    /// Events and messages per kind, one `name=count` list each, biggest first.
+    pub fn kinds_summary(&self) -> String {
+        let mut events: Vec<(&str, u64)> = EVENT_KIND_NAMES
+            .iter()
+            .copied()
+            .zip(self.events_by_kind)
+            .filter(|&(_, n)| n > 0)
+            .collect();
+        events.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+        let mut messages: Vec<(&str, u64)> = self
+            .messages_by_kind
+            .values()
+            .map(|(name, n)| (name.as_str(), *n))
+            .collect();
+        messages.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+        let list = |items: Vec<(&str, u64)>| {
+            items
+                .iter()
+                .map(|(name, n)| format!("{name}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        format!(
+            "events by kind: {}\nmessages by kind: {}",
+            list(events),
+            list(messages)
+        )
+    }
 }
 
 pub struct World {
@@ -437,6 +527,7 @@ impl World {
                 break;
             };
             self.stats.events += 1;
+            self.stats.events_by_kind[event.kind()] += 1;
             if self.stats.events > EVENTS_MAX {
                 self.violations.push(
                     FailureKind::Liveness,
@@ -458,6 +549,7 @@ impl World {
                 if self.nodes[node].incarnation != incarnation
                     || self.nodes[node].wake_at != Some(now)
                 {
+                    self.stats.count_stale(WAKE_STALE);
                     return;
                 }
                 self.digest.mix(&[1, node as u64]);
@@ -486,6 +578,7 @@ impl World {
             } => {
                 let slot = side as usize;
                 if self.nodes[node].link_timer[slot].0 != generation {
+                    self.stats.count_stale(LINK_DONE_STALE);
                     return;
                 }
                 self.nodes[node].link_timer[slot].1 = None;
@@ -1084,6 +1177,11 @@ impl World {
         }
         let (kind, size) = wire_facts(&message);
         self.stats.messages_sent += 1;
+        self.stats
+            .messages_by_kind
+            .entry(kind)
+            .or_insert_with(|| (message_name(&message), 0))
+            .1 += 1;
         self.stats.bytes_sent += size;
         self.digest
             .mix(&[42, node as u64, local.0, u64::from(kind), size]);
