@@ -1709,7 +1709,10 @@ impl Peer {
                 self.ask_tracker_about(content_id);
                 self.connect_candidates(now, content_id);
             }
-            if resync {
+            // At most once per locate round: this runs on every timer of the peer (each
+            // connection's ping deadline among them), and asking every connected peer again
+            // on each of those floods every connection with `Interested`/`Bitfield`.
+            if resync && locate_due {
                 self.resync_bitfields(content_id);
             }
             if stalled_out {
