@@ -559,11 +559,16 @@ impl Scheduler {
     // ---- selection ----
 
     fn next_normal(&mut self, now: Instant) -> Option<(PeerId, u32)> {
-        let means = self.means();
-        let best = self
+        let mut free = self
             .peers
             .iter()
             .filter(|(_, p)| p.useful > 0 && (p.assigned.len() as u32) < self.window_of(p, now))
+            .peekable();
+        // Most calls find no free peer (the last call of every round does): skip the means,
+        // a second pass over every peer.
+        free.peek()?;
+        let means = self.means();
+        let best = free
             .min_by_key(|&(&id, p)| rank_key(id, p, now, means))
             .map(|(&id, _)| id)?;
         let chunk = self.rarest_held_by(best)?;
