@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use p2p_core::ids::{ConnId, ContentId, PeerId, Sha256Digest};
 use p2p_core::peer::{Peer, PeerAction, PeerConfig, PeerNotice, StoreOutcome};
 use p2p_core::time::Instant;
@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::checkers::{FailureKind, Violations};
 use crate::event_queue::{EventQueue, NANOS_PER_MS, NANOS_PER_S, Nanos};
 use crate::faults::{self, Fault};
-use crate::link::Link;
+use crate::link::{FlowKey, Link};
 use crate::network::{Conn, End, FIN_SIZE_BYTES, Packet};
 use crate::scenario::SimConfig;
 use crate::storage::{Disk, SourceFile, StoreVerdict, verify};
@@ -369,6 +369,11 @@ pub struct World {
     pub(crate) tracker_peer_timeout: Duration,
     /// When set (bench), peers stop nothing early and checkers skip the periodic sweep.
     pub(crate) periodic_checks: bool,
+    /// Buffers reused on every event instead of allocated: message encoding (for sizes),
+    /// a machine's actions, a link's finished packets.
+    frame_scratch: BytesMut,
+    actions_scratch: Vec<PeerAction>,
+    finished_scratch: Vec<(FlowKey, u64, Packet)>,
 }
 
 impl World {
@@ -466,6 +471,9 @@ impl World {
             peer_config_template: sim_peer_config(),
             tracker_peer_timeout: Duration::from_secs(5),
             periodic_checks: true,
+            frame_scratch: BytesMut::new(),
+            actions_scratch: Vec::new(),
+            finished_scratch: Vec::new(),
             config,
             rng,
         };
@@ -582,16 +590,18 @@ impl World {
                     return;
                 }
                 self.nodes[node].link_timer[slot].1 = None;
-                let done = match side {
-                    LinkSide::Upload => self.nodes[node].upload.take_finished(now),
-                    LinkSide::Download => self.nodes[node].download.take_finished(now),
-                };
-                for ((conn, dir), size, packet) in done {
+                let mut done = std::mem::take(&mut self.finished_scratch);
+                match side {
+                    LinkSide::Upload => self.nodes[node].upload.take_finished(now, &mut done),
+                    LinkSide::Download => self.nodes[node].download.take_finished(now, &mut done),
+                }
+                for ((conn, dir), size, packet) in done.drain(..) {
                     match side {
                         LinkSide::Upload => self.uploaded(conn, dir as usize, size, packet),
                         LinkSide::Download => self.downloaded(conn, dir as usize, packet),
                     }
                 }
+                self.finished_scratch = done;
                 self.arm_link(node, side);
             }
             Event::Arrive {
@@ -807,15 +817,15 @@ impl World {
             return;
         };
         let at = Instant::from_nanos(now);
+        let mut actions = std::mem::take(&mut self.actions_scratch);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             input(machine, at);
-            let mut actions = Vec::new();
             while let Some(action) = machine.poll_action() {
                 actions.push(action);
             }
             (actions, machine.poll_timeout())
         }));
-        let (actions, timeout) = match result {
+        let (mut actions, timeout) = match result {
             Ok(r) => r,
             Err(panic) => {
                 let message = panic_message(&panic);
@@ -829,9 +839,10 @@ impl World {
                 return;
             }
         };
-        for action in actions {
+        for action in actions.drain(..) {
             self.perform(node, action);
         }
+        self.actions_scratch = actions;
         let wake = timeout.map(|t| t.as_nanos().max(now));
         let n = &mut self.nodes[node];
         if wake != n.wake_at {
@@ -1175,7 +1186,7 @@ impl World {
                 }
             }
         }
-        let (kind, size) = wire_facts(&message);
+        let (kind, size) = wire_facts(&message, &mut self.frame_scratch);
         self.stats.messages_sent += 1;
         self.stats
             .messages_by_kind
@@ -1194,7 +1205,7 @@ impl World {
         }
         self.nodes[node]
             .upload
-            .push(now, (id, end as u8), size, Packet::Message(message));
+            .push(now, (id, end as u8), size, Packet::Message(Box::new(message)));
         self.arm_link(node, LinkSide::Upload);
     }
 
@@ -1307,7 +1318,9 @@ impl World {
         };
         let sender = conn.ends[dir];
         let receiver = conn.ends[1 - dir];
-        if let Packet::Message(Message::Piece { .. }) = &packet {
+        if let Packet::Message(message) = &packet
+            && let Message::Piece { .. } = **message
+        {
             if let Some(c) = self.conns.get_mut(&id) {
                 c.pieces_queued[dir] = c.pieces_queued[dir].saturating_sub(1);
             }
@@ -1357,7 +1370,7 @@ impl World {
                 self.digest.mix(&[50, receiver.node as u64, local.0]);
                 self.trace(|| format!("node{} recv {local} {}", receiver.node, describe(&message)));
                 self.drive(receiver.node, |m, now| {
-                    m.handle_message(now, local, message)
+                    m.handle_message(now, local, *message)
                 });
             }
             Packet::Fin => {
