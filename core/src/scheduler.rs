@@ -608,7 +608,6 @@ impl Scheduler {
 
     fn next_endgame(&mut self, now: Instant) -> Option<(PeerId, u32)> {
         let copies_max = self.config.endgame_copies_max as usize;
-        let means = self.means();
         let mut free: Vec<(PeerId, &PeerState)> = self
             .peers
             .iter()
@@ -628,6 +627,8 @@ impl Scheduler {
             return None;
         }
         candidates.sort_unstable();
+        // Only now, past the early returns: the means are another pass over every peer.
+        let means = self.means();
         free.sort_by_key(|&(id, p)| rank_key(id, p, now, means));
         let pick = free.iter().find_map(|&(id, p)| {
             candidates
