@@ -505,12 +505,7 @@ impl Peer {
     }
 
     fn earliest_conn_deadline(&self) -> Option<Instant> {
-        let scan = || {
-            self.conns
-                .values()
-                .map(|c| c.deadline(&self.config))
-                .min()
-        };
+        let scan = || self.conns.values().map(|c| c.deadline(&self.config)).min();
         match self.earliest_conn_deadline.get() {
             Some(cached) => {
                 debug_assert_eq!(cached, scan(), "a connection deadline moved unseen");

@@ -1203,9 +1203,12 @@ impl World {
             let queued = conn.pieces_queued[end];
             self.check_pieces_queued(node, queued);
         }
-        self.nodes[node]
-            .upload
-            .push(now, (id, end as u8), size, Packet::Message(Box::new(message)));
+        self.nodes[node].upload.push(
+            now,
+            (id, end as u8),
+            size,
+            Packet::Message(Box::new(message)),
+        );
         self.arm_link(node, LinkSide::Upload);
     }
 
