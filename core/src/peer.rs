@@ -6,6 +6,7 @@
 //! driver carries out connects, sends, closes, chunk reads and verify-and-store, and reports
 //! back with the matching `handle_*` call.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
@@ -379,6 +380,10 @@ pub struct Peer {
     origins: BTreeMap<ContentId, String>,
     /// When a running fetch next asks the tracker for helpers.
     next_helper_scan_at: Instant,
+    /// The earliest connection deadline, `None` when it must be computed again. Scanning
+    /// every connection in every `poll_timeout` (after every input) dominated large swarms;
+    /// whatever moves a connection's deadline calls `conn_deadlines_changed`.
+    earliest_conn_deadline: Cell<Option<Option<Instant>>>,
 }
 
 impl Peer {
@@ -410,6 +415,7 @@ impl Peer {
             coop: Coop::default(),
             origins: BTreeMap::new(),
             next_helper_scan_at: now,
+            earliest_conn_deadline: Cell::new(None),
         }
     }
 
@@ -482,15 +488,7 @@ impl Peer {
         if self.coop.has_active_fetch() {
             next = earliest(next, Some(self.next_helper_scan_at));
         }
-        for conn in self.conns.values() {
-            let deadline = match conn.state {
-                ConnState::Ready => conn
-                    .next_ping_at
-                    .min(conn.last_received + self.config.connection_idle_timeout),
-                _ => conn.opened_at + self.config.handshake_timeout,
-            };
-            next = earliest(next, Some(deadline));
-        }
+        next = earliest(next, self.earliest_conn_deadline());
         for download in self.downloads.values() {
             if download.is_finished() {
                 continue;
@@ -504,6 +502,26 @@ impl Peer {
             }
         }
         next
+    }
+
+    fn earliest_conn_deadline(&self) -> Option<Instant> {
+        let scan = || self.conns.values().map(|c| c.deadline(&self.config)).min();
+        match self.earliest_conn_deadline.get() {
+            Some(cached) => {
+                debug_assert_eq!(cached, scan(), "a connection deadline moved unseen");
+                cached
+            }
+            None => {
+                let fresh = scan();
+                self.earliest_conn_deadline.set(Some(fresh));
+                fresh
+            }
+        }
+    }
+
+    /// A connection came, went, or changed its handshake, ping or idle deadline.
+    fn conn_deadlines_changed(&self) {
+        self.earliest_conn_deadline.set(None);
     }
 
     // ------------------------------------------------------------------ user commands
@@ -644,6 +662,7 @@ impl Peer {
             self.actions.push_back(PeerAction::Close { conn });
         }
         self.conns.clear();
+        self.conn_deadlines_changed();
         self.conn_by_peer.clear();
         if let TrackerState::Ready { conn }
         | TrackerState::AwaitingWelcome { conn }
@@ -671,6 +690,7 @@ impl Peer {
         let conn = self.new_conn_id();
         self.conns
             .insert(conn, PeerConn::new(now, false, String::new()));
+        self.conn_deadlines_changed();
         Some(conn)
     }
 
@@ -687,6 +707,7 @@ impl Peer {
         {
             c.state = ConnState::AwaitingWelcome;
             c.last_received = now;
+            self.conn_deadlines_changed();
             self.send(conn, hello);
         }
     }
@@ -1061,6 +1082,7 @@ impl Peer {
                 let conn = self.new_conn_id();
                 self.conns
                     .insert(conn, PeerConn::new(now, true, addr.clone()));
+                self.conn_deadlines_changed();
                 self.actions.push_back(PeerAction::Connect { conn, addr });
             }
         }
@@ -1099,6 +1121,7 @@ impl Peer {
             let conn = self.new_conn_id();
             self.conns
                 .insert(conn, PeerConn::new(now, true, addr.clone()));
+            self.conn_deadlines_changed();
             self.actions.push_back(PeerAction::Connect { conn, addr });
         }
     }
@@ -1107,7 +1130,17 @@ impl Peer {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        // Hearing from the remote only moves this connection's deadline later, so the
+        // earliest stays right unless it was this connection's (this runs on every message).
+        let before = c.deadline(&self.config);
         c.last_received = now;
+        if self
+            .earliest_conn_deadline
+            .get()
+            .is_none_or(|earliest| earliest.is_none_or(|e| before <= e))
+        {
+            self.earliest_conn_deadline.set(None);
+        }
         match (c.state, message) {
             (
                 ConnState::AwaitingHello,
@@ -1177,6 +1210,7 @@ impl Peer {
         c.state = ConnState::Ready;
         c.remote = Some(peer_id);
         c.next_ping_at = now;
+        self.conn_deadlines_changed();
         self.conn_by_peer.insert(peer_id, conn);
         let downloads: Vec<ContentId> = self
             .downloads
@@ -1668,6 +1702,9 @@ impl Peer {
                 }
             }
         }
+        if !pings.is_empty() {
+            self.conn_deadlines_changed();
+        }
         for (conn, nonce) in pings {
             self.send(conn, Message::Ping { nonce });
         }
@@ -1723,7 +1760,10 @@ impl Peer {
                 self.ask_tracker_about(content_id);
                 self.connect_candidates(now, content_id);
             }
-            if resync {
+            // At most once per locate round: this runs on every timer of the peer (each
+            // connection's ping deadline among them), and asking every connected peer again
+            // on each of those floods every connection with `Interested`/`Bitfield`.
+            if resync && locate_due {
                 self.resync_bitfields(content_id);
             }
             if stalled_out {
@@ -2000,6 +2040,7 @@ impl Peer {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        self.conn_deadlines_changed();
         self.coop_conn_closed(conn, c.remote);
         // Its blocks in flight will never be reported sent.
         self.serve_blocks_in_flight_total = self
@@ -2023,6 +2064,17 @@ impl Peer {
 }
 
 impl PeerConn {
+    /// When this connection next needs the timer: its ping or idle deadline once ready, its
+    /// handshake deadline before.
+    fn deadline(&self, config: &PeerConfig) -> Instant {
+        match self.state {
+            ConnState::Ready => self
+                .next_ping_at
+                .min(self.last_received + config.connection_idle_timeout),
+            _ => self.opened_at + config.handshake_timeout,
+        }
+    }
+
     fn new(now: Instant, outgoing: bool, addr: String) -> PeerConn {
         PeerConn {
             state: if outgoing {

@@ -559,11 +559,16 @@ impl Scheduler {
     // ---- selection ----
 
     fn next_normal(&mut self, now: Instant) -> Option<(PeerId, u32)> {
-        let means = self.means();
-        let best = self
+        let mut free = self
             .peers
             .iter()
             .filter(|(_, p)| p.useful > 0 && (p.assigned.len() as u32) < self.window_of(p, now))
+            .peekable();
+        // Most calls find no free peer (the last call of every round does): skip the means,
+        // a second pass over every peer.
+        free.peek()?;
+        let means = self.means();
+        let best = free
             .min_by_key(|&(&id, p)| rank_key(id, p, now, means))
             .map(|(&id, _)| id)?;
         let chunk = self.rarest_held_by(best)?;
@@ -603,7 +608,6 @@ impl Scheduler {
 
     fn next_endgame(&mut self, now: Instant) -> Option<(PeerId, u32)> {
         let copies_max = self.config.endgame_copies_max as usize;
-        let means = self.means();
         let mut free: Vec<(PeerId, &PeerState)> = self
             .peers
             .iter()
@@ -623,6 +627,8 @@ impl Scheduler {
             return None;
         }
         candidates.sort_unstable();
+        // Only now, past the early returns: the means are another pass over every peer.
+        let means = self.means();
         free.sort_by_key(|&(id, p)| rank_key(id, p, now, means));
         let pick = free.iter().find_map(|&(id, p)| {
             candidates

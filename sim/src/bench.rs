@@ -117,13 +117,23 @@ pub struct BenchResult {
     pub events: u64,
     pub events_per_s: f64,
     pub peak_rss_bytes: u64,
+    /// Events and messages per kind (`Stats::kinds_summary`).
+    pub kinds: String,
     pub failure: Option<String>,
 }
 
 /// Runs one bench swarm in this process.
 pub fn run_case(case: BenchCase) -> BenchResult {
     let started = WallInstant::now();
-    let config = case.config();
+    let mut config = case.config();
+    // For profiling a large swarm: stop after this many virtual seconds (the run then
+    // reports the unfinished peers as a liveness failure).
+    if let Some(stop_s) = std::env::var("P2P_SIM_BENCH_STOP_S")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        config.liveness_bound_ms = stop_s * 1000;
+    }
     let mut world = World::new(config, ChaCha8Rng::seed_from_u64(BENCH_SEED));
     world.run_to_end();
     let report: RunReport = crate::run::report(world);
@@ -151,6 +161,7 @@ pub fn run_case(case: BenchCase) -> BenchResult {
         events: report.stats.events,
         events_per_s: report.stats.events as f64 / wall_s.max(1e-9),
         peak_rss_bytes: peak_rss_bytes(),
+        kinds: report.stats.kinds_summary(),
         failure: report.failure().map(|_| {
             report
                 .violations
@@ -184,6 +195,7 @@ impl BenchResult {
             "chunk_count": self.chunk_count,
             "completed": self.completed,
             "events": self.events,
+            "kinds": self.kinds,
             "failure": self.failure,
         })
     }
@@ -208,6 +220,11 @@ impl BenchResult {
             events: value.get("events")?.as_u64()?,
             events_per_s: f("events_per_s"),
             peak_rss_bytes: value.get("peak_rss_bytes")?.as_u64()?,
+            kinds: value
+                .get("kinds")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string(),
             failure: value
                 .get("failure")
                 .and_then(|v| v.as_str())

@@ -104,31 +104,40 @@ impl World {
     /// Safety, at every send: a node only serves and advertises chunks it verified.
     pub(crate) fn check_sent(&mut self, node: usize, message: &Message) {
         let now = self.now();
-        let (what, content_id, indices): (&str, ContentId, Vec<u32>) = match message {
+        let disk = &self.nodes[node].disk;
+        // Collected straight from the message: this runs on every send, and an empty
+        // `Vec` (the usual verdict) allocates nothing.
+        let unverified = |content_id: ContentId, indices: &mut dyn Iterator<Item = u32>| {
+            indices
+                .filter(|&i| !disk.has(content_id, i))
+                .collect::<Vec<u32>>()
+        };
+        let (what, unverified) = match message {
             Message::Piece {
                 content_id,
                 chunk_index,
                 ..
-            } => ("served", *content_id, vec![*chunk_index]),
+            } => (
+                "served",
+                unverified(*content_id, &mut std::iter::once(*chunk_index)),
+            ),
             Message::Have {
                 content_id,
                 chunk_indices,
-            } => ("advertised (Have)", *content_id, chunk_indices.clone()),
+            } => (
+                "advertised (Have)",
+                unverified(*content_id, &mut chunk_indices.iter().copied()),
+            ),
             Message::Bitfield { content_id, chunks } => (
                 "advertised (Bitfield)",
-                *content_id,
-                chunks.iter().collect(),
+                unverified(*content_id, &mut chunks.iter()),
             ),
-            Message::Announce { manifest, chunks } => {
-                ("announced", manifest.content_id(), chunks.iter().collect())
-            }
+            Message::Announce { manifest, chunks } => (
+                "announced",
+                unverified(manifest.content_id(), &mut chunks.iter()),
+            ),
             _ => return,
         };
-        let disk = &self.nodes[node].disk;
-        let unverified: Vec<u32> = indices
-            .into_iter()
-            .filter(|&i| !disk.has(content_id, i))
-            .collect();
         if !unverified.is_empty() {
             let addr = self.nodes[node].addr.clone();
             self.violations.push(

@@ -88,10 +88,9 @@ impl<T> Link<T> {
         )
     }
 
-    /// Takes every item finished by `now`, in finishing order.
-    pub fn take_finished(&mut self, now: Nanos) -> Vec<(FlowKey, u64, T)> {
+    /// Appends every item finished by `now` to `done`, in finishing order.
+    pub fn take_finished(&mut self, now: Nanos, done: &mut Vec<(FlowKey, u64, T)>) {
         self.advance(now);
-        let mut done = Vec::new();
         while let Some(&(finish, flow)) = self.finishes.first() {
             if finish > self.served {
                 break;
@@ -109,7 +108,6 @@ impl<T> Link<T> {
             }
             done.push((flow, done_size, item));
         }
-        done
     }
 
     /// Drops everything queued on `flow` (the connection broke); returns the items.
@@ -134,13 +132,19 @@ impl<T> Link<T> {
 mod tests {
     use super::*;
 
+    fn take<T>(link: &mut Link<T>, now: Nanos) -> Vec<(FlowKey, u64, T)> {
+        let mut done = Vec::new();
+        link.take_finished(now, &mut done);
+        done
+    }
+
     #[test]
     fn one_flow_runs_at_capacity() {
         let mut link = Link::new(1000);
         link.push(0, (1, 0), 500, "a");
         assert_eq!(link.next_completion(), Some(NANOS_PER_S / 2));
-        assert!(link.take_finished(NANOS_PER_S / 2 - 1).is_empty());
-        assert_eq!(link.take_finished(NANOS_PER_S / 2).len(), 1);
+        assert!(take(&mut link, NANOS_PER_S / 2 - 1).is_empty());
+        assert_eq!(take(&mut link, NANOS_PER_S / 2).len(), 1);
         assert_eq!(link.next_completion(), None);
     }
 
@@ -152,10 +156,10 @@ mod tests {
         link.push(0, (2, 0), 500, "b1");
         // a1 and b1 share: both done at 1 s; then a2 alone: 0.5 s more.
         assert_eq!(link.next_completion(), Some(NANOS_PER_S));
-        let done = link.take_finished(NANOS_PER_S);
+        let done = take(&mut link, NANOS_PER_S);
         assert_eq!(done.len(), 2);
         assert_eq!(link.next_completion(), Some(NANOS_PER_S * 3 / 2));
-        let done = link.take_finished(NANOS_PER_S * 3 / 2);
+        let done = take(&mut link, NANOS_PER_S * 3 / 2);
         assert_eq!(done, vec![((1, 0), 500, "a2")]);
     }
 }

@@ -225,6 +225,9 @@ fn bench_command(json: bool, n: Option<u32>) -> anyhow::Result<ExitCode> {
         for r in &results {
             println!("{}", r.table_row());
         }
+        for r in &results {
+            println!("n={} events={}\n{}", r.n, r.events, r.kinds);
+        }
     }
     let failed = results
         .iter()

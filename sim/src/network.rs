@@ -21,7 +21,8 @@ pub const FIN_SIZE_BYTES: u64 = 40;
 
 /// What travels on a connection.
 pub enum Packet {
-    Message(Message),
+    /// Boxed: packets sit in the event heap and the link queues, which move them around.
+    Message(Box<Message>),
     /// The sender closed its end after everything queued before.
     Fin,
 }

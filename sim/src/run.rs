@@ -57,6 +57,7 @@ impl fmt::Display for RunReport {
             done,
             self.completions.len(),
         )?;
+        writeln!(f, "{}", self.stats.kinds_summary())?;
         writeln!(f, "trace digest {:016x}", self.digest)?;
         for v in &self.violations {
             writeln!(f, "{v}")?;

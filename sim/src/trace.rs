@@ -3,7 +3,7 @@
 
 use std::hash::Hasher;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use p2p_core::wire::Message;
 
 /// 64-bit FNV-1a: tiny, fast, and stable across platforms and builds (unlike `DefaultHasher`).
@@ -67,12 +67,24 @@ pub fn describe(message: &Message) -> String {
     }
 }
 
+/// The message's variant name (`Have`, `Piece`, ...), for the per-kind counts.
+pub fn message_name(message: &Message) -> String {
+    let mut name = format!("{message:?}");
+    let end = name
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(name.len());
+    name.truncate(end);
+    name
+}
+
 /// The message's wire kind byte and its exact encoded size, from the real encoding. A bulk
-/// message's data is not copied: only its header is encoded.
-pub fn wire_facts(message: &Message) -> (u8, u64) {
+/// message's data is not copied: only its header is encoded. `scratch` is reused from call
+/// to call so that sizing a message allocates nothing.
+pub fn wire_facts(message: &Message, scratch: &mut BytesMut) -> (u8, u64) {
     if let Some((header, data)) = message.split_bulk() {
         return (header[4], (header.len() + data.len()) as u64);
     }
-    let frame: Bytes = message.to_frame();
-    (frame[4], frame.len() as u64)
+    scratch.clear();
+    message.encode(scratch);
+    (scratch[4], scratch.len() as u64)
 }

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use p2p_core::ids::{ConnId, ContentId, PeerId, Sha256Digest};
 use p2p_core::peer::{Peer, PeerAction, PeerConfig, PeerNotice, StoreOutcome};
 use p2p_core::time::Instant;
@@ -20,11 +20,11 @@ use rand_chacha::ChaCha8Rng;
 use crate::checkers::{FailureKind, Violations};
 use crate::event_queue::{EventQueue, NANOS_PER_MS, NANOS_PER_S, Nanos};
 use crate::faults::{self, Fault};
-use crate::link::Link;
+use crate::link::{FlowKey, Link};
 use crate::network::{Conn, End, FIN_SIZE_BYTES, Packet};
 use crate::scenario::SimConfig;
 use crate::storage::{Disk, SourceFile, StoreVerdict, verify};
-use crate::trace::{Digest, describe, wire_facts};
+use crate::trace::{Digest, describe, message_name, wire_facts};
 
 /// Node 0 is the tracker, node 1 the seeder, the rest downloading peers.
 pub const TRACKER_NODE: usize = 0;
@@ -241,10 +241,63 @@ pub(crate) enum Event {
     },
 }
 
+impl Event {
+    /// Index into [`EVENT_KIND_NAMES`].
+    fn kind(&self) -> usize {
+        match self {
+            Event::Wake { .. } => 0,
+            Event::LinkDone { .. } => 2,
+            Event::Arrive { .. } => 4,
+            Event::Syn { .. } => 5,
+            Event::SynAck { .. } => 6,
+            Event::ConnectFailed { .. } => 7,
+            Event::Broken { .. } => 8,
+            Event::DiskRead { .. } => 9,
+            Event::DiskStore { .. } => 10,
+            Event::Prepared { .. } => 11,
+            Event::Join { .. } => 12,
+            Event::Fault(_) => 13,
+            Event::Depart { .. } => 14,
+            Event::Heal => 15,
+            Event::CheckTick => 16,
+            Event::RecoveryCheck { .. } => 17,
+        }
+    }
+}
+
+/// Names of the event kinds counted in [`Stats::events_by_kind`]; a `-stale` kind is an
+/// event superseded before it came due (a timer re-armed, a link re-planned), dropped unseen.
+pub const EVENT_KIND_NAMES: [&str; 18] = [
+    "wake",
+    "wake-stale",
+    "link-done",
+    "link-done-stale",
+    "arrive",
+    "syn",
+    "syn-ack",
+    "connect-failed",
+    "broken",
+    "disk-read",
+    "disk-store",
+    "prepared",
+    "join",
+    "fault",
+    "depart",
+    "heal",
+    "check-tick",
+    "recovery-check",
+];
+const WAKE_STALE: usize = 1;
+const LINK_DONE_STALE: usize = 3;
+
 /// Counters for the report.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
     pub events: u64,
+    /// Events popped, per kind (see [`EVENT_KIND_NAMES`]).
+    pub events_by_kind: [u64; EVENT_KIND_NAMES.len()],
+    /// Messages sent, per wire kind byte, with the message's name.
+    pub messages_by_kind: BTreeMap<u8, (String, u64)>,
     pub messages_sent: u64,
     pub bytes_sent: u64,
     pub pieces_sent: u64,
@@ -253,6 +306,43 @@ pub struct Stats {
     pub crashes: u64,
     pub tracker_restarts: u64,
     pub connections_opened: u64,
+}
+
+impl Stats {
+    /// The event just counted as its live kind turned out stale: count it as `stale`.
+    fn count_stale(&mut self, stale: usize) {
+        self.events_by_kind[stale - 1] -= 1;
+        self.events_by_kind[stale] += 1;
+    }
+
+    /// Events and messages per kind, one `name=count` list each, biggest first.
+    pub fn kinds_summary(&self) -> String {
+        let mut events: Vec<(&str, u64)> = EVENT_KIND_NAMES
+            .iter()
+            .copied()
+            .zip(self.events_by_kind)
+            .filter(|&(_, n)| n > 0)
+            .collect();
+        events.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+        let mut messages: Vec<(&str, u64)> = self
+            .messages_by_kind
+            .values()
+            .map(|(name, n)| (name.as_str(), *n))
+            .collect();
+        messages.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+        let list = |items: Vec<(&str, u64)>| {
+            items
+                .iter()
+                .map(|(name, n)| format!("{name}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        format!(
+            "events by kind: {}\nmessages by kind: {}",
+            list(events),
+            list(messages)
+        )
+    }
 }
 
 pub struct World {
@@ -279,6 +369,11 @@ pub struct World {
     pub(crate) tracker_peer_timeout: Duration,
     /// When set (bench), peers stop nothing early and checkers skip the periodic sweep.
     pub(crate) periodic_checks: bool,
+    /// Buffers reused on every event instead of allocated: message encoding (for sizes),
+    /// a machine's actions, a link's finished packets.
+    frame_scratch: BytesMut,
+    actions_scratch: Vec<PeerAction>,
+    finished_scratch: Vec<(FlowKey, u64, Packet)>,
 }
 
 impl World {
@@ -376,6 +471,9 @@ impl World {
             peer_config_template: sim_peer_config(),
             tracker_peer_timeout: Duration::from_secs(5),
             periodic_checks: true,
+            frame_scratch: BytesMut::new(),
+            actions_scratch: Vec::new(),
+            finished_scratch: Vec::new(),
             config,
             rng,
         };
@@ -437,6 +535,7 @@ impl World {
                 break;
             };
             self.stats.events += 1;
+            self.stats.events_by_kind[event.kind()] += 1;
             if self.stats.events > EVENTS_MAX {
                 self.violations.push(
                     FailureKind::Liveness,
@@ -458,6 +557,7 @@ impl World {
                 if self.nodes[node].incarnation != incarnation
                     || self.nodes[node].wake_at != Some(now)
                 {
+                    self.stats.count_stale(WAKE_STALE);
                     return;
                 }
                 self.digest.mix(&[1, node as u64]);
@@ -486,19 +586,22 @@ impl World {
             } => {
                 let slot = side as usize;
                 if self.nodes[node].link_timer[slot].0 != generation {
+                    self.stats.count_stale(LINK_DONE_STALE);
                     return;
                 }
                 self.nodes[node].link_timer[slot].1 = None;
-                let done = match side {
-                    LinkSide::Upload => self.nodes[node].upload.take_finished(now),
-                    LinkSide::Download => self.nodes[node].download.take_finished(now),
-                };
-                for ((conn, dir), size, packet) in done {
+                let mut done = std::mem::take(&mut self.finished_scratch);
+                match side {
+                    LinkSide::Upload => self.nodes[node].upload.take_finished(now, &mut done),
+                    LinkSide::Download => self.nodes[node].download.take_finished(now, &mut done),
+                }
+                for ((conn, dir), size, packet) in done.drain(..) {
                     match side {
                         LinkSide::Upload => self.uploaded(conn, dir as usize, size, packet),
                         LinkSide::Download => self.downloaded(conn, dir as usize, packet),
                     }
                 }
+                self.finished_scratch = done;
                 self.arm_link(node, side);
             }
             Event::Arrive {
@@ -714,15 +817,15 @@ impl World {
             return;
         };
         let at = Instant::from_nanos(now);
+        let mut actions = std::mem::take(&mut self.actions_scratch);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             input(machine, at);
-            let mut actions = Vec::new();
             while let Some(action) = machine.poll_action() {
                 actions.push(action);
             }
             (actions, machine.poll_timeout())
         }));
-        let (actions, timeout) = match result {
+        let (mut actions, timeout) = match result {
             Ok(r) => r,
             Err(panic) => {
                 let message = panic_message(&panic);
@@ -736,9 +839,10 @@ impl World {
                 return;
             }
         };
-        for action in actions {
+        for action in actions.drain(..) {
             self.perform(node, action);
         }
+        self.actions_scratch = actions;
         let wake = timeout.map(|t| t.as_nanos().max(now));
         let n = &mut self.nodes[node];
         if wake != n.wake_at {
@@ -1082,8 +1186,13 @@ impl World {
                 }
             }
         }
-        let (kind, size) = wire_facts(&message);
+        let (kind, size) = wire_facts(&message, &mut self.frame_scratch);
         self.stats.messages_sent += 1;
+        self.stats
+            .messages_by_kind
+            .entry(kind)
+            .or_insert_with(|| (message_name(&message), 0))
+            .1 += 1;
         self.stats.bytes_sent += size;
         self.digest
             .mix(&[42, node as u64, local.0, u64::from(kind), size]);
@@ -1094,9 +1203,12 @@ impl World {
             let queued = conn.pieces_queued[end];
             self.check_pieces_queued(node, queued);
         }
-        self.nodes[node]
-            .upload
-            .push(now, (id, end as u8), size, Packet::Message(message));
+        self.nodes[node].upload.push(
+            now,
+            (id, end as u8),
+            size,
+            Packet::Message(Box::new(message)),
+        );
         self.arm_link(node, LinkSide::Upload);
     }
 
@@ -1209,7 +1321,9 @@ impl World {
         };
         let sender = conn.ends[dir];
         let receiver = conn.ends[1 - dir];
-        if let Packet::Message(Message::Piece { .. }) = &packet {
+        if let Packet::Message(message) = &packet
+            && let Message::Piece { .. } = **message
+        {
             if let Some(c) = self.conns.get_mut(&id) {
                 c.pieces_queued[dir] = c.pieces_queued[dir].saturating_sub(1);
             }
@@ -1259,7 +1373,7 @@ impl World {
                 self.digest.mix(&[50, receiver.node as u64, local.0]);
                 self.trace(|| format!("node{} recv {local} {}", receiver.node, describe(&message)));
                 self.drive(receiver.node, |m, now| {
-                    m.handle_message(now, local, message)
+                    m.handle_message(now, local, *message)
                 });
             }
             Packet::Fin => {
