@@ -58,6 +58,8 @@ pub struct Download {
     pub locates_sent: u32,
     /// Since when some needed chunk (or the manifest) has had no source.
     pub stalled_since: Option<Instant>,
+    /// The earliest time connected peers may be asked for their bitfields again.
+    pub next_resync_at: Instant,
 }
 
 impl Download {
@@ -74,6 +76,7 @@ impl Download {
             next_locate_at: now,
             locates_sent: 0,
             stalled_since: None,
+            next_resync_at: now,
         }
     }
 

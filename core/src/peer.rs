@@ -1468,10 +1468,10 @@ impl Peer {
                 && request.length <= BLOCK_LEN_MAX
                 && u64::from(request.offset) + u64::from(request.length) <= u64::from(chunk_len)
         });
-        // A chunk this peer already sent can come from whoever got it: while anything else
-        // waits here, the repeat is turned away, so the requester asks another holder and
+        // A chunk this peer already sent can come from whoever got it: while other peers'
+        // requests wait here, the repeat is turned away, so the requester asks another holder and
         // this peer's uplink goes to what only it may have (see `pump_serving`).
-        let repeat = valid && self.is_repeat(&request) && self.serve_queued_total() > 0;
+        let repeat = valid && self.is_repeat(&request) && self.others_waiting(conn);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -1502,7 +1502,7 @@ impl Peer {
             let Some((rank, conn, position)) = self.best_queued() else {
                 return;
             };
-            let others_wait = self.serve_queued_total() > 1;
+            let others_wait = self.others_waiting(conn);
             self.serve_cursor = conn;
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
@@ -1545,9 +1545,11 @@ impl Peer {
         }
     }
 
-    /// Requests waiting to be served, over all connections.
-    fn serve_queued_total(&self) -> usize {
-        self.conns.values().map(|c| c.serve_queue.len()).sum()
+    /// Whether a connection other than `conn` has requests waiting to be served.
+    fn others_waiting(&self, conn: ConnId) -> bool {
+        self.conns
+            .iter()
+            .any(|(&id, c)| id != conn && !c.serve_queue.is_empty())
     }
 
     /// Whether `request` starts a chunk this peer has sent before.
@@ -1742,6 +1744,16 @@ impl Peer {
                     resync = true;
                 }
             }
+            // At most every `locate_interval_min`: this runs on every timer of the peer
+            // (each connection's ping deadline among them), and asking every connected peer
+            // again on each of those floods every connection with `Interested`/`Bitfield`.
+            // Not only once per locate round either: a chunk loses its last known source
+            // whenever its holders turn a repeat request away, and it should not wait
+            // seconds for them to be asked again.
+            let resync = resync && now >= download.next_resync_at;
+            if resync {
+                download.next_resync_at = now + self.config.locate_interval_min;
+            }
             let locate_due = now >= download.next_locate_at;
             if locate_due {
                 let early = self
@@ -1760,10 +1772,7 @@ impl Peer {
                 self.ask_tracker_about(content_id);
                 self.connect_candidates(now, content_id);
             }
-            // At most once per locate round: this runs on every timer of the peer (each
-            // connection's ping deadline among them), and asking every connected peer again
-            // on each of those floods every connection with `Interested`/`Bitfield`.
-            if resync && locate_due {
+            if resync {
                 self.resync_bitfields(content_id);
             }
             if stalled_out {

@@ -38,8 +38,10 @@
 //!
 //! **Timeouts.** Each (peer, chunk) assignment has a deadline, set when requested and pushed
 //! by every `on_bytes_received` for that pair: `last progress + timeout` with
-//! `timeout = clamp(TIMEOUT_CHUNK_TIMES × chunk_size / throughput, request_timeout_min,
-//! request_timeout_max)` (just `request_timeout_min` without a throughput estimate).
+//! `timeout = clamp(TIMEOUT_CHUNK_TIMES × chunk_size × max(1 / throughput, (in_flight + 1) /
+//! (2 Σ throughput)), request_timeout_min, request_timeout_max)`: a request also waits behind
+//! everything else in flight on our own downlink (terms without an estimate are dropped;
+//! with none, just `request_timeout_min`).
 //! [`Scheduler::handle_timeout`] expires overdue assignments, puts the chunk back in the
 //! missing set and demotes the peer for `config.demotion`.
 //!
@@ -111,6 +113,9 @@ pub struct SchedulerConfig {
     pub endgame_copies_max: u32,
     /// How long a peer whose request timed out is ranked below all others.
     pub demotion: Duration,
+    /// Most data in flight, in time at the rate everything arrives together: past it, more
+    /// requests only queue on our own downlink (a slow link would time them all out).
+    pub backlog_max: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -122,6 +127,7 @@ impl Default for SchedulerConfig {
             in_flight_max: 16,
             endgame_copies_max: 2,
             demotion: Duration::from_secs(10),
+            backlog_max: Duration::from_secs(4),
         }
     }
 }
@@ -341,6 +347,9 @@ impl Scheduler {
     /// rarest first; in endgame, a duplicate of an outstanding chunk. Marks it in flight.
     /// Call until `None`.
     pub fn next_request(&mut self, now: Instant) -> Option<(PeerId, u32)> {
+        if self.backlog_full() {
+            return None;
+        }
         if self.missing_has_source() {
             self.next_normal(now)
         } else {
@@ -678,16 +687,49 @@ impl Scheduler {
         u32::try_from(window).unwrap_or(u32::MAX).clamp(min, max)
     }
 
+    /// Whether `backlog_max` worth of data at the total measured rate is already in flight
+    /// (never below twice `in_flight_min` chunks; no limit before any rate is measured).
+    fn backlog_full(&self) -> bool {
+        let total_throughput: u64 = self.peers.values().filter_map(|p| p.throughput).sum();
+        if total_throughput == 0 {
+            return false;
+        }
+        let in_flight: u64 = self.peers.values().map(|p| p.assigned.len() as u64).sum();
+        let (min, _) = self.in_flight_bounds();
+        let bytes =
+            u128::from(total_throughput) * self.config.backlog_max.as_nanos() / NANOS_PER_SEC;
+        let chunks = u64::try_from(bytes / u128::from(self.chunk_size.max(1))).unwrap_or(u64::MAX);
+        in_flight >= chunks.max(2 * u64::from(min))
+    }
+
     fn request_timeout(&self, peer: PeerId) -> Duration {
         let min = self.config.request_timeout_min;
         let max = self.config.request_timeout_max.max(min);
-        let Some(tp) = self.peers.get(&peer).and_then(|p| p.throughput) else {
-            return min;
+        let chunk_times = |chunks: u64, bytes_per_s: u64| {
+            let nanos = u128::from(TIMEOUT_CHUNK_TIMES)
+                * u128::from(chunks)
+                * u128::from(self.chunk_size)
+                * NANOS_PER_SEC
+                / u128::from(bytes_per_s.max(1));
+            Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
         };
-        let nanos = u128::from(TIMEOUT_CHUNK_TIMES) * u128::from(self.chunk_size) * NANOS_PER_SEC
-            / u128::from(tp.max(1));
-        let by_throughput = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
-        by_throughput.clamp(min, max)
+        // Everything requested shares our own downlink: when it is the bottleneck, a
+        // request waits behind all the others, however fast its peer. Timing it out then
+        // only asks for it again and puts one more copy on the full link.
+        let total_throughput: u64 = self.peers.values().filter_map(|p| p.throughput).sum();
+        let in_flight: u64 = self.peers.values().map(|p| p.assigned.len() as u64).sum();
+        let by_backlog = if total_throughput > 0 {
+            // Half the margin: the backlog estimate already counts every request ahead.
+            chunk_times(in_flight + 1, total_throughput) / 2
+        } else {
+            min
+        };
+        let by_peer = self
+            .peers
+            .get(&peer)
+            .and_then(|p| p.throughput)
+            .map_or(min, |tp| chunk_times(1, tp));
+        by_peer.max(by_backlog).clamp(min, max)
     }
 
     // ---- bookkeeping ----

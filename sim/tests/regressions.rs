@@ -17,3 +17,14 @@ fn assert_passes(seed: u64, scenario: Scenario, scale: Scale) {
 fn flash_crowd_beyond_seeder_connection_limit_seed_238() {
     assert_passes(238, Scenario::FlashCrowd, Scale::Full);
 }
+
+/// Slow peers at 3% of normal capacity (371 KB/s down) with 42 sources each: a slow peer
+/// kept two requests in flight per source, ~80 chunks queued on its own downlink, so each
+/// took about a minute to arrive; the 5 s request timeouts fired, the chunks were asked for
+/// again and the link filled with copies nobody wanted (liveness: 26/95 chunks after 6000 s).
+/// Fixed in core: a download keeps at most `backlog_max` of data in flight at its measured
+/// total rate, and request timeouts count the requests ahead on our own downlink.
+#[test]
+fn slow_peer_congestion_collapse_seed_68() {
+    assert_passes(68, Scenario::SlowPeers, Scale::Full);
+}
