@@ -60,8 +60,12 @@ pub struct PeerConfig {
     /// How often a running download asks the tracker for more peers.
     pub locate_interval: Duration,
     /// The first re-locate of a download comes after this; the wait doubles up to
-    /// `locate_interval`.
+    /// `locate_interval`. Short, so that a crowd arriving with its seeder (whose announce
+    /// may reach the tracker just after their first locate) finds it at once.
     pub locate_interval_min: Duration,
+    /// How often, at most, a download whose needed chunks have no known source asks its
+    /// connected peers for their bitfields again.
+    pub resync_interval: Duration,
     /// Chunks handed to the driver to verify and store and not yet reported: bounds the
     /// memory of a download whose disk or hashing is slower than its network.
     pub stores_in_flight_max: usize,
@@ -98,7 +102,8 @@ impl Default for PeerConfig {
             serve_blocks_in_flight_total_max: 4,
             serve_queue_max: 512,
             locate_interval: Duration::from_secs(3),
-            locate_interval_min: Duration::from_millis(250),
+            locate_interval_min: Duration::from_millis(25),
+            resync_interval: Duration::from_millis(250),
             stores_in_flight_max: 8,
             have_batch_delay: Duration::from_millis(100),
             stall_timeout: Duration::from_secs(60),
@@ -1744,7 +1749,7 @@ impl Peer {
                     resync = true;
                 }
             }
-            // At most every `locate_interval_min`: this runs on every timer of the peer
+            // At most every `resync_interval`: this runs on every timer of the peer
             // (each connection's ping deadline among them), and asking every connected peer
             // again on each of those floods every connection with `Interested`/`Bitfield`.
             // Not only once per locate round either: a chunk loses its last known source
@@ -1752,7 +1757,7 @@ impl Peer {
             // seconds for them to be asked again.
             let resync = resync && now >= download.next_resync_at;
             if resync {
-                download.next_resync_at = now + self.config.locate_interval_min;
+                download.next_resync_at = now + self.config.resync_interval;
             }
             let locate_due = now >= download.next_locate_at;
             if locate_due {
