@@ -24,7 +24,7 @@
 //!
 //! Checked after every op: connections named by `Send`/`Close` are open; every message sent
 //! is decodable; a `ReadChunk` is only for a chunk held, within the chunk; a `StoreChunk`
-//! carries the manifest's hash for that index and a chunk of the right length; a
+//! carries the manifest's check for that index and a chunk of the right length; a
 //! `PrepareDownload` carries a manifest that verifies; held chunks of B are only chunks the
 //! driver stored (or found on disk); A stays fully held; `DownloadComplete` only when all of
 //! B is stored.

@@ -727,7 +727,7 @@ impl World {
                                 self.violations.push(
                                     FailureKind::Safety,
                                     now,
-                                    format!("{addr} stored chunk {chunk_index} whose bytes differ from the source (the expected hash it gave was not the manifest's)"),
+                                    format!("{addr} stored chunk {chunk_index} whose bytes differ from the source (the check it gave was not the manifest's)"),
                                 );
                             }
                             StoreOutcome::Stored
