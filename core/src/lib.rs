@@ -22,7 +22,7 @@ pub mod wire;
 
 pub use chunkset::ChunkSet;
 pub use ids::{ConnId, ContentId, PeerId, Sha256Digest};
-pub use manifest::{Manifest, ManifestBuilder};
+pub use manifest::{ChunkCheck, Manifest, ManifestBuilder};
 pub use ticket::Ticket;
 pub use time::Instant;
 pub use wire::{FrameDecoder, Message, WireError};

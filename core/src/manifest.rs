@@ -1,12 +1,27 @@
-//! Manifests: what a file is (name, size, chunk size, one SHA-256 per chunk) and the
-//! content id derived from it.
+//! Manifests: what a file is (name, size, chunk size, one hash per chunk) and the content
+//! id derived from it.
+//!
+//! A chunk's hash is SHA-256's chaining value after the file's bytes up to the end of that
+//! chunk (the state a streaming SHA-256 of the whole file holds there), and the last
+//! chunk's hash is the SHA-256 of the whole file. Each chunk is still checked on its own:
+//! from the previous chunk's value (the SHA-256 initial value for chunk 0), compress the
+//! chunk and compare. Hashing every chunk this way costs what hashing chunks separately
+//! would, and a getter that checked every chunk has, by that computation itself, the
+//! file's SHA-256: it prints it without reading the file again, and a publisher cannot
+//! make it print anything else. Forging a chunk means a second preimage of SHA-256's
+//! compression function over a fixed number of blocks.
 
 use std::fmt;
 
+use sha2::digest::block_buffer;
+use sha2::digest::consts::U64;
 use sha2::{Digest, Sha256};
 
-use crate::ids::{ContentId, Sha256Digest};
+use crate::ids::{ContentId, Sha256Digest, sha256};
 
+/// SHA-256 works on blocks of this many bytes: every chunk but the last is a whole number
+/// of them, so a chunk starts exactly where a chaining value is.
+pub const SHA256_BLOCK: u32 = 64;
 /// Smallest chunk size a manifest may use.
 pub const CHUNK_SIZE_MIN: u32 = 16 * 1024;
 /// Largest chunk size a manifest may use.
@@ -21,7 +36,13 @@ pub const NAME_LEN_MAX: usize = 255;
 
 /// Domain separation for the content id, so a manifest hash can never collide with the hash
 /// of some other structure that happens to share its bytes.
-const CONTENT_ID_DOMAIN: &[u8] = b"p2p manifest v1\0";
+/// Version 2: chunk hashes are chaining values (version 1 hashed each chunk on its own).
+const CONTENT_ID_DOMAIN: &[u8] = b"p2p manifest v2\0";
+
+/// SHA-256's initial chaining value (FIPS 180-4, section 5.3.3).
+const SHA256_IV: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
 
 /// What a file is: enough to verify every chunk of it and to name it.
 #[derive(Clone, PartialEq, Eq)]
@@ -32,7 +53,7 @@ pub struct Manifest {
     pub size: u64,
     /// Every chunk but the last is exactly this long.
     pub chunk_size: u32,
-    /// SHA-256 of each chunk, in order.
+    /// For each chunk, SHA-256's chaining value after it; for the last, the file's SHA-256.
     pub chunk_hashes: Vec<Sha256Digest>,
 }
 
@@ -57,7 +78,7 @@ impl fmt::Display for ManifestError {
         match self {
             ManifestError::ChunkSize(size) => write!(
                 f,
-                "chunk size {size} is outside {CHUNK_SIZE_MIN}..={CHUNK_SIZE_MAX} bytes"
+                "chunk size {size} is not a multiple of {SHA256_BLOCK} in {CHUNK_SIZE_MIN}..={CHUNK_SIZE_MAX} bytes"
             ),
             ManifestError::TooManyChunks(n) => {
                 write!(f, "{n} chunks is more than the limit of {CHUNK_COUNT_MAX}")
@@ -85,7 +106,9 @@ impl std::error::Error for ManifestError {}
 
 /// Checks a chunk size against the limits.
 pub fn check_chunk_size(chunk_size: u32) -> Result<(), ManifestError> {
-    if (CHUNK_SIZE_MIN..=CHUNK_SIZE_MAX).contains(&chunk_size) {
+    if (CHUNK_SIZE_MIN..=CHUNK_SIZE_MAX).contains(&chunk_size)
+        && chunk_size.is_multiple_of(SHA256_BLOCK)
+    {
         Ok(())
     } else {
         Err(ManifestError::ChunkSize(chunk_size))
@@ -138,6 +161,31 @@ impl Manifest {
         Ok(())
     }
 
+    /// How to check chunk `index` (`None` past the end).
+    pub fn chunk_check(&self, index: u32) -> Option<ChunkCheck> {
+        let expected = *self.chunk_hashes.get(index as usize)?;
+        let start = match index.checked_sub(1) {
+            Some(previous) => self.chunk_hashes[previous as usize],
+            None => state_bytes(&SHA256_IV),
+        };
+        let last = index as usize + 1 == self.chunk_hashes.len();
+        Some(ChunkCheck {
+            start,
+            len: self.chunk_len(index),
+            file_size: last.then_some(self.size),
+            expected,
+        })
+    }
+
+    /// SHA-256 of the whole file: the last chunk's hash. A download that checked every
+    /// chunk has computed exactly this over the bytes it wrote.
+    pub fn file_sha256(&self) -> Sha256Digest {
+        self.chunk_hashes
+            .last()
+            .copied()
+            .unwrap_or_else(|| sha256(b""))
+    }
+
     /// SHA-256 over the canonical encoding of size, chunk size and chunk hashes.
     pub fn content_id(&self) -> ContentId {
         let mut hasher = Sha256::new();
@@ -174,14 +222,93 @@ impl fmt::Debug for Manifest {
     }
 }
 
+/// Everything needed to check one chunk on its own, wherever it came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkCheck {
+    /// Chaining value before the chunk.
+    start: Sha256Digest,
+    len: u32,
+    /// Set for the last chunk: SHA-256 is finished there, with the file's length.
+    file_size: Option<u64>,
+    /// The manifest's hash of the chunk.
+    pub expected: Sha256Digest,
+}
+
+impl ChunkCheck {
+    /// Whether `data` is the chunk the manifest describes.
+    pub fn matches(&self, data: &[u8]) -> bool {
+        if data.len() != self.len as usize {
+            return false;
+        }
+        let mut state = state_words(&self.start);
+        let found = match self.file_size {
+            Some(size) => finish(state, data, size),
+            None if data.len().is_multiple_of(SHA256_BLOCK as usize) => {
+                compress_blocks(&mut state, data);
+                state_bytes(&state)
+            }
+            None => return false,
+        };
+        found == self.expected
+    }
+}
+
+fn state_bytes(state: &[u32; 8]) -> Sha256Digest {
+    let mut out = [0u8; 32];
+    for (bytes, word) in out.chunks_exact_mut(4).zip(state) {
+        bytes.copy_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
+fn state_words(bytes: &Sha256Digest) -> [u32; 8] {
+    let mut state = [0u32; 8];
+    for (word, bytes) in state.iter_mut().zip(bytes.chunks_exact(4)) {
+        *word = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    }
+    state
+}
+
+/// Bytes not yet compressed: less than a block.
+type BlockBuffer = block_buffer::BlockBuffer<U64, block_buffer::Eager>;
+
+/// SHA-256's compression over `data`, a whole number of blocks.
+fn compress_blocks(state: &mut [u32; 8], data: &[u8]) {
+    debug_assert!(data.len().is_multiple_of(SHA256_BLOCK as usize));
+    // The buffer hands whole blocks over in place, and none are left in it.
+    BlockBuffer::default().digest_blocks(data, |blocks| sha2::compress256(state, blocks));
+}
+
+/// Finishes SHA-256 of a message whose bytes before `tail` (a whole number of blocks) left
+/// `state`, and whose length is `total_len`: FIPS 180-4's padding, then the state as the digest.
+fn finish(mut state: [u32; 8], tail: &[u8], total_len: u64) -> Sha256Digest {
+    let block = SHA256_BLOCK as usize;
+    let whole = tail.len() - tail.len() % block;
+    compress_blocks(&mut state, &tail[..whole]);
+    let rest = &tail[whole..];
+    let mut padded = [0u8; 128];
+    padded[..rest.len()].copy_from_slice(rest);
+    padded[rest.len()] = 0x80;
+    // The length (in bits) takes the last 8 bytes: a second block when they do not fit.
+    let end = if rest.len() < block - 8 {
+        block
+    } else {
+        2 * block
+    };
+    padded[end - 8..end].copy_from_slice(&total_len.wrapping_mul(8).to_be_bytes());
+    compress_blocks(&mut state, &padded[..end]);
+    state_bytes(&state)
+}
+
 /// Builds a manifest from a stream of bytes fed in pieces of any size. Memory is one
-/// chunk-hasher state plus 32 bytes per finished chunk: the file is never held.
+/// SHA-256 state plus 32 bytes per finished chunk: the file is never held.
 pub struct ManifestBuilder {
     name: String,
     chunk_size: u32,
     size: u64,
     filled_in_chunk: u32,
-    hasher: Sha256,
+    state: [u32; 8],
+    pending: BlockBuffer,
     chunk_hashes: Vec<Sha256Digest>,
 }
 
@@ -197,7 +324,8 @@ impl ManifestBuilder {
             chunk_size,
             size: 0,
             filled_in_chunk: 0,
-            hasher: Sha256::new(),
+            state: SHA256_IV,
+            pending: BlockBuffer::default(),
             chunk_hashes: Vec::new(),
         })
     }
@@ -205,33 +333,25 @@ impl ManifestBuilder {
     /// Feeds the next bytes of the file.
     pub fn update(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
+            // Never past the end of a chunk, so its chaining value can be taken there.
             let room = (self.chunk_size - self.filled_in_chunk) as usize;
-            let take = room.min(data.len());
-            self.hasher.update(&data[..take]);
-            self.filled_in_chunk += take as u32;
-            self.size += take as u64;
-            data = &data[take..];
+            let (now, rest) = data.split_at(room.min(data.len()));
+            self.compress(now);
+            self.filled_in_chunk += now.len() as u32;
+            self.size += now.len() as u64;
+            data = rest;
             if self.filled_in_chunk == self.chunk_size {
-                self.finish_chunk();
+                // A chunk is whole blocks: nothing is pending here.
+                self.chunk_hashes.push(state_bytes(&self.state));
+                self.filled_in_chunk = 0;
             }
         }
     }
 
-    /// Feeds one whole chunk whose hash is already known (a hash computed elsewhere, for
-    /// instance on a worker thread). Only valid at a chunk boundary.
-    pub fn push_chunk_hash(&mut self, chunk_len: u32, hash: Sha256Digest) {
-        debug_assert_eq!(
-            self.filled_in_chunk, 0,
-            "push_chunk_hash between chunks only"
-        );
-        self.size += u64::from(chunk_len);
-        self.chunk_hashes.push(hash);
-    }
-
-    fn finish_chunk(&mut self) {
-        let hasher = std::mem::replace(&mut self.hasher, Sha256::new());
-        self.chunk_hashes.push(hasher.finalize().into());
-        self.filled_in_chunk = 0;
+    fn compress(&mut self, data: &[u8]) {
+        let state = &mut self.state;
+        self.pending
+            .digest_blocks(data, |blocks| sha2::compress256(state, blocks));
     }
 
     /// Bytes fed so far.
@@ -241,8 +361,12 @@ impl ManifestBuilder {
 
     /// Finishes the last partial chunk and checks the result.
     pub fn finish(mut self) -> Result<Manifest, ManifestError> {
+        let file_sha256 = finish(self.state, self.pending.get_data(), self.size);
         if self.filled_in_chunk > 0 {
-            self.finish_chunk();
+            self.chunk_hashes.push(file_sha256);
+        } else if let Some(last) = self.chunk_hashes.last_mut() {
+            // The file ends with a whole chunk: its hash is the finished SHA-256 too.
+            *last = file_sha256;
         }
         let manifest = Manifest {
             name: self.name,
@@ -265,19 +389,68 @@ mod tests {
     }
 
     #[test]
-    fn builder_matches_direct_hashing_for_any_split() {
-        let bytes = data(CHUNK_SIZE_MIN as usize * 3 + 100);
-        let expected: Vec<_> = bytes.chunks(CHUNK_SIZE_MIN as usize).map(sha256).collect();
-        for split in [1usize, 7, 4096, 16384, 50000] {
-            let mut builder = ManifestBuilder::new("f", CHUNK_SIZE_MIN).unwrap();
-            for piece in bytes.chunks(split) {
-                builder.update(piece);
+    fn last_hash_is_the_file_sha256_for_any_length_and_split() {
+        let cs = CHUNK_SIZE_MIN as usize;
+        for len in [
+            0,
+            1,
+            55,
+            56,
+            63,
+            64,
+            65,
+            119,
+            120,
+            cs - 1,
+            cs,
+            cs + 56,
+            3 * cs,
+            3 * cs + 100,
+        ] {
+            let bytes = data(len);
+            for split in [1usize, 7, 64, 4096, 50000] {
+                let mut builder = ManifestBuilder::new("f", CHUNK_SIZE_MIN).unwrap();
+                for piece in bytes.chunks(split) {
+                    builder.update(piece);
+                }
+                let manifest = builder.finish().unwrap();
+                assert_eq!(manifest.size, len as u64);
+                assert_eq!(manifest.chunk_count() as usize, len.div_ceil(cs));
+                assert_eq!(
+                    manifest.file_sha256(),
+                    sha256(&bytes),
+                    "len {len} split {split}"
+                );
             }
+        }
+    }
+
+    #[test]
+    fn every_chunk_checks_on_its_own_and_nothing_else_does() {
+        let cs = CHUNK_SIZE_MIN as usize;
+        for len in [cs, 3 * cs, 3 * cs + 100, 2 * cs + 60] {
+            let bytes = data(len);
+            let mut builder = ManifestBuilder::new("f", CHUNK_SIZE_MIN).unwrap();
+            builder.update(&bytes);
             let manifest = builder.finish().unwrap();
-            assert_eq!(manifest.chunk_hashes, expected, "split {split}");
-            assert_eq!(manifest.size, bytes.len() as u64);
-            assert_eq!(manifest.chunk_len(3), 100);
-            assert_eq!(manifest.chunk_len(4), 0);
+            let chunks: Vec<&[u8]> = bytes.chunks(cs).collect();
+            for (index, chunk) in chunks.iter().enumerate() {
+                let check = manifest.chunk_check(index as u32).unwrap();
+                assert!(check.matches(chunk), "len {len} chunk {index}");
+                let mut bad = chunk.to_vec();
+                bad[chunk.len() / 2] ^= 1;
+                assert!(!check.matches(&bad));
+                assert!(!check.matches(&chunk[..chunk.len() - 1]));
+                for (other, other_chunk) in chunks.iter().enumerate() {
+                    if other_chunk != chunk {
+                        assert!(
+                            !check.matches(other_chunk),
+                            "chunk {other} passes as {index}"
+                        );
+                    }
+                }
+            }
+            assert!(manifest.chunk_check(chunks.len() as u32).is_none());
         }
     }
 
@@ -301,6 +474,8 @@ mod tests {
     fn validate_rejects_bad_shapes() {
         assert!(ManifestBuilder::new("x", 1000).is_err());
         assert!(ManifestBuilder::new("x", CHUNK_SIZE_MAX * 2).is_err());
+        assert!(ManifestBuilder::new("x", CHUNK_SIZE_MIN + 32).is_err());
+        assert!(ManifestBuilder::new("x", CHUNK_SIZE_MIN + 64).is_ok());
         let bad = Manifest {
             name: "x".into(),
             size: 100,

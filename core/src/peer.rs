@@ -17,8 +17,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::chunkset::ChunkSet;
 use crate::coop::Coop;
 use crate::downloader::{BlockMismatch, Download, DownloadPhase};
-use crate::ids::{ConnId, ContentId, PeerId, Sha256Digest};
-use crate::manifest::Manifest;
+use crate::ids::{ConnId, ContentId, PeerId};
+use crate::manifest::{ChunkCheck, Manifest};
 use crate::scheduler::SchedulerConfig;
 use crate::time::{Instant, earliest};
 use crate::wire::{BLOCK_LEN_MAX, Message, PEERS_LEN_MAX, PROTOCOL_VERSION, PeerChunks};
@@ -150,12 +150,12 @@ pub enum PeerAction {
         offset: u32,
         length: u32,
     },
-    /// Hash `data`, and write it only if it matches `expected_hash`; report `handle_stored`.
+    /// Write `data` only if `check.matches` it; report `handle_stored`.
     StoreChunk {
         token: u64,
         content_id: ContentId,
         chunk_index: u32,
-        expected_hash: Sha256Digest,
+        check: ChunkCheck,
         data: Bytes,
     },
     /// Make room for the download (`NAME.part`), check which chunks are already on disk,
@@ -1631,10 +1631,10 @@ impl Peer {
             return;
         };
         let losers = scheduler.on_chunk_received(now, remote, chunk_index);
-        let Some(expected_hash) = download
+        let Some(check) = download
             .manifest
             .as_ref()
-            .and_then(|m| m.chunk_hashes.get(chunk_index as usize).copied())
+            .and_then(|m| m.chunk_check(chunk_index))
         else {
             return;
         };
@@ -1659,7 +1659,7 @@ impl Peer {
             token,
             content_id,
             chunk_index,
-            expected_hash,
+            check,
             data,
         });
     }

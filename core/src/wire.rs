@@ -14,7 +14,7 @@ use crate::ids::{ContentId, PeerId, Sha256Digest};
 use crate::manifest::{self, Manifest};
 
 /// Protocol version spoken in `Hello`. A peer with another version is refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest block of a chunk one `Piece` carries; larger chunks are requested in blocks.
 pub const BLOCK_LEN_MAX: u32 = 1024 * 1024;
 /// Largest frame (kind byte plus payload). Fits the largest `Announce`: every chunk hash of

@@ -267,15 +267,15 @@ fn a_wrong_length_piece_closes_and_the_right_one_is_stored_with_the_manifest_has
     );
     let stored = drain(&mut p).into_iter().find_map(|a| match a {
         PeerAction::StoreChunk {
-            expected_hash,
+            check,
             chunk_index: c,
             ..
-        } => Some((c, expected_hash)),
+        } => Some((c, check)),
         _ => None,
     });
     assert_eq!(
         stored,
-        Some((chunk_index, m.chunk_hashes[chunk_index as usize]))
+        Some((chunk_index, m.chunk_check(chunk_index).unwrap()))
     );
     if let Some(&(other, _)) = requests.iter().find(|(c, _)| *c != chunk_index) {
         p.handle_message(

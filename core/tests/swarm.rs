@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use p2p_core::coop::{FetchSpec, RangeError};
-use p2p_core::ids::sha256;
 use p2p_core::peer::{Peer, PeerAction, PeerConfig, PeerNotice, StoreOutcome};
 use p2p_core::tracker::{Tracker, TrackerAction, TrackerConfig};
 use p2p_core::{
@@ -268,10 +267,10 @@ impl World {
                 token,
                 content_id,
                 chunk_index,
-                expected_hash,
+                check,
                 data,
             } => {
-                let outcome = if sha256(&data) == expected_hash {
+                let outcome = if check.matches(&data) {
                     node.disk.insert((content_id, chunk_index), data);
                     StoreOutcome::Stored
                 } else {

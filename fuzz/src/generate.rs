@@ -4,7 +4,7 @@
 
 use arbitrary::{Result, Unstructured};
 use bytes::Bytes;
-use p2p_core::manifest::{CHUNK_SIZE_MAX, CHUNK_SIZE_MIN, NAME_LEN_MAX};
+use p2p_core::manifest::{CHUNK_SIZE_MAX, CHUNK_SIZE_MIN, NAME_LEN_MAX, SHA256_BLOCK};
 use p2p_core::wire::{FileEntry, PeerChunks, PeerEntry, STRING_LEN_MAX};
 use p2p_core::{ChunkSet, ContentId, Manifest, Message, PeerId};
 
@@ -58,7 +58,9 @@ pub fn manifest_upto(u: &mut Unstructured<'_>, max_chunks: u32) -> Result<Manife
     let chunk_size = if u.arbitrary()? {
         CHUNK_SIZE_MIN
     } else {
-        u.int_in_range(CHUNK_SIZE_MIN..=CHUNK_SIZE_MAX)?
+        // Whole SHA-256 blocks, as `validate` asks.
+        u.int_in_range(CHUNK_SIZE_MIN / SHA256_BLOCK..=CHUNK_SIZE_MAX / SHA256_BLOCK)?
+            * SHA256_BLOCK
     };
     let count = u.int_in_range(0..=max_chunks)?;
     let size = if count == 0 {

@@ -24,7 +24,7 @@
 //!
 //! Checked after every op: connections named by `Send`/`Close` are open; every message sent
 //! is decodable; a `ReadChunk` is only for a chunk held, within the chunk; a `StoreChunk`
-//! carries the manifest's hash for that index and a chunk of the right length; a
+//! carries the manifest's check for that index and a chunk of the right length; a
 //! `PrepareDownload` carries a manifest that verifies; held chunks of B are only chunks the
 //! driver stored (or found on disk); A stays fully held; `DownloadComplete` only when all of
 //! B is stored.
@@ -35,7 +35,6 @@ use std::time::Duration;
 
 use arbitrary::{Result, Unstructured};
 use bytes::Bytes;
-use p2p_core::ids::sha256;
 use p2p_core::manifest::CHUNK_SIZE_MIN;
 use p2p_core::peer::{Peer, PeerAction, PeerConfig, PeerNotice, StoreOutcome};
 use p2p_core::wire::{PROTOCOL_VERSION, PeerChunks};
@@ -510,7 +509,11 @@ impl PeerHarness {
                     let (token, cid, index, data) = self.stores.remove(k % self.stores.len());
                     let outcome = if mode == 4 {
                         StoreOutcome::Io("disk full".into())
-                    } else if sha256(&data) == b.manifest.chunk_hashes[index as usize] {
+                    } else if b
+                        .manifest
+                        .chunk_check(index)
+                        .is_some_and(|c| c.matches(&data))
+                    {
                         assert_eq!(cid, b.id);
                         self.verified.insert(index);
                         StoreOutcome::Stored
@@ -695,14 +698,14 @@ impl PeerHarness {
                     token,
                     content_id,
                     chunk_index,
-                    expected_hash,
+                    check,
                     data,
                 } => {
                     assert_eq!(content_id, b.id, "StoreChunk for content not downloaded");
                     assert_eq!(
-                        Some(&expected_hash),
-                        b.manifest.chunk_hashes.get(chunk_index as usize),
-                        "StoreChunk hash is not the manifest's for chunk {chunk_index}"
+                        Some(check),
+                        b.manifest.chunk_check(chunk_index),
+                        "StoreChunk check is not the manifest's for chunk {chunk_index}"
                     );
                     assert_eq!(
                         data.len(),

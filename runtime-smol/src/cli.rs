@@ -69,7 +69,7 @@ Examples:
         /// Address to serve peers on (port 0: any free port).
         #[arg(long, default_value = DEFAULT_PEER_LISTEN, value_name = "ADDR")]
         listen: SocketAddr,
-        /// Chunk size in bytes (16 KiB to 64 MiB).
+        /// Chunk size in bytes (16 KiB to 64 MiB, a multiple of 64).
         #[arg(long, default_value_t = p2p_core::manifest::CHUNK_SIZE_DEFAULT, value_name = "BYTES")]
         chunk_size: u32,
         /// Cap on upload speed, bytes per second.

@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget};
+use p2p_core::Manifest;
 use p2p_core::coop::FetchSpec;
+use p2p_core::ids::to_hex;
+use p2p_core::manifest::CHUNK_SIZE_DEFAULT;
 use p2p_core::peer::PeerNotice;
 use serde_json::json;
 use smol::future;
@@ -31,7 +34,7 @@ use crate::peer_task::{self, PeerHandle, PeerOptions, UserEvent};
 use crate::progress::{self, print_json};
 use crate::signals::{Stop, StopSignals};
 use crate::store::{self, Destination, PartPaths};
-use crate::{client, get, share};
+use crate::{client, get};
 
 /// JSON progress lines at most this often.
 const JSON_PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
@@ -180,14 +183,21 @@ pub async fn run(
     };
     let elapsed = started.elapsed();
 
-    // Check, sync, rename: a file under its final name is always complete.
+    // Check, sync, rename: a file under its final name is always complete. One read of
+    // the file gives both its manifest (to publish) and its SHA-256 (the last chunk's hash).
     let finished = {
         let paths = paths.clone();
         let file = file.clone();
         let force = args.force;
-        smol::unblock(move || -> Result<String, String> {
-            let sha256 = store::sha256_file(&paths.part)
-                .map_err(|e| format!("cannot read {} back: {e}", paths.part.display()))?;
+        smol::unblock(move || -> Result<(Manifest, String), String> {
+            let name = paths
+                .final_path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let manifest = store::hash_file(&paths.part, &name, CHUNK_SIZE_DEFAULT)
+                .map_err(|e| format!("cannot read {} back: {e:#}", paths.part.display()))?;
+            let sha256 = to_hex(&manifest.file_sha256());
             if let Some(expected) = expected_sha256
                 && sha256 != expected
             {
@@ -197,13 +207,13 @@ pub async fn run(
                 ));
             }
             store::finalize(&file, &paths, force)?;
-            Ok(sha256)
+            Ok((manifest, sha256))
         })
         .await
     };
     drop(file);
-    let sha256 = match finished {
-        Ok(sha256) => sha256,
+    let (manifest, sha256) = match finished {
+        Ok(finished) => finished,
         Err(reason) => {
             peer.shutdown().await;
             return fail(&args, &url, &reason);
@@ -212,7 +222,6 @@ pub async fn run(
     report_participants(&fetched_by, info.size, elapsed);
 
     // Publish, keyed also by URL and validator, so the next fetch comes from peers.
-    let manifest = share::hash(&paths.final_path, p2p_core::manifest::CHUNK_SIZE_DEFAULT).await?;
     let content_id = manifest.content_id();
     let published = peer_task::open_published(&paths.final_path)?;
     peer.publish(manifest, published).await;

@@ -220,6 +220,8 @@ struct DownloadFiles {
     /// Known once the download is prepared.
     paths: Option<PartPaths>,
     in_place: bool,
+    /// The file's SHA-256 (hex), known with the manifest, printed once every chunk checked.
+    sha256: String,
     /// Chunks verified and written, as the next record will list them.
     record: Option<Record>,
     record_dirty: bool,
@@ -393,6 +395,7 @@ impl Driver {
                         force,
                         paths: None,
                         in_place: false,
+                        sha256: String::new(),
                         record: None,
                         record_dirty: false,
                         record_write_in_flight: false,
@@ -427,6 +430,7 @@ impl Driver {
                         );
                         download.paths = Some(prepared.paths);
                         download.in_place = prepared.in_place;
+                        download.sha256 = prepared.sha256;
                         download.record = Some(Record {
                             content_id,
                             chunks: prepared.have.clone(),
@@ -544,7 +548,7 @@ impl Driver {
                 token,
                 content_id,
                 chunk_index,
-                expected_hash,
+                check,
                 data,
             } => {
                 let Some(content) = self.files.get(&content_id).cloned() else {
@@ -560,7 +564,7 @@ impl Driver {
                 smol::spawn(async move {
                     let position = u64::from(chunk_index) * u64::from(content.chunk_size);
                     let outcome = smol::unblock(move || {
-                        store::store_verified(&content.file, position, &expected_hash, &data)
+                        store::store_verified(&content.file, position, &check, &data)
                     })
                     .await;
                     let done = Event::StoreDone {
@@ -768,10 +772,14 @@ impl Driver {
         };
         let in_place = download.in_place;
         let force = download.force;
+        let sha256 = download.sha256.clone();
         let events = self.events.clone();
         smol::spawn(async move {
             let result = smol::unblock(move || {
-                store::finalize_and_hash(&content.file, &paths, force, in_place)
+                if !in_place {
+                    store::finalize(&content.file, &paths, force)?;
+                }
+                Ok((paths.final_path, sha256))
             })
             .await;
             let _ = events.send(Event::Finalized { content_id, result }).await;

@@ -88,7 +88,7 @@ pub async fn run(options: ShareOptions, signals: &mut StopSignals) -> anyhow::Re
     Ok(stop.exit_code())
 }
 
-/// The manifest of a file, hashed on the blocking pool with every core.
+/// The manifest of a file, hashed on the blocking pool.
 pub async fn hash(path: &Path, chunk_size: u32) -> anyhow::Result<Manifest> {
     let name = path
         .file_name()
@@ -99,10 +99,9 @@ pub async fn hash(path: &Path, chunk_size: u32) -> anyhow::Result<Manifest> {
     if !meta.is_file() {
         anyhow::bail!("{} is not a regular file", path.display());
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let owned = path.to_path_buf();
     tracing::info!(path = %path.display(), size = meta.len(), "hashing");
-    smol::unblock(move || store::hash_file(&owned, &name, chunk_size, threads))
+    smol::unblock(move || store::hash_file(&owned, &name, chunk_size))
         .await
         .with_context(|| format!("cannot hash {}", path.display()))
 }

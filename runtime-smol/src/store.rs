@@ -17,7 +17,7 @@ use bytes::Bytes;
 use p2p_core::ids::to_hex;
 use p2p_core::manifest::Manifest;
 use p2p_core::peer::StoreOutcome;
-use p2p_core::{ChunkSet, ContentId, ManifestBuilder, Sha256Digest};
+use p2p_core::{ChunkCheck, ChunkSet, ContentId, ManifestBuilder};
 use sha2::{Digest, Sha256};
 use smol::lock::{Semaphore, SemaphoreGuardArc};
 
@@ -32,79 +32,21 @@ const RECORD_MAGIC: &[u8; 8] = b"p2prec1\n";
 
 // ------------------------------------------------------------------ hashing
 
-/// Hashes `path` into a manifest named `name`, chunk by chunk, on up to `threads` threads
-/// (each takes a contiguous range of chunks and reads it positionally).
-pub fn hash_file(
-    path: &Path,
-    name: &str,
-    chunk_size: u32,
-    threads: usize,
-) -> anyhow::Result<Manifest> {
-    let file = File::open(path)?;
-    let size = file.metadata()?.len();
+/// Hashes `path` into a manifest named `name`. One pass on one thread: a chunk's hash
+/// continues from the previous chunk's (see `p2p_core::manifest`), so chunks cannot be
+/// hashed apart.
+pub fn hash_file(path: &Path, name: &str, chunk_size: u32) -> anyhow::Result<Manifest> {
+    let mut file = File::open(path)?;
     let mut builder = ManifestBuilder::new(name, chunk_size)?;
-    let chunk_count = p2p_core::manifest::chunk_count_for(size, chunk_size);
-    let threads = threads.clamp(1, 64).min(chunk_count.max(1) as usize) as u64;
-    let per_thread = chunk_count.div_ceil(threads);
-    let ranges: Vec<(u64, u64)> = (0..threads)
-        .map(|t| (t * per_thread, ((t + 1) * per_thread).min(chunk_count)))
-        .filter(|(start, end)| start < end)
-        .collect();
-    let results: Vec<io::Result<Vec<Sha256Digest>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = ranges
-            .iter()
-            .map(|&(start, end)| {
-                let file = &file;
-                scope.spawn(move || hash_chunk_range(file, size, chunk_size, start, end))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")))
-            })
-            .collect()
-    });
-    let mut index = 0u64;
-    for hashes in results {
-        for hash in hashes? {
-            let len = (size - index * u64::from(chunk_size)).min(u64::from(chunk_size));
-            builder.push_chunk_hash(len as u32, hash);
-            index += 1;
+    let mut buf = vec![0u8; HASH_READ_LEN];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
         }
+        builder.update(&buf[..n]);
     }
     Ok(builder.finish()?)
-}
-
-fn hash_chunk_range(
-    file: &File,
-    size: u64,
-    chunk_size: u32,
-    start: u64,
-    end: u64,
-) -> io::Result<Vec<Sha256Digest>> {
-    let mut buf = vec![0u8; HASH_READ_LEN.min(chunk_size as usize)];
-    let mut hashes = Vec::with_capacity((end - start) as usize);
-    for chunk in start..end {
-        let offset = chunk * u64::from(chunk_size);
-        let len = (size - offset).min(u64::from(chunk_size));
-        hashes.push(hash_range(file, offset, len, &mut buf)?);
-    }
-    Ok(hashes)
-}
-
-/// SHA-256 of `len` bytes at `offset`, read through `buf`.
-fn hash_range(file: &File, offset: u64, len: u64, buf: &mut [u8]) -> io::Result<Sha256Digest> {
-    let mut hasher = Sha256::new();
-    let mut done = 0u64;
-    while done < len {
-        let take = (len - done).min(buf.len() as u64) as usize;
-        file.read_exact_at(&mut buf[..take], offset + done)?;
-        hasher.update(&buf[..take]);
-        done += take as u64;
-    }
-    Ok(hasher.finalize().into())
 }
 
 /// SHA-256 of a whole file, as lowercase hex.
@@ -270,15 +212,9 @@ pub fn read_at(file: &File, offset: u64, length: u32) -> io::Result<Bytes> {
     Ok(buf.into_bytes())
 }
 
-/// Hashes `data` and writes it at `offset` only if it matches `expected_hash`.
-pub fn store_verified(
-    file: &File,
-    offset: u64,
-    expected_hash: &Sha256Digest,
-    data: &[u8],
-) -> StoreOutcome {
-    let hash: Sha256Digest = Sha256::digest(data).into();
-    if hash != *expected_hash {
+/// Checks `data` and writes it at `offset` only if it is the chunk `check` describes.
+pub fn store_verified(file: &File, offset: u64, check: &ChunkCheck, data: &[u8]) -> StoreOutcome {
+    if !check.matches(data) {
         return StoreOutcome::HashMismatch;
     }
     if write_direct(file, data, offset) {
@@ -449,6 +385,8 @@ pub struct Prepared {
     pub chunk_size: u32,
     /// The final file already exists with exactly this content: nothing to rename.
     pub in_place: bool,
+    /// The whole file's SHA-256, as lowercase hex: what checking every chunk computes.
+    pub sha256: String,
 }
 
 /// Makes room for a download: finds the final path, refuses to replace a different file
@@ -487,6 +425,7 @@ pub fn prepare_download(
                     paths,
                     chunk_size: manifest.chunk_size,
                     in_place: true,
+                    sha256: to_hex(&manifest.file_sha256()),
                 });
             }
         }
@@ -544,6 +483,7 @@ pub fn prepare_download(
         paths,
         chunk_size: manifest.chunk_size,
         in_place: false,
+        sha256: to_hex(&manifest.file_sha256()),
     })
 }
 
@@ -554,14 +494,15 @@ fn verify_chunks(
     candidates: impl Iterator<Item = u32>,
 ) -> ChunkSet {
     let mut have = ChunkSet::new(manifest.chunk_count());
-    let mut buf = vec![0u8; HASH_READ_LEN.min(manifest.chunk_size as usize)];
+    // One chunk at a time, as a download holds one while checking it.
+    let mut buf = Vec::new();
     for chunk_index in candidates {
-        let Some(expected) = manifest.chunk_hashes.get(chunk_index as usize) else {
+        let Some(check) = manifest.chunk_check(chunk_index) else {
             continue;
         };
+        buf.resize(manifest.chunk_len(chunk_index) as usize, 0);
         let offset = manifest.chunk_offset(chunk_index);
-        let len = u64::from(manifest.chunk_len(chunk_index));
-        if hash_range(file, offset, len, &mut buf).is_ok_and(|h| h == *expected) {
+        if file.read_exact_at(&mut buf, offset).is_ok() && check.matches(&buf) {
             have.insert(chunk_index);
         }
     }
@@ -601,77 +542,6 @@ pub fn finalize(file: &File, paths: &PartPaths, force: bool) -> Result<(), Strin
     }
     let _ = fs::remove_file(&paths.record);
     Ok(())
-}
-
-/// [`finalize`] (unless the file is already `in_place`) and the SHA-256 of the whole
-/// file, computed at the same time: the hash reads the file through `file` (the same inode
-/// before and after the rename) while the sync writes it back.
-pub fn finalize_and_hash(
-    file: &File,
-    paths: &PartPaths,
-    force: bool,
-    in_place: bool,
-) -> Result<(PathBuf, String), String> {
-    let (finalized, sha256) = std::thread::scope(|scope| {
-        let hasher = scope.spawn(|| sha256_of_open(file));
-        let finalized = if in_place {
-            Ok(())
-        } else {
-            finalize(file, paths, force)
-        };
-        let sha256 = hasher
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("hashing thread panicked")));
-        (finalized, sha256)
-    });
-    finalized?;
-    let sha256 =
-        sha256.map_err(|e| format!("cannot read {} back: {e}", paths.final_path.display()))?;
-    Ok((paths.final_path.clone(), sha256))
-}
-
-/// SHA-256 of a whole open file, as lowercase hex, read positionally: with direct I/O
-/// where it can (chunks were written that way, so they are not in the page cache, and
-/// reading them through it would fill it with fresh pages for nothing).
-fn sha256_of_open(file: &File) -> io::Result<String> {
-    if let Some(direct) = open_direct(file, false)
-        && let Ok(sha256) = sha256_direct(&direct)
-    {
-        return Ok(sha256);
-    }
-    let len = file.metadata()?.len();
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; HASH_READ_LEN];
-    let mut done = 0u64;
-    while done < len {
-        let take = (len - done).min(HASH_READ_LEN as u64) as usize;
-        file.read_exact_at(&mut buf[..take], done)?;
-        hasher.update(&buf[..take]);
-        done += take as u64;
-    }
-    Ok(to_hex(&hasher.finalize()))
-}
-
-fn sha256_direct(file: &File) -> io::Result<String> {
-    let len = file.metadata()?.len();
-    let mut hasher = Sha256::new();
-    let mut vec = vec![0u8; HASH_READ_LEN + 2 * DIRECT_ALIGN];
-    let start = aligned_start(&vec, 0);
-    let buf = &mut vec[start..start + HASH_READ_LEN];
-    let mut done = 0u64;
-    while done < len {
-        // Whole aligned blocks; the last read is short at the end of the file.
-        let n = file.read_at(buf, done)?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        hasher.update(&buf[..n]);
-        done += n as u64;
-        if !n.is_multiple_of(DIRECT_ALIGN) && done < len {
-            return Err(io::Error::other("short direct read"));
-        }
-    }
-    Ok(to_hex(&hasher.finalize()))
 }
 
 // ------------------------------------------------------------------ resume record
@@ -755,17 +625,15 @@ mod tests {
     }
 
     #[test]
-    fn hash_file_matches_builder_on_many_threads() {
+    fn hash_file_matches_builder_and_sha256() {
         let dir = tempfile::tempdir().unwrap();
-        let data = sample(5 * 16 * 1024 + 123);
+        // More than one read buffer, and a short last chunk.
+        let data = sample(HASH_READ_LEN + 5 * 16 * 1024 + 123);
         let path = dir.path().join("data");
         fs::write(&path, &data).unwrap();
-        let expected = manifest_of(&data, "data");
-        for threads in [1, 2, 3, 8] {
-            let manifest =
-                hash_file(&path, "data", p2p_core::manifest::CHUNK_SIZE_MIN, threads).unwrap();
-            assert_eq!(manifest, expected, "{threads} threads");
-        }
+        let manifest = hash_file(&path, "data", p2p_core::manifest::CHUNK_SIZE_MIN).unwrap();
+        assert_eq!(manifest, manifest_of(&data, "data"));
+        assert_eq!(to_hex(&manifest.file_sha256()), sha256_file(&path).unwrap());
     }
 
     #[test]
@@ -804,7 +672,7 @@ mod tests {
             let outcome = store_verified(
                 &prepared.file,
                 range.start as u64,
-                &manifest.chunk_hashes[chunk as usize],
+                &manifest.chunk_check(chunk).unwrap(),
                 &data[range],
             );
             assert_eq!(outcome, StoreOutcome::Stored);
@@ -824,7 +692,12 @@ mod tests {
         let resumed = prepare_download(&destination, false, content_id, &manifest).unwrap();
         assert_eq!(resumed.have.iter().collect::<Vec<_>>(), vec![0]);
         assert_eq!(
-            store_verified(&resumed.file, 0, &manifest.chunk_hashes[1], &data[..100]),
+            store_verified(
+                &resumed.file,
+                0,
+                &manifest.chunk_check(1).unwrap(),
+                &data[..100]
+            ),
             StoreOutcome::HashMismatch
         );
         finalize(&resumed.file, &resumed.paths, false).unwrap();

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use p2p_core::chunkset::ChunkSet;
-use p2p_core::ids::{ContentId, Sha256Digest, sha256};
-use p2p_core::manifest::{Manifest, ManifestBuilder};
+use p2p_core::ids::ContentId;
+use p2p_core::manifest::{ChunkCheck, Manifest, ManifestBuilder};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -64,13 +64,6 @@ impl SourceFile {
         Some(self.data.slice(start..start + length as usize))
     }
 
-    pub fn chunk_hash(&self, chunk_index: u32) -> Option<Sha256Digest> {
-        self.manifest
-            .chunk_hashes
-            .get(chunk_index as usize)
-            .copied()
-    }
-
     /// Whether `data` is exactly chunk `chunk_index`. A slice of the source itself is
     /// recognised without comparing bytes (the common case, and what keeps N=1000 fast).
     pub fn is_chunk(&self, chunk_index: u32, data: &Bytes) -> bool {
@@ -95,21 +88,21 @@ pub enum StoreVerdict {
     Mismatch,
 }
 
-/// Does what the runtime does for `StoreChunk`: hash the data and compare with the hash the
-/// peer expects. Skips the hash when the data is byte-identical to the source and the
-/// expected hash is the source's (the hash would match by construction).
+/// Does what the runtime does for `StoreChunk`: check the data as the peer asks. Skips the
+/// hashing when the data is byte-identical to the source and the check is the source's
+/// (it would match by construction).
 pub fn verify(
     source: &SourceFile,
     chunk_index: u32,
-    expected_hash: &Sha256Digest,
+    check: &ChunkCheck,
     data: &Bytes,
 ) -> StoreVerdict {
     let identical = source.is_chunk(chunk_index, data);
-    let hash_is_source = source.chunk_hash(chunk_index).as_ref() == Some(expected_hash);
-    if identical && hash_is_source {
+    let check_is_source = source.manifest.chunk_check(chunk_index).as_ref() == Some(check);
+    if identical && check_is_source {
         return StoreVerdict::Written { identical: true };
     }
-    if sha256(data) == *expected_hash {
+    if check.matches(data) {
         StoreVerdict::Written { identical }
     } else {
         StoreVerdict::Mismatch
@@ -203,7 +196,7 @@ mod tests {
     #[test]
     fn verify_accepts_source_and_rejects_flipped() {
         let source = SourceFile::generate("f", 40_000, 16 * 1024, 7);
-        let hash = source.chunk_hash(1).unwrap();
+        let hash = source.manifest.chunk_check(1).unwrap();
         let good = source.chunk(1);
         assert_eq!(
             verify(&source, 1, &hash, &good),

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use p2p_core::ids::{ConnId, ContentId, PeerId, Sha256Digest};
+use p2p_core::ids::{ConnId, ContentId, PeerId};
+use p2p_core::manifest::ChunkCheck;
 use p2p_core::peer::{Peer, PeerAction, PeerConfig, PeerNotice, StoreOutcome};
 use p2p_core::time::Instant;
 use p2p_core::tracker::{Tracker, TrackerAction, TrackerConfig};
@@ -215,7 +216,7 @@ pub(crate) enum Event {
         token: u64,
         content_id: ContentId,
         chunk_index: u32,
-        expected_hash: Sha256Digest,
+        check: ChunkCheck,
         data: Bytes,
     },
     Prepared {
@@ -705,7 +706,7 @@ impl World {
                 token,
                 content_id,
                 chunk_index,
-                expected_hash,
+                check,
                 data,
             } => {
                 if self.nodes[node].incarnation != incarnation {
@@ -715,7 +716,7 @@ impl World {
                 let outcome = if content_id != self.source.content_id {
                     StoreOutcome::Io("no such file".into())
                 } else {
-                    match verify(&self.source, chunk_index, &expected_hash, &data) {
+                    match verify(&self.source, chunk_index, &check, &data) {
                         StoreVerdict::Written { identical } => {
                             let n = self.source.chunk_count();
                             self.nodes[node]
@@ -726,7 +727,7 @@ impl World {
                                 self.violations.push(
                                     FailureKind::Safety,
                                     now,
-                                    format!("{addr} stored chunk {chunk_index} whose bytes differ from the source (the expected hash it gave was not the manifest's)"),
+                                    format!("{addr} stored chunk {chunk_index} whose bytes differ from the source (the check it gave was not the manifest's)"),
                                 );
                             }
                             StoreOutcome::Stored
@@ -894,7 +895,7 @@ impl World {
                 token,
                 content_id,
                 chunk_index,
-                expected_hash,
+                check,
                 data,
             } => {
                 let incarnation = self.nodes[node].incarnation;
@@ -908,7 +909,7 @@ impl World {
                         token,
                         content_id,
                         chunk_index,
-                        expected_hash,
+                        check,
                         data,
                     },
                 );

@@ -7,6 +7,7 @@ mod coop_support;
 use std::time::{Duration, Instant};
 
 use coop_support::*;
+use p2p_tests::sha256_hex;
 
 const MIB: u64 = 1024 * 1024;
 const RANGE: u64 = 256 * 1024;
@@ -78,6 +79,8 @@ fn one_fetcher_and_three_helpers_get_identical_bytes_and_all_take_ranges() {
     let complete = result.of("complete");
     assert_eq!(complete.len(), 1);
     assert_eq!(complete[0]["fetched_by"].as_object().unwrap().len(), 4);
+    // The SHA-256 comes from the manifest made while publishing: it is the file's.
+    assert_eq!(complete[0]["sha256"].as_str().unwrap(), sha256_hex(&data));
 }
 
 #[test]

@@ -8,7 +8,9 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::Union;
 
-use crate::manifest::{CHUNK_COUNT_MAX, CHUNK_SIZE_MAX, CHUNK_SIZE_MIN, NAME_LEN_MAX};
+use crate::manifest::{
+    CHUNK_COUNT_MAX, CHUNK_SIZE_MAX, CHUNK_SIZE_MIN, NAME_LEN_MAX, SHA256_BLOCK,
+};
 
 // ---------------------------------------------------------------------------------------
 // Strategies
@@ -68,12 +70,13 @@ fn any_chunkset() -> impl Strategy<Value = ChunkSet> {
     (0..=GEN_CHUNKS_MAX).prop_flat_map(chunkset)
 }
 
-/// A manifest that passes `validate`: chunk size in range and a size that needs exactly
-/// as many chunks as there are hashes.
+/// A manifest that passes `validate`: chunk size in range (whole SHA-256 blocks) and a
+/// size that needs exactly as many chunks as there are hashes.
 fn manifest() -> impl Strategy<Value = Manifest> {
     (
         string_within(NAME_LEN_MAX),
-        CHUNK_SIZE_MIN..=CHUNK_SIZE_MAX,
+        (CHUNK_SIZE_MIN / SHA256_BLOCK..=CHUNK_SIZE_MAX / SHA256_BLOCK)
+            .prop_map(|b| b * SHA256_BLOCK),
         proptest::collection::vec(any::<[u8; 32]>(), 0..=GEN_CHUNKS_MAX as usize),
         any::<Index>(),
     )
