@@ -138,7 +138,8 @@ pub(crate) struct Node {
     pub incarnation: u32,
     pub upload: Link<Packet>,
     pub download: Link<Packet>,
-    /// (generation, time) of the scheduled completion event of each link.
+    /// (generation, time) of the live completion event of each link: the one event that
+    /// counts, due at or before the link's next completion (see [`World::arm_link`]).
     link_timer: [(u64, Option<Nanos>); 2],
     /// Nodes reach each other only within one group; 0 is the main network.
     pub group: u32,
@@ -245,33 +246,34 @@ impl Event {
     /// Index into [`EVENT_KIND_NAMES`].
     fn kind(&self) -> usize {
         match self {
-            Event::Wake { .. } => 0,
-            Event::LinkDone { .. } => 2,
-            Event::Arrive { .. } => 4,
-            Event::Syn { .. } => 5,
-            Event::SynAck { .. } => 6,
-            Event::ConnectFailed { .. } => 7,
-            Event::Broken { .. } => 8,
-            Event::DiskRead { .. } => 9,
-            Event::DiskStore { .. } => 10,
-            Event::Prepared { .. } => 11,
-            Event::Join { .. } => 12,
-            Event::Fault(_) => 13,
-            Event::Depart { .. } => 14,
-            Event::Heal => 15,
-            Event::CheckTick => 16,
-            Event::RecoveryCheck { .. } => 17,
+            Event::Wake { .. } => WAKE,
+            Event::LinkDone { .. } => LINK_DONE,
+            Event::Arrive { .. } => 5,
+            Event::Syn { .. } => 6,
+            Event::SynAck { .. } => 7,
+            Event::ConnectFailed { .. } => 8,
+            Event::Broken { .. } => 9,
+            Event::DiskRead { .. } => 10,
+            Event::DiskStore { .. } => 11,
+            Event::Prepared { .. } => 12,
+            Event::Join { .. } => 13,
+            Event::Fault(_) => 14,
+            Event::Depart { .. } => 15,
+            Event::Heal => 16,
+            Event::CheckTick => 17,
+            Event::RecoveryCheck { .. } => 18,
         }
     }
 }
 
 /// Names of the event kinds counted in [`Stats::events_by_kind`]; a `-stale` kind is an
 /// event superseded before it came due (a timer re-armed, a link re-planned), dropped unseen.
-pub const EVENT_KIND_NAMES: [&str; 18] = [
+pub const EVENT_KIND_NAMES: [&str; 19] = [
     "wake",
     "wake-stale",
     "link-done",
     "link-done-stale",
+    "link-done-early",
     "arrive",
     "syn",
     "syn-ack",
@@ -287,8 +289,12 @@ pub const EVENT_KIND_NAMES: [&str; 18] = [
     "check-tick",
     "recovery-check",
 ];
+const WAKE: usize = 0;
 const WAKE_STALE: usize = 1;
+const LINK_DONE: usize = 2;
 const LINK_DONE_STALE: usize = 3;
+/// A live link event that came due before anything finished (the completion moved later).
+const LINK_DONE_EARLY: usize = 4;
 
 /// Counters for the report.
 #[derive(Clone, Debug, Default)]
@@ -309,10 +315,11 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// The event just counted as its live kind turned out stale: count it as `stale`.
-    fn count_stale(&mut self, stale: usize) {
-        self.events_by_kind[stale - 1] -= 1;
-        self.events_by_kind[stale] += 1;
+    /// The event just counted as its live kind `live` turned out to be `actual` (stale, or
+    /// early): count it there instead.
+    fn recount(&mut self, live: usize, actual: usize) {
+        self.events_by_kind[live] -= 1;
+        self.events_by_kind[actual] += 1;
     }
 
     /// Events and messages per kind, one `name=count` list each, biggest first.
@@ -557,7 +564,7 @@ impl World {
                 if self.nodes[node].incarnation != incarnation
                     || self.nodes[node].wake_at != Some(now)
                 {
-                    self.stats.count_stale(WAKE_STALE);
+                    self.stats.recount(WAKE, WAKE_STALE);
                     return;
                 }
                 self.digest.mix(&[1, node as u64]);
@@ -586,7 +593,7 @@ impl World {
             } => {
                 let slot = side as usize;
                 if self.nodes[node].link_timer[slot].0 != generation {
-                    self.stats.count_stale(LINK_DONE_STALE);
+                    self.stats.recount(LINK_DONE, LINK_DONE_STALE);
                     return;
                 }
                 self.nodes[node].link_timer[slot].1 = None;
@@ -594,6 +601,9 @@ impl World {
                 match side {
                     LinkSide::Upload => self.nodes[node].upload.take_finished(now, &mut done),
                     LinkSide::Download => self.nodes[node].download.take_finished(now, &mut done),
+                }
+                if done.is_empty() {
+                    self.stats.recount(LINK_DONE, LINK_DONE_EARLY);
                 }
                 for ((conn, dir), size, packet) in done.drain(..) {
                     match side {
@@ -1287,30 +1297,41 @@ impl World {
         }
     }
 
-    /// Re-arms the completion event of one link after it changed.
+    /// Makes sure an event is due no later than the next completion of one link, after it
+    /// changed.
+    ///
+    /// At most one event per link is live. When the completion moves earlier (a short message
+    /// on an idle flow, a flow removed) a new event is scheduled and the old one, now of an
+    /// older generation, is dropped when it comes due. When it moves later (more flows share
+    /// the link) the pending event is kept: it fires early, finds nothing finished, and
+    /// re-arms from there. Either way every packet is handed on at exactly the instant the
+    /// processor-sharing model says, and a link that changes many times between two
+    /// completions (every new flow delays the head) costs one extra event, not one per change.
     fn arm_link(&mut self, node: usize, side: LinkSide) {
         let next = match side {
             LinkSide::Upload => self.nodes[node].upload.next_completion(),
             LinkSide::Download => self.nodes[node].download.next_completion(),
         };
+        let Some(next) = next else {
+            // Nothing queued: a pending event finds nothing when it fires; leave it.
+            return;
+        };
         let slot = side as usize;
         let timer = &mut self.nodes[node].link_timer[slot];
-        if timer.1 == next {
+        if timer.1.is_some_and(|pending| pending <= next) {
             return;
         }
         timer.0 += 1;
-        timer.1 = next;
+        timer.1 = Some(next);
         let generation = timer.0;
-        if let Some(at) = next {
-            self.queue.schedule(
-                at,
-                Event::LinkDone {
-                    node,
-                    side,
-                    generation,
-                },
-            );
-        }
+        self.queue.schedule(
+            next,
+            Event::LinkDone {
+                node,
+                side,
+                generation,
+            },
+        );
     }
 
     /// A packet left the sender's upload link: it travels, then queues at the receiver.
