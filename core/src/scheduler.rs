@@ -61,7 +61,8 @@
 //! `add_peer`/`remove_peer` are `O(n log n)`; a chunk entering or leaving the missing set is
 //! `O(p + log n)` (every holder's count of requestable chunks is kept up to date, which is
 //! what lets `next_request` skip peers with nothing to offer without looking at their
-//! chunks); endgame is `O(f log f + p log p)` plus at worst `O(p × f)` matching.
+//! chunks); endgame is `O(f log f + p log p)` plus at worst `O(p × f)` matching. A call that
+//! finds nothing is remembered, so asking again before anything it reads changed is `O(1)`.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -210,6 +211,14 @@ pub struct Scheduler {
     peers: BTreeMap<PeerId, PeerState>,
     banned: BTreeSet<PeerId>,
     rng: ChaCha8Rng,
+    /// Set when `next_request` found nothing to ask: until this instant it would find nothing
+    /// again, unless something it reads changes, which clears it (see [`Self::changed`]). The
+    /// peer asks after every message it handles, and most of those change nothing here (a
+    /// `Have` of a chunk we hold, a request we serve), so this saves a pass over every peer.
+    idle_until: Option<Instant>,
+    /// When demotions end (possibly stale: a peer demoted again, or gone). A demotion ending
+    /// can widen a window, so it ends `idle_until`; a stale entry only ends it early.
+    demotion_ends: BTreeSet<Instant>,
 }
 
 impl Scheduler {
@@ -260,6 +269,8 @@ impl Scheduler {
             peers: BTreeMap::new(),
             banned: BTreeSet::new(),
             rng,
+            idle_until: None,
+            demotion_ends: BTreeSet::new(),
         }
     }
 
@@ -272,6 +283,7 @@ impl Scheduler {
         if self.banned.contains(&peer) || chunks.len() != self.chunk_count {
             return;
         }
+        self.changed();
         let old = match self.peers.get(&peer) {
             Some(p) => p.chunks.clone(),
             None => {
@@ -303,6 +315,11 @@ impl Scheduler {
     /// A peer gained a chunk. Ignored for unknown peers (add them first) and out-of-range
     /// indices.
     pub fn peer_has(&mut self, peer: PeerId, chunk_index: u32) {
+        // Selection only looks at which peers hold chunks still needed; a peer gaining one we
+        // already have or are verifying (most `Have`s late in a download) changes nothing.
+        if self.is_needed(chunk_index) {
+            self.changed();
+        }
         self.peer_gained_chunk(peer, chunk_index, true);
     }
 
@@ -311,6 +328,8 @@ impl Scheduler {
         let Some(state) = self.peers.get(&peer) else {
             return;
         };
+        // `changed()`, spelled out: `state` still borrows `self.peers`.
+        self.idle_until = None;
         let assigned: Vec<u32> = state.assigned.iter().copied().collect();
         let held: Vec<u32> = set_bits(&state.chunks).collect();
         for c in assigned {
@@ -333,6 +352,7 @@ impl Scheduler {
 
     /// A round-trip time measured with ping/pong.
     pub fn record_rtt(&mut self, peer: PeerId, rtt: Duration) {
+        self.changed();
         let Some(state) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -347,13 +367,33 @@ impl Scheduler {
     /// rarest first; in endgame, a duplicate of an outstanding chunk. Marks it in flight.
     /// Call until `None`.
     pub fn next_request(&mut self, now: Instant) -> Option<(PeerId, u32)> {
+        if self.idle_until.is_some_and(|until| now < until) {
+            debug_assert_eq!(self.pick(now), None, "idle_until missed a change");
+            return None;
+        }
+        let Some((peer, chunk)) = self.pick(now) else {
+            // Only a demotion ending can widen a window without a call that clears this.
+            while self.demotion_ends.first().is_some_and(|&end| end <= now) {
+                self.demotion_ends.pop_first();
+            }
+            let until = self.demotion_ends.first().copied();
+            self.idle_until = Some(until.unwrap_or(Instant::from_nanos(u64::MAX)));
+            return None;
+        };
+        self.changed();
+        self.assign(now, peer, chunk);
+        Some((peer, chunk))
+    }
+
+    /// What `next_request` would hand out at `now`, without handing it out.
+    fn pick(&self, now: Instant) -> Option<(PeerId, u32)> {
         if self.backlog_full() {
             return None;
         }
         if self.missing_has_source() {
-            self.next_normal(now)
+            self.pick_normal(now)
         } else {
-            self.next_endgame(now)
+            self.pick_endgame(now)
         }
     }
 
@@ -363,6 +403,7 @@ impl Scheduler {
             return;
         };
         state.last_rx = Some(now);
+        let mut sampled = false;
         match state.sample_start {
             None => {
                 state.sample_start = Some(now);
@@ -373,8 +414,13 @@ impl Scheduler {
                 if now.saturating_since(start) >= THROUGHPUT_SAMPLE_INTERVAL {
                     Self::take_sample(state, now);
                     state.sample_start = Some(now);
+                    sampled = true;
                 }
             }
+        }
+        if sampled {
+            // The throughput moved: windows, ranking and the backlog bound may change.
+            self.idle_until = None;
         }
         if state.assigned.contains(&chunk_index) {
             let deadline = now + self.request_timeout(peer);
@@ -395,6 +441,7 @@ impl Scheduler {
         chunk_index: u32,
     ) -> Vec<PeerId> {
         let _ = now;
+        self.changed();
         let mut losers = Vec::new();
         match self.state(chunk_index) {
             Some(ChunkState::Missing) => {
@@ -424,6 +471,7 @@ impl Scheduler {
 
     /// The chunk passed its hash and is stored.
     pub fn on_chunk_verified(&mut self, chunk_index: u32) {
+        self.changed();
         match self.state(chunk_index) {
             None | Some(ChunkState::Have) => return,
             Some(ChunkState::Missing) => self.leave_missing(chunk_index),
@@ -449,6 +497,7 @@ impl Scheduler {
 
     /// The chunk failed its hash: `peer` is banned and the chunk is needed again.
     pub fn on_chunk_failed(&mut self, peer: PeerId, chunk_index: u32) {
+        self.changed();
         self.ban(peer);
         if self.state(chunk_index) == Some(ChunkState::Verifying) {
             self.enter_missing(chunk_index);
@@ -457,6 +506,7 @@ impl Scheduler {
 
     /// Storing the chunk failed for a local reason: the chunk is needed again, no one is blamed.
     pub fn on_chunk_store_failed(&mut self, chunk_index: u32) {
+        self.changed();
         if self.state(chunk_index) == Some(ChunkState::Verifying) {
             self.enter_missing(chunk_index);
         }
@@ -464,6 +514,7 @@ impl Scheduler {
 
     /// `peer` refused the request: it is treated as not holding the chunk.
     pub fn on_rejected(&mut self, peer: PeerId, chunk_index: u32) {
+        self.changed();
         self.drop_assignment(peer, chunk_index);
         self.peer_lost_chunk(peer, chunk_index, true);
     }
@@ -481,9 +532,12 @@ impl Scheduler {
             if deadline > now {
                 break;
             }
+            self.changed();
             self.drop_assignment(peer, chunk);
             if let Some(state) = self.peers.get_mut(&peer) {
-                state.demoted_until = Some(now + self.config.demotion);
+                let until = now + self.config.demotion;
+                state.demoted_until = Some(until);
+                self.demotion_ends.insert(until);
             }
             expired.push((peer, chunk));
         }
@@ -567,7 +621,12 @@ impl Scheduler {
 
     // ---- selection ----
 
-    fn next_normal(&mut self, now: Instant) -> Option<(PeerId, u32)> {
+    /// Something `pick` reads changed: it must look again.
+    fn changed(&mut self) {
+        self.idle_until = None;
+    }
+
+    fn pick_normal(&self, now: Instant) -> Option<(PeerId, u32)> {
         let mut free = self
             .peers
             .iter()
@@ -581,7 +640,6 @@ impl Scheduler {
             .min_by_key(|&(&id, p)| rank_key(id, p, now, means))
             .map(|(&id, _)| id)?;
         let chunk = self.rarest_held_by(best)?;
-        self.assign(now, best, chunk);
         Some((best, chunk))
     }
 
@@ -615,7 +673,7 @@ impl Scheduler {
         best.map(|(_, _, c)| c)
     }
 
-    fn next_endgame(&mut self, now: Instant) -> Option<(PeerId, u32)> {
+    fn pick_endgame(&self, now: Instant) -> Option<(PeerId, u32)> {
         let copies_max = self.config.endgame_copies_max as usize;
         let mut free: Vec<(PeerId, &PeerState)> = self
             .peers
@@ -639,14 +697,12 @@ impl Scheduler {
         // Only now, past the early returns: the means are another pass over every peer.
         let means = self.means();
         free.sort_by_key(|&(id, p)| rank_key(id, p, now, means));
-        let pick = free.iter().find_map(|&(id, p)| {
+        free.iter().find_map(|&(id, p)| {
             candidates
                 .iter()
                 .find(|&&(_, _, c)| p.chunks.contains(c) && !p.assigned.contains(&c))
                 .map(|&(_, _, c)| (id, c))
-        })?;
-        self.assign(now, pick.0, pick.1);
-        Some(pick)
+        })
     }
 
     /// Mean throughput and mean RTT of the peers that have one: what peers without an
