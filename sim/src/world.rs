@@ -168,6 +168,37 @@ impl Node {
     }
 }
 
+/// Boxed in [`Event`]: the bulky, rare events would otherwise size every event in the
+/// heap, and the heap moves them on every push and pop.
+pub(crate) struct ReadOp {
+    node: usize,
+    incarnation: u32,
+    token: u64,
+    content_id: ContentId,
+    chunk_index: u32,
+    offset: u32,
+    length: u32,
+}
+
+/// Boxed in [`Event`], like [`ReadOp`].
+pub(crate) struct StoreOp {
+    node: usize,
+    incarnation: u32,
+    token: u64,
+    content_id: ContentId,
+    chunk_index: u32,
+    expected_hash: Sha256Digest,
+    data: Bytes,
+}
+
+/// Boxed in [`Event`], like [`ReadOp`].
+pub(crate) struct PrepareOp {
+    node: usize,
+    incarnation: u32,
+    content_id: ContentId,
+    chunk_count: u32,
+}
+
 /// Everything that can happen.
 pub(crate) enum Event {
     Wake {
@@ -201,30 +232,9 @@ pub(crate) enum Event {
         incarnation: u32,
         local: ConnId,
     },
-    DiskRead {
-        node: usize,
-        incarnation: u32,
-        token: u64,
-        content_id: ContentId,
-        chunk_index: u32,
-        offset: u32,
-        length: u32,
-    },
-    DiskStore {
-        node: usize,
-        incarnation: u32,
-        token: u64,
-        content_id: ContentId,
-        chunk_index: u32,
-        expected_hash: Sha256Digest,
-        data: Bytes,
-    },
-    Prepared {
-        node: usize,
-        incarnation: u32,
-        content_id: ContentId,
-        chunk_count: u32,
-    },
+    DiskRead(Box<ReadOp>),
+    DiskStore(Box<StoreOp>),
+    Prepared(Box<PrepareOp>),
     Join {
         node: usize,
     },
@@ -253,9 +263,9 @@ impl Event {
             Event::SynAck { .. } => 7,
             Event::ConnectFailed { .. } => 8,
             Event::Broken { .. } => 9,
-            Event::DiskRead { .. } => 10,
-            Event::DiskStore { .. } => 11,
-            Event::Prepared { .. } => 12,
+            Event::DiskRead(_) => 10,
+            Event::DiskStore(_) => 11,
+            Event::Prepared(_) => 12,
             Event::Join { .. } => 13,
             Event::Fault(_) => 14,
             Event::Depart { .. } => 15,
@@ -678,15 +688,16 @@ impl World {
                 self.trace(|| format!("node{node} broken {local}"));
                 self.drive(node, |m, now| m.handle_closed(now, local));
             }
-            Event::DiskRead {
-                node,
-                incarnation,
-                token,
-                content_id,
-                chunk_index,
-                offset,
-                length,
-            } => {
+            Event::DiskRead(op) => {
+                let ReadOp {
+                    node,
+                    incarnation,
+                    token,
+                    content_id,
+                    chunk_index,
+                    offset,
+                    length,
+                } = *op;
                 if self.nodes[node].incarnation != incarnation {
                     return;
                 }
@@ -709,15 +720,16 @@ impl World {
                     }
                 });
             }
-            Event::DiskStore {
-                node,
-                incarnation,
-                token,
-                content_id,
-                chunk_index,
-                expected_hash,
-                data,
-            } => {
+            Event::DiskStore(op) => {
+                let StoreOp {
+                    node,
+                    incarnation,
+                    token,
+                    content_id,
+                    chunk_index,
+                    expected_hash,
+                    data,
+                } = *op;
                 if self.nodes[node].incarnation != incarnation {
                     // The write was lost in the crash, as it would be without a sync.
                     return;
@@ -758,12 +770,13 @@ impl World {
                     }
                 });
             }
-            Event::Prepared {
-                node,
-                incarnation,
-                content_id,
-                chunk_count,
-            } => {
+            Event::Prepared(op) => {
+                let PrepareOp {
+                    node,
+                    incarnation,
+                    content_id,
+                    chunk_count,
+                } = *op;
                 if self.nodes[node].incarnation != incarnation {
                     return;
                 }
@@ -889,7 +902,7 @@ impl World {
                 self.digest.mix(&[20, node as u64, token]);
                 self.queue.schedule(
                     now + self.config.disk_latency_us * 1_000,
-                    Event::DiskRead {
+                    Event::DiskRead(Box::new(ReadOp {
                         node,
                         incarnation,
                         token,
@@ -897,7 +910,7 @@ impl World {
                         chunk_index,
                         offset,
                         length,
-                    },
+                    })),
                 );
             }
             PeerAction::StoreChunk {
@@ -912,7 +925,7 @@ impl World {
                     .mix(&[21, node as u64, token, chunk_index as u64]);
                 self.queue.schedule(
                     now + self.config.disk_latency_us * 1_000,
-                    Event::DiskStore {
+                    Event::DiskStore(Box::new(StoreOp {
                         node,
                         incarnation,
                         token,
@@ -920,7 +933,7 @@ impl World {
                         chunk_index,
                         expected_hash,
                         data,
-                    },
+                    })),
                 );
             }
             PeerAction::PrepareDownload {
@@ -931,12 +944,12 @@ impl World {
                 self.digest.mix(&[22, node as u64]);
                 self.queue.schedule(
                     now + self.config.disk_latency_us * 1_000,
-                    Event::Prepared {
+                    Event::Prepared(Box::new(PrepareOp {
                         node,
                         incarnation,
                         content_id,
                         chunk_count: manifest.chunk_count(),
-                    },
+                    })),
                 );
             }
             PeerAction::Notify(notice) => self.on_notice(node, notice),
@@ -1621,4 +1634,15 @@ pub fn install_panic_hook() {
         let text = info.to_string();
         LAST_PANIC.with(|p| *p.borrow_mut() = Some(text));
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_stay_small() {
+        // Every heap push and pop moves events: keep bulky payloads boxed.
+        assert!(std::mem::size_of::<Event>() <= 40, "{}", std::mem::size_of::<Event>());
+    }
 }
