@@ -1643,6 +1643,10 @@ mod tests {
     #[test]
     fn events_stay_small() {
         // Every heap push and pop moves events: keep bulky payloads boxed.
-        assert!(std::mem::size_of::<Event>() <= 40, "{}", std::mem::size_of::<Event>());
+        assert!(
+            std::mem::size_of::<Event>() <= 40,
+            "{}",
+            std::mem::size_of::<Event>()
+        );
     }
 }
