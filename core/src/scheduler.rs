@@ -317,7 +317,10 @@ impl Scheduler {
     pub fn peer_has(&mut self, peer: PeerId, chunk_index: u32) {
         // Selection only looks at which peers hold chunks still needed; a peer gaining one we
         // already have or are verifying (most `Have`s late in a download) changes nothing.
-        if self.is_needed(chunk_index) {
+        // A chunk's first source can end the endgame; otherwise only `peer` can be freed.
+        let first_source = self.state(chunk_index) == Some(ChunkState::Missing)
+            && self.availability(chunk_index) == 0;
+        if self.is_needed(chunk_index) && (first_source || !self.is_saturated(peer)) {
             self.changed();
         }
         self.peer_gained_chunk(peer, chunk_index, true);
@@ -352,7 +355,6 @@ impl Scheduler {
 
     /// A round-trip time measured with ping/pong.
     pub fn record_rtt(&mut self, peer: PeerId, rtt: Duration) {
-        self.changed();
         let Some(state) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -361,6 +363,9 @@ impl Scheduler {
             None => sample,
             Some(old) => ewma(old, sample, RTT_EWMA_DIVISOR),
         });
+        if !self.is_saturated(peer) {
+            self.changed();
+        }
     }
 
     /// The next request to make: a peer with a free slot and a chunk it holds that we need,
@@ -418,11 +423,13 @@ impl Scheduler {
                 }
             }
         }
+        let assigned = state.assigned.contains(&chunk_index);
         if sampled {
-            // The throughput moved: windows, ranking and the backlog bound may change.
+            // The throughput moved: windows, ranking and the backlog bound (a sum over every
+            // peer, so not only this peer's business) may change.
             self.idle_until = None;
         }
-        if state.assigned.contains(&chunk_index) {
+        if assigned {
             let deadline = now + self.request_timeout(peer);
             self.set_deadline(peer, chunk_index, deadline);
         }
@@ -626,6 +633,16 @@ impl Scheduler {
         self.idle_until = None;
     }
 
+    /// Whether `peer` is known and has no room for a request at any instant. A change that
+    /// touches only such a peer (its RTT, or a chunk it gained that others already supply)
+    /// frees no one, so a `None` from `pick` stands: windows and what is
+    /// requestable from others are unchanged, and ranking matters only once someone is free.
+    fn is_saturated(&self, peer: PeerId) -> bool {
+        self.peers
+            .get(&peer)
+            .is_some_and(|p| p.assigned.len() as u32 >= self.undemoted_window(p))
+    }
+
     fn pick_normal(&self, now: Instant) -> Option<(PeerId, u32)> {
         let mut free = self
             .peers
@@ -675,15 +692,6 @@ impl Scheduler {
 
     fn pick_endgame(&self, now: Instant) -> Option<(PeerId, u32)> {
         let copies_max = self.config.endgame_copies_max as usize;
-        let mut free: Vec<(PeerId, &PeerState)> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| (p.assigned.len() as u32) < self.window_of(p, now))
-            .map(|(&id, p)| (id, p))
-            .collect();
-        if free.is_empty() {
-            return None;
-        }
         let mut candidates: Vec<(usize, Instant, u32)> = self
             .flights
             .iter()
@@ -691,6 +699,26 @@ impl Scheduler {
             .map(|(&c, f)| (f.assignments.len(), f.first_requested, c))
             .collect();
         if candidates.is_empty() {
+            return None;
+        }
+        // A peer holding none of the candidates cannot take one: leave it out before the
+        // matching below, which looks up every candidate per peer. Tested 64 chunks at a time,
+        // when that is fewer steps than the candidates.
+        let wanted = (candidates.len() > self.chunk_count as usize / 64).then(|| {
+            let mut set = ChunkSet::new(self.chunk_count);
+            for &(_, _, c) in &candidates {
+                set.insert(c);
+            }
+            set
+        });
+        let mut free: Vec<(PeerId, &PeerState)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| (p.assigned.len() as u32) < self.window_of(p, now))
+            .filter(|(_, p)| wanted.as_ref().is_none_or(|w| intersects(w, &p.chunks)))
+            .map(|(&id, p)| (id, p))
+            .collect();
+        if free.is_empty() {
             return None;
         }
         candidates.sort_unstable();
@@ -730,10 +758,15 @@ impl Scheduler {
     }
 
     fn window_of(&self, p: &PeerState, now: Instant) -> u32 {
-        let (min, max) = self.in_flight_bounds();
         if p.is_demoted(now) {
-            return min;
+            return self.in_flight_bounds().0;
         }
+        self.undemoted_window(p)
+    }
+
+    /// The window `p` has when not demoted: never smaller than its window at any instant.
+    fn undemoted_window(&self, p: &PeerState) -> u32 {
+        let (min, max) = self.in_flight_bounds();
         let (Some(tp), Some(rtt)) = (p.throughput, p.srtt) else {
             return min;
         };
@@ -1080,6 +1113,14 @@ fn set_bits(set: &ChunkSet) -> impl Iterator<Item = u32> + '_ {
                 .filter(move |bit| b & (0x80 >> bit) != 0)
                 .map(move |bit| i as u32 * 8 + bit)
         })
+}
+
+/// Whether two sets of one length share a chunk.
+fn intersects(a: &ChunkSet, b: &ChunkSet) -> bool {
+    let (a, b) = (a.as_bitfield(), b.as_bitfield());
+    a.chunks(8)
+        .zip(b.chunks(8))
+        .any(|(x, y)| be_word(x) & be_word(y) != 0)
 }
 
 /// Up to 8 bytes as a big-endian word, zero-padded: bit 63 is the first chunk.
