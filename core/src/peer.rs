@@ -26,10 +26,6 @@ use crate::wire::{BLOCK_LEN_MAX, Message, PEERS_LEN_MAX, PROTOCOL_VERSION, PeerC
 /// Most peers named in one `PeerExchange` we send.
 const PEER_EXCHANGE_MAX: usize = 32;
 
-/// Longest wait before redialling an address whose dials keep failing: a full peer frees
-/// a slot now and then, and a crashed one comes back.
-const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(16);
-
 /// Tuning of a peer. `Default` suits a LAN; the simulator and tests shorten the timers.
 #[derive(Clone, Debug)]
 pub struct PeerConfig {
@@ -388,10 +384,6 @@ pub struct Peer {
     /// every connection in every `poll_timeout` (after every input) dominated large swarms;
     /// whatever moves a connection's deadline calls `conn_deadlines_changed`.
     earliest_conn_deadline: Cell<Option<Option<Instant>>>,
-    /// Addresses whose last dial failed before the handshake (refused, often because the
-    /// remote is at `connections_max`, or unreachable): (no redial before, failures in a row).
-    /// Without this every locate round and peer exchange redials the same full peers first.
-    dial_backoff: BTreeMap<String, (Instant, u32)>,
 }
 
 impl Peer {
@@ -424,7 +416,6 @@ impl Peer {
             origins: BTreeMap::new(),
             next_helper_scan_at: now,
             earliest_conn_deadline: Cell::new(None),
-            dial_backoff: BTreeMap::new(),
         }
     }
 
@@ -727,26 +718,8 @@ impl Peer {
             self.tracker_lost(now);
             return;
         }
-        if let Some(c) = self.conns.get(&conn)
-            && c.outgoing
-            && c.state != ConnState::Ready
-        {
-            self.dial_failed(now, c.addr.clone());
-        }
         self.drop_conn(conn);
         self.pump(now);
-    }
-
-    /// A dial to `addr` failed before the handshake: leave it alone for a while, twice as
-    /// long per failure in a row, from `locate_interval_min` up to `DIAL_BACKOFF_MAX`.
-    fn dial_failed(&mut self, now: Instant, addr: String) {
-        let failures = self.dial_backoff.get(&addr).map_or(0, |&(_, n)| n) + 1;
-        let wait = self
-            .config
-            .locate_interval_min
-            .saturating_mul(1 << failures.min(16))
-            .min(DIAL_BACKOFF_MAX);
-        self.dial_backoff.insert(addr, (now + wait, failures));
     }
 
     /// A message arrived on a connection.
@@ -1132,9 +1105,6 @@ impl Peer {
             .config
             .sources_per_download
             .saturating_sub(connected_or_connecting);
-        // Failures older than the longest backoff are forgotten: bounds the map.
-        self.dial_backoff
-            .retain(|_, &mut (retry_at, _)| now < retry_at + DIAL_BACKOFF_MAX);
         let mut to_connect = Vec::new();
         for (peer_id, addr) in &download.candidates {
             if wanted == 0 || self.conns.len() + to_connect.len() >= self.config.connections_max {
@@ -1142,11 +1112,7 @@ impl Peer {
             }
             let known = self.conn_by_peer.contains_key(peer_id)
                 || self.conns.values().any(|c| c.addr == *addr);
-            let backing_off = self
-                .dial_backoff
-                .get(addr)
-                .is_some_and(|&(retry_at, _)| now < retry_at);
-            if !known && !backing_off && !addr.is_empty() {
+            if !known && !addr.is_empty() {
                 to_connect.push(addr.clone());
                 wanted -= 1;
             }
@@ -1244,9 +1210,6 @@ impl Peer {
         c.state = ConnState::Ready;
         c.remote = Some(peer_id);
         c.next_ping_at = now;
-        if c.outgoing {
-            self.dial_backoff.remove(&c.addr);
-        }
         self.conn_deadlines_changed();
         self.conn_by_peer.insert(peer_id, conn);
         let downloads: Vec<ContentId> = self
