@@ -61,7 +61,8 @@
 //! `add_peer`/`remove_peer` are `O(n log n)`; a chunk entering or leaving the missing set is
 //! `O(p + log n)` (every holder's count of requestable chunks is kept up to date, which is
 //! what lets `next_request` skip peers with nothing to offer without looking at their
-//! chunks); endgame is `O(f log f + p log p)` plus at worst `O(p × f)` matching.
+//! chunks); endgame is `O(f log f + p log p)` plus at worst `O(p × f)` matching. A call that
+//! finds nothing is remembered, so asking again before anything it reads changed is `O(1)`.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -210,6 +211,14 @@ pub struct Scheduler {
     peers: BTreeMap<PeerId, PeerState>,
     banned: BTreeSet<PeerId>,
     rng: ChaCha8Rng,
+    /// Set when `next_request` found nothing to ask: until this instant it would find nothing
+    /// again, unless something it reads changes, which clears it (see [`Self::changed`]). The
+    /// peer asks after every message it handles, and most of those change nothing here (a
+    /// `Have` of a chunk we hold, a request we serve), so this saves a pass over every peer.
+    idle_until: Option<Instant>,
+    /// When demotions end (possibly stale: a peer demoted again, or gone). A demotion ending
+    /// can widen a window, so it ends `idle_until`; a stale entry only ends it early.
+    demotion_ends: BTreeSet<Instant>,
 }
 
 impl Scheduler {
@@ -260,6 +269,8 @@ impl Scheduler {
             peers: BTreeMap::new(),
             banned: BTreeSet::new(),
             rng,
+            idle_until: None,
+            demotion_ends: BTreeSet::new(),
         }
     }
 
@@ -272,6 +283,7 @@ impl Scheduler {
         if self.banned.contains(&peer) || chunks.len() != self.chunk_count {
             return;
         }
+        self.changed();
         let old = match self.peers.get(&peer) {
             Some(p) => p.chunks.clone(),
             None => {
@@ -303,6 +315,14 @@ impl Scheduler {
     /// A peer gained a chunk. Ignored for unknown peers (add them first) and out-of-range
     /// indices.
     pub fn peer_has(&mut self, peer: PeerId, chunk_index: u32) {
+        // Selection only looks at which peers hold chunks still needed; a peer gaining one we
+        // already have or are verifying (most `Have`s late in a download) changes nothing.
+        // A chunk's first source can end the endgame; otherwise only `peer` can be freed.
+        let first_source = self.state(chunk_index) == Some(ChunkState::Missing)
+            && self.availability(chunk_index) == 0;
+        if self.is_needed(chunk_index) && (first_source || !self.is_saturated(peer)) {
+            self.changed();
+        }
         self.peer_gained_chunk(peer, chunk_index, true);
     }
 
@@ -311,6 +331,8 @@ impl Scheduler {
         let Some(state) = self.peers.get(&peer) else {
             return;
         };
+        // `changed()`, spelled out: `state` still borrows `self.peers`.
+        self.idle_until = None;
         let assigned: Vec<u32> = state.assigned.iter().copied().collect();
         let held: Vec<u32> = set_bits(&state.chunks).collect();
         for c in assigned {
@@ -341,19 +363,42 @@ impl Scheduler {
             None => sample,
             Some(old) => ewma(old, sample, RTT_EWMA_DIVISOR),
         });
+        if !self.is_saturated(peer) {
+            self.changed();
+        }
     }
 
     /// The next request to make: a peer with a free slot and a chunk it holds that we need,
     /// rarest first; in endgame, a duplicate of an outstanding chunk. Marks it in flight.
     /// Call until `None`.
     pub fn next_request(&mut self, now: Instant) -> Option<(PeerId, u32)> {
+        if self.idle_until.is_some_and(|until| now < until) {
+            debug_assert_eq!(self.pick(now), None, "idle_until missed a change");
+            return None;
+        }
+        let Some((peer, chunk)) = self.pick(now) else {
+            // Only a demotion ending can widen a window without a call that clears this.
+            while self.demotion_ends.first().is_some_and(|&end| end <= now) {
+                self.demotion_ends.pop_first();
+            }
+            let until = self.demotion_ends.first().copied();
+            self.idle_until = Some(until.unwrap_or(Instant::from_nanos(u64::MAX)));
+            return None;
+        };
+        self.changed();
+        self.assign(now, peer, chunk);
+        Some((peer, chunk))
+    }
+
+    /// What `next_request` would hand out at `now`, without handing it out.
+    fn pick(&self, now: Instant) -> Option<(PeerId, u32)> {
         if self.backlog_full() {
             return None;
         }
         if self.missing_has_source() {
-            self.next_normal(now)
+            self.pick_normal(now)
         } else {
-            self.next_endgame(now)
+            self.pick_endgame(now)
         }
     }
 
@@ -363,6 +408,7 @@ impl Scheduler {
             return;
         };
         state.last_rx = Some(now);
+        let mut sampled = false;
         match state.sample_start {
             None => {
                 state.sample_start = Some(now);
@@ -373,10 +419,17 @@ impl Scheduler {
                 if now.saturating_since(start) >= THROUGHPUT_SAMPLE_INTERVAL {
                     Self::take_sample(state, now);
                     state.sample_start = Some(now);
+                    sampled = true;
                 }
             }
         }
-        if state.assigned.contains(&chunk_index) {
+        let assigned = state.assigned.contains(&chunk_index);
+        if sampled {
+            // The throughput moved: windows, ranking and the backlog bound (a sum over every
+            // peer, so not only this peer's business) may change.
+            self.idle_until = None;
+        }
+        if assigned {
             let deadline = now + self.request_timeout(peer);
             self.set_deadline(peer, chunk_index, deadline);
         }
@@ -395,6 +448,7 @@ impl Scheduler {
         chunk_index: u32,
     ) -> Vec<PeerId> {
         let _ = now;
+        self.changed();
         let mut losers = Vec::new();
         match self.state(chunk_index) {
             Some(ChunkState::Missing) => {
@@ -424,6 +478,7 @@ impl Scheduler {
 
     /// The chunk passed its hash and is stored.
     pub fn on_chunk_verified(&mut self, chunk_index: u32) {
+        self.changed();
         match self.state(chunk_index) {
             None | Some(ChunkState::Have) => return,
             Some(ChunkState::Missing) => self.leave_missing(chunk_index),
@@ -449,6 +504,7 @@ impl Scheduler {
 
     /// The chunk failed its hash: `peer` is banned and the chunk is needed again.
     pub fn on_chunk_failed(&mut self, peer: PeerId, chunk_index: u32) {
+        self.changed();
         self.ban(peer);
         if self.state(chunk_index) == Some(ChunkState::Verifying) {
             self.enter_missing(chunk_index);
@@ -457,6 +513,7 @@ impl Scheduler {
 
     /// Storing the chunk failed for a local reason: the chunk is needed again, no one is blamed.
     pub fn on_chunk_store_failed(&mut self, chunk_index: u32) {
+        self.changed();
         if self.state(chunk_index) == Some(ChunkState::Verifying) {
             self.enter_missing(chunk_index);
         }
@@ -464,6 +521,7 @@ impl Scheduler {
 
     /// `peer` refused the request: it is treated as not holding the chunk.
     pub fn on_rejected(&mut self, peer: PeerId, chunk_index: u32) {
+        self.changed();
         self.drop_assignment(peer, chunk_index);
         self.peer_lost_chunk(peer, chunk_index, true);
     }
@@ -481,9 +539,12 @@ impl Scheduler {
             if deadline > now {
                 break;
             }
+            self.changed();
             self.drop_assignment(peer, chunk);
             if let Some(state) = self.peers.get_mut(&peer) {
-                state.demoted_until = Some(now + self.config.demotion);
+                let until = now + self.config.demotion;
+                state.demoted_until = Some(until);
+                self.demotion_ends.insert(until);
             }
             expired.push((peer, chunk));
         }
@@ -567,7 +628,22 @@ impl Scheduler {
 
     // ---- selection ----
 
-    fn next_normal(&mut self, now: Instant) -> Option<(PeerId, u32)> {
+    /// Something `pick` reads changed: it must look again.
+    fn changed(&mut self) {
+        self.idle_until = None;
+    }
+
+    /// Whether `peer` is known and has no room for a request at any instant. A change that
+    /// touches only such a peer (its RTT, or a chunk it gained that others already supply)
+    /// frees no one, so a `None` from `pick` stands: windows and what is
+    /// requestable from others are unchanged, and ranking matters only once someone is free.
+    fn is_saturated(&self, peer: PeerId) -> bool {
+        self.peers
+            .get(&peer)
+            .is_some_and(|p| p.assigned.len() as u32 >= self.undemoted_window(p))
+    }
+
+    fn pick_normal(&self, now: Instant) -> Option<(PeerId, u32)> {
         let mut free = self
             .peers
             .iter()
@@ -581,7 +657,6 @@ impl Scheduler {
             .min_by_key(|&(&id, p)| rank_key(id, p, now, means))
             .map(|(&id, _)| id)?;
         let chunk = self.rarest_held_by(best)?;
-        self.assign(now, best, chunk);
         Some((best, chunk))
     }
 
@@ -615,17 +690,8 @@ impl Scheduler {
         best.map(|(_, _, c)| c)
     }
 
-    fn next_endgame(&mut self, now: Instant) -> Option<(PeerId, u32)> {
+    fn pick_endgame(&self, now: Instant) -> Option<(PeerId, u32)> {
         let copies_max = self.config.endgame_copies_max as usize;
-        let mut free: Vec<(PeerId, &PeerState)> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| (p.assigned.len() as u32) < self.window_of(p, now))
-            .map(|(&id, p)| (id, p))
-            .collect();
-        if free.is_empty() {
-            return None;
-        }
         let mut candidates: Vec<(usize, Instant, u32)> = self
             .flights
             .iter()
@@ -635,18 +701,36 @@ impl Scheduler {
         if candidates.is_empty() {
             return None;
         }
+        // A peer holding none of the candidates cannot take one: leave it out before the
+        // matching below, which looks up every candidate per peer. Tested 64 chunks at a time,
+        // when that is fewer steps than the candidates.
+        let wanted = (candidates.len() > self.chunk_count as usize / 64).then(|| {
+            let mut set = ChunkSet::new(self.chunk_count);
+            for &(_, _, c) in &candidates {
+                set.insert(c);
+            }
+            set
+        });
+        let mut free: Vec<(PeerId, &PeerState)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| (p.assigned.len() as u32) < self.window_of(p, now))
+            .filter(|(_, p)| wanted.as_ref().is_none_or(|w| intersects(w, &p.chunks)))
+            .map(|(&id, p)| (id, p))
+            .collect();
+        if free.is_empty() {
+            return None;
+        }
         candidates.sort_unstable();
         // Only now, past the early returns: the means are another pass over every peer.
         let means = self.means();
         free.sort_by_key(|&(id, p)| rank_key(id, p, now, means));
-        let pick = free.iter().find_map(|&(id, p)| {
+        free.iter().find_map(|&(id, p)| {
             candidates
                 .iter()
                 .find(|&&(_, _, c)| p.chunks.contains(c) && !p.assigned.contains(&c))
                 .map(|&(_, _, c)| (id, c))
-        })?;
-        self.assign(now, pick.0, pick.1);
-        Some(pick)
+        })
     }
 
     /// Mean throughput and mean RTT of the peers that have one: what peers without an
@@ -674,10 +758,15 @@ impl Scheduler {
     }
 
     fn window_of(&self, p: &PeerState, now: Instant) -> u32 {
-        let (min, max) = self.in_flight_bounds();
         if p.is_demoted(now) {
-            return min;
+            return self.in_flight_bounds().0;
         }
+        self.undemoted_window(p)
+    }
+
+    /// The window `p` has when not demoted: never smaller than its window at any instant.
+    fn undemoted_window(&self, p: &PeerState) -> u32 {
+        let (min, max) = self.in_flight_bounds();
         let (Some(tp), Some(rtt)) = (p.throughput, p.srtt) else {
             return min;
         };
@@ -1024,6 +1113,14 @@ fn set_bits(set: &ChunkSet) -> impl Iterator<Item = u32> + '_ {
                 .filter(move |bit| b & (0x80 >> bit) != 0)
                 .map(move |bit| i as u32 * 8 + bit)
         })
+}
+
+/// Whether two sets of one length share a chunk.
+fn intersects(a: &ChunkSet, b: &ChunkSet) -> bool {
+    let (a, b) = (a.as_bitfield(), b.as_bitfield());
+    a.chunks(8)
+        .zip(b.chunks(8))
+        .any(|(x, y)| be_word(x) & be_word(y) != 0)
 }
 
 /// Up to 8 bytes as a big-endian word, zero-padded: bit 63 is the first chunk.

@@ -139,7 +139,8 @@ pub(crate) struct Node {
     pub incarnation: u32,
     pub upload: Link<Packet>,
     pub download: Link<Packet>,
-    /// (generation, time) of the scheduled completion event of each link.
+    /// (generation, time) of the live completion event of each link: the one event that
+    /// counts, due at or before the link's next completion (see [`World::arm_link`]).
     link_timer: [(u64, Option<Nanos>); 2],
     /// Nodes reach each other only within one group; 0 is the main network.
     pub group: u32,
@@ -166,6 +167,37 @@ impl Node {
     pub(crate) fn peer(&self) -> Option<&Peer> {
         self.machine.as_ref().and_then(|m| m.peer())
     }
+}
+
+/// Boxed in [`Event`]: the bulky, rare events would otherwise size every event in the
+/// heap, and the heap moves them on every push and pop.
+pub(crate) struct ReadOp {
+    node: usize,
+    incarnation: u32,
+    token: u64,
+    content_id: ContentId,
+    chunk_index: u32,
+    offset: u32,
+    length: u32,
+}
+
+/// Boxed in [`Event`], like [`ReadOp`].
+pub(crate) struct StoreOp {
+    node: usize,
+    incarnation: u32,
+    token: u64,
+    content_id: ContentId,
+    chunk_index: u32,
+    check: ChunkCheck,
+    data: Bytes,
+}
+
+/// Boxed in [`Event`], like [`ReadOp`].
+pub(crate) struct PrepareOp {
+    node: usize,
+    incarnation: u32,
+    content_id: ContentId,
+    chunk_count: u32,
 }
 
 /// Everything that can happen.
@@ -201,30 +233,9 @@ pub(crate) enum Event {
         incarnation: u32,
         local: ConnId,
     },
-    DiskRead {
-        node: usize,
-        incarnation: u32,
-        token: u64,
-        content_id: ContentId,
-        chunk_index: u32,
-        offset: u32,
-        length: u32,
-    },
-    DiskStore {
-        node: usize,
-        incarnation: u32,
-        token: u64,
-        content_id: ContentId,
-        chunk_index: u32,
-        check: ChunkCheck,
-        data: Bytes,
-    },
-    Prepared {
-        node: usize,
-        incarnation: u32,
-        content_id: ContentId,
-        chunk_count: u32,
-    },
+    DiskRead(Box<ReadOp>),
+    DiskStore(Box<StoreOp>),
+    Prepared(Box<PrepareOp>),
     Join {
         node: usize,
     },
@@ -246,33 +257,34 @@ impl Event {
     /// Index into [`EVENT_KIND_NAMES`].
     fn kind(&self) -> usize {
         match self {
-            Event::Wake { .. } => 0,
-            Event::LinkDone { .. } => 2,
-            Event::Arrive { .. } => 4,
-            Event::Syn { .. } => 5,
-            Event::SynAck { .. } => 6,
-            Event::ConnectFailed { .. } => 7,
-            Event::Broken { .. } => 8,
-            Event::DiskRead { .. } => 9,
-            Event::DiskStore { .. } => 10,
-            Event::Prepared { .. } => 11,
-            Event::Join { .. } => 12,
-            Event::Fault(_) => 13,
-            Event::Depart { .. } => 14,
-            Event::Heal => 15,
-            Event::CheckTick => 16,
-            Event::RecoveryCheck { .. } => 17,
+            Event::Wake { .. } => WAKE,
+            Event::LinkDone { .. } => LINK_DONE,
+            Event::Arrive { .. } => 5,
+            Event::Syn { .. } => 6,
+            Event::SynAck { .. } => 7,
+            Event::ConnectFailed { .. } => 8,
+            Event::Broken { .. } => 9,
+            Event::DiskRead(_) => 10,
+            Event::DiskStore(_) => 11,
+            Event::Prepared(_) => 12,
+            Event::Join { .. } => 13,
+            Event::Fault(_) => 14,
+            Event::Depart { .. } => 15,
+            Event::Heal => 16,
+            Event::CheckTick => 17,
+            Event::RecoveryCheck { .. } => 18,
         }
     }
 }
 
 /// Names of the event kinds counted in [`Stats::events_by_kind`]; a `-stale` kind is an
 /// event superseded before it came due (a timer re-armed, a link re-planned), dropped unseen.
-pub const EVENT_KIND_NAMES: [&str; 18] = [
+pub const EVENT_KIND_NAMES: [&str; 19] = [
     "wake",
     "wake-stale",
     "link-done",
     "link-done-stale",
+    "link-done-early",
     "arrive",
     "syn",
     "syn-ack",
@@ -288,8 +300,12 @@ pub const EVENT_KIND_NAMES: [&str; 18] = [
     "check-tick",
     "recovery-check",
 ];
+const WAKE: usize = 0;
 const WAKE_STALE: usize = 1;
+const LINK_DONE: usize = 2;
 const LINK_DONE_STALE: usize = 3;
+/// A live link event that came due before anything finished (the completion moved later).
+const LINK_DONE_EARLY: usize = 4;
 
 /// Counters for the report.
 #[derive(Clone, Debug, Default)]
@@ -310,10 +326,11 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// The event just counted as its live kind turned out stale: count it as `stale`.
-    fn count_stale(&mut self, stale: usize) {
-        self.events_by_kind[stale - 1] -= 1;
-        self.events_by_kind[stale] += 1;
+    /// The event just counted as its live kind `live` turned out to be `actual` (stale, or
+    /// early): count it there instead.
+    fn recount(&mut self, live: usize, actual: usize) {
+        self.events_by_kind[live] -= 1;
+        self.events_by_kind[actual] += 1;
     }
 
     /// Events and messages per kind, one `name=count` list each, biggest first.
@@ -558,7 +575,7 @@ impl World {
                 if self.nodes[node].incarnation != incarnation
                     || self.nodes[node].wake_at != Some(now)
                 {
-                    self.stats.count_stale(WAKE_STALE);
+                    self.stats.recount(WAKE, WAKE_STALE);
                     return;
                 }
                 self.digest.mix(&[1, node as u64]);
@@ -587,7 +604,7 @@ impl World {
             } => {
                 let slot = side as usize;
                 if self.nodes[node].link_timer[slot].0 != generation {
-                    self.stats.count_stale(LINK_DONE_STALE);
+                    self.stats.recount(LINK_DONE, LINK_DONE_STALE);
                     return;
                 }
                 self.nodes[node].link_timer[slot].1 = None;
@@ -595,6 +612,9 @@ impl World {
                 match side {
                     LinkSide::Upload => self.nodes[node].upload.take_finished(now, &mut done),
                     LinkSide::Download => self.nodes[node].download.take_finished(now, &mut done),
+                }
+                if done.is_empty() {
+                    self.stats.recount(LINK_DONE, LINK_DONE_EARLY);
                 }
                 for ((conn, dir), size, packet) in done.drain(..) {
                     match side {
@@ -669,15 +689,16 @@ impl World {
                 self.trace(|| format!("node{node} broken {local}"));
                 self.drive(node, |m, now| m.handle_closed(now, local));
             }
-            Event::DiskRead {
-                node,
-                incarnation,
-                token,
-                content_id,
-                chunk_index,
-                offset,
-                length,
-            } => {
+            Event::DiskRead(op) => {
+                let ReadOp {
+                    node,
+                    incarnation,
+                    token,
+                    content_id,
+                    chunk_index,
+                    offset,
+                    length,
+                } = *op;
                 if self.nodes[node].incarnation != incarnation {
                     return;
                 }
@@ -700,15 +721,16 @@ impl World {
                     }
                 });
             }
-            Event::DiskStore {
-                node,
-                incarnation,
-                token,
-                content_id,
-                chunk_index,
-                check,
-                data,
-            } => {
+            Event::DiskStore(op) => {
+                let StoreOp {
+                    node,
+                    incarnation,
+                    token,
+                    content_id,
+                    chunk_index,
+                    check,
+                    data,
+                } = *op;
                 if self.nodes[node].incarnation != incarnation {
                     // The write was lost in the crash, as it would be without a sync.
                     return;
@@ -749,12 +771,13 @@ impl World {
                     }
                 });
             }
-            Event::Prepared {
-                node,
-                incarnation,
-                content_id,
-                chunk_count,
-            } => {
+            Event::Prepared(op) => {
+                let PrepareOp {
+                    node,
+                    incarnation,
+                    content_id,
+                    chunk_count,
+                } = *op;
                 if self.nodes[node].incarnation != incarnation {
                     return;
                 }
@@ -880,7 +903,7 @@ impl World {
                 self.digest.mix(&[20, node as u64, token]);
                 self.queue.schedule(
                     now + self.config.disk_latency_us * 1_000,
-                    Event::DiskRead {
+                    Event::DiskRead(Box::new(ReadOp {
                         node,
                         incarnation,
                         token,
@@ -888,7 +911,7 @@ impl World {
                         chunk_index,
                         offset,
                         length,
-                    },
+                    })),
                 );
             }
             PeerAction::StoreChunk {
@@ -903,7 +926,7 @@ impl World {
                     .mix(&[21, node as u64, token, chunk_index as u64]);
                 self.queue.schedule(
                     now + self.config.disk_latency_us * 1_000,
-                    Event::DiskStore {
+                    Event::DiskStore(Box::new(StoreOp {
                         node,
                         incarnation,
                         token,
@@ -911,7 +934,7 @@ impl World {
                         chunk_index,
                         check,
                         data,
-                    },
+                    })),
                 );
             }
             PeerAction::PrepareDownload {
@@ -922,12 +945,12 @@ impl World {
                 self.digest.mix(&[22, node as u64]);
                 self.queue.schedule(
                     now + self.config.disk_latency_us * 1_000,
-                    Event::Prepared {
+                    Event::Prepared(Box::new(PrepareOp {
                         node,
                         incarnation,
                         content_id,
                         chunk_count: manifest.chunk_count(),
-                    },
+                    })),
                 );
             }
             PeerAction::Notify(notice) => self.on_notice(node, notice),
@@ -1288,30 +1311,41 @@ impl World {
         }
     }
 
-    /// Re-arms the completion event of one link after it changed.
+    /// Makes sure an event is due no later than the next completion of one link, after it
+    /// changed.
+    ///
+    /// At most one event per link is live. When the completion moves earlier (a short message
+    /// on an idle flow, a flow removed) a new event is scheduled and the old one, now of an
+    /// older generation, is dropped when it comes due. When it moves later (more flows share
+    /// the link) the pending event is kept: it fires early, finds nothing finished, and
+    /// re-arms from there. Either way every packet is handed on at exactly the instant the
+    /// processor-sharing model says, and a link that changes many times between two
+    /// completions (every new flow delays the head) costs one extra event, not one per change.
     fn arm_link(&mut self, node: usize, side: LinkSide) {
         let next = match side {
             LinkSide::Upload => self.nodes[node].upload.next_completion(),
             LinkSide::Download => self.nodes[node].download.next_completion(),
         };
+        let Some(next) = next else {
+            // Nothing queued: a pending event finds nothing when it fires; leave it.
+            return;
+        };
         let slot = side as usize;
         let timer = &mut self.nodes[node].link_timer[slot];
-        if timer.1 == next {
+        if timer.1.is_some_and(|pending| pending <= next) {
             return;
         }
         timer.0 += 1;
-        timer.1 = next;
+        timer.1 = Some(next);
         let generation = timer.0;
-        if let Some(at) = next {
-            self.queue.schedule(
-                at,
-                Event::LinkDone {
-                    node,
-                    side,
-                    generation,
-                },
-            );
-        }
+        self.queue.schedule(
+            next,
+            Event::LinkDone {
+                node,
+                side,
+                generation,
+            },
+        );
     }
 
     /// A packet left the sender's upload link: it travels, then queues at the receiver.
@@ -1601,4 +1635,19 @@ pub fn install_panic_hook() {
         let text = info.to_string();
         LAST_PANIC.with(|p| *p.borrow_mut() = Some(text));
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_stay_small() {
+        // Every heap push and pop moves events: keep bulky payloads boxed.
+        assert!(
+            std::mem::size_of::<Event>() <= 40,
+            "{}",
+            std::mem::size_of::<Event>()
+        );
+    }
 }
