@@ -777,15 +777,7 @@ impl Peer {
                     self.serve_blocks_in_flight_total =
                         self.serve_blocks_in_flight_total.saturating_sub(1);
                 }
-                self.send(
-                    conn,
-                    Message::Reject {
-                        content_id: request.content_id,
-                        chunk_index: request.chunk_index,
-                        offset: request.offset,
-                        length: request.length,
-                    },
-                );
+                self.reject(conn, &request);
                 self.pump_serving();
             }
         }
@@ -1481,19 +1473,22 @@ impl Peer {
             return;
         };
         if !valid || repeat || c.serve_queue.len() >= self.config.serve_queue_max {
-            self.send(
-                conn,
-                Message::Reject {
-                    content_id: request.content_id,
-                    chunk_index: request.chunk_index,
-                    offset: request.offset,
-                    length: request.length,
-                },
-            );
+            self.reject(conn, &request);
             return;
         }
         c.serve_queue.push_back(request);
         self.pump_serving();
+    }
+
+    /// Tells the requester this request will not be served.
+    fn reject(&mut self, conn: ConnId, request: &ServeRequest) {
+        let message = Message::Reject {
+            content_id: request.content_id,
+            chunk_index: request.chunk_index,
+            offset: request.offset,
+            length: request.length,
+        };
+        self.send(conn, message);
     }
 
     /// Issues reads for queued requests, one block at a time, while the uplink has room.
@@ -1519,15 +1514,7 @@ impl Peer {
                 // Only repeats are left: serving them one at a time to whoever asked last
                 // and turning the others away makes every chunk spread from each new
                 // holder at once, instead of from this peer to a queue of everyone.
-                self.send(
-                    conn,
-                    Message::Reject {
-                        content_id: request.content_id,
-                        chunk_index: request.chunk_index,
-                        offset: request.offset,
-                        length: request.length,
-                    },
-                );
+                self.reject(conn, &request);
                 continue;
             }
             if request.offset == 0
