@@ -72,9 +72,14 @@ pub const POOL_BUF_LEN: usize = p2p_core::wire::BLOCK_LEN_MAX as usize + 4096;
 /// Buffers for blocks read from disk to send: all connections of the process share them,
 /// so a seeder's memory does not grow with the number of peers it serves.
 const SEND_BUFFERS: usize = 8;
+/// Chunks a peer keeps in memory after storing them, to serve without a disk read (they
+/// hold buffers of the receive pool).
+pub const RECENT_CHUNKS: usize = 8;
 /// Buffers for blocks received: a bulk frame is read from the socket straight into one,
-/// and it is reused once the block is stored.
-const RECV_BUFFERS: usize = 12;
+/// and it is reused once the block is stored and has left the recent chunks. 8 for
+/// blocks in transit and being stored, the rest for the recent chunks: with the 8 send
+/// buffers, a peer's buffers stay under 25 MiB however many peers it serves.
+const RECV_BUFFERS: usize = 8 + RECENT_CHUNKS;
 
 /// A fixed number of block-sized buffers, reused. A fresh buffer costs a page fault per
 /// 4 KiB the first time it is written (slow here, and glibc returns freed 1 MiB buffers to
@@ -208,8 +213,42 @@ pub fn recv_pool() -> &'static Arc<BufferPool> {
 /// for one: this runs on the blocking pool).
 pub fn read_at(file: &File, offset: u64, length: u32) -> io::Result<Bytes> {
     let mut buf = send_pool().take_blocking(length as usize);
-    file.read_exact_at(buf.as_mut(), offset)?;
+    if !read_cached(file, buf.as_mut(), offset) && !read_direct(file, buf.as_mut(), offset) {
+        file.read_exact_at(buf.as_mut(), offset)?;
+    }
     Ok(buf.into_bytes())
+}
+
+/// Reads `buf.len()` bytes at `offset` only if all of them are in the page cache (one
+/// `preadv2` with `RWF_NOWAIT`); `false` when some are not, or the system cannot tell.
+#[cfg(target_os = "linux")]
+fn read_cached(file: &File, buf: &mut [u8], offset: u64) -> bool {
+    use rustix::io::{ReadWriteFlags, preadv2};
+    let len = buf.len();
+    matches!(
+        preadv2(file, &mut [io::IoSliceMut::new(buf)], offset, ReadWriteFlags::NOWAIT),
+        Ok(n) if n == len
+    )
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_cached(_file: &File, _buf: &mut [u8], _offset: u64) -> bool {
+    false
+}
+
+/// Reads `buf` at `offset` with direct I/O when it is aligned for it: straight from the
+/// disk, without filling the page cache. A chunk this peer downloaded was written that way
+/// (see [`write_direct`]), so it is not cached, and a buffered read would first allocate
+/// fresh page-cache pages for it: here that costs more than the read (512 MiB written with
+/// `O_DIRECT` reads back buffered at 534 MB/s, with `O_DIRECT` at 1.4 GB/s).
+fn read_direct(file: &File, buf: &mut [u8], offset: u64) -> bool {
+    if !is_direct_aligned(buf, offset) {
+        return false;
+    }
+    let Some(direct) = open_direct(file, false) else {
+        return false;
+    };
+    direct.read_exact_at(buf, offset).is_ok()
 }
 
 /// Checks `data` and writes it at `offset` only if it is the chunk `check` describes.
