@@ -914,3 +914,42 @@ impl RecentChunks {
         (end <= data.len()).then(|| data.slice(start..end))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_chunks_slice_and_forget_the_oldest() {
+        let mut recent = RecentChunks::new();
+        let content = ContentId([1; 32]);
+        let other = ContentId([2; 32]);
+        let chunk = |i: u32| Bytes::from(vec![i as u8; 100]);
+        recent.insert(content, 0, Bytes::from((0..100).collect::<Vec<u8>>()));
+        assert_eq!(
+            &recent.get(content, 0, 10, 5).unwrap()[..],
+            &[10, 11, 12, 13, 14]
+        );
+        assert_eq!(recent.get(content, 0, 0, 100).unwrap().len(), 100);
+        assert!(
+            recent.get(content, 0, 90, 11).is_none(),
+            "past the chunk's end"
+        );
+        assert!(recent.get(content, 0, u32::MAX, u32::MAX).is_none());
+        assert!(
+            recent.get(other, 0, 0, 1).is_none(),
+            "another content's chunk 0"
+        );
+        for i in 1..store::RECENT_CHUNKS as u32 {
+            recent.insert(content, i, chunk(i));
+        }
+        assert!(
+            recent.get(content, 0, 0, 1).is_some(),
+            "still within the capacity"
+        );
+        recent.insert(content, 99, chunk(99));
+        assert!(recent.get(content, 0, 0, 1).is_none(), "the oldest went");
+        assert_eq!(&recent.get(content, 99, 0, 1).unwrap()[..], &[99]);
+        assert_eq!(recent.chunks.len(), store::RECENT_CHUNKS);
+    }
+}

@@ -646,6 +646,61 @@ mod tests {
     }
 
     #[test]
+    fn read_at_returns_the_bytes_from_cache_disk_or_unaligned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let data = sample(3 * 65536 + 100);
+        fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        // Aligned (a direct read when the pages are not cached), unaligned (buffered), and
+        // a short last block.
+        for (offset, len) in [(65536, 65536), (4096 + 1, 5000), (3 * 65536, 100)] {
+            let got = read_at(&file, offset as u64, len as u32).unwrap();
+            assert_eq!(&got[..], &data[offset..offset + len], "at {offset}+{len}");
+        }
+        // Past the end is an error, not a short block.
+        assert!(read_at(&file, 3 * 65536, 4096).is_err());
+    }
+
+    #[test]
+    fn read_cached_only_reads_what_the_page_cache_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let data = sample(1 << 20);
+        fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        let mut buf = vec![0; 65536];
+        // Just written through the page cache: there, whole.
+        if read_cached(&file, &mut buf, 65536) {
+            assert_eq!(buf, data[65536..2 * 65536]);
+        }
+        // Past the end nothing is cached: never taken for a whole block.
+        assert!(!read_cached(&file, &mut buf, 1 << 20));
+    }
+
+    #[test]
+    fn read_direct_reads_aligned_blocks_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let data = sample(4 * DIRECT_ALIGN);
+        fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        let mut pooled = send_pool().take_blocking(2 * DIRECT_ALIGN);
+        let buf = pooled.as_mut();
+        if read_direct(&file, buf, DIRECT_ALIGN as u64) {
+            assert_eq!(buf, &data[DIRECT_ALIGN..3 * DIRECT_ALIGN]);
+        }
+        assert!(
+            !read_direct(&file, buf, 1),
+            "an unaligned offset is not read direct"
+        );
+        assert!(
+            !read_direct(&file, &mut buf[..100], 0),
+            "nor an unaligned length"
+        );
+    }
+
+    #[test]
     fn record_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.part.p2p");
