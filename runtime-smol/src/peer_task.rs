@@ -215,6 +215,9 @@ impl From<NetEvent> for Event {
 struct ContentFile {
     file: File,
     chunk_size: u32,
+    /// Whether the file's pages are unlikely to be in the page cache: a download's chunks
+    /// are written with direct I/O. Blocks to serve are then read direct at once.
+    uncached: bool,
 }
 
 /// The driver's side of one download: where it goes and what is on disk.
@@ -389,8 +392,14 @@ impl Driver {
             Event::Publish { manifest, file } => {
                 let content_id = manifest.content_id();
                 let chunk_size = manifest.chunk_size;
-                self.files
-                    .insert(content_id, Arc::new(ContentFile { file, chunk_size }));
+                self.files.insert(
+                    content_id,
+                    Arc::new(ContentFile {
+                        file,
+                        chunk_size,
+                        uncached: false,
+                    }),
+                );
                 self.peer.publish(now, manifest);
             }
             Event::Download {
@@ -453,6 +462,7 @@ impl Driver {
                             Arc::new(ContentFile {
                                 file: prepared.file,
                                 chunk_size: prepared.chunk_size,
+                                uncached: true,
                             }),
                         );
                         Ok(prepared.have)
@@ -553,10 +563,11 @@ impl Driver {
                 smol::spawn(async move {
                     let position =
                         u64::from(chunk_index) * u64::from(content.chunk_size) + u64::from(offset);
-                    let result =
-                        smol::unblock(move || store::read_at(&content.file, position, length))
-                            .await
-                            .map_err(|e| e.to_string());
+                    let result = smol::unblock(move || {
+                        store::read_at(&content.file, position, length, content.uncached)
+                    })
+                    .await
+                    .map_err(|e| e.to_string());
                     let _ = events.send(Event::ReadDone { token, result }).await;
                 })
                 .detach();
@@ -905,12 +916,13 @@ impl RecentChunks {
         offset: u32,
         length: u32,
     ) -> Option<Bytes> {
-        let (_, _, data) = self
+        let position = self
             .chunks
             .iter()
-            .find(|(c, i, _)| *c == content_id && *i == chunk_index)?;
+            .position(|(c, i, _)| *c == content_id && *i == chunk_index)?;
         let start = offset as usize;
         let end = start.checked_add(length as usize)?;
+        let data = &self.chunks[position].2;
         (end <= data.len()).then(|| data.slice(start..end))
     }
 }

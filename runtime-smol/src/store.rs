@@ -210,11 +210,17 @@ pub fn recv_pool() -> &'static Arc<BufferPool> {
 // ------------------------------------------------------------------ chunk I/O
 
 /// Reads `length` bytes at `offset` of the file, into a buffer of the send pool (waiting
-/// for one: this runs on the blocking pool).
-pub fn read_at(file: &File, offset: u64, length: u32) -> io::Result<Bytes> {
+/// for one: this runs on the blocking pool). Where the pages are likely cached (a
+/// published file), from the page cache if they all are there; otherwise with direct I/O
+/// when the block is aligned for it; otherwise buffered. `uncached`: the file's pages are
+/// unlikely to be cached, so do not look (a miss can start readahead into fresh pages).
+pub fn read_at(file: &File, offset: u64, length: u32, uncached: bool) -> io::Result<Bytes> {
     let mut buf = send_pool().take_blocking(length as usize);
-    if !read_cached(file, buf.as_mut(), offset) && !read_direct(file, buf.as_mut(), offset) {
-        file.read_exact_at(buf.as_mut(), offset)?;
+    let buf_mut = buf.as_mut();
+    let done =
+        (!uncached && read_cached(file, buf_mut, offset)) || read_direct(file, buf_mut, offset);
+    if !done {
+        file.read_exact_at(buf_mut, offset)?;
     }
     Ok(buf.into_bytes())
 }
@@ -654,12 +660,19 @@ mod tests {
         let file = File::open(&path).unwrap();
         // Aligned (a direct read when the pages are not cached), unaligned (buffered), and
         // a short last block.
-        for (offset, len) in [(65536, 65536), (4096 + 1, 5000), (3 * 65536, 100)] {
-            let got = read_at(&file, offset as u64, len as u32).unwrap();
+        for (offset, len, uncached) in [
+            (65536, 65536, false),
+            (65536, 65536, true),
+            (4096 + 1, 5000, false),
+            (4096 + 1, 5000, true),
+            (3 * 65536, 100, false),
+        ] {
+            let got = read_at(&file, offset as u64, len as u32, uncached).unwrap();
             assert_eq!(&got[..], &data[offset..offset + len], "at {offset}+{len}");
         }
         // Past the end is an error, not a short block.
-        assert!(read_at(&file, 3 * 65536, 4096).is_err());
+        assert!(read_at(&file, 3 * 65536, 4096, false).is_err());
+        assert!(read_at(&file, 3 * 65536, 4096, true).is_err());
     }
 
     #[test]
