@@ -5,7 +5,7 @@
 //! (`net`), chunk reads, hashing and writes on smol's blocking pool (`store`). The task
 //! itself only moves events in and actions out, so it keeps up with the network.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,8 +27,6 @@ use crate::store::{self, Destination, PartPaths, Prepared, Record};
 
 /// How often the resume record of a running download is rewritten (at most).
 const RECORD_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-/// Blocks a peer reads and sends at once, over all connections.
-const SERVE_BLOCKS_IN_FLIGHT: u32 = 8;
 /// On shutdown, how long to wait for chunk writes in flight and for goodbyes to be sent.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Progress events waiting for the user beyond this many are dropped (the next one says
@@ -169,8 +167,6 @@ enum Event {
         content_id: ContentId,
         chunk_index: u32,
         outcome: StoreOutcome,
-        /// The chunk's bytes, kept to serve from memory once stored.
-        data: Bytes,
     },
     Prepared {
         content_id: ContentId,
@@ -252,8 +248,6 @@ struct Driver {
     closing: Vec<WriterDone>,
     /// The part files of running cooperative downloads, by job id.
     fetch_files: HashMap<u64, Arc<File>>,
-    /// Chunks stored last, served from memory.
-    recent: RecentChunks,
 }
 
 /// Binds the listener (when asked) and starts the peer task.
@@ -276,10 +270,6 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
         config.locate_interval = interval;
     }
     config.help_others = options.help_others;
-    // Blocks of chunks this peer downloaded are read back with direct I/O, which waits on
-    // the disk: more reads in flight keep the CPU busy meanwhile (1+8 swarm on loopback:
-    // 2 s less idle CPU than with 4).
-    config.serve_blocks_in_flight_total_max = SERVE_BLOCKS_IN_FLIGHT;
     if let Some(n) = options.origin_connections {
         config.origin_connections = n.max(1);
     }
@@ -297,7 +287,6 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
         stores_in_flight: 0,
         closing: Vec::new(),
         fetch_files: HashMap::new(),
-        recent: RecentChunks::new(),
     };
     let task = smol::spawn(driver.run(events_rx));
     Ok(PeerHandle {
@@ -432,12 +421,10 @@ impl Driver {
                 content_id,
                 chunk_index,
                 outcome,
-                data,
             } => {
                 self.stores_in_flight -= 1;
                 if outcome == StoreOutcome::Stored {
                     self.mark_stored(content_id, chunk_index);
-                    self.recent.insert(content_id, chunk_index, data);
                 }
                 self.peer.handle_stored(now, token, outcome);
             }
@@ -550,10 +537,6 @@ impl Driver {
                 offset,
                 length,
             } => {
-                if let Some(data) = self.recent.get(content_id, chunk_index, offset, length) {
-                    self.peer.handle_read(now, token, Ok(data));
-                    return;
-                }
                 let Some(content) = self.files.get(&content_id).cloned() else {
                     self.peer
                         .handle_read(now, token, Err("content not on disk".into()));
@@ -591,9 +574,8 @@ impl Driver {
                 let events = self.events.clone();
                 smol::spawn(async move {
                     let position = u64::from(chunk_index) * u64::from(content.chunk_size);
-                    let (outcome, data) = smol::unblock(move || {
-                        let outcome = store::store_verified(&content.file, position, &check, &data);
-                        (outcome, data)
+                    let outcome = smol::unblock(move || {
+                        store::store_verified(&content.file, position, &check, &data)
                     })
                     .await;
                     let done = Event::StoreDone {
@@ -601,7 +583,6 @@ impl Driver {
                         content_id,
                         chunk_index,
                         outcome,
-                        data,
                     };
                     let _ = events.send(done).await;
                 })
@@ -883,85 +864,4 @@ fn describe_chunks(chunks: &[u32]) -> String {
         shown.push("…".into());
     }
     format!("{} ({})", chunks.len(), shown.join(", "))
-}
-
-/// The last few chunks this peer stored, served from memory: a chunk just received is
-/// the one other peers ask this peer for next (few hold it yet), and reading it back costs
-/// a disk read (the download writes with direct I/O, so the file's pages are not cached).
-/// Each holds a buffer of the receive pool, which has room for them.
-struct RecentChunks {
-    chunks: VecDeque<(ContentId, u32, Bytes)>,
-}
-
-impl RecentChunks {
-    fn new() -> RecentChunks {
-        RecentChunks {
-            chunks: VecDeque::with_capacity(store::RECENT_CHUNKS),
-        }
-    }
-
-    /// Remembers a stored chunk, forgetting the oldest when full.
-    fn insert(&mut self, content_id: ContentId, chunk_index: u32, data: Bytes) {
-        if self.chunks.len() >= store::RECENT_CHUNKS {
-            self.chunks.pop_front();
-        }
-        self.chunks.push_back((content_id, chunk_index, data));
-    }
-
-    /// `length` bytes at `offset` of the chunk, if it is here (no copy).
-    fn get(
-        &self,
-        content_id: ContentId,
-        chunk_index: u32,
-        offset: u32,
-        length: u32,
-    ) -> Option<Bytes> {
-        let position = self
-            .chunks
-            .iter()
-            .position(|(c, i, _)| *c == content_id && *i == chunk_index)?;
-        let start = offset as usize;
-        let end = start.checked_add(length as usize)?;
-        let data = &self.chunks[position].2;
-        (end <= data.len()).then(|| data.slice(start..end))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recent_chunks_slice_and_forget_the_oldest() {
-        let mut recent = RecentChunks::new();
-        let content = ContentId([1; 32]);
-        let other = ContentId([2; 32]);
-        let chunk = |i: u32| Bytes::from(vec![i as u8; 100]);
-        recent.insert(content, 0, Bytes::from((0..100).collect::<Vec<u8>>()));
-        assert_eq!(
-            &recent.get(content, 0, 10, 5).unwrap()[..],
-            &[10, 11, 12, 13, 14]
-        );
-        assert_eq!(recent.get(content, 0, 0, 100).unwrap().len(), 100);
-        assert!(
-            recent.get(content, 0, 90, 11).is_none(),
-            "past the chunk's end"
-        );
-        assert!(recent.get(content, 0, u32::MAX, u32::MAX).is_none());
-        assert!(
-            recent.get(other, 0, 0, 1).is_none(),
-            "another content's chunk 0"
-        );
-        for i in 1..store::RECENT_CHUNKS as u32 {
-            recent.insert(content, i, chunk(i));
-        }
-        assert!(
-            recent.get(content, 0, 0, 1).is_some(),
-            "still within the capacity"
-        );
-        recent.insert(content, 99, chunk(99));
-        assert!(recent.get(content, 0, 0, 1).is_none(), "the oldest went");
-        assert_eq!(&recent.get(content, 99, 0, 1).unwrap()[..], &[99]);
-        assert_eq!(recent.chunks.len(), store::RECENT_CHUNKS);
-    }
 }

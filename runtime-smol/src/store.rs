@@ -72,14 +72,9 @@ pub const POOL_BUF_LEN: usize = p2p_core::wire::BLOCK_LEN_MAX as usize + 4096;
 /// Buffers for blocks read from disk to send: all connections of the process share them,
 /// so a seeder's memory does not grow with the number of peers it serves.
 const SEND_BUFFERS: usize = 8;
-/// Chunks a peer keeps in memory after storing them, to serve without a disk read (they
-/// hold buffers of the receive pool).
-pub const RECENT_CHUNKS: usize = 8;
 /// Buffers for blocks received: a bulk frame is read from the socket straight into one,
-/// and it is reused once the block is stored and has left the recent chunks. 8 for
-/// blocks in transit and being stored, the rest for the recent chunks: with the 8 send
-/// buffers, a peer's buffers stay under 25 MiB however many peers it serves.
-const RECV_BUFFERS: usize = 8 + RECENT_CHUNKS;
+/// and it is reused once the block is stored.
+const RECV_BUFFERS: usize = 12;
 
 /// A fixed number of block-sized buffers, reused. A fresh buffer costs a page fault per
 /// 4 KiB the first time it is written (slow here, and glibc returns freed 1 MiB buffers to
