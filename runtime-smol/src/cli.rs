@@ -90,6 +90,7 @@ Examples:
   p2p get 3f2a...c9 --tracker 10.0.0.5:7070 -o /tmp/
   p2p get big.iso                      # by name, as `p2p ls` shows it
   p2p get 'p2p:...' --seed             # keep serving when done
+  p2p get 'p2p:...' --sha256 9e1c...04 # refuse other content before downloading
   p2p get 'p2p:...' --json | jq .      # progress as JSON lines")]
     Get(GetArgs),
 
@@ -192,6 +193,10 @@ pub struct GetArgs {
     /// Cap on upload speed, bytes per second.
     #[arg(long, value_name = "BYTES_PER_SEC")]
     pub upload_limit: Option<u64>,
+    /// Expected SHA-256 of the whole file. Checked against the content's description before
+    /// anything is downloaded (every chunk is then checked against that description).
+    #[arg(long, value_name = "HEX", value_parser = parse_sha256)]
+    pub sha256: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -213,7 +218,7 @@ pub struct FetchArgs {
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
     pub range_size: u32,
     /// Expected SHA-256 of the whole file: checked before the file gets its final name.
-    #[arg(long, value_name = "HEX")]
+    #[arg(long, value_name = "HEX", value_parser = parse_sha256)]
     pub sha256: Option<String>,
     /// Requests this peer keeps in flight to the origin (each helper keeps its own).
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -227,4 +232,14 @@ pub struct FetchArgs {
     /// Replace an existing file at the destination.
     #[arg(long)]
     pub force: bool,
+}
+
+/// A SHA-256 as 64 hex digits, lowercased (how `p2p get` and `sha256sum` print it).
+fn parse_sha256(text: &str) -> Result<String, String> {
+    let hex = text.trim().to_ascii_lowercase();
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(hex)
+    } else {
+        Err("a SHA-256 is 64 hex digits".into())
+    }
 }

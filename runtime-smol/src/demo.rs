@@ -201,7 +201,7 @@ async fn run_round(
             origin_connections: None,
         })
         .await?;
-        peer.download(content_id, None, Destination::Dir(out), false)
+        peer.download(content_id, None, Destination::Dir(out), false, None)
             .await;
         getters.push(peer);
     }

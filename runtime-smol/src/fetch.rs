@@ -57,16 +57,7 @@ pub async fn run(
         ))
         .into());
     }
-    let expected_sha256 = match &args.sha256 {
-        Some(hex) => {
-            let hex = hex.trim().to_ascii_lowercase();
-            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(UsageError(format!("--sha256 '{hex}' is not 64 hex digits")).into());
-            }
-            Some(hex)
-        }
-        None => None,
-    };
+    let expected_sha256 = args.sha256.clone();
 
     let head_url = url.clone();
     let info = smol::unblock(move || http::head(&head_url)).await?;
@@ -105,6 +96,7 @@ pub async fn run(
                     json: args.json,
                     force: args.force,
                     upload_limit: None,
+                    sha256: args.sha256.clone(),
                 };
                 return get::run(get_args, swarm, signals).await;
             }

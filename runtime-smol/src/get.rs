@@ -70,8 +70,14 @@ pub async fn run(
         origin_connections: None,
     })
     .await?;
-    peer.download(content_id, None, destination, args.force)
-        .await;
+    peer.download(
+        content_id,
+        None,
+        destination,
+        args.force,
+        args.sha256.clone(),
+    )
+    .await;
     let mut reporter = Reporter::new(args.json);
     loop {
         let next = future::or(async { Ok(peer.user_events.recv().await.ok()) }, async {

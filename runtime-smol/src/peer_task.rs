@@ -16,6 +16,7 @@ use anyhow::Context;
 use async_net::TcpStream;
 use bytes::Bytes;
 use p2p_core::coop::{FetchSpec, RangeError};
+use p2p_core::ids::to_hex;
 use p2p_core::peer::{Peer, PeerAction, PeerConfig, PeerNotice, StoreOutcome};
 use p2p_core::{ConnId, ContentId, Manifest, PeerId};
 use smol::channel::{Receiver, Sender};
@@ -99,12 +100,14 @@ impl PeerHandle {
         manifest: Option<Manifest>,
         destination: Destination,
         force: bool,
+        expected_sha256: Option<String>,
     ) {
         let command = Event::Download {
             content_id,
             manifest,
             destination,
             force,
+            expected_sha256,
         };
         let _ = self.events.send(command).await;
     }
@@ -156,6 +159,8 @@ enum Event {
         manifest: Option<Manifest>,
         destination: Destination,
         force: bool,
+        /// The file's SHA-256 the user expects (lowercase hex).
+        expected_sha256: Option<String>,
     },
     Shutdown,
     ReadDone {
@@ -220,6 +225,9 @@ struct ContentFile {
 struct DownloadFiles {
     destination: Destination,
     force: bool,
+    /// The file's SHA-256 the user expects (lowercase hex): any other content is refused
+    /// before its part file is made.
+    expected_sha256: Option<String>,
     /// Known once the download is prepared.
     paths: Option<PartPaths>,
     in_place: bool,
@@ -396,12 +404,14 @@ impl Driver {
                 manifest,
                 destination,
                 force,
+                expected_sha256,
             } => {
                 self.downloads.insert(
                     content_id,
                     DownloadFiles {
                         destination,
                         force,
+                        expected_sha256,
                         paths: None,
                         in_place: false,
                         sha256: String::new(),
@@ -600,6 +610,16 @@ impl Driver {
                     );
                     return;
                 };
+                let sha256 = to_hex(&manifest.file_sha256());
+                if let Some(expected) = &download.expected_sha256
+                    && *expected != sha256
+                {
+                    let reason = format!(
+                        "its SHA-256 is {sha256}, not the expected {expected}; nothing was downloaded"
+                    );
+                    self.peer.download_prepared(now, content_id, Err(reason));
+                    return;
+                }
                 let destination = download.destination.clone();
                 let force = download.force;
                 let events = self.events.clone();

@@ -62,3 +62,55 @@ fn share_then_get_64_mib() {
     assert_eq!(names, ["big.bin"], "output dir holds only the file");
     eprintln!("64 MiB in {took:?}");
 }
+
+/// `--sha256`: another file's hash stops the download before anything is written; the
+/// right one (in any case) lets it through; a malformed one is a usage error.
+#[test]
+fn get_checks_an_expected_sha256_before_downloading() {
+    let dir = tempfile::tempdir().unwrap();
+    let swarm = swarm_name("get-sha256");
+    let src = dir.path().join("small.bin");
+    let data = write_file(&src, 3 * 1024 * 1024 + 17, 2);
+    let (_tracker, tracker_addr) = start_tracker(dir.path(), &swarm, None);
+    let seeder = start_seeder("seeder", dir.path(), &swarm, &src, tracker_addr, &[]);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let out_arg = out.to_str().unwrap();
+    let get = |sha: &str| {
+        run(
+            dir.path(),
+            &[
+                "--swarm",
+                &swarm,
+                "get",
+                &seeder.ticket,
+                "-o",
+                out_arg,
+                "--listen",
+                "127.0.0.1:0",
+                "--sha256",
+                sha,
+            ],
+        )
+    };
+
+    let other = sha256_hex(b"some other file");
+    let (status, _, stderr) = get(&other);
+    assert!(!status.success(), "a wrong hash must fail\n{stderr}");
+    assert!(
+        stderr.contains(&format!("not the expected {other}"))
+            && stderr.contains(&sha256_hex(&data)),
+        "stderr names both hashes: {stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&out).unwrap().collect();
+    assert!(left.is_empty(), "nothing written: {left:?}");
+
+    let (status, _, stderr) = get("not-hex");
+    assert_eq!(status.code(), Some(2), "usage error\n{stderr}");
+    assert!(stderr.contains("64 hex digits"), "{stderr}");
+
+    let (status, stdout, stderr) = get(&sha256_hex(&data).to_uppercase());
+    assert!(status.success(), "the right hash passes\n{stderr}");
+    assert!(stdout.starts_with(&sha256_hex(&data)), "{stdout}");
+    assert_file_eq(&out.join("small.bin"), &data);
+}
