@@ -7,7 +7,7 @@
 //! machine fills with `try_send` so that it never waits on a slow remote.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -288,10 +288,16 @@ where
     E: From<NetEvent>,
 {
     let mut decoder = FrameDecoder::new();
+    let remote_ip = stream.peer_addr().ok().map(|a| a.ip());
     loop {
         loop {
             match decoder.next_message() {
-                Ok(Some(message)) => {
+                Ok(Some(mut message)) => {
+                    if let (Message::Hello { listen_addr, .. }, Some(ip)) =
+                        (&mut message, remote_ip)
+                    {
+                        fill_in_observed_ip(listen_addr, ip);
+                    }
                     let event = NetEvent::new(conn, ConnEvent::Message(message));
                     if events.send(event.into()).await.is_err() {
                         return "machine gone".into();
@@ -327,6 +333,18 @@ where
                 return format!("read error: {e}");
             }
         }
+    }
+}
+
+/// A peer listening on every interface (`--listen 0.0.0.0:PORT` or `[::]:PORT`) cannot
+/// tell which of its addresses others reach it at, and says `0.0.0.0:PORT` in its hello;
+/// whoever it connected to can: the address the connection came from. Passing `0.0.0.0`
+/// on to other peers (tracker lists, peer exchange) would make them dial themselves.
+fn fill_in_observed_ip(listen_addr: &mut String, observed: IpAddr) {
+    if let Ok(addr) = listen_addr.parse::<SocketAddr>()
+        && addr.ip().is_unspecified()
+    {
+        *listen_addr = SocketAddr::new(observed, addr.port()).to_string();
     }
 }
 
@@ -464,4 +482,26 @@ where
     })
     .detach();
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unspecified_listen_ip_becomes_the_observed_one() {
+        let seen: IpAddr = "10.1.2.3".parse().unwrap();
+        let fill = |addr: &str| {
+            let mut addr = addr.to_string();
+            fill_in_observed_ip(&mut addr, seen);
+            addr
+        };
+        assert_eq!(fill("0.0.0.0:7000"), "10.1.2.3:7000");
+        assert_eq!(fill("[::]:7000"), "10.1.2.3:7000");
+        // A peer that names its address keeps it; no listener, or a name, is left alone.
+        assert_eq!(fill("192.168.1.9:7000"), "192.168.1.9:7000");
+        assert_eq!(fill("127.0.0.1:7000"), "127.0.0.1:7000");
+        assert_eq!(fill(""), "");
+        assert_eq!(fill("host.lan:7000"), "host.lan:7000");
+    }
 }

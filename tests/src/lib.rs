@@ -119,15 +119,31 @@ pub struct Proc {
 impl Proc {
     /// Starts `p2p ARGS` in `cwd` (a test's temp dir), with logs at `RUST_LOG` unset.
     pub fn spawn(name: &str, cwd: &Path, args: &[&str]) -> Proc {
-        let mut child = Command::new(p2p_bin())
-            .args(args)
+        let mut command = Command::new(p2p_bin());
+        command.args(args);
+        Proc::spawn_command(name, cwd, command)
+    }
+
+    /// Starts `p2p ARGS` inside the network namespace `netns` (`ip netns exec`).
+    pub fn spawn_in_netns(name: &str, cwd: &Path, netns: &str, args: &[&str]) -> Proc {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", netns])
+            .arg(p2p_bin())
+            .args(args);
+        Proc::spawn_command(name, cwd, command)
+    }
+
+    fn spawn_command(name: &str, cwd: &Path, mut command: Command) -> Proc {
+        let shown = format!("{command:?}");
+        let mut child = command
             .current_dir(cwd)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start p2p {args:?}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
         let stdout = Lines::collect(child.stdout.take().unwrap());
         let stderr = Lines::collect(child.stderr.take().unwrap());
         Proc {
