@@ -288,15 +288,15 @@ where
     E: From<NetEvent>,
 {
     let mut decoder = FrameDecoder::new();
-    let remote_ip = stream.peer_addr().ok().map(|a| a.ip());
+    let remote = stream.peer_addr().ok();
     loop {
         loop {
             match decoder.next_message() {
                 Ok(Some(mut message)) => {
-                    if let (Message::Hello { listen_addr, .. }, Some(ip)) =
-                        (&mut message, remote_ip)
+                    if let (Message::Hello { listen_addr, .. }, Some(remote)) =
+                        (&mut message, remote)
                     {
-                        fill_in_observed_ip(listen_addr, ip);
+                        fill_in_observed_ip(listen_addr, remote);
                     }
                     let event = NetEvent::new(conn, ConnEvent::Message(message));
                     if events.send(event.into()).await.is_err() {
@@ -340,11 +340,21 @@ where
 /// tell which of its addresses others reach it at, and says `0.0.0.0:PORT` in its hello;
 /// whoever it connected to can: the address the connection came from. Passing `0.0.0.0`
 /// on to other peers (tracker lists, peer exchange) would make them dial themselves.
-fn fill_in_observed_ip(listen_addr: &mut String, observed: IpAddr) {
+fn fill_in_observed_ip(listen_addr: &mut String, observed: SocketAddr) {
     if let Ok(addr) = listen_addr.parse::<SocketAddr>()
         && addr.ip().is_unspecified()
     {
-        *listen_addr = SocketAddr::new(observed, addr.port()).to_string();
+        // An IPv4 client of a listener on `[::]` shows as `::ffff:a.b.c.d`: list it as the
+        // IPv4 address it is. An IPv6 one keeps its scope (link-local addresses need it).
+        let filled = match observed.ip().to_canonical() {
+            ip @ IpAddr::V4(_) => SocketAddr::new(ip, addr.port()),
+            IpAddr::V6(_) => {
+                let mut filled = observed;
+                filled.set_port(addr.port());
+                filled
+            }
+        };
+        *listen_addr = filled.to_string();
     }
 }
 
@@ -490,18 +500,24 @@ mod tests {
 
     #[test]
     fn an_unspecified_listen_ip_becomes_the_observed_one() {
-        let seen: IpAddr = "10.1.2.3".parse().unwrap();
-        let fill = |addr: &str| {
+        let fill = |addr: &str, seen: &str| {
             let mut addr = addr.to_string();
-            fill_in_observed_ip(&mut addr, seen);
+            fill_in_observed_ip(&mut addr, seen.parse().unwrap());
             addr
         };
-        assert_eq!(fill("0.0.0.0:7000"), "10.1.2.3:7000");
-        assert_eq!(fill("[::]:7000"), "10.1.2.3:7000");
+        let seen = "10.1.2.3:50000";
+        assert_eq!(fill("0.0.0.0:7000", seen), "10.1.2.3:7000");
+        assert_eq!(fill("[::]:7000", seen), "10.1.2.3:7000");
+        // An IPv4 client of a listener on [::]; an IPv6 link-local one keeps its scope.
+        assert_eq!(
+            fill("0.0.0.0:7000", "[::ffff:10.1.2.3]:50000"),
+            "10.1.2.3:7000"
+        );
+        assert_eq!(fill("[::]:7000", "[fe80::1%2]:50000"), "[fe80::1%2]:7000");
         // A peer that names its address keeps it; no listener, or a name, is left alone.
-        assert_eq!(fill("192.168.1.9:7000"), "192.168.1.9:7000");
-        assert_eq!(fill("127.0.0.1:7000"), "127.0.0.1:7000");
-        assert_eq!(fill(""), "");
-        assert_eq!(fill("host.lan:7000"), "host.lan:7000");
+        assert_eq!(fill("192.168.1.9:7000", seen), "192.168.1.9:7000");
+        assert_eq!(fill("127.0.0.1:7000", seen), "127.0.0.1:7000");
+        assert_eq!(fill("", seen), "");
+        assert_eq!(fill("host.lan:7000", seen), "host.lan:7000");
     }
 }

@@ -205,36 +205,16 @@ pub fn recv_pool() -> &'static Arc<BufferPool> {
 // ------------------------------------------------------------------ chunk I/O
 
 /// Reads `length` bytes at `offset` of the file, into a buffer of the send pool (waiting
-/// for one: this runs on the blocking pool). Where the pages are likely cached (a
-/// published file), from the page cache if they all are there; otherwise with direct I/O
-/// when the block is aligned for it; otherwise buffered. `uncached`: the file's pages are
-/// unlikely to be cached, so do not look (a miss can start readahead into fresh pages).
+/// for one: this runs on the blocking pool). `uncached`: the file's pages are unlikely to
+/// be in the page cache (a download's chunks are written with direct I/O), so the block is
+/// read with direct I/O when it is aligned for it; otherwise, and for a published file
+/// (usually cached: it was just hashed), buffered.
 pub fn read_at(file: &File, offset: u64, length: u32, uncached: bool) -> io::Result<Bytes> {
     let mut buf = send_pool().take_blocking(length as usize);
-    let buf_mut = buf.as_mut();
-    let done =
-        (!uncached && read_cached(file, buf_mut, offset)) || read_direct(file, buf_mut, offset);
-    if !done {
-        file.read_exact_at(buf_mut, offset)?;
+    if !(uncached && read_direct(file, buf.as_mut(), offset)) {
+        file.read_exact_at(buf.as_mut(), offset)?;
     }
     Ok(buf.into_bytes())
-}
-
-/// Reads `buf.len()` bytes at `offset` only if all of them are in the page cache (one
-/// `preadv2` with `RWF_NOWAIT`); `false` when some are not, or the system cannot tell.
-#[cfg(target_os = "linux")]
-fn read_cached(file: &File, buf: &mut [u8], offset: u64) -> bool {
-    use rustix::io::{ReadWriteFlags, preadv2};
-    let len = buf.len();
-    matches!(
-        preadv2(file, &mut [io::IoSliceMut::new(buf)], offset, ReadWriteFlags::NOWAIT),
-        Ok(n) if n == len
-    )
-}
-
-#[cfg(not(target_os = "linux"))]
-fn read_cached(_file: &File, _buf: &mut [u8], _offset: u64) -> bool {
-    false
 }
 
 /// Reads `buf` at `offset` with direct I/O when it is aligned for it: straight from the
@@ -653,8 +633,8 @@ mod tests {
         let data = sample(3 * 65536 + 100);
         fs::write(&path, &data).unwrap();
         let file = File::open(&path).unwrap();
-        // Aligned (a direct read when the pages are not cached), unaligned (buffered), and
-        // a short last block.
+        // Aligned (read direct when `uncached`), unaligned (buffered), and a short last
+        // block.
         for (offset, len, uncached) in [
             (65536, 65536, false),
             (65536, 65536, true),
@@ -671,19 +651,34 @@ mod tests {
     }
 
     #[test]
-    fn read_cached_only_reads_what_the_page_cache_holds() {
+    fn a_chunk_stored_direct_reads_back_direct() {
         let dir = tempfile::tempdir().unwrap();
+        let data = sample(3 * 65536);
+        let manifest = manifest_of(&data, "data");
         let path = dir.path().join("data");
-        let data = sample(1 << 20);
-        fs::write(&path, &data).unwrap();
-        let file = File::open(&path).unwrap();
-        let mut buf = vec![0; 65536];
-        // Just written through the page cache: there, whole.
-        if read_cached(&file, &mut buf, 65536) {
-            assert_eq!(buf, data[65536..2 * 65536]);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        file.set_len(data.len() as u64).unwrap();
+        let chunk_size = manifest.chunk_size as usize;
+        for index in 0..manifest.chunk_count() {
+            let range = index as usize * chunk_size..(index as usize + 1) * chunk_size;
+            // From a pooled (aligned) buffer, as received blocks are: written direct.
+            let mut block = recv_pool().take_blocking(chunk_size);
+            block.as_mut().copy_from_slice(&data[range]);
+            let check = manifest.chunk_check(index).unwrap();
+            let offset = index as u64 * chunk_size as u64;
+            let outcome = store_verified(&file, offset, &check, block.as_ref());
+            assert_eq!(outcome, StoreOutcome::Stored);
         }
-        // Past the end nothing is cached: never taken for a whole block.
-        assert!(!read_cached(&file, &mut buf, 1 << 20));
+        for (offset, len) in [(0, chunk_size), (chunk_size, 2 * chunk_size), (100, 4000)] {
+            let got = read_at(&file, offset as u64, len as u32, true).unwrap();
+            assert_eq!(&got[..], &data[offset..offset + len], "at {offset}+{len}");
+        }
     }
 
     #[test]

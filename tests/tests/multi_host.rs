@@ -18,6 +18,9 @@ struct TwoHosts {
 
 impl TwoHosts {
     fn create() -> Result<TwoHosts, String> {
+        if !is_root() {
+            return Err("not root".into());
+        }
         let id = std::process::id();
         let n = id % 250 + 1;
         let hosts = TwoHosts {
@@ -26,6 +29,8 @@ impl TwoHosts {
             a_ip: format!("10.231.{n}.1"),
         };
         let (va, vb) = (format!("p2va{id}"), format!("p2vb{id}"));
+        // Left by an earlier run that was killed with this process id (best effort).
+        drop(hosts.clean_up());
         let steps: Vec<Vec<&str>> = vec![
             vec!["netns", "add", &hosts.a],
             vec!["netns", "add", &hosts.b],
@@ -55,16 +60,34 @@ impl TwoHosts {
     }
 }
 
+impl TwoHosts {
+    /// Deletes the namespaces (their veth ends go with them) and a veth end left outside.
+    fn clean_up(&self) -> Result<(), String> {
+        let id = std::process::id();
+        let link = ip(&["link", "del", &format!("p2va{id}")]);
+        let a = ip(&["netns", "del", &self.a]);
+        let b = ip(&["netns", "del", &self.b]);
+        link.or(a).or(b)
+    }
+}
+
 impl Drop for TwoHosts {
     fn drop(&mut self) {
-        let _ = ip(&["netns", "del", &self.a]);
-        let _ = ip(&["netns", "del", &self.b]);
+        drop(self.clean_up());
     }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
         .args(args)
+        .env("LC_ALL", "C")
         .output()
         .map_err(|e| format!("cannot run ip: {e}"))?;
     if out.status.success() {
@@ -82,7 +105,12 @@ fn ip(args: &[&str]) -> Result<(), String> {
 fn a_sharer_listening_on_every_interface_is_reached_from_another_host() {
     let hosts = match TwoHosts::create() {
         Ok(hosts) => hosts,
-        Err(why) if why.contains("Operation not permitted") || why.contains("cannot run ip") => {
+        Err(why)
+            if why == "not root"
+                || why.contains("cannot run ip")
+                || why.contains("Operation not permitted")
+                || why.contains("Permission denied") =>
+        {
             eprintln!("skipped: network namespaces need root and iproute2 ({why})");
             return;
         }
