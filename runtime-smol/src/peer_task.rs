@@ -282,6 +282,15 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
         config.origin_connections = n.max(1);
     }
     tracing::info!(%peer_id, listen = %config.listen_addr, trackers = ?config.trackers, "peer starting");
+    if let Some(listen) = listen_addr.filter(|a| a.ip().is_unspecified())
+        && let Some(tracker) = options.trackers.iter().find(|t| is_loopback_addr(t))
+    {
+        // The tracker lists a peer on every interface at the address its connection came
+        // from: here a loopback one, which no other machine can dial.
+        tracing::warn!(
+            "serving on {listen} for other machines, but the tracker {tracker} is reached over loopback, so it lists this peer at a loopback address only this machine can reach; give the tracker's LAN address (--tracker HOST:PORT)"
+        );
+    }
     let (user, user_events) = smol::channel::unbounded();
     let driver = Driver {
         peer: Peer::new(config, net::now()),
@@ -303,6 +312,16 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
         listen_addr,
         task,
     })
+}
+
+/// Whether `addr` (`IP:PORT` or `HOST:PORT`) names this machine's loopback interface.
+fn is_loopback_addr(addr: &str) -> bool {
+    match addr.parse::<SocketAddr>() {
+        Ok(addr) => addr.ip().is_loopback(),
+        Err(_) => addr
+            .rsplit_once(':')
+            .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
+    }
 }
 
 /// Opens a file to publish, with the chunk size its manifest uses.
@@ -884,4 +903,30 @@ fn describe_chunks(chunks: &[u32]) -> String {
         shown.push("…".into());
     }
     format!("{} ({})", chunks.len(), shown.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_tracker_addresses() {
+        for addr in [
+            "127.0.0.1:7070",
+            "127.0.1.1:7070",
+            "[::1]:7070",
+            "localhost:7070",
+        ] {
+            assert!(is_loopback_addr(addr), "{addr}");
+        }
+        for addr in [
+            "10.0.0.5:7070",
+            "[fe80::1]:7070",
+            "tracker.lan:7070",
+            "",
+            "localhost",
+        ] {
+            assert!(!is_loopback_addr(addr), "{addr}");
+        }
+    }
 }
