@@ -6,23 +6,22 @@
 //! network model, `storage.rs` for the disks, `faults.rs` for the fault knobs, `scenario.rs`
 //! for the presets and `checkers.rs` for the properties checked.
 
-mod checkers;
 mod event_queue;
 mod faults;
 mod link;
-mod network;
 mod run;
 mod scenario;
 mod storage;
 mod trace;
+mod violations;
 mod world;
 
 pub mod bench;
 
-pub use checkers::{FailureKind, Violation};
 pub use event_queue::{NANOS_PER_MS, NANOS_PER_S, Nanos};
 pub use faults::FaultKnobs;
 pub use run::{RunReport, configure, run, run_config};
 pub use scenario::{Scale, Scenario, SimConfig};
+pub use violations::{FailureKind, Violation};
 pub use world::install_panic_hook;
 pub use world::sim_peer_config;

@@ -5,9 +5,9 @@ use std::fmt;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::checkers::{FailureKind, Violation};
 use crate::event_queue::{NANOS_PER_S, Nanos};
 use crate::scenario::{Scale, Scenario, SimConfig};
+use crate::violations::{FailureKind, Violation};
 use crate::world::{Role, Stats, World};
 
 /// What a run found.

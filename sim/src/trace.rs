@@ -38,6 +38,56 @@ impl Digest {
             self.write_u64(v);
         }
     }
+
+    /// Mixes one record: its tag, then its values. The bytes are those of
+    /// `mix(&[tag as u64, values...])`, the form every pinned digest was recorded with.
+    pub fn mix_tagged(&mut self, tag: DigestTag, values: &[u64]) {
+        self.write_u64(tag as u64);
+        self.mix(values);
+    }
+}
+
+/// What a digest record is about. The discriminants are the numbers the records were mixed
+/// with before they had names: changing one changes every digest, so they are fixed.
+/// Grouped by tens: events (1-8), disk actions (20-23), notices (30-36), connection actions
+/// (40-43), deliveries (50-51), faults (60-66).
+#[derive(Clone, Copy, Debug)]
+#[repr(u64)]
+pub enum DigestTag {
+    Wake = 1,
+    Connected = 2,
+    ConnectFailed = 3,
+    Broken = 4,
+    DiskRead = 5,
+    DiskStored = 6,
+    Prepared = 7,
+    Join = 8,
+    ReadChunk = 20,
+    StoreChunk = 21,
+    PrepareDownload = 22,
+    /// A cooperative origin action (`FetchRange`, `WriteRange`), dropped: no run starts one.
+    OriginAction = 23,
+    DownloadComplete = 30,
+    DownloadFailed = 31,
+    PeerBanned = 32,
+    TrackerConnected = 33,
+    TrackerLost = 34,
+    Progress = 35,
+    /// Any notice of a cooperative origin download.
+    OriginNotice = 36,
+    Connect = 40,
+    Accept = 41,
+    Send = 42,
+    Close = 43,
+    Receive = 50,
+    ClosedByRemote = 51,
+    PeerCrash = 60,
+    PeerRestart = 61,
+    PeerLeave = 62,
+    TrackerDown = 63,
+    TrackerRestart = 64,
+    Regroup = 65,
+    Heal = 66,
 }
 
 /// A short description of a message for traces: never the bulk bytes.

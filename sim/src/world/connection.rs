@@ -1,15 +1,5 @@
-//! Connections of the simulated network.
-//!
-//! The model, in one paragraph: a message first queues on the sender's *upload* link, a
-//! processor-sharing server (see `link.rs`) where every connection with data waiting gets an
-//! equal share of the node's upload capacity and messages of one connection go in order.
-//! When its last byte is out, it travels for the link's one-way latency (the sum of both
-//! nodes' distances to the network core, times any latency spike, plus jitter; never
-//! overtaking an earlier message of the same connection), then queues the same way on the
-//! receiver's *download* link, and is handed to the receiving machine when its last byte is
-//! in. So no node sends faster than its upload or receives faster than its download capacity,
-//! and concurrent transfers share both. Connections are reliable and ordered; a close sends
-//! a FIN behind the queued data; a crash or a partition breaks a connection on both ends.
+//! What the network model is made of: connections, their two ends, the packets they carry,
+//! and which of a node's two links a packet is on. Plain data; `network.rs` moves it.
 
 use p2p_core::ids::ConnId;
 use p2p_core::wire::Message;
@@ -25,6 +15,13 @@ pub enum Packet {
     Message(Box<Message>),
     /// The sender closed its end after everything queued before.
     Fin,
+}
+
+/// Which of a node's two links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LinkSide {
+    Upload,
+    Download,
 }
 
 /// One end of a connection.

@@ -1,0 +1,221 @@
+//! Everything that can happen in a run, as events in the queue, and the counters of what
+//! did happen (per event kind and per message kind) for the report.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use p2p_core::ids::{ConnId, ContentId};
+use p2p_core::manifest::ChunkCheck;
+
+use crate::event_queue::Nanos;
+use crate::faults::Fault;
+use crate::world::connection::{LinkSide, Packet};
+
+/// Boxed in [`Event`]: the bulky, rare events would otherwise size every event in the
+/// heap, and the heap moves them on every push and pop.
+pub(crate) struct ReadOp {
+    pub node: usize,
+    pub incarnation: u32,
+    pub token: u64,
+    pub content_id: ContentId,
+    pub chunk_index: u32,
+    pub offset: u32,
+    pub length: u32,
+}
+
+/// Boxed in [`Event`], like [`ReadOp`].
+pub(crate) struct StoreOp {
+    pub node: usize,
+    pub incarnation: u32,
+    pub token: u64,
+    pub content_id: ContentId,
+    pub chunk_index: u32,
+    pub check: ChunkCheck,
+    pub data: Bytes,
+}
+
+/// Boxed in [`Event`], like [`ReadOp`].
+pub(crate) struct PrepareOp {
+    pub node: usize,
+    pub incarnation: u32,
+    pub content_id: ContentId,
+    pub chunk_count: u32,
+}
+
+/// Everything that can happen.
+pub(crate) enum Event {
+    Wake {
+        node: usize,
+        incarnation: u32,
+    },
+    LinkDone {
+        node: usize,
+        side: LinkSide,
+        generation: u64,
+    },
+    /// A packet reached the receiver's download link.
+    Arrive {
+        conn: u64,
+        dir: usize,
+        size: u64,
+        packet: Packet,
+    },
+    Syn {
+        conn: u64,
+    },
+    SynAck {
+        conn: u64,
+    },
+    ConnectFailed {
+        conn: u64,
+    },
+    /// The connection broke under `node` (its end already forgotten by the network).
+    Broken {
+        node: usize,
+        incarnation: u32,
+        local: ConnId,
+    },
+    DiskRead(Box<ReadOp>),
+    DiskStore(Box<StoreOp>),
+    Prepared(Box<PrepareOp>),
+    Join {
+        node: usize,
+    },
+    Fault(Fault),
+    /// A departed node's machine is dropped (after its goodbyes went out).
+    Depart {
+        node: usize,
+        incarnation: u32,
+    },
+    Heal,
+    CheckTick,
+    RecoveryCheck {
+        tracker_incarnation: u32,
+        restarted_at: Nanos,
+    },
+}
+
+impl Event {
+    /// Index into [`EVENT_KIND_NAMES`].
+    pub(crate) fn kind(&self) -> usize {
+        match self {
+            Event::Wake { .. } => WAKE,
+            Event::LinkDone { .. } => LINK_DONE,
+            Event::Arrive { .. } => 5,
+            Event::Syn { .. } => 6,
+            Event::SynAck { .. } => 7,
+            Event::ConnectFailed { .. } => 8,
+            Event::Broken { .. } => 9,
+            Event::DiskRead(_) => 10,
+            Event::DiskStore(_) => 11,
+            Event::Prepared(_) => 12,
+            Event::Join { .. } => 13,
+            Event::Fault(_) => 14,
+            Event::Depart { .. } => 15,
+            Event::Heal => 16,
+            Event::CheckTick => 17,
+            Event::RecoveryCheck { .. } => 18,
+        }
+    }
+}
+
+/// Names of the event kinds counted in [`Stats::events_by_kind`]; a `-stale` kind is an
+/// event superseded before it came due (a timer re-armed, a link re-planned), dropped unseen.
+pub const EVENT_KIND_NAMES: [&str; 19] = [
+    "wake",
+    "wake-stale",
+    "link-done",
+    "link-done-stale",
+    "link-done-early",
+    "arrive",
+    "syn",
+    "syn-ack",
+    "connect-failed",
+    "broken",
+    "disk-read",
+    "disk-store",
+    "prepared",
+    "join",
+    "fault",
+    "depart",
+    "heal",
+    "check-tick",
+    "recovery-check",
+];
+pub(crate) const WAKE: usize = 0;
+pub(crate) const WAKE_STALE: usize = 1;
+pub(crate) const LINK_DONE: usize = 2;
+pub(crate) const LINK_DONE_STALE: usize = 3;
+/// A live link event that came due before anything finished (the completion moved later).
+pub(crate) const LINK_DONE_EARLY: usize = 4;
+
+/// Counters for the report.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub events: u64,
+    /// Events popped, per kind (see [`EVENT_KIND_NAMES`]).
+    pub events_by_kind: [u64; EVENT_KIND_NAMES.len()],
+    /// Messages sent, per wire kind byte, with the message's name.
+    pub messages_by_kind: BTreeMap<u8, (String, u64)>,
+    pub messages_sent: u64,
+    pub bytes_sent: u64,
+    pub pieces_sent: u64,
+    pub pieces_corrupted: u64,
+    pub peers_banned: u64,
+    pub crashes: u64,
+    pub tracker_restarts: u64,
+    pub connections_opened: u64,
+}
+
+impl Stats {
+    /// The event just counted as its live kind `live` turned out to be `actual` (stale, or
+    /// early): count it there instead.
+    pub(crate) fn recount(&mut self, live: usize, actual: usize) {
+        self.events_by_kind[live] -= 1;
+        self.events_by_kind[actual] += 1;
+    }
+
+    /// Events and messages per kind, one `name=count` list each, biggest first.
+    pub fn kinds_summary(&self) -> String {
+        let mut events: Vec<(&str, u64)> = EVENT_KIND_NAMES
+            .iter()
+            .copied()
+            .zip(self.events_by_kind)
+            .filter(|&(_, n)| n > 0)
+            .collect();
+        events.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+        let mut messages: Vec<(&str, u64)> = self
+            .messages_by_kind
+            .values()
+            .map(|(name, n)| (name.as_str(), *n))
+            .collect();
+        messages.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+        let list = |items: Vec<(&str, u64)>| {
+            items
+                .iter()
+                .map(|(name, n)| format!("{name}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        format!(
+            "events by kind: {}\nmessages by kind: {}",
+            list(events),
+            list(messages)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_stay_small() {
+        // Every heap push and pop moves events: keep bulky payloads boxed.
+        assert!(
+            std::mem::size_of::<Event>() <= 40,
+            "{}",
+            std::mem::size_of::<Event>()
+        );
+    }
+}
