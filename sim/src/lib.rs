@@ -2,9 +2,11 @@
 //! machines on a simulated network, with faults injected and checkers run after every run.
 //!
 //! One `u64` seed feeds one ChaCha RNG; time is virtual; there are no threads and no
-//! iteration over unordered maps, so a seed replays bit for bit. See `network.rs` for the
-//! network model, `storage.rs` for the disks, `faults.rs` for the fault knobs, `scenario.rs`
-//! for the presets and `checkers.rs` for the properties checked.
+//! iteration over unordered maps, so a seed replays bit for bit. `world/` is one run: its
+//! event loop (`world/mod.rs`), the network model (`world/network.rs`), the fault model
+//! (`world/faults.rs`, carrying out the plan drawn in `faults.rs`) and the checkers
+//! (`world/safety.rs`, `world/liveness.rs`, `world/recovery.rs`, reporting the
+//! `violations.rs` types). `storage.rs` holds the disks, `scenario.rs` the presets.
 
 mod event_queue;
 mod faults;
