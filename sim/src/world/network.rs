@@ -12,6 +12,9 @@
 //! in. So no node sends faster than its upload or receives faster than its download capacity,
 //! and concurrent transfers share both. Connections are reliable and ordered; a close sends
 //! a FIN behind the queued data; a crash or a partition breaks a connection on both ends.
+//!
+//! Longer than its siblings on purpose: one model read top to bottom (the interfaces, then a
+//! connection's life, then a packet's way over the two links).
 
 use std::collections::BTreeMap;
 
