@@ -810,7 +810,7 @@ fn error_frame_with_string(declared: u16, body: &[u8]) -> Vec<u8> {
     let mut payload = vec![0, 1];
     payload.extend_from_slice(&declared.to_be_bytes());
     payload.extend_from_slice(body);
-    raw_frame(kind::ERROR, &payload)
+    raw_frame(MessageKind::Error.byte(), &payload)
 }
 
 #[test]
@@ -876,18 +876,21 @@ fn oversize_lists_are_rejected_before_reading_entries() {
     let mut have = cid(1).0.to_vec();
     have.extend_from_slice(&over_list.to_be_bytes());
     assert_eq!(
-        decode_one(&raw_frame(kind::HAVE, &have)),
+        decode_one(&raw_frame(MessageKind::Have.byte(), &have)),
         Err(list_too_long(over_list, LIST_LEN_MAX))
     );
 
-    for list_kind in [kind::FILE_LIST, kind::PEER_LIST] {
+    for list_kind in [MessageKind::FileList.byte(), MessageKind::PeerList.byte()] {
         assert_eq!(
             decode_one(&raw_frame(list_kind, &over_list.to_be_bytes())),
             Err(list_too_long(over_list, LIST_LEN_MAX))
         );
     }
 
-    for peers_kind in [kind::LOCATED, kind::PEER_EXCHANGE] {
+    for peers_kind in [
+        MessageKind::Located.byte(),
+        MessageKind::PeerExchange.byte(),
+    ] {
         let mut payload = cid(1).0.to_vec();
         payload.extend_from_slice(&over_peers.to_be_bytes());
         assert_eq!(
@@ -900,7 +903,7 @@ fn oversize_lists_are_rejected_before_reading_entries() {
     let mut bitfield = cid(1).0.to_vec();
     bitfield.extend_from_slice(&(CHUNK_COUNT_MAX + 1).to_be_bytes());
     assert_eq!(
-        decode_one(&raw_frame(kind::BITFIELD, &bitfield)),
+        decode_one(&raw_frame(MessageKind::Bitfield.byte(), &bitfield)),
         Err(list_too_long(CHUNK_COUNT_MAX + 1, CHUNK_COUNT_MAX as usize))
     );
 }
@@ -911,8 +914,10 @@ fn list_count_within_limit_but_beyond_the_frame_is_truncated() {
     let mut have = cid(1).0.to_vec();
     have.extend_from_slice(&(LIST_LEN_MAX as u32).to_be_bytes());
     assert_eq!(
-        decode_one(&raw_frame(kind::HAVE, &have)),
-        Err(WireError::Truncated { kind: kind::HAVE })
+        decode_one(&raw_frame(MessageKind::Have.byte(), &have)),
+        Err(WireError::Truncated {
+            kind: MessageKind::Have.byte()
+        })
     );
 }
 
@@ -921,7 +926,7 @@ fn bitfield_frame(len: u32, bits: &[u8]) -> Vec<u8> {
     let mut payload = cid(1).0.to_vec();
     payload.extend_from_slice(&len.to_be_bytes());
     payload.extend_from_slice(bits);
-    raw_frame(kind::BITFIELD, &payload)
+    raw_frame(MessageKind::Bitfield.byte(), &payload)
 }
 
 #[test]
@@ -946,7 +951,7 @@ fn bitfields_with_set_padding_bits_are_rejected() {
     assert_eq!(
         decode_one(&bitfield_frame(10, &[0xff])),
         Err(WireError::Truncated {
-            kind: kind::BITFIELD,
+            kind: MessageKind::Bitfield.byte(),
         })
     );
 }
