@@ -15,6 +15,8 @@ pub mod ids;
 pub mod manifest;
 pub mod peer;
 pub mod scheduler;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod ticket;
 pub mod time;
 pub mod tracker;

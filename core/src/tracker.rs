@@ -294,49 +294,6 @@ fn shuffle<T>(rng: &mut ChaCha8Rng, items: &mut [T]) {
     }
 }
 
-/// The name of a message's kind, for error messages.
-fn kind_name(message: &Message) -> &'static str {
-    use Message::*;
-    match message {
-        Hello { .. } => "Hello",
-        Welcome { .. } => "Welcome",
-        Error { .. } => "Error",
-        Goodbye => "Goodbye",
-        Heartbeat { .. } => "Heartbeat",
-        Announce { .. } => "Announce",
-        Have { .. } => "Have",
-        Withdraw { .. } => "Withdraw",
-        ListFiles => "ListFiles",
-        Locate { .. } => "Locate",
-        ListPeers => "ListPeers",
-        GetManifest { .. } => "GetManifest",
-        FileList { .. } => "FileList",
-        Located { .. } => "Located",
-        PeerList { .. } => "PeerList",
-        ManifestReply { .. } => "ManifestReply",
-        NotFound { .. } => "NotFound",
-        Interested { .. } => "Interested",
-        Bitfield { .. } => "Bitfield",
-        Request { .. } => "Request",
-        Piece { .. } => "Piece",
-        Reject { .. } => "Reject",
-        Cancel { .. } => "Cancel",
-        Ping { .. } => "Ping",
-        Pong { .. } => "Pong",
-        PeerExchange { .. } => "PeerExchange",
-        OfferJob { .. } => "OfferJob",
-        TakeWork { .. } => "TakeWork",
-        AssignRange { .. } => "AssignRange",
-        DeliverRange { .. } => "DeliverRange",
-        RangeFailed { .. } => "RangeFailed",
-        NoWork { .. } => "NoWork",
-        EndJob { .. } => "EndJob",
-        SetOrigin { .. } => "SetOrigin",
-        FindOrigin { .. } => "FindOrigin",
-        OriginResult { .. } => "OriginResult",
-    }
-}
-
 /// Most origins remembered per file.
 pub const ORIGINS_PER_FILE_MAX: usize = 16;
 
@@ -412,7 +369,7 @@ impl Tracker {
             (None, other) => self.fail(
                 conn,
                 error_code::HELLO_REQUIRED,
-                format!("expected Hello first, got {}", kind_name(&other)),
+                format!("expected Hello first, got {}", other.kind()),
             ),
             (Some(peer), message) => self.on_session_message(now, conn, peer, message),
         }
@@ -755,7 +712,7 @@ impl Tracker {
             other => self.fail(
                 conn,
                 error_code::UNEXPECTED_MESSAGE,
-                format!("the tracker does not accept {}", kind_name(&other)),
+                format!("the tracker does not accept {}", other.kind()),
             ),
         }
     }

@@ -13,6 +13,9 @@ use crate::chunkset::ChunkSet;
 use crate::ids::{ContentId, PeerId, Sha256Digest};
 use crate::manifest::{self, Manifest};
 
+mod kind;
+pub use kind::MessageKind;
+
 /// Protocol version spoken in `Hello`. A peer with another version is refused.
 pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest block of a chunk one `Piece` carries; larger chunks are requested in blocks.
@@ -336,94 +339,12 @@ impl fmt::Display for WireError {
 
 impl std::error::Error for WireError {}
 
-/// Message kinds, one byte each on the wire.
-mod kind {
-    pub const HELLO: u8 = 1;
-    pub const WELCOME: u8 = 2;
-    pub const ERROR: u8 = 3;
-    pub const GOODBYE: u8 = 4;
-    pub const HEARTBEAT: u8 = 5;
-    pub const ANNOUNCE: u8 = 10;
-    pub const HAVE: u8 = 11;
-    pub const WITHDRAW: u8 = 12;
-    pub const LIST_FILES: u8 = 13;
-    pub const LOCATE: u8 = 14;
-    pub const LIST_PEERS: u8 = 15;
-    pub const GET_MANIFEST: u8 = 16;
-    pub const FILE_LIST: u8 = 20;
-    pub const LOCATED: u8 = 21;
-    pub const PEER_LIST: u8 = 22;
-    pub const MANIFEST_REPLY: u8 = 23;
-    pub const NOT_FOUND: u8 = 24;
-    pub const INTERESTED: u8 = 30;
-    pub const BITFIELD: u8 = 31;
-    pub const REQUEST: u8 = 32;
-    pub const PIECE: u8 = 33;
-    pub const REJECT: u8 = 34;
-    pub const CANCEL: u8 = 35;
-    pub const PING: u8 = 36;
-    pub const PONG: u8 = 37;
-    pub const PEER_EXCHANGE: u8 = 38;
-    pub const OFFER_JOB: u8 = 50;
-    pub const TAKE_WORK: u8 = 51;
-    pub const ASSIGN_RANGE: u8 = 52;
-    pub const DELIVER_RANGE: u8 = 53;
-    pub const RANGE_FAILED: u8 = 54;
-    pub const NO_WORK: u8 = 55;
-    pub const END_JOB: u8 = 56;
-    pub const SET_ORIGIN: u8 = 60;
-    pub const FIND_ORIGIN: u8 = 61;
-    pub const ORIGIN_RESULT: u8 = 62;
-}
-
 impl Message {
-    fn kind(&self) -> u8 {
-        use Message::*;
-        match self {
-            Hello { .. } => kind::HELLO,
-            Welcome { .. } => kind::WELCOME,
-            Error { .. } => kind::ERROR,
-            Goodbye => kind::GOODBYE,
-            Heartbeat { .. } => kind::HEARTBEAT,
-            Announce { .. } => kind::ANNOUNCE,
-            Have { .. } => kind::HAVE,
-            Withdraw { .. } => kind::WITHDRAW,
-            ListFiles => kind::LIST_FILES,
-            Locate { .. } => kind::LOCATE,
-            ListPeers => kind::LIST_PEERS,
-            GetManifest { .. } => kind::GET_MANIFEST,
-            FileList { .. } => kind::FILE_LIST,
-            Located { .. } => kind::LOCATED,
-            PeerList { .. } => kind::PEER_LIST,
-            ManifestReply { .. } => kind::MANIFEST_REPLY,
-            NotFound { .. } => kind::NOT_FOUND,
-            Interested { .. } => kind::INTERESTED,
-            Bitfield { .. } => kind::BITFIELD,
-            Request { .. } => kind::REQUEST,
-            Piece { .. } => kind::PIECE,
-            Reject { .. } => kind::REJECT,
-            Cancel { .. } => kind::CANCEL,
-            Ping { .. } => kind::PING,
-            Pong { .. } => kind::PONG,
-            PeerExchange { .. } => kind::PEER_EXCHANGE,
-            OfferJob { .. } => kind::OFFER_JOB,
-            TakeWork { .. } => kind::TAKE_WORK,
-            AssignRange { .. } => kind::ASSIGN_RANGE,
-            DeliverRange { .. } => kind::DELIVER_RANGE,
-            RangeFailed { .. } => kind::RANGE_FAILED,
-            NoWork { .. } => kind::NO_WORK,
-            EndJob { .. } => kind::END_JOB,
-            SetOrigin { .. } => kind::SET_ORIGIN,
-            FindOrigin { .. } => kind::FIND_ORIGIN,
-            OriginResult { .. } => kind::ORIGIN_RESULT,
-        }
-    }
-
     /// Appends this message as one frame to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
         let start = out.len();
         out.put_u32(0); // length, patched below
-        out.put_u8(self.kind());
+        out.put_u8(self.kind().byte());
         self.encode_payload(out);
         let length = (out.len() - start - LENGTH_PREFIX_LEN) as u32;
         out[start..start + LENGTH_PREFIX_LEN].copy_from_slice(&length.to_be_bytes());
@@ -445,7 +366,7 @@ impl Message {
         };
         let mut header = BytesMut::with_capacity(64);
         header.put_u32(0);
-        header.put_u8(self.kind());
+        header.put_u8(self.kind().byte());
         self.encode_fields(&mut header);
         let length = (header.len() - LENGTH_PREFIX_LEN + data.len()) as u32;
         header[..LENGTH_PREFIX_LEN].copy_from_slice(&length.to_be_bytes());
@@ -843,27 +764,28 @@ impl Reader {
 
     fn message(&mut self) -> Result<Message, WireError> {
         use Message::*;
-        Ok(match self.kind {
-            kind::HELLO => Hello {
+        let kind = MessageKind::from_byte(self.kind).ok_or(WireError::UnknownKind(self.kind))?;
+        Ok(match kind {
+            MessageKind::Hello => Hello {
                 version: self.u16()?,
                 peer_id: self.peer_id()?,
                 listen_addr: self.string()?,
                 swarm: self.string()?,
             },
-            kind::WELCOME => Welcome {
+            MessageKind::Welcome => Welcome {
                 version: self.u16()?,
                 peer_id: self.peer_id()?,
             },
-            kind::ERROR => Error {
+            MessageKind::Error => Error {
                 code: self.u16()?,
                 message: self.string()?,
             },
-            kind::GOODBYE => Goodbye,
-            kind::HEARTBEAT => Heartbeat {
+            MessageKind::Goodbye => Goodbye,
+            MessageKind::Heartbeat => Heartbeat {
                 uploaded_bytes: self.u64()?,
                 downloaded_bytes: self.u64()?,
             },
-            kind::ANNOUNCE => {
+            MessageKind::Announce => {
                 let manifest = self.manifest()?;
                 let chunks = self.chunkset()?;
                 if chunks.len() != manifest.chunk_count() {
@@ -871,7 +793,7 @@ impl Reader {
                 }
                 Announce { manifest, chunks }
             }
-            kind::HAVE => {
+            MessageKind::Have => {
                 let content_id = self.content_id()?;
                 let count = self.count(LIST_LEN_MAX, 4)?;
                 let mut chunk_indices = Vec::with_capacity(count);
@@ -883,18 +805,18 @@ impl Reader {
                     chunk_indices,
                 }
             }
-            kind::WITHDRAW => Withdraw {
+            MessageKind::Withdraw => Withdraw {
                 content_id: self.content_id()?,
             },
-            kind::LIST_FILES => ListFiles,
-            kind::LOCATE => Locate {
+            MessageKind::ListFiles => ListFiles,
+            MessageKind::Locate => Locate {
                 content_id: self.content_id()?,
             },
-            kind::LIST_PEERS => ListPeers,
-            kind::GET_MANIFEST => GetManifest {
+            MessageKind::ListPeers => ListPeers,
+            MessageKind::GetManifest => GetManifest {
                 content_id: self.content_id()?,
             },
-            kind::FILE_LIST => {
+            MessageKind::FileList => {
                 let count = self.count(LIST_LEN_MAX, 32 + 2 + 8 + 16 + 1)?;
                 let mut files = Vec::with_capacity(count);
                 for _ in 0..count {
@@ -911,7 +833,7 @@ impl Reader {
                 }
                 FileList { files }
             }
-            kind::LOCATED => {
+            MessageKind::Located => {
                 let content_id = self.content_id()?;
                 let count = self.count(PEERS_LEN_MAX, 8 + 2 + 4)?;
                 let mut peers = Vec::with_capacity(count);
@@ -924,7 +846,7 @@ impl Reader {
                 }
                 Located { content_id, peers }
             }
-            kind::PEER_LIST => {
+            MessageKind::PeerList => {
                 let count = self.count(LIST_LEN_MAX, 8 + 2 + 4 + 32)?;
                 let mut peers = Vec::with_capacity(count);
                 for _ in 0..count {
@@ -940,32 +862,32 @@ impl Reader {
                 }
                 PeerList { peers }
             }
-            kind::MANIFEST_REPLY => ManifestReply {
+            MessageKind::ManifestReply => ManifestReply {
                 manifest: self.manifest()?,
             },
-            kind::NOT_FOUND => NotFound {
+            MessageKind::NotFound => NotFound {
                 content_id: self.content_id()?,
             },
-            kind::INTERESTED => Interested {
+            MessageKind::Interested => Interested {
                 content_id: self.content_id()?,
             },
-            kind::BITFIELD => Bitfield {
+            MessageKind::Bitfield => Bitfield {
                 content_id: self.content_id()?,
                 chunks: self.chunkset()?,
             },
-            kind::REQUEST | kind::REJECT | kind::CANCEL => {
+            MessageKind::Request | MessageKind::Reject | MessageKind::Cancel => {
                 let content_id = self.content_id()?;
                 let chunk_index = self.u32()?;
                 let offset = self.u32()?;
                 let length = self.u32()?;
-                match self.kind {
-                    kind::REQUEST => Request {
+                match kind {
+                    MessageKind::Request => Request {
                         content_id,
                         chunk_index,
                         offset,
                         length,
                     },
-                    kind::REJECT => Reject {
+                    MessageKind::Reject => Reject {
                         content_id,
                         chunk_index,
                         offset,
@@ -979,15 +901,15 @@ impl Reader {
                     },
                 }
             }
-            kind::PIECE => Piece {
+            MessageKind::Piece => Piece {
                 content_id: self.content_id()?,
                 chunk_index: self.u32()?,
                 offset: self.u32()?,
                 data: self.bulk()?,
             },
-            kind::PING => Ping { nonce: self.u64()? },
-            kind::PONG => Pong { nonce: self.u64()? },
-            kind::PEER_EXCHANGE => {
+            MessageKind::Ping => Ping { nonce: self.u64()? },
+            MessageKind::Pong => Pong { nonce: self.u64()? },
+            MessageKind::PeerExchange => {
                 let content_id = self.content_id()?;
                 let count = self.count(PEERS_LEN_MAX, 8 + 2)?;
                 let mut peers = Vec::with_capacity(count);
@@ -996,42 +918,42 @@ impl Reader {
                 }
                 PeerExchange { content_id, peers }
             }
-            kind::OFFER_JOB => OfferJob {
+            MessageKind::OfferJob => OfferJob {
                 job_id: self.u64()?,
                 url: self.string()?,
                 validator: self.string()?,
                 size: self.u64()?,
                 range_len: self.u32()?,
             },
-            kind::TAKE_WORK => TakeWork {
+            MessageKind::TakeWork => TakeWork {
                 job_id: self.u64()?,
             },
-            kind::ASSIGN_RANGE => AssignRange {
+            MessageKind::AssignRange => AssignRange {
                 job_id: self.u64()?,
                 range_index: self.u32()?,
                 offset: self.u64()?,
                 length: self.u32()?,
             },
-            kind::DELIVER_RANGE => DeliverRange {
+            MessageKind::DeliverRange => DeliverRange {
                 job_id: self.u64()?,
                 range_index: self.u32()?,
                 offset: self.u64()?,
                 data: self.bulk()?,
             },
-            kind::RANGE_FAILED => RangeFailed {
+            MessageKind::RangeFailed => RangeFailed {
                 job_id: self.u64()?,
                 range_index: self.u32()?,
                 fatal: self.flag()?,
                 reason: self.string()?,
             },
-            kind::SET_ORIGIN => SetOrigin {
+            MessageKind::SetOrigin => SetOrigin {
                 content_id: self.content_id()?,
                 origin: self.string()?,
             },
-            kind::FIND_ORIGIN => FindOrigin {
+            MessageKind::FindOrigin => FindOrigin {
                 origin: self.string()?,
             },
-            kind::ORIGIN_RESULT => OriginResult {
+            MessageKind::OriginResult => OriginResult {
                 origin: self.string()?,
                 content_id: if self.flag()? {
                     Some(self.content_id()?)
@@ -1039,14 +961,13 @@ impl Reader {
                     None
                 },
             },
-            kind::NO_WORK => NoWork {
+            MessageKind::NoWork => NoWork {
                 job_id: self.u64()?,
             },
-            kind::END_JOB => EndJob {
+            MessageKind::EndJob => EndJob {
                 job_id: self.u64()?,
                 reason: self.string()?,
             },
-            other => return Err(WireError::UnknownKind(other)),
         })
     }
 }

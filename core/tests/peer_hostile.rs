@@ -3,15 +3,15 @@
 
 use bytes::Bytes;
 use p2p_core::peer::{Peer, PeerAction, PeerConfig};
+use p2p_core::testkit::TestFile;
+use p2p_core::testkit::remote::{accept_with, drain, hello};
 use p2p_core::wire::{Message, PROTOCOL_VERSION};
-use p2p_core::{ChunkSet, ConnId, ContentId, Instant, Manifest, ManifestBuilder, PeerId};
+use p2p_core::{ChunkSet, ConnId, ContentId, Instant, Manifest, PeerId};
 
 const CHUNK: u32 = 16 * 1024;
 
 fn manifest(chunks: u32, salt: u8) -> Manifest {
-    let mut b = ManifestBuilder::new("f.bin", CHUNK).unwrap();
-    b.update(&vec![salt; (chunks * CHUNK) as usize]);
-    b.finish().unwrap()
+    TestFile::new("f.bin", CHUNK, vec![salt; (chunks * CHUNK) as usize]).manifest
 }
 
 fn peer() -> Peer {
@@ -26,24 +26,10 @@ fn peer() -> Peer {
     )
 }
 
-fn drain(peer: &mut Peer) -> Vec<PeerAction> {
-    std::iter::from_fn(|| peer.poll_action()).collect()
-}
-
 /// An incoming connection that completed the handshake as peer 2.
 fn handshake(peer: &mut Peer) -> ConnId {
-    let conn = peer.accept(Instant::ZERO).unwrap();
-    peer.handle_message(
-        Instant::ZERO,
-        conn,
-        Message::Hello {
-            version: PROTOCOL_VERSION,
-            peer_id: PeerId(2),
-            listen_addr: "remote:1".into(),
-            swarm: "s".into(),
-        },
-    );
-    let actions = drain(peer);
+    let (conn, actions) =
+        accept_with(peer, Instant::ZERO, hello(PeerId(2), "remote:1", "s")).unwrap();
     assert!(actions.iter().any(|a| matches!(
         a,
         PeerAction::Send {
@@ -61,36 +47,23 @@ fn closed(actions: &[PeerAction], conn: ConnId) -> bool {
 #[test]
 fn wrong_swarm_and_wrong_version_are_refused() {
     let mut p = peer();
-    let conn = p.accept(Instant::ZERO).unwrap();
-    p.handle_message(
+    let (conn, actions) =
+        accept_with(&mut p, Instant::ZERO, hello(PeerId(2), "", "other")).unwrap();
+    assert!(closed(&actions, conn));
+    let (conn, actions) = accept_with(
+        &mut p,
         Instant::ZERO,
-        conn,
-        Message::Hello {
-            version: PROTOCOL_VERSION,
-            peer_id: PeerId(2),
-            listen_addr: String::new(),
-            swarm: "other".into(),
-        },
-    );
-    assert!(closed(&drain(&mut p), conn));
-    let conn = p.accept(Instant::ZERO).unwrap();
-    p.handle_message(
-        Instant::ZERO,
-        conn,
         Message::Hello {
             version: PROTOCOL_VERSION + 1,
             peer_id: PeerId(2),
             listen_addr: String::new(),
             swarm: "s".into(),
         },
-    );
-    assert!(closed(&drain(&mut p), conn));
-    let conn = p.accept(Instant::ZERO).unwrap();
-    p.handle_message(Instant::ZERO, conn, Message::Ping { nonce: 1 });
-    assert!(
-        closed(&drain(&mut p), conn),
-        "a message before Hello closes"
-    );
+    )
+    .unwrap();
+    assert!(closed(&actions, conn));
+    let (conn, actions) = accept_with(&mut p, Instant::ZERO, Message::Ping { nonce: 1 }).unwrap();
+    assert!(closed(&actions, conn), "a message before Hello closes");
 }
 
 #[test]

@@ -5,16 +5,16 @@
 
 use bytes::Bytes;
 use p2p_core::peer::{Peer, PeerAction, PeerConfig};
-use p2p_core::wire::{Message, PROTOCOL_VERSION};
-use p2p_core::{ConnId, Instant, Manifest, ManifestBuilder, PeerId};
+use p2p_core::testkit::TestFile;
+use p2p_core::testkit::remote::{accept_with, drain, hello};
+use p2p_core::wire::Message;
+use p2p_core::{ConnId, Instant, Manifest, PeerId};
 
 const CHUNK: u32 = 16 * 1024;
 const CHUNKS: u32 = 16;
 
 fn seeder() -> (Peer, Manifest) {
-    let mut b = ManifestBuilder::new("f.bin", CHUNK).unwrap();
-    b.update(&vec![7; (CHUNKS * CHUNK) as usize]);
-    let manifest = b.finish().unwrap();
+    let manifest = TestFile::new("f.bin", CHUNK, vec![7; (CHUNKS * CHUNK) as usize]).manifest;
     let mut peer = Peer::new(
         PeerConfig {
             peer_id: PeerId(1),
@@ -29,23 +29,9 @@ fn seeder() -> (Peer, Manifest) {
     (peer, manifest)
 }
 
-fn drain(peer: &mut Peer) -> Vec<PeerAction> {
-    std::iter::from_fn(|| peer.poll_action()).collect()
-}
-
 fn connect(peer: &mut Peer, remote: u64) -> ConnId {
-    let conn = peer.accept(Instant::ZERO).unwrap();
-    peer.handle_message(
-        Instant::ZERO,
-        conn,
-        Message::Hello {
-            version: PROTOCOL_VERSION,
-            peer_id: PeerId(remote),
-            listen_addr: format!("remote{remote}:1"),
-            swarm: "s".into(),
-        },
-    );
-    drain(peer);
+    let remote_hello = hello(PeerId(remote), &format!("remote{remote}:1"), "s");
+    let (conn, _) = accept_with(peer, Instant::ZERO, remote_hello).unwrap();
     conn
 }
 

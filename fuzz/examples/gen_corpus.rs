@@ -5,8 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use bytes::Bytes;
-use p2p_core::wire::{FileEntry, PROTOCOL_VERSION, PeerChunks, PeerEntry};
+use p2p_core::wire::PROTOCOL_VERSION;
 use p2p_core::{ChunkSet, ContentId, Manifest, Message, PeerId, Ticket};
 use p2p_fuzz::peer_harness::{self, ops as pops};
 use p2p_fuzz::tracker_harness::{self, ops as tops};
@@ -17,160 +16,6 @@ fn write(target: &str, name: &str, data: &[u8]) {
         .join(target);
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join(format!("seed-{name}")), data).unwrap();
-}
-
-fn sample_messages() -> Vec<Message> {
-    let manifests = tracker_harness::manifests();
-    let m3 = manifests[2].clone();
-    let cid = m3.content_id();
-    let mut half = ChunkSet::new(3);
-    half.insert(1);
-    vec![
-        Message::Hello {
-            version: PROTOCOL_VERSION,
-            peer_id: PeerId(7),
-            listen_addr: "10.0.0.1:7000".into(),
-            swarm: "default".into(),
-        },
-        Message::Welcome {
-            version: PROTOCOL_VERSION,
-            peer_id: PeerId(1),
-        },
-        Message::Error {
-            code: 4,
-            message: "bad".into(),
-        },
-        Message::Goodbye,
-        Message::Heartbeat {
-            uploaded_bytes: 10,
-            downloaded_bytes: 20,
-        },
-        Message::Announce {
-            manifest: m3.clone(),
-            chunks: half.clone(),
-        },
-        Message::Have {
-            content_id: cid,
-            chunk_indices: vec![0, 2],
-        },
-        Message::Withdraw { content_id: cid },
-        Message::ListFiles,
-        Message::Locate { content_id: cid },
-        Message::ListPeers,
-        Message::GetManifest { content_id: cid },
-        Message::FileList {
-            files: vec![FileEntry {
-                content_id: cid,
-                name: "three".into(),
-                size: m3.size,
-                chunk_size: m3.chunk_size,
-                chunk_count: 3,
-                full_sources: 1,
-                peers: 2,
-                complete: true,
-            }],
-        },
-        Message::Located {
-            content_id: cid,
-            peers: vec![PeerChunks {
-                peer_id: PeerId(7),
-                listen_addr: "10.0.0.1:7000".into(),
-                chunks: half.clone(),
-            }],
-        },
-        Message::PeerList {
-            peers: vec![PeerEntry {
-                peer_id: PeerId(7),
-                listen_addr: "10.0.0.1:7000".into(),
-                files: 1,
-                chunks_held: 3,
-                uploaded_bytes: 5,
-                downloaded_bytes: 6,
-                last_seen_ms_ago: 100,
-            }],
-        },
-        Message::ManifestReply {
-            manifest: m3.clone(),
-        },
-        Message::NotFound { content_id: cid },
-        Message::Interested { content_id: cid },
-        Message::Bitfield {
-            content_id: cid,
-            chunks: half,
-        },
-        Message::Request {
-            content_id: cid,
-            chunk_index: 1,
-            offset: 0,
-            length: 16,
-        },
-        Message::Piece {
-            content_id: cid,
-            chunk_index: 1,
-            offset: 0,
-            data: Bytes::from_static(b"0123456789abcdef"),
-        },
-        Message::Reject {
-            content_id: cid,
-            chunk_index: 1,
-            offset: 0,
-            length: 16,
-        },
-        Message::Cancel {
-            content_id: cid,
-            chunk_index: 1,
-            offset: 0,
-            length: 16,
-        },
-        Message::Ping { nonce: 42 },
-        Message::Pong { nonce: 42 },
-        Message::PeerExchange {
-            content_id: cid,
-            peers: vec![(PeerId(8), "10.0.0.2:7000".into())],
-        },
-        Message::OfferJob {
-            job_id: 1,
-            url: "http://example.com/f".into(),
-            validator: "\"etag\"".into(),
-            size: 100_000,
-            range_len: 65536,
-        },
-        Message::TakeWork { job_id: 1 },
-        Message::AssignRange {
-            job_id: 1,
-            range_index: 0,
-            offset: 0,
-            length: 65536,
-        },
-        Message::DeliverRange {
-            job_id: 1,
-            range_index: 0,
-            offset: 0,
-            data: Bytes::from_static(b"range bytes"),
-        },
-        Message::RangeFailed {
-            job_id: 1,
-            range_index: 0,
-            fatal: false,
-            reason: "404".into(),
-        },
-        Message::NoWork { job_id: 1 },
-        Message::SetOrigin {
-            content_id: cid,
-            origin: "http://example.com/f".into(),
-        },
-        Message::FindOrigin {
-            origin: "http://example.com/f".into(),
-        },
-        Message::OriginResult {
-            origin: "http://example.com/f".into(),
-            content_id: Some(cid),
-        },
-        Message::EndJob {
-            job_id: 1,
-            reason: "done".into(),
-        },
-    ]
 }
 
 fn wire_seeds(messages: &[Message]) {
@@ -381,7 +226,7 @@ fn peer_seeds() {
 }
 
 fn main() {
-    let messages = sample_messages();
+    let messages = p2p_core::testkit::samples();
     wire_seeds(&messages);
     manifest_seeds();
     ticket_seeds();
@@ -389,7 +234,7 @@ fn main() {
     peer_seeds();
     // wire_roundtrip is structured: its seeds are arbitrary bytes that decode to a spread
     // of variants.
-    for v in 0..36u8 {
+    for v in 0..p2p_fuzz::generate::MESSAGE_VARIANTS as u8 {
         let mut seed = vec![v; 1];
         seed.extend((0..64u8).map(|i| i.wrapping_mul(37).wrapping_add(v)));
         write("wire_roundtrip", &format!("{v:02}"), &seed);

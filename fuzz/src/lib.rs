@@ -1,13 +1,16 @@
-//! Shared pieces of the fuzz targets: structured generators for wire messages, and the
-//! operation-sequence harnesses that drive the tracker and peer machines.
+//! Shared pieces of the fuzz targets: the operation-sequence harnesses that drive the
+//! tracker and peer machines, and byte readers for their inputs. The structured message
+//! generators live in core's test kit (`p2p_core::testkit::generate`), re-exported here as
+//! `generate`.
 //!
 //! The op-sequence inputs are a simple byte format (see [`tracker_harness`] and
 //! [`peer_harness`]) so that seed corpora can be written from valid traffic by
 //! `examples/gen_corpus.rs`, and so a crashing input can be replayed in a plain test.
 
-pub mod generate;
 pub mod peer_harness;
 pub mod tracker_harness;
+
+pub use p2p_core::testkit::generate;
 
 use arbitrary::Unstructured;
 use bytes::{Bytes, BytesMut};

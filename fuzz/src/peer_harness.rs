@@ -37,8 +37,9 @@ use arbitrary::{Result, Unstructured};
 use bytes::Bytes;
 use p2p_core::manifest::CHUNK_SIZE_MIN;
 use p2p_core::peer::{Peer, PeerAction, PeerConfig, PeerNotice, StoreOutcome};
+use p2p_core::testkit::TestFile;
 use p2p_core::wire::{PROTOCOL_VERSION, PeerChunks};
-use p2p_core::{ChunkSet, ConnId, ContentId, Instant, Manifest, ManifestBuilder, Message, PeerId};
+use p2p_core::{ChunkSet, ConnId, ContentId, Instant, Message, PeerId};
 
 use crate::{be16, blob, byte, generate, through_wire};
 
@@ -68,39 +69,26 @@ pub fn remote_addr(peer: u64) -> String {
     format!("p{peer}:1")
 }
 
-/// A published or downloaded file: bytes and manifest.
-pub struct File {
-    pub data: Vec<u8>,
-    pub manifest: Manifest,
-    pub id: ContentId,
-}
+/// Multiplier of the harness files' byte pattern: neighbouring offsets get unrelated bytes.
+/// The committed corpora name these files by content id, so the pattern must not change.
+const PATTERN_MULTIPLIER: u32 = 2_654_435_761;
 
-impl File {
-    fn new(name: &str, len: usize, salt: u8) -> File {
-        let data: Vec<u8> = (0..len)
-            .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0] ^ salt)
-            .collect();
-        let mut builder = ManifestBuilder::new(name, CHUNK_SIZE_MIN).unwrap();
-        builder.update(&data);
-        let manifest = builder.finish().unwrap();
-        let id = manifest.content_id();
-        File { data, manifest, id }
-    }
-
-    pub fn chunk(&self, index: u32) -> &[u8] {
-        let start = self.manifest.chunk_offset(index) as usize;
-        &self.data[start..start + self.manifest.chunk_len(index) as usize]
-    }
+/// A file of `len` patterned bytes (`salt` makes another), in chunks of the smallest size.
+fn harness_file(name: &str, len: usize, salt: u8) -> TestFile {
+    let data: Vec<u8> = (0..len)
+        .map(|i| (i as u32).wrapping_mul(PATTERN_MULTIPLIER).to_be_bytes()[0] ^ salt)
+        .collect();
+    TestFile::new(name, CHUNK_SIZE_MIN, data)
 }
 
 /// File A (published, 2 chunks) and file B (downloaded, 3 chunks).
-pub fn files() -> &'static (File, File) {
-    static FILES: OnceLock<(File, File)> = OnceLock::new();
+pub fn files() -> &'static (TestFile, TestFile) {
+    static FILES: OnceLock<(TestFile, TestFile)> = OnceLock::new();
     FILES.get_or_init(|| {
         let cs = CHUNK_SIZE_MIN as usize;
         (
-            File::new("a.bin", cs + 500, 0xa5),
-            File::new("b.bin", 2 * cs + 1000, 0x5b),
+            harness_file("a.bin", cs + 500, 0xa5),
+            harness_file("b.bin", 2 * cs + 1000, 0x5b),
         )
     })
 }

@@ -117,14 +117,10 @@ pub fn describe(message: &Message) -> String {
     }
 }
 
-/// The message's variant name (`Have`, `Piece`, ...), for the per-kind counts.
+/// The message's variant name (`Have`, `Piece`, ...), for the per-kind counts: from the
+/// wire module's one table of kinds.
 pub fn message_name(message: &Message) -> String {
-    let mut name = format!("{message:?}");
-    let end = name
-        .find(|c: char| !c.is_ascii_alphanumeric())
-        .unwrap_or(name.len());
-    name.truncate(end);
-    name
+    message.kind().name().to_string()
 }
 
 /// The message's wire kind byte and its exact encoded size, from the real encoding. A bulk

@@ -3,6 +3,7 @@
 //! error that names it.
 
 use super::*;
+use crate::testkit::samples;
 
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -325,54 +326,12 @@ fn message() -> BoxedStrategy<Message> {
             .prop_map(|(origin, content_id)| OriginResult { origin, content_id })
             .boxed(),
     ];
-    assert_eq!(variants.len(), VARIANT_COUNT, "one strategy per variant");
+    assert_eq!(
+        variants.len(),
+        MessageKind::ALL.len(),
+        "one strategy per message kind"
+    );
     Union::new(variants).boxed()
-}
-
-/// Number of `Message` variants; `variant_index` fails to compile when one is added, which
-/// forces the strategy and the samples here to be extended with it.
-const VARIANT_COUNT: usize = 36;
-
-fn variant_index(message: &Message) -> usize {
-    use Message::*;
-    match message {
-        Hello { .. } => 0,
-        Welcome { .. } => 1,
-        Error { .. } => 2,
-        Goodbye => 3,
-        Heartbeat { .. } => 4,
-        Announce { .. } => 5,
-        Have { .. } => 6,
-        Withdraw { .. } => 7,
-        ListFiles => 8,
-        Locate { .. } => 9,
-        ListPeers => 10,
-        GetManifest { .. } => 11,
-        FileList { .. } => 12,
-        Located { .. } => 13,
-        PeerList { .. } => 14,
-        ManifestReply { .. } => 15,
-        NotFound { .. } => 16,
-        Interested { .. } => 17,
-        Bitfield { .. } => 18,
-        Request { .. } => 19,
-        Piece { .. } => 20,
-        Reject { .. } => 21,
-        Cancel { .. } => 22,
-        Ping { .. } => 23,
-        Pong { .. } => 24,
-        PeerExchange { .. } => 25,
-        OfferJob { .. } => 26,
-        TakeWork { .. } => 27,
-        AssignRange { .. } => 28,
-        DeliverRange { .. } => 29,
-        RangeFailed { .. } => 30,
-        NoWork { .. } => 31,
-        EndJob { .. } => 32,
-        SetOrigin { .. } => 33,
-        FindOrigin { .. } => 34,
-        OriginResult { .. } => 35,
-    }
 }
 
 fn is_bulk(message: &Message) -> bool {
@@ -440,163 +399,6 @@ fn manifest_of(name: &str, chunk_count: u32) -> Manifest {
     }
 }
 
-/// One message of every variant, with small fixed values.
-fn samples() -> Vec<Message> {
-    use Message::*;
-    let manifest = manifest_of("file.bin", 10);
-    let mut chunks = ChunkSet::new(10);
-    chunks.insert(0);
-    chunks.insert(9);
-    vec![
-        Hello {
-            version: PROTOCOL_VERSION,
-            peer_id: PeerId(7),
-            listen_addr: "10.0.0.1:4000".into(),
-            swarm: "lab".into(),
-        },
-        Welcome {
-            version: PROTOCOL_VERSION,
-            peer_id: PeerId(8),
-        },
-        Error {
-            code: 3,
-            message: "nope".into(),
-        },
-        Goodbye,
-        Heartbeat {
-            uploaded_bytes: 1,
-            downloaded_bytes: 2,
-        },
-        Announce {
-            manifest: manifest.clone(),
-            chunks: chunks.clone(),
-        },
-        Have {
-            content_id: cid(1),
-            chunk_indices: vec![1, 2, 3],
-        },
-        Withdraw { content_id: cid(2) },
-        ListFiles,
-        Locate { content_id: cid(3) },
-        ListPeers,
-        GetManifest { content_id: cid(4) },
-        FileList {
-            files: vec![FileEntry {
-                content_id: cid(5),
-                name: "a".into(),
-                size: 10,
-                chunk_size: CHUNK_SIZE_MIN,
-                chunk_count: 1,
-                full_sources: 1,
-                peers: 2,
-                complete: true,
-            }],
-        },
-        Located {
-            content_id: cid(6),
-            peers: vec![PeerChunks {
-                peer_id: PeerId(9),
-                listen_addr: "h:1".into(),
-                chunks: chunks.clone(),
-            }],
-        },
-        PeerList {
-            peers: vec![PeerEntry {
-                peer_id: PeerId(10),
-                listen_addr: "h:2".into(),
-                files: 1,
-                chunks_held: 2,
-                uploaded_bytes: 3,
-                downloaded_bytes: 4,
-                last_seen_ms_ago: 5,
-            }],
-        },
-        ManifestReply { manifest },
-        NotFound { content_id: cid(7) },
-        Interested { content_id: cid(8) },
-        Bitfield {
-            content_id: cid(9),
-            chunks,
-        },
-        Request {
-            content_id: cid(10),
-            chunk_index: 1,
-            offset: 2,
-            length: 3,
-        },
-        Piece {
-            content_id: cid(11),
-            chunk_index: 1,
-            offset: 2,
-            data: Bytes::from_static(b"piece data"),
-        },
-        Reject {
-            content_id: cid(12),
-            chunk_index: 1,
-            offset: 2,
-            length: 3,
-        },
-        Cancel {
-            content_id: cid(13),
-            chunk_index: 1,
-            offset: 2,
-            length: 3,
-        },
-        Ping { nonce: 42 },
-        Pong { nonce: 42 },
-        PeerExchange {
-            content_id: cid(14),
-            peers: vec![(PeerId(1), "h:3".into())],
-        },
-        OfferJob {
-            job_id: 1,
-            url: "https://example.com/f".into(),
-            validator: "\"etag\"".into(),
-            size: 1 << 40,
-            range_len: 1 << 20,
-        },
-        TakeWork { job_id: 1 },
-        AssignRange {
-            job_id: 1,
-            range_index: 2,
-            offset: 3,
-            length: 4,
-        },
-        DeliverRange {
-            job_id: 1,
-            range_index: 2,
-            offset: 3,
-            data: Bytes::from_static(b"range data"),
-        },
-        RangeFailed {
-            job_id: 1,
-            range_index: 2,
-            fatal: true,
-            reason: "404".into(),
-        },
-        SetOrigin {
-            content_id: ContentId([7; 32]),
-            origin: "http://origin/file \"etag\"".into(),
-        },
-        FindOrigin {
-            origin: "http://origin/file \"etag\"".into(),
-        },
-        OriginResult {
-            origin: "o".into(),
-            content_id: Some(ContentId([8; 32])),
-        },
-        OriginResult {
-            origin: "o".into(),
-            content_id: None,
-        },
-        NoWork { job_id: 1 },
-        EndJob {
-            job_id: 1,
-            reason: "done".into(),
-        },
-    ]
-}
-
 // ---------------------------------------------------------------------------------------
 // Round trips
 // ---------------------------------------------------------------------------------------
@@ -604,13 +406,17 @@ fn samples() -> Vec<Message> {
 #[test]
 fn samples_cover_every_variant_and_round_trip() {
     let samples = samples();
-    let mut seen = [false; VARIANT_COUNT];
+    let mut seen = std::collections::BTreeSet::new();
     for message in &samples {
-        seen[variant_index(message)] = true;
+        seen.insert(message.kind());
         let frame = message.to_frame();
         assert_eq!(decode_one(&frame), Ok(Some(message.clone())), "{message:?}");
     }
-    assert!(seen.iter().all(|&s| s), "a variant has no sample: {seen:?}");
+    let missing: Vec<_> = MessageKind::ALL
+        .iter()
+        .filter(|k| !seen.contains(k))
+        .collect();
+    assert!(missing.is_empty(), "kinds without a sample: {missing:?}");
 }
 
 #[test]
@@ -810,7 +616,7 @@ fn error_frame_with_string(declared: u16, body: &[u8]) -> Vec<u8> {
     let mut payload = vec![0, 1];
     payload.extend_from_slice(&declared.to_be_bytes());
     payload.extend_from_slice(body);
-    raw_frame(kind::ERROR, &payload)
+    raw_frame(MessageKind::Error.byte(), &payload)
 }
 
 #[test]
@@ -876,18 +682,21 @@ fn oversize_lists_are_rejected_before_reading_entries() {
     let mut have = cid(1).0.to_vec();
     have.extend_from_slice(&over_list.to_be_bytes());
     assert_eq!(
-        decode_one(&raw_frame(kind::HAVE, &have)),
+        decode_one(&raw_frame(MessageKind::Have.byte(), &have)),
         Err(list_too_long(over_list, LIST_LEN_MAX))
     );
 
-    for list_kind in [kind::FILE_LIST, kind::PEER_LIST] {
+    for list_kind in [MessageKind::FileList.byte(), MessageKind::PeerList.byte()] {
         assert_eq!(
             decode_one(&raw_frame(list_kind, &over_list.to_be_bytes())),
             Err(list_too_long(over_list, LIST_LEN_MAX))
         );
     }
 
-    for peers_kind in [kind::LOCATED, kind::PEER_EXCHANGE] {
+    for peers_kind in [
+        MessageKind::Located.byte(),
+        MessageKind::PeerExchange.byte(),
+    ] {
         let mut payload = cid(1).0.to_vec();
         payload.extend_from_slice(&over_peers.to_be_bytes());
         assert_eq!(
@@ -900,7 +709,7 @@ fn oversize_lists_are_rejected_before_reading_entries() {
     let mut bitfield = cid(1).0.to_vec();
     bitfield.extend_from_slice(&(CHUNK_COUNT_MAX + 1).to_be_bytes());
     assert_eq!(
-        decode_one(&raw_frame(kind::BITFIELD, &bitfield)),
+        decode_one(&raw_frame(MessageKind::Bitfield.byte(), &bitfield)),
         Err(list_too_long(CHUNK_COUNT_MAX + 1, CHUNK_COUNT_MAX as usize))
     );
 }
@@ -911,8 +720,10 @@ fn list_count_within_limit_but_beyond_the_frame_is_truncated() {
     let mut have = cid(1).0.to_vec();
     have.extend_from_slice(&(LIST_LEN_MAX as u32).to_be_bytes());
     assert_eq!(
-        decode_one(&raw_frame(kind::HAVE, &have)),
-        Err(WireError::Truncated { kind: kind::HAVE })
+        decode_one(&raw_frame(MessageKind::Have.byte(), &have)),
+        Err(WireError::Truncated {
+            kind: MessageKind::Have.byte()
+        })
     );
 }
 
@@ -921,7 +732,7 @@ fn bitfield_frame(len: u32, bits: &[u8]) -> Vec<u8> {
     let mut payload = cid(1).0.to_vec();
     payload.extend_from_slice(&len.to_be_bytes());
     payload.extend_from_slice(bits);
-    raw_frame(kind::BITFIELD, &payload)
+    raw_frame(MessageKind::Bitfield.byte(), &payload)
 }
 
 #[test]
@@ -946,7 +757,7 @@ fn bitfields_with_set_padding_bits_are_rejected() {
     assert_eq!(
         decode_one(&bitfield_frame(10, &[0xff])),
         Err(WireError::Truncated {
-            kind: kind::BITFIELD,
+            kind: MessageKind::Bitfield.byte(),
         })
     );
 }

@@ -1,12 +1,27 @@
-//! Structured generators: every value they return is valid for the encoder (strings within
-//! `STRING_LEN_MAX`, valid manifests, lists within their limits), so encode→decode must give
-//! it back unchanged.
+//! Structured generators from fuzzer bytes (`arbitrary`): every value they return is valid
+//! for the encoder (strings within `STRING_LEN_MAX`, valid manifests, lists within their
+//! limits), so encode→decode must give it back unchanged. The fuzz targets and harnesses
+//! draw their messages here; the committed fuzz corpora are bytes read by these functions,
+//! so the order in which they draw must not change.
 
 use arbitrary::{Result, Unstructured};
 use bytes::Bytes;
-use p2p_core::manifest::{CHUNK_SIZE_MAX, CHUNK_SIZE_MIN, NAME_LEN_MAX, SHA256_BLOCK};
-use p2p_core::wire::{FileEntry, PeerChunks, PeerEntry, STRING_LEN_MAX};
-use p2p_core::{ChunkSet, ContentId, Manifest, Message, PeerId};
+
+use crate::chunkset::ChunkSet;
+use crate::ids::{ContentId, PeerId};
+use crate::manifest::{CHUNK_SIZE_MAX, CHUNK_SIZE_MIN, Manifest, NAME_LEN_MAX, SHA256_BLOCK};
+use crate::wire::{FileEntry, Message, MessageKind, PeerChunks, PeerEntry, STRING_LEN_MAX};
+
+// Sizes of generated values: small, so a case stays fast; the codec's own limits are tested
+// at their edges in `wire/tests.rs`.
+/// Most chunks in a generated chunk set of any length.
+const CHUNKSET_LEN_MAX: u32 = 80;
+/// Most chunks in a generated manifest.
+const MANIFEST_CHUNKS_MAX: u32 = 12;
+/// Most indices in a generated `Have`.
+const HAVE_INDICES_MAX: usize = 64;
+/// Most entries in any other generated list.
+const LIST_ENTRIES_MAX: usize = 8;
 
 /// Truncates at a char boundary at or below `max` bytes.
 pub fn truncate(mut s: String, max: usize) -> String {
@@ -48,7 +63,7 @@ pub fn chunkset_of_len(u: &mut Unstructured<'_>, len: u32) -> Result<ChunkSet> {
 }
 
 pub fn chunkset(u: &mut Unstructured<'_>) -> Result<ChunkSet> {
-    let len = u.int_in_range(0..=80)?;
+    let len = u.int_in_range(0..=CHUNKSET_LEN_MAX)?;
     chunkset_of_len(u, len)
 }
 
@@ -83,7 +98,7 @@ pub fn manifest_upto(u: &mut Unstructured<'_>, max_chunks: u32) -> Result<Manife
 }
 
 pub fn manifest(u: &mut Unstructured<'_>) -> Result<Manifest> {
-    manifest_upto(u, 12)
+    manifest_upto(u, MANIFEST_CHUNKS_MAX)
 }
 
 fn bulk(u: &mut Unstructured<'_>) -> Result<Bytes> {
@@ -103,8 +118,9 @@ fn list<T>(
     Ok(out)
 }
 
-/// Number of `Message` variants [`message`] chooses among.
-pub const MESSAGE_VARIANTS: u32 = 36;
+/// Number of message kinds [`message`] chooses among: one arm each below, numbered in the
+/// order of `Message`'s variants.
+pub const MESSAGE_VARIANTS: u32 = MessageKind::ALL.len() as u32;
 
 /// Any message the encoder can send.
 pub fn message(u: &mut Unstructured<'_>) -> Result<Message> {
@@ -137,7 +153,7 @@ pub fn message(u: &mut Unstructured<'_>) -> Result<Message> {
         }
         6 => Have {
             content_id: content_id(u)?,
-            chunk_indices: list(u, 64, |u| u.arbitrary())?,
+            chunk_indices: list(u, HAVE_INDICES_MAX, |u| u.arbitrary())?,
         },
         7 => Withdraw {
             content_id: content_id(u)?,
@@ -151,7 +167,7 @@ pub fn message(u: &mut Unstructured<'_>) -> Result<Message> {
             content_id: content_id(u)?,
         },
         12 => FileList {
-            files: list(u, 8, |u| {
+            files: list(u, LIST_ENTRIES_MAX, |u| {
                 Ok(FileEntry {
                     content_id: content_id(u)?,
                     name: string(u)?,
@@ -166,7 +182,7 @@ pub fn message(u: &mut Unstructured<'_>) -> Result<Message> {
         },
         13 => Located {
             content_id: content_id(u)?,
-            peers: list(u, 8, |u| {
+            peers: list(u, LIST_ENTRIES_MAX, |u| {
                 Ok(PeerChunks {
                     peer_id: peer_id(u)?,
                     listen_addr: string(u)?,
@@ -175,7 +191,7 @@ pub fn message(u: &mut Unstructured<'_>) -> Result<Message> {
             })?,
         },
         14 => PeerList {
-            peers: list(u, 8, |u| {
+            peers: list(u, LIST_ENTRIES_MAX, |u| {
                 Ok(PeerEntry {
                     peer_id: peer_id(u)?,
                     listen_addr: string(u)?,
@@ -232,7 +248,7 @@ pub fn message(u: &mut Unstructured<'_>) -> Result<Message> {
         },
         25 => PeerExchange {
             content_id: content_id(u)?,
-            peers: list(u, 8, |u| Ok((peer_id(u)?, string(u)?)))?,
+            peers: list(u, LIST_ENTRIES_MAX, |u| Ok((peer_id(u)?, string(u)?)))?,
         },
         26 => OfferJob {
             job_id: u.arbitrary()?,
