@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use bytes::{Bytes, BytesMut};
 
 use super::{MemoryDisk, MemoryNet, MemoryOrigin};
+use crate::chunkset::ChunkSet;
 use crate::coop::RangeError;
-use crate::ids::ConnId;
+use crate::ids::{ConnId, ContentId};
 use crate::manifest::Manifest;
 use crate::peer::{Peer, PeerAction, PeerNotice, StoreOutcome};
 use crate::time::Instant;
@@ -48,6 +49,35 @@ struct Node {
 
 /// An origin response on its way: to which node, for which token, with what.
 type OriginReply = (String, u64, Result<Bytes, RangeError>);
+
+/// What carrying out a peer action gave back to the peer: delivered as an input once the
+/// drain that produced it is over.
+enum ActionResult {
+    Connected(ConnId),
+    Refused(ConnId),
+    /// A piece left: the peer may serve the next block.
+    Sent(ConnId),
+    Read(u64, Result<Bytes, String>),
+    Stored(u64, StoreOutcome),
+    Prepared(ContentId, ChunkSet),
+    RangeWritten(u64),
+}
+
+impl ActionResult {
+    fn deliver(self, peer: &mut Peer, now: Instant) {
+        match self {
+            ActionResult::Connected(conn) => peer.handle_connected(now, conn),
+            ActionResult::Refused(conn) => peer.handle_closed(now, conn),
+            ActionResult::Sent(conn) => peer.handle_sent(now, conn),
+            ActionResult::Read(token, result) => peer.handle_read(now, token, result),
+            ActionResult::Stored(token, outcome) => peer.handle_stored(now, token, outcome),
+            ActionResult::Prepared(content_id, have) => {
+                peer.download_prepared(now, content_id, Ok(have))
+            }
+            ActionResult::RangeWritten(token) => peer.handle_range_written(now, token, Ok(())),
+        }
+    }
+}
 
 /// Machines by address, the network between them and an HTTP origin.
 #[derive(Default)]
@@ -190,28 +220,45 @@ impl Swarm {
         }
     }
 
-    /// Carries out every action the node at `addr` has queued, then re-arms its timer.
+    /// Carries out every action the node at `addr` has queued, then feeds it what those
+    /// actions gave (a connection opened, a block read, a chunk stored), and so on until it
+    /// queues nothing more; then re-arms its timer. The machine is never given an input
+    /// while it is being drained: results wait for the end of the drain, as the crate's
+    /// contract asks of every driver.
     fn drain(&mut self, addr: &str) {
         loop {
-            let now = self.now;
-            let Some(node) = self.nodes.get_mut(addr) else {
-                return;
-            };
-            match &mut node.machine {
-                Machine::Tracker(t) => match t.poll_action() {
-                    None => break,
-                    Some(TrackerAction::Send { conn, message }) => {
-                        self.net
-                            .send(now, &(addr.to_string(), conn), message.to_frame())
+            let mut results = Vec::new();
+            loop {
+                let now = self.now;
+                let Some(node) = self.nodes.get_mut(addr) else {
+                    return;
+                };
+                match &mut node.machine {
+                    Machine::Tracker(t) => match t.poll_action() {
+                        None => break,
+                        Some(TrackerAction::Send { conn, message }) => {
+                            self.net
+                                .send(now, &(addr.to_string(), conn), message.to_frame())
+                        }
+                        Some(TrackerAction::Close { conn }) => self.close(addr, conn),
+                    },
+                    Machine::Peer(p) => {
+                        let Some(action) = p.poll_action() else {
+                            break;
+                        };
+                        if let Some(result) = self.peer_action(addr, now, action) {
+                            results.push(result);
+                        }
                     }
-                    Some(TrackerAction::Close { conn }) => self.close(addr, conn),
-                },
-                Machine::Peer(p) => {
-                    let Some(action) = p.poll_action() else {
-                        break;
-                    };
-                    self.peer_action(addr, now, action);
                 }
+            }
+            if results.is_empty() {
+                break;
+            }
+            let now = self.now;
+            let peer = self.peer_mut(addr);
+            for result in results {
+                result.deliver(peer, now);
             }
         }
         self.rearm(addr);
@@ -224,13 +271,18 @@ impl Swarm {
         }
     }
 
-    fn peer_action(&mut self, addr: &str, now: Instant, action: PeerAction) {
+    /// Carries out one action of the peer at `addr`; what it gave back to the peer is
+    /// returned, to be delivered once the drain is over.
+    fn peer_action(
+        &mut self,
+        addr: &str,
+        now: Instant,
+        action: PeerAction,
+    ) -> Option<ActionResult> {
+        // Unwrap: `drain` found this node an instant ago.
         let node = self.nodes.get_mut(addr).unwrap();
-        let Machine::Peer(peer) = &mut node.machine else {
-            unreachable!("peer actions come from peers")
-        };
         match action {
-            PeerAction::Connect { conn, addr: to } => self.connect(addr, now, conn, &to),
+            PeerAction::Connect { conn, addr: to } => Some(self.connect(addr, now, conn, &to)),
             PeerAction::Send { conn, message } => {
                 let is_piece = matches!(message, Message::Piece { .. });
                 let mut frame = message.to_frame();
@@ -241,11 +293,12 @@ impl Swarm {
                     frame = bytes.freeze();
                 }
                 self.net.send(now, &(addr.to_string(), conn), frame);
-                if is_piece {
-                    self.peer_mut(addr).handle_sent(now, conn);
-                }
+                is_piece.then_some(ActionResult::Sent(conn))
             }
-            PeerAction::Close { conn } => self.close(addr, conn),
+            PeerAction::Close { conn } => {
+                self.close(addr, conn);
+                None
+            }
             PeerAction::ReadChunk {
                 token,
                 content_id,
@@ -254,7 +307,7 @@ impl Swarm {
                 length,
             } => {
                 let result = node.disk.read(content_id, chunk_index, offset, length);
-                peer.handle_read(now, token, result);
+                Some(ActionResult::Read(token, result))
             }
             PeerAction::StoreChunk {
                 token,
@@ -269,14 +322,14 @@ impl Swarm {
                 } else {
                     StoreOutcome::HashMismatch
                 };
-                peer.handle_stored(now, token, outcome);
+                Some(ActionResult::Stored(token, outcome))
             }
             PeerAction::PrepareDownload {
                 content_id,
                 manifest,
             } => {
                 let have = node.disk.held(content_id, manifest.chunk_count());
-                peer.download_prepared(now, content_id, Ok(have));
+                Some(ActionResult::Prepared(content_id, have))
             }
             PeerAction::FetchRange {
                 token,
@@ -292,6 +345,7 @@ impl Swarm {
                     (due, self.origin_requests),
                     (addr.to_string(), token, result),
                 );
+                None
             }
             PeerAction::WriteRange {
                 token,
@@ -304,15 +358,18 @@ impl Swarm {
                     node.fetched.resize(end, 0);
                 }
                 node.fetched[offset as usize..end].copy_from_slice(&data);
-                peer.handle_range_written(now, token, Ok(()));
+                Some(ActionResult::RangeWritten(token))
             }
-            PeerAction::Notify(notice) => node.notices.push(notice),
+            PeerAction::Notify(notice) => {
+                node.notices.push(notice);
+                None
+            }
         }
     }
 
     /// An outgoing connection from `addr`: accepted at once by the node listening at `to`,
     /// refused when there is none or it is full.
-    fn connect(&mut self, addr: &str, now: Instant, conn: ConnId, to: &str) {
+    fn connect(&mut self, addr: &str, now: Instant, conn: ConnId, to: &str) -> ActionResult {
         let accepted = match self.nodes.get_mut(to).map(|n| &mut n.machine) {
             Some(Machine::Tracker(t)) => Some(t.accept(now)),
             Some(Machine::Peer(p)) => p.accept(now),
@@ -324,9 +381,9 @@ impl Swarm {
             Some(remote) => {
                 self.net
                     .link((addr.to_string(), conn), (to.to_string(), remote));
-                self.peer_mut(addr).handle_connected(now, conn);
+                ActionResult::Connected(conn)
             }
-            None => self.peer_mut(addr).handle_closed(now, conn),
+            None => ActionResult::Refused(conn),
         }
     }
 
