@@ -10,7 +10,7 @@ use p2p_core::{ContentId, FrameDecoder, Message, PeerId};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Timer, future};
 
-use crate::net;
+use crate::io::net;
 
 /// How long a whole query may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -8,7 +8,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use p2p_core::peer::PeerNotice;
 use serde_json::json;
 
-use crate::peer_task::UserEvent;
+use crate::driver::peer::UserEvent;
 
 /// JSON progress lines are written at most this often (the last one always is).
 const JSON_PROGRESS_INTERVAL: Duration = Duration::from_millis(200);

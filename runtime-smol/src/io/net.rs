@@ -19,7 +19,7 @@ use smol::channel::{Receiver, Sender, TrySendError};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Timer, future};
 
-use crate::store;
+use crate::io::buffer_pool;
 
 /// Messages queued for one connection's writer. The core bounds what it sends (pieces in
 /// flight per connection, requests in flight per peer), so a queue this long is only full
@@ -364,7 +364,7 @@ fn bulk_frame_len(decoder: &mut FrameDecoder) -> Option<usize> {
     let buf = decoder.buffer_mut();
     let prefix: [u8; 4] = buf.get(..4)?.try_into().ok()?;
     let len = u32::from_be_bytes(prefix) as usize;
-    (BULK_FRAME_MIN..=store::POOL_BUF_LEN)
+    (BULK_FRAME_MIN..=buffer_pool::POOL_BUF_LEN)
         .contains(&len)
         .then_some(len)
 }
@@ -395,7 +395,7 @@ async fn read_bulk_frame(
     buf: &mut BytesMut,
     len: usize,
 ) -> Result<Message, String> {
-    let mut frame = store::recv_pool()
+    let mut frame = buffer_pool::recv_pool()
         .take_aligned(len, piece_data_offset())
         .await;
     buf.advance(4);
