@@ -42,6 +42,8 @@ const ROUND_TIMEOUT: Duration = Duration::from_secs(300);
 const DEMO_LOCATE_INTERVAL: Duration = Duration::from_millis(250);
 /// Most peers a demo runs (each has sockets and a task; beyond this it proves nothing more).
 const PEERS_MAX: usize = 64;
+/// How long the seeder may take to reach the demo's own tracker on loopback.
+const TRACKER_WAIT: Duration = Duration::from_secs(10);
 
 /// How one round went.
 struct Round {
@@ -319,8 +321,11 @@ async fn wait_for_tracker(events: &smol::channel::Receiver<UserEvent>) -> anyhow
         }
     };
     let timeout = async {
-        smol::Timer::after(Duration::from_secs(10)).await;
-        bail!("the seeder did not reach the demo tracker within 10 s")
+        smol::Timer::after(TRACKER_WAIT).await;
+        bail!(
+            "the seeder did not reach the demo tracker within {} s",
+            TRACKER_WAIT.as_secs()
+        )
     };
     future::or(wait, timeout).await
 }

@@ -297,7 +297,7 @@ fn new_bar(json: bool, size: u64) -> Option<ProgressBar> {
     (!json && progress::stderr_is_terminal()).then(|| {
         let bar = ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::stderr());
         bar.set_style(progress::bar_style());
-        bar.enable_steady_tick(Duration::from_millis(200));
+        bar.enable_steady_tick(progress::BAR_TICK_INTERVAL);
         bar
     })
 }

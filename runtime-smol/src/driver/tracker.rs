@@ -10,6 +10,7 @@ use p2p_core::tracker::{Tracker, TrackerAction, TrackerConfig};
 use smol::channel::Sender;
 use smol::{Task, future};
 
+use crate::io::clock;
 use crate::io::net::{self, ConnEvent, ConnHandle, NetEvent};
 
 enum Event {
@@ -45,8 +46,8 @@ pub async fn start(listen: SocketAddr) -> anyhow::Result<TrackerHandle> {
     let (events, events_rx) = smol::channel::bounded(net::EVENT_QUEUE_MAX);
     let addr = net::listen(listen, events.clone(), Event::Accepted).await?;
     let config = TrackerConfig {
-        rng_seed: net::random_u64(),
-        tracker_id: p2p_core::PeerId(net::random_u64()),
+        rng_seed: clock::random_u64(),
+        tracker_id: p2p_core::PeerId(clock::random_u64()),
         ..TrackerConfig::default()
     };
     let mut tracker = Tracker::new(config);
@@ -56,11 +57,11 @@ pub async fn start(listen: SocketAddr) -> anyhow::Result<TrackerHandle> {
         loop {
             let deadline = tracker.poll_timeout();
             let next = future::or(async { events_rx.recv().await.ok() }, async {
-                net::timer_for(deadline).await;
+                clock::timer_for(deadline).await;
                 None
             })
             .await;
-            let now = net::now();
+            let now = clock::now();
             match next {
                 Some(Event::Stop) => break,
                 Some(Event::Accepted(stream)) => {
@@ -124,7 +125,7 @@ fn drain(tracker: &mut Tracker, conns: &mut HashMap<ConnId, ConnHandle>) {
         if closed.is_empty() {
             return;
         }
-        let now = net::now();
+        let now = clock::now();
         for conn in closed {
             tracker.handle_closed(now, conn);
         }

@@ -6,15 +6,15 @@
 //! [`Deferred`] input, fed to the machine once the drain is over: the machine is never
 //! called while its actions are being drained.
 
-use p2p_core::ConnId;
+use bytes::Bytes;
 use p2p_core::ids::to_hex;
 use p2p_core::peer::{PeerAction, StoreOutcome};
-use p2p_core::{ContentId, Manifest};
+use p2p_core::{ChunkCheck, ConnId, ContentId, Manifest, Message};
 
 use super::Driver;
 use super::downloads::refuse_unexpected_sha256;
 use super::events::Event;
-use crate::io::{http, net, store};
+use crate::io::{clock, http, net, store};
 
 /// An input for the machine that an action produced at once: fed after the drain.
 pub(super) enum Deferred {
@@ -42,7 +42,7 @@ pub(super) enum Deferred {
 impl Driver {
     /// Feeds the machine an input an action produced.
     pub(super) fn feed(&mut self, input: Deferred) {
-        let now = net::now();
+        let now = clock::now();
         match input {
             Deferred::Closed { conn } => self.peer.handle_closed(now, conn),
             Deferred::ReadFailed { token, reason } => {
@@ -67,18 +67,7 @@ impl Driver {
                 let handle = net::connect(conn, addr, self.events.clone(), self.limiter.clone());
                 self.conns.insert(conn, handle);
             }
-            PeerAction::Send { conn, message } => {
-                let Some(handle) = self.conns.get(&conn) else {
-                    return;
-                };
-                if let Err(why) = handle.send(message) {
-                    tracing::warn!(%conn, "closing: {why}");
-                    if let Some(handle) = self.conns.remove(&conn) {
-                        self.closing.push(handle.close());
-                    }
-                    self.deferred.push(Deferred::Closed { conn });
-                }
-            }
+            PeerAction::Send { conn, message } => self.send(conn, message),
             PeerAction::Close { conn } => {
                 if let Some(handle) = self.conns.remove(&conn) {
                     self.closing.push(handle.close());
@@ -97,30 +86,7 @@ impl Driver {
                 chunk_index,
                 check,
                 data,
-            } => {
-                let Some(content) = self.files.get(&content_id).cloned() else {
-                    let outcome = StoreOutcome::Io("no file for this content".into());
-                    self.deferred.push(Deferred::StoreFailed { token, outcome });
-                    return;
-                };
-                self.stores_in_flight += 1;
-                let events = self.events.clone();
-                smol::spawn(async move {
-                    let position = u64::from(chunk_index) * u64::from(content.chunk_size);
-                    let outcome = smol::unblock(move || {
-                        store::store_verified(&content.file, position, &check, &data)
-                    })
-                    .await;
-                    let done = Event::StoreDone {
-                        token,
-                        content_id,
-                        chunk_index,
-                        outcome,
-                    };
-                    let _ = events.send(done).await;
-                })
-                .detach();
-            }
+            } => self.store_chunk(token, content_id, chunk_index, check, data),
             PeerAction::PrepareDownload {
                 content_id,
                 manifest,
@@ -131,50 +97,27 @@ impl Driver {
                 validator,
                 offset,
                 length,
-            } => {
-                tracing::debug!(%url, offset, length, "fetching a range from the origin");
-                let events = self.events.clone();
-                smol::spawn(async move {
-                    let result =
-                        smol::unblock(move || http::fetch_range(&url, &validator, offset, length))
-                            .await;
-                    if let Err(e) = &result {
-                        tracing::warn!(
-                            offset,
-                            length,
-                            fatal = e.fatal,
-                            "range failed: {}",
-                            e.reason
-                        );
-                    }
-                    let _ = events.send(Event::RangeFetched { token, result }).await;
-                })
-                .detach();
-            }
+            } => self.fetch_range(token, url, validator, offset, length),
             PeerAction::WriteRange {
                 token,
                 job_id,
                 offset,
                 data,
-            } => {
-                let Some(file) = self.fetch_files.get(&job_id).cloned() else {
-                    let reason = "no file for this fetch".into();
-                    self.deferred
-                        .push(Deferred::RangeWriteFailed { token, reason });
-                    return;
-                };
-                let events = self.events.clone();
-                smol::spawn(async move {
-                    let result = smol::unblock(move || {
-                        use std::os::unix::fs::FileExt;
-                        file.write_all_at(&data, offset).map_err(|e| e.to_string())
-                    })
-                    .await;
-                    let _ = events.send(Event::RangeWritten { token, result }).await;
-                })
-                .detach();
-            }
+            } => self.write_range(token, job_id, offset, data),
             PeerAction::Notify(notice) => self.notify(notice),
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, message: Message) {
+        let Some(handle) = self.conns.get(&conn) else {
+            return;
+        };
+        if let Err(why) = handle.send(message) {
+            tracing::warn!(%conn, "closing: {why}");
+            if let Some(handle) = self.conns.remove(&conn) {
+                self.closing.push(handle.close());
+            }
+            self.deferred.push(Deferred::Closed { conn });
         }
     }
 
@@ -228,6 +171,84 @@ impl Driver {
             })
             .await;
             let _ = events.send(Event::Prepared { content_id, result }).await;
+        })
+        .detach();
+    }
+
+    fn store_chunk(
+        &mut self,
+        token: u64,
+        content_id: ContentId,
+        chunk_index: u32,
+        check: ChunkCheck,
+        data: Bytes,
+    ) {
+        let Some(content) = self.files.get(&content_id).cloned() else {
+            let outcome = StoreOutcome::Io("no file for this content".into());
+            self.deferred.push(Deferred::StoreFailed { token, outcome });
+            return;
+        };
+        self.stores_in_flight += 1;
+        let events = self.events.clone();
+        smol::spawn(async move {
+            let position = u64::from(chunk_index) * u64::from(content.chunk_size);
+            let outcome = smol::unblock(move || {
+                store::store_verified(&content.file, position, &check, &data)
+            })
+            .await;
+            let done = Event::StoreDone {
+                token,
+                content_id,
+                chunk_index,
+                outcome,
+            };
+            let _ = events.send(done).await;
+        })
+        .detach();
+    }
+
+    fn fetch_range(
+        &mut self,
+        token: u64,
+        url: String,
+        validator: String,
+        offset: u64,
+        length: u32,
+    ) {
+        tracing::debug!(%url, offset, length, "fetching a range from the origin");
+        let events = self.events.clone();
+        smol::spawn(async move {
+            let result =
+                smol::unblock(move || http::fetch_range(&url, &validator, offset, length)).await;
+            if let Err(e) = &result {
+                tracing::warn!(
+                    offset,
+                    length,
+                    fatal = e.fatal,
+                    "range failed: {}",
+                    e.reason
+                );
+            }
+            let _ = events.send(Event::RangeFetched { token, result }).await;
+        })
+        .detach();
+    }
+
+    fn write_range(&mut self, token: u64, job_id: u64, offset: u64, data: Bytes) {
+        let Some(file) = self.fetch_files.get(&job_id).cloned() else {
+            let reason = "no file for this fetch".into();
+            self.deferred
+                .push(Deferred::RangeWriteFailed { token, reason });
+            return;
+        };
+        let events = self.events.clone();
+        smol::spawn(async move {
+            let result = smol::unblock(move || {
+                use std::os::unix::fs::FileExt;
+                file.write_all_at(&data, offset).map_err(|e| e.to_string())
+            })
+            .await;
+            let _ = events.send(Event::RangeWritten { token, result }).await;
         })
         .detach();
     }

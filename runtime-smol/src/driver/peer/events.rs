@@ -13,6 +13,7 @@ use smol::channel::Sender;
 
 use super::downloads::DownloadFiles;
 use super::{ContentFile, Driver};
+use crate::io::clock;
 use crate::io::net::{self, ConnEvent, NetEvent};
 use crate::io::record::Record;
 use crate::io::store::{Destination, Prepared};
@@ -91,7 +92,7 @@ impl From<NetEvent> for Event {
 
 impl Driver {
     pub(super) fn handle(&mut self, event: Event) {
-        let now = net::now();
+        let now = clock::now();
         match event {
             Event::Net(net_event) => self.on_net(net_event),
             Event::Accepted(stream) => match self.peer.accept(now) {
@@ -102,19 +103,7 @@ impl Driver {
                 }
                 None => tracing::debug!("connection refused: at the connection limit"),
             },
-            Event::Publish { manifest, file } => {
-                let content_id = manifest.content_id();
-                let chunk_size = manifest.chunk_size;
-                self.files.insert(
-                    content_id,
-                    Arc::new(ContentFile {
-                        file,
-                        chunk_size,
-                        uncached: false,
-                    }),
-                );
-                self.peer.publish(now, manifest);
-            }
+            Event::Publish { manifest, file } => self.on_publish(manifest, file),
             Event::Download {
                 content_id,
                 manifest,
@@ -133,13 +122,7 @@ impl Driver {
                 content_id,
                 chunk_index,
                 outcome,
-            } => {
-                self.stores_in_flight -= 1;
-                if outcome == StoreOutcome::Stored {
-                    self.mark_stored(content_id, chunk_index);
-                }
-                self.peer.handle_stored(now, token, outcome);
-            }
+            } => self.on_store_done(token, content_id, chunk_index, outcome),
             Event::Prepared { content_id, result } => self.on_prepared(content_id, result),
             Event::RecordSaved { content_id } => {
                 self.finish_step(content_id, |finish| finish.record_written())
@@ -168,8 +151,36 @@ impl Driver {
         }
     }
 
+    fn on_publish(&mut self, manifest: Manifest, file: File) {
+        let content_id = manifest.content_id();
+        let chunk_size = manifest.chunk_size;
+        self.files.insert(
+            content_id,
+            Arc::new(ContentFile {
+                file,
+                chunk_size,
+                uncached: false,
+            }),
+        );
+        self.peer.publish(clock::now(), manifest);
+    }
+
+    fn on_store_done(
+        &mut self,
+        token: u64,
+        content_id: ContentId,
+        chunk_index: u32,
+        outcome: StoreOutcome,
+    ) {
+        self.stores_in_flight -= 1;
+        if outcome == StoreOutcome::Stored {
+            self.mark_stored(content_id, chunk_index);
+        }
+        self.peer.handle_stored(clock::now(), token, outcome);
+    }
+
     fn on_net(&mut self, NetEvent { conn, event }: NetEvent) {
-        let now = net::now();
+        let now = clock::now();
         if !self.conns.contains_key(&conn) {
             // A late event of a connection the machine already closed.
             return;
@@ -216,6 +227,7 @@ impl Driver {
             (Ok(_), None) => Err("the download was cancelled".to_string()),
             (Err(e), _) => Err(e),
         };
-        self.peer.download_prepared(net::now(), content_id, result);
+        self.peer
+            .download_prepared(clock::now(), content_id, result);
     }
 }

@@ -35,7 +35,9 @@ use self::actions::Deferred;
 use self::downloads::DownloadFiles;
 use self::events::Event;
 pub use self::handle::PeerHandle;
-use crate::io::net::{self, ConnHandle, RateLimiter, WriterDone};
+use crate::io::clock;
+use crate::io::net::{self, ConnHandle, WriterDone};
+use crate::io::rate_limit::RateLimiter;
 
 /// How often the resume record of a running download is rewritten (at most).
 const RECORD_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -123,13 +125,13 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
         Some(addr) => Some(net::listen(addr, events.clone(), Event::Accepted).await?),
         None => None,
     };
-    let peer_id = PeerId(net::random_u64());
+    let peer_id = PeerId(clock::random_u64());
     let mut config = PeerConfig {
         peer_id,
         swarm: options.swarm.clone(),
         listen_addr: listen_addr.map(|a| a.to_string()).unwrap_or_default(),
         trackers: options.trackers.clone(),
-        rng_seed: net::random_u64(),
+        rng_seed: clock::random_u64(),
         ..PeerConfig::default()
     };
     if let Some(interval) = options.locate_interval {
@@ -151,7 +153,7 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
     }
     let (user, user_events) = smol::channel::unbounded();
     let driver = Driver {
-        peer: Peer::new(config, net::now()),
+        peer: Peer::new(config, clock::now()),
         events: events.clone(),
         user,
         limiter: options.upload_limit.map(RateLimiter::new),
@@ -208,7 +210,7 @@ impl Driver {
                     }
                 },
                 async {
-                    let machine = net::timer_for(deadline);
+                    let machine = clock::timer_for(deadline);
                     let record = match record_flush {
                         Some(at) => Timer::at(at),
                         None => Timer::never(),
@@ -223,7 +225,7 @@ impl Driver {
                 Wake::Event(event) => self.handle(event),
                 Wake::Timer => {}
             }
-            let now = net::now();
+            let now = clock::now();
             if self.peer.poll_timeout().is_some_and(|at| at <= now) {
                 self.peer.handle_timeout(now);
             }

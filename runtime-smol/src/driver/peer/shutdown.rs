@@ -7,13 +7,13 @@ use smol::{Timer, future};
 
 use super::events::Event;
 use super::{Driver, PeerStats, SHUTDOWN_GRACE};
-use crate::io::{net, record};
+use crate::io::{clock, record};
 
 impl Driver {
     /// Goodbye to everyone, let chunk writes in flight finish (and record them), save the
     /// records, and give the writers a moment to send the goodbyes.
     pub(super) async fn shutdown(mut self, events: &Receiver<Event>) -> PeerStats {
-        self.peer.shutdown(net::now());
+        self.peer.shutdown(clock::now());
         self.drain();
         let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
         while self.stores_in_flight > 0 {
