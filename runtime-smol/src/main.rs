@@ -2,20 +2,9 @@
 //! files, and the command people use.
 
 mod cli;
-mod client;
-mod demo;
-mod fetch;
-mod get;
-mod helper;
-mod http;
-mod net;
-mod peer_task;
-mod progress;
-mod query;
-mod share;
-mod signals;
-mod store;
-mod tracker_task;
+mod commands;
+mod driver;
+mod io;
 
 use std::fmt;
 use std::process::ExitCode;
@@ -24,7 +13,8 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
-use crate::signals::StopSignals;
+use crate::commands::{demo, fetch, get, helper, progress, query, share, tracker};
+use crate::io::signals::StopSignals;
 
 /// A mistake in how the command was called (like clap's own): exit code 2.
 #[derive(Debug)]
@@ -65,13 +55,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let swarm = cli.swarm;
     smol::block_on(async {
         match cli.command {
-            Command::Tracker { listen } => {
-                let tracker = tracker_task::start(listen).await?;
-                eprintln!("tracker listening on {}; Ctrl-C to stop", tracker.addr);
-                let stop = signals.next().await;
-                tracker.stop().await;
-                Ok(stop.exit_code())
-            }
+            Command::Tracker { listen } => tracker::run(listen, &mut signals).await,
             Command::Share {
                 files,
                 tracker,

@@ -10,7 +10,7 @@ use p2p_core::{ContentId, FrameDecoder, Message, PeerId};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Timer, future};
 
-use crate::net;
+use crate::io::clock;
 
 /// How long a whole query may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,7 +63,7 @@ async fn query(tracker: &str, swarm: &str, request: Message) -> anyhow::Result<M
         stream.set_nodelay(true)?;
         let hello = Message::Hello {
             version: PROTOCOL_VERSION,
-            peer_id: PeerId(net::random_u64()),
+            peer_id: PeerId(clock::random_u64()),
             listen_addr: String::new(),
             swarm: swarm.to_string(),
         };

@@ -11,9 +11,10 @@ use indicatif::HumanBytes;
 use p2p_core::{Manifest, Ticket};
 
 use crate::cli::DEFAULT_TRACKER_ADDR;
-use crate::peer_task::{self, PeerOptions};
-use crate::signals::StopSignals;
-use crate::{store, tracker_task};
+use crate::driver::peer::{self, PeerOptions};
+use crate::driver::tracker;
+use crate::io::signals::StopSignals;
+use crate::io::store;
 
 pub struct ShareOptions {
     pub files: Vec<PathBuf>,
@@ -42,7 +43,7 @@ pub async fn run(options: ShareOptions, signals: &mut StopSignals) -> anyhow::Re
             (tracker.addr.to_string(), Some(tracker))
         }
     };
-    let peer = peer_task::start(PeerOptions {
+    let peer = peer::start(PeerOptions {
         swarm: options.swarm.clone(),
         listen: Some(options.listen),
         trackers: vec![tracker_addr.clone()],
@@ -54,7 +55,7 @@ pub async fn run(options: ShareOptions, signals: &mut StopSignals) -> anyhow::Re
     .await?;
     let serving = peer.listen_addr.map(|a| a.to_string()).unwrap_or_default();
     for (manifest, path) in published {
-        let file = peer_task::open_published(&path)?;
+        let file = peer::open_published(&path)?;
         let ticket = Ticket {
             content_id: manifest.content_id(),
             name: manifest.name.clone(),
@@ -107,14 +108,14 @@ pub async fn hash(path: &Path, chunk_size: u32) -> anyhow::Result<Manifest> {
 }
 
 /// An in-process tracker on the default address, or on any free port when that is taken.
-async fn start_embedded_tracker() -> anyhow::Result<tracker_task::TrackerHandle> {
+async fn start_embedded_tracker() -> anyhow::Result<tracker::TrackerHandle> {
     // The default address is a constant that parses.
     let default: SocketAddr = DEFAULT_TRACKER_ADDR.parse().unwrap();
-    match tracker_task::start(default).await {
+    match tracker::start(default).await {
         Ok(tracker) => Ok(tracker),
         Err(e) => {
             tracing::info!("{e:#}; the embedded tracker takes a free port instead");
-            tracker_task::start(SocketAddr::from(([127, 0, 0, 1], 0))).await
+            tracker::start(SocketAddr::from(([127, 0, 0, 1], 0))).await
         }
     }
 }

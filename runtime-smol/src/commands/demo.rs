@@ -20,11 +20,12 @@ use p2p_core::Manifest;
 use p2p_core::peer::PeerNotice;
 use smol::future;
 
-use crate::peer_task::{self, PeerOptions, PeerStats, UserEvent};
-use crate::progress::MultiBars;
-use crate::signals::StopSignals;
-use crate::store::{self, Destination};
-use crate::{share, tracker_task};
+use crate::commands::progress::MultiBars;
+use crate::commands::share;
+use crate::driver::peer::{self, PeerOptions, PeerStats, UserEvent};
+use crate::driver::tracker;
+use crate::io::signals::StopSignals;
+use crate::io::store::{self, Destination};
 
 pub struct DemoOptions {
     pub peers: usize,
@@ -41,6 +42,8 @@ const ROUND_TIMEOUT: Duration = Duration::from_secs(300);
 const DEMO_LOCATE_INTERVAL: Duration = Duration::from_millis(250);
 /// Most peers a demo runs (each has sockets and a task; beyond this it proves nothing more).
 const PEERS_MAX: usize = 64;
+/// How long the seeder may take to reach the demo's own tracker on loopback.
+const TRACKER_WAIT: Duration = Duration::from_secs(10);
 
 /// How one round went.
 struct Round {
@@ -158,9 +161,9 @@ async fn run_round(
     getters_serve: bool,
 ) -> anyhow::Result<Round> {
     let loopback_any = SocketAddr::from(([127, 0, 0, 1], 0));
-    let tracker = tracker_task::start(loopback_any).await?;
+    let tracker = tracker::start(loopback_any).await?;
     let trackers = vec![tracker.addr.to_string()];
-    let seeder = peer_task::start(PeerOptions {
+    let seeder = peer::start(PeerOptions {
         swarm: "demo".into(),
         listen: Some(loopback_any),
         trackers: trackers.clone(),
@@ -171,7 +174,7 @@ async fn run_round(
     })
     .await?;
     seeder
-        .publish(manifest.clone(), peer_task::open_published(source)?)
+        .publish(manifest.clone(), peer::open_published(source)?)
         .await;
     wait_for_tracker(&seeder.user_events).await?;
 
@@ -191,7 +194,7 @@ async fn run_round(
     for i in 0..options.peers {
         let out: PathBuf = dir.join(format!("{label}-{i}"));
         std::fs::create_dir_all(&out)?;
-        let peer = peer_task::start(PeerOptions {
+        let peer = peer::start(PeerOptions {
             swarm: "demo".into(),
             listen: getters_serve.then_some(loopback_any),
             trackers: trackers.clone(),
@@ -318,8 +321,11 @@ async fn wait_for_tracker(events: &smol::channel::Receiver<UserEvent>) -> anyhow
         }
     };
     let timeout = async {
-        smol::Timer::after(Duration::from_secs(10)).await;
-        bail!("the seeder did not reach the demo tracker within 10 s")
+        smol::Timer::after(TRACKER_WAIT).await;
+        bail!(
+            "the seeder did not reach the demo tracker within {} s",
+            TRACKER_WAIT.as_secs()
+        )
     };
     future::or(wait, timeout).await
 }

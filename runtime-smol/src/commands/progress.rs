@@ -8,10 +8,13 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use p2p_core::peer::PeerNotice;
 use serde_json::json;
 
-use crate::peer_task::UserEvent;
+use crate::driver::peer::UserEvent;
 
 /// JSON progress lines are written at most this often (the last one always is).
 const JSON_PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How often a progress bar redraws itself (its spinner turns even when no bytes arrive).
+pub const BAR_TICK_INTERVAL: Duration = Duration::from_millis(200);
 
 const BAR_TEMPLATE: &str = "{prefix}{spinner:.green} [{elapsed_precise}] [{wide_bar:.cyan/blue}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}";
 
@@ -41,7 +44,7 @@ impl Reporter {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(bar_style());
             bar.set_message("looking for peers");
-            bar.enable_steady_tick(Duration::from_millis(200));
+            bar.enable_steady_tick(BAR_TICK_INTERVAL);
             bar
         });
         Reporter {
@@ -175,7 +178,7 @@ impl MultiBars {
         let bar = multi.add(ProgressBar::new(size));
         bar.set_style(bar_style());
         bar.set_prefix(format!("{label:>8} "));
-        bar.enable_steady_tick(Duration::from_millis(200));
+        bar.enable_steady_tick(BAR_TICK_INTERVAL);
         Some(bar)
     }
 

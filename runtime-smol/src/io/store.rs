@@ -1,6 +1,6 @@
 //! Files on disk: hashing a file into a manifest, the `NAME.part` file a download writes
-//! into, the resume record beside it, positional chunk reads and verified writes, and the
-//! final sync and rename.
+//! into (its resume record is `record`), positional chunk reads and verified writes, and
+//! the final sync and rename.
 //!
 //! Every function here blocks: the peer task runs them on smol's blocking pool. Reads and
 //! writes are positional (`read_exact_at`, `write_all_at`) on a shared `File`, so any
@@ -8,10 +8,9 @@
 //! chunk (or one 1 MiB buffer) in memory.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use p2p_core::ids::to_hex;
@@ -19,7 +18,9 @@ use p2p_core::manifest::Manifest;
 use p2p_core::peer::StoreOutcome;
 use p2p_core::{ChunkCheck, ChunkSet, ContentId, ManifestBuilder};
 use sha2::{Digest, Sha256};
-use smol::lock::{Semaphore, SemaphoreGuardArc};
+
+use crate::io::buffer_pool::{DIRECT_ALIGN, send_pool};
+use crate::io::record::{Record, read_record, write_record};
 
 /// Bytes read at once when hashing a file.
 const HASH_READ_LEN: usize = 1024 * 1024;
@@ -27,8 +28,6 @@ const HASH_READ_LEN: usize = 1024 * 1024;
 pub const PART_SUFFIX: &str = ".part";
 /// Suffix (after `.part`) of the resume record.
 pub const RECORD_SUFFIX: &str = ".p2p";
-/// First bytes of a resume record, with its format version.
-const RECORD_MAGIC: &[u8; 8] = b"p2prec1\n";
 
 // ------------------------------------------------------------------ hashing
 
@@ -62,144 +61,6 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(to_hex(&hasher.finalize()))
-}
-
-// ------------------------------------------------------------------ buffers
-
-/// Bytes in one pooled buffer: a whole block (a `Piece` carries at most one) and the
-/// frame fields around it.
-pub const POOL_BUF_LEN: usize = p2p_core::wire::BLOCK_LEN_MAX as usize + 4096;
-/// Buffers for blocks read from disk to send: all connections of the process share them,
-/// so a seeder's memory does not grow with the number of peers it serves.
-const SEND_BUFFERS: usize = 8;
-/// Buffers for blocks received: a bulk frame is read from the socket straight into one,
-/// and it is reused once the block is stored.
-const RECV_BUFFERS: usize = 12;
-
-/// A fixed number of block-sized buffers, reused. A fresh buffer costs a page fault per
-/// 4 KiB the first time it is written (slow here, and glibc returns freed 1 MiB buffers to
-/// the OS, so every block paid it again), and a bound on buffers bounds the memory
-/// of a peer however many connections it has. Taking a buffer waits while all are in use.
-pub struct BufferPool {
-    free: Mutex<Vec<Vec<u8>>>,
-    permits: Arc<Semaphore>,
-}
-
-/// A buffer from a [`BufferPool`], back in the pool when dropped (also when it has become
-/// a `Bytes` through [`PooledBuf::into_bytes`] and the last clone of that is dropped).
-pub struct PooledBuf {
-    vec: Vec<u8>,
-    /// Where the buffer's bytes start in `vec` (see [`BufferPool::take_aligned`]).
-    start: usize,
-    len: usize,
-    /// `None` for a one-off buffer larger than the pool's.
-    home: Option<(Arc<BufferPool>, SemaphoreGuardArc)>,
-}
-
-impl BufferPool {
-    pub fn new(count: usize) -> Arc<BufferPool> {
-        Arc::new(BufferPool {
-            free: Mutex::new(Vec::with_capacity(count)),
-            permits: Arc::new(Semaphore::new(count)),
-        })
-    }
-
-    /// A buffer of `len` bytes (contents unspecified), once one is free, placed so that
-    /// its byte `aligned_at` (at most [`DIRECT_ALIGN`]) sits at an address aligned for
-    /// direct I/O: the data of a received `Piece` frame can then be written with
-    /// `O_DIRECT` as it is.
-    pub async fn take_aligned(self: &Arc<Self>, len: usize, aligned_at: usize) -> PooledBuf {
-        if len > POOL_BUF_LEN {
-            return PooledBuf {
-                vec: vec![0; len],
-                start: 0,
-                len,
-                home: None,
-            };
-        }
-        let permit = self.permits.acquire_arc().await;
-        let mut buf = self.with_permit(len, permit);
-        buf.start = aligned_start(&buf.vec, aligned_at);
-        buf
-    }
-
-    /// The same, blocking the thread while none is free (for the blocking pool).
-    pub fn take_blocking(self: &Arc<Self>, len: usize) -> PooledBuf {
-        if len > POOL_BUF_LEN {
-            return PooledBuf {
-                vec: vec![0; len],
-                start: 0,
-                len,
-                home: None,
-            };
-        }
-        let permit = self.permits.acquire_arc_blocking();
-        let mut buf = self.with_permit(len, permit);
-        buf.start = aligned_start(&buf.vec, 0);
-        buf
-    }
-
-    fn with_permit(self: &Arc<Self>, len: usize, permit: SemaphoreGuardArc) -> PooledBuf {
-        let reused = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        PooledBuf {
-            vec: reused.unwrap_or_else(|| vec![0; POOL_BUF_LEN + 2 * DIRECT_ALIGN]),
-            start: 0,
-            len,
-            home: Some((Arc::clone(self), permit)),
-        }
-    }
-}
-
-/// The offset in `vec` at which byte `aligned_at` of a buffer lands on a
-/// [`DIRECT_ALIGN`] boundary.
-fn aligned_start(vec: &[u8], aligned_at: usize) -> usize {
-    let aligned_at = aligned_at.min(DIRECT_ALIGN);
-    let first = vec.as_ptr().align_offset(DIRECT_ALIGN).min(DIRECT_ALIGN);
-    first + DIRECT_ALIGN - aligned_at
-}
-
-impl PooledBuf {
-    /// The buffer as `Bytes`, without a copy.
-    pub fn into_bytes(self) -> Bytes {
-        Bytes::from_owner(self)
-    }
-}
-
-impl AsRef<[u8]> for PooledBuf {
-    fn as_ref(&self) -> &[u8] {
-        &self.vec[self.start..self.start + self.len]
-    }
-}
-
-impl AsMut<[u8]> for PooledBuf {
-    fn as_mut(&mut self) -> &mut [u8] {
-        &mut self.vec[self.start..self.start + self.len]
-    }
-}
-
-impl Drop for PooledBuf {
-    fn drop(&mut self) {
-        if let Some((pool, _permit)) = self.home.take() {
-            let vec = std::mem::take(&mut self.vec);
-            pool.free
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(vec);
-            // The permit is released after the buffer is back, so a waiter finds it.
-        }
-    }
-}
-
-/// The pool blocks to send are read into.
-pub fn send_pool() -> &'static Arc<BufferPool> {
-    static POOL: OnceLock<Arc<BufferPool>> = OnceLock::new();
-    POOL.get_or_init(|| BufferPool::new(SEND_BUFFERS))
-}
-
-/// The pool received blocks are read into.
-pub fn recv_pool() -> &'static Arc<BufferPool> {
-    static POOL: OnceLock<Arc<BufferPool>> = OnceLock::new();
-    POOL.get_or_init(|| BufferPool::new(RECV_BUFFERS))
 }
 
 // ------------------------------------------------------------------ chunk I/O
@@ -248,9 +109,6 @@ pub fn store_verified(file: &File, offset: u64, check: &ChunkCheck, data: &[u8])
         Err(e) => StoreOutcome::Io(e.to_string()),
     }
 }
-
-/// Alignment of address, offset and length that direct I/O asks for.
-pub const DIRECT_ALIGN: usize = 4096;
 
 #[cfg(target_os = "linux")]
 const O_DIRECT: i32 = if cfg!(any(target_arch = "aarch64", target_arch = "arm")) {
@@ -529,12 +387,22 @@ fn verify_chunks(
     have
 }
 
-/// Makes a finished download durable and gives it its final name: sync the part file,
-/// rename it (refusing to replace a file that appeared meanwhile, unless `force`), sync
-/// the directory, remove the record.
+/// Makes a finished download durable and gives it its final name: [`sync_part`], then
+/// [`rename_part`].
 pub fn finalize(file: &File, paths: &PartPaths, force: bool) -> Result<(), String> {
+    sync_part(file, paths)?;
+    rename_part(paths, force)
+}
+
+/// Syncs the part file: its bytes are on the disk before it gets its final name.
+pub fn sync_part(file: &File, paths: &PartPaths) -> Result<(), String> {
     file.sync_all()
-        .map_err(|e| format!("cannot sync {}: {e}", paths.part.display()))?;
+        .map_err(|e| format!("cannot sync {}: {e}", paths.part.display()))
+}
+
+/// Renames a synced part file to its final name (refusing to replace a file that appeared
+/// meanwhile, unless `force`), syncs the directory, and removes the record.
+pub fn rename_part(paths: &PartPaths, force: bool) -> Result<(), String> {
     if paths.final_path.exists() && !force {
         return Err(format!(
             "{} appeared while downloading; the download is kept in {}",
@@ -564,57 +432,10 @@ pub fn finalize(file: &File, paths: &PartPaths, force: bool) -> Result<(), Strin
     Ok(())
 }
 
-// ------------------------------------------------------------------ resume record
-
-/// What a download has verified so far: `NAME.part.p2p`, beside the part file.
-/// Format: magic, content id (32 bytes), chunk count (u32, big-endian), bitfield.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
-    pub content_id: ContentId,
-    pub chunks: ChunkSet,
-}
-
-/// Writes the record atomically: a temporary file beside it, then a rename.
-pub fn write_record(path: &Path, record: &Record) -> io::Result<()> {
-    let mut bytes = Vec::with_capacity(RECORD_MAGIC.len() + 36 + record.chunks.as_bitfield().len());
-    bytes.extend_from_slice(RECORD_MAGIC);
-    bytes.extend_from_slice(&record.content_id.0);
-    bytes.extend_from_slice(&record.chunks.len().to_be_bytes());
-    bytes.extend_from_slice(record.chunks.as_bitfield());
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut file = File::create(&tmp)?;
-        file.write_all(&bytes)?;
-    }
-    fs::rename(&tmp, path)
-}
-
-/// Reads a record. `Ok(None)` when there is none or it is not a record this version wrote.
-pub fn read_record(path: &Path) -> io::Result<Option<Record>> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let Some(rest) = bytes.strip_prefix(RECORD_MAGIC.as_slice()) else {
-        return Ok(None);
-    };
-    if rest.len() < 36 {
-        return Ok(None);
-    }
-    let (id, rest) = rest.split_at(32);
-    let (count, bitfield) = rest.split_at(4);
-    // Both splits are of exactly the lengths checked above.
-    let content_id = ContentId(id.try_into().unwrap());
-    let count = u32::from_be_bytes(count.try_into().unwrap());
-    Ok(ChunkSet::from_bitfield(count, bitfield).map(|chunks| Record { content_id, chunks }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::buffer_pool::recv_pool;
 
     fn manifest_of(data: &[u8], name: &str) -> Manifest {
         let mut builder = ManifestBuilder::new(name, p2p_core::manifest::CHUNK_SIZE_MIN).unwrap();
@@ -701,24 +522,6 @@ mod tests {
             !read_direct(&file, &mut buf[..100], 0),
             "nor an unaligned length"
         );
-    }
-
-    #[test]
-    fn record_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.part.p2p");
-        let mut chunks = ChunkSet::new(21);
-        chunks.insert(0);
-        chunks.insert(20);
-        let record = Record {
-            content_id: ContentId([7; 32]),
-            chunks,
-        };
-        write_record(&path, &record).unwrap();
-        assert_eq!(read_record(&path).unwrap(), Some(record));
-        assert_eq!(read_record(&dir.path().join("missing")).unwrap(), None);
-        fs::write(&path, b"not a record").unwrap();
-        assert_eq!(read_record(&path).unwrap(), None);
     }
 
     #[test]

@@ -10,7 +10,8 @@ use p2p_core::tracker::{Tracker, TrackerAction, TrackerConfig};
 use smol::channel::Sender;
 use smol::{Task, future};
 
-use crate::net::{self, ConnEvent, ConnHandle, NetEvent};
+use crate::io::clock;
+use crate::io::net::{self, ConnEvent, ConnHandle, NetEvent};
 
 enum Event {
     Net(NetEvent),
@@ -45,8 +46,8 @@ pub async fn start(listen: SocketAddr) -> anyhow::Result<TrackerHandle> {
     let (events, events_rx) = smol::channel::bounded(net::EVENT_QUEUE_MAX);
     let addr = net::listen(listen, events.clone(), Event::Accepted).await?;
     let config = TrackerConfig {
-        rng_seed: net::random_u64(),
-        tracker_id: p2p_core::PeerId(net::random_u64()),
+        rng_seed: clock::random_u64(),
+        tracker_id: p2p_core::PeerId(clock::random_u64()),
         ..TrackerConfig::default()
     };
     let mut tracker = Tracker::new(config);
@@ -56,11 +57,11 @@ pub async fn start(listen: SocketAddr) -> anyhow::Result<TrackerHandle> {
         loop {
             let deadline = tracker.poll_timeout();
             let next = future::or(async { events_rx.recv().await.ok() }, async {
-                net::timer_for(deadline).await;
+                clock::timer_for(deadline).await;
                 None
             })
             .await;
-            let now = net::now();
+            let now = clock::now();
             match next {
                 Some(Event::Stop) => break,
                 Some(Event::Accepted(stream)) => {
@@ -84,25 +85,7 @@ pub async fn start(listen: SocketAddr) -> anyhow::Result<TrackerHandle> {
             if tracker.poll_timeout().is_some_and(|at| at <= now) {
                 tracker.handle_timeout(now);
             }
-            while let Some(action) = tracker.poll_action() {
-                match action {
-                    TrackerAction::Send { conn, message } => {
-                        let failed = conns.get(&conn).map(|h| h.send(message)).transpose().err();
-                        if let Some(why) = failed {
-                            tracing::warn!(%conn, "closing: {why}");
-                            if let Some(handle) = conns.remove(&conn) {
-                                drop(handle.close());
-                            }
-                            tracker.handle_closed(now, conn);
-                        }
-                    }
-                    TrackerAction::Close { conn } => {
-                        if let Some(handle) = conns.remove(&conn) {
-                            drop(handle.close());
-                        }
-                    }
-                }
-            }
+            drain(&mut tracker, &mut conns);
         }
         for (_, handle) in conns.drain() {
             drop(handle.close());
@@ -110,4 +93,41 @@ pub async fn start(listen: SocketAddr) -> anyhow::Result<TrackerHandle> {
     });
     tracing::info!(%addr, "tracker listening");
     Ok(TrackerHandle { addr, events, task })
+}
+
+/// Carries out every action the tracker has queued: all of them are drained first, then
+/// carried out; a connection found closed on the way is told to the tracker afterwards
+/// (its own actions drained the same way), as the simulator does. The tracker is never
+/// called while its actions are being drained.
+fn drain(tracker: &mut Tracker, conns: &mut HashMap<ConnId, ConnHandle>) {
+    loop {
+        let actions: Vec<_> = std::iter::from_fn(|| tracker.poll_action()).collect();
+        let mut closed = Vec::new();
+        for action in actions {
+            match action {
+                TrackerAction::Send { conn, message } => {
+                    let failed = conns.get(&conn).map(|h| h.send(message)).transpose().err();
+                    if let Some(why) = failed {
+                        tracing::warn!(%conn, "closing: {why}");
+                        if let Some(handle) = conns.remove(&conn) {
+                            drop(handle.close());
+                        }
+                        closed.push(conn);
+                    }
+                }
+                TrackerAction::Close { conn } => {
+                    if let Some(handle) = conns.remove(&conn) {
+                        drop(handle.close());
+                    }
+                }
+            }
+        }
+        if closed.is_empty() {
+            return;
+        }
+        let now = clock::now();
+        for conn in closed {
+            tracker.handle_closed(now, conn);
+        }
+    }
 }

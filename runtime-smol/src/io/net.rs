@@ -1,5 +1,5 @@
-//! Sockets for the machines: one reader task and one writer task per TCP connection, a
-//! listener task per listening machine, and the clock the machines are given.
+//! Sockets for the machines: one reader task and one writer task per TCP connection, and
+//! a listener task per listening machine.
 //!
 //! A machine task never touches a socket. Readers decode frames and send them to the
 //! machine's event channel (bounded, so a slow machine slows its readers and TCP pushes back
@@ -8,7 +8,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -19,7 +19,8 @@ use smol::channel::{Receiver, Sender, TrySendError};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Timer, future};
 
-use crate::store;
+use crate::io::buffer_pool;
+use crate::io::rate_limit::RateLimiter;
 
 /// Messages queued for one connection's writer. The core bounds what it sends (pieces in
 /// flight per connection, requests in flight per peer), so a queue this long is only full
@@ -39,37 +40,9 @@ const WRITE_BATCH_MAX: usize = 64 * 1024;
 /// After a machine closes a connection and its queue is written (a goodbye, an error),
 /// how long the remote has to close its side before the socket is cut.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
-
-// ------------------------------------------------------------------ clock
-
-fn epoch() -> std::time::Instant {
-    static START: OnceLock<std::time::Instant> = OnceLock::new();
-    *START.get_or_init(std::time::Instant::now)
-}
-
-/// Now, as the machines count time: nanoseconds since the process started.
-pub fn now() -> p2p_core::Instant {
-    let nanos = u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX);
-    p2p_core::Instant::from_nanos(nanos)
-}
-
-/// A machine deadline as a timer. `None` (or a deadline past any real time) never fires.
-pub fn timer_for(deadline: Option<p2p_core::Instant>) -> Timer {
-    match deadline {
-        Some(at) => match epoch().checked_add(Duration::from_nanos(at.as_nanos())) {
-            Some(at) => Timer::at(at),
-            None => Timer::never(),
-        },
-        None => Timer::never(),
-    }
-}
-
-/// A random 64-bit value from the OS-seeded hasher keys std keeps: enough for a peer id or
-/// a machine's RNG seed, without another dependency.
-pub fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one((std::process::id(), now().as_nanos()))
-}
+/// After a failed accept (out of file descriptors and the like), how long the listener
+/// waits before it tries again.
+const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 
 // ------------------------------------------------------------------ connections
 
@@ -126,38 +99,6 @@ impl WriterDone {
     pub async fn wait(self) {
         // The writer never sends: `recv` returns once its sender is dropped.
         let _ = self.0.recv().await;
-    }
-}
-
-/// Caps the bytes per second a peer uploads (all connections together), to model a network
-/// link on loopback. Pieces are paced: each one may start once the previous ones have had
-/// their time.
-pub struct RateLimiter {
-    bytes_per_sec: u64,
-    next_free: Mutex<std::time::Instant>,
-}
-
-impl RateLimiter {
-    pub fn new(bytes_per_sec: u64) -> Arc<RateLimiter> {
-        Arc::new(RateLimiter {
-            bytes_per_sec: bytes_per_sec.max(1),
-            next_free: Mutex::new(std::time::Instant::now()),
-        })
-    }
-
-    async fn acquire(&self, bytes: usize) {
-        let cost = Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec as f64);
-        let start = {
-            // A poisoned lock only means another writer panicked mid-update; the instant
-            // inside is still a valid instant.
-            let mut next_free = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
-            let start = (*next_free).max(std::time::Instant::now());
-            *next_free = start + cost;
-            start
-        };
-        if start > std::time::Instant::now() {
-            Timer::at(start).await;
-        }
     }
 }
 
@@ -364,7 +305,7 @@ fn bulk_frame_len(decoder: &mut FrameDecoder) -> Option<usize> {
     let buf = decoder.buffer_mut();
     let prefix: [u8; 4] = buf.get(..4)?.try_into().ok()?;
     let len = u32::from_be_bytes(prefix) as usize;
-    (BULK_FRAME_MIN..=store::POOL_BUF_LEN)
+    (BULK_FRAME_MIN..=buffer_pool::POOL_BUF_LEN)
         .contains(&len)
         .then_some(len)
 }
@@ -395,7 +336,7 @@ async fn read_bulk_frame(
     buf: &mut BytesMut,
     len: usize,
 ) -> Result<Message, String> {
-    let mut frame = store::recv_pool()
+    let mut frame = buffer_pool::recv_pool()
         .take_aligned(len, piece_data_offset())
         .await;
     buf.advance(4);
@@ -485,7 +426,7 @@ where
                 Err(e) => {
                     // Out of file descriptors and the like: wait instead of spinning.
                     tracing::warn!("accept failed: {e}");
-                    Timer::after(Duration::from_millis(100)).await;
+                    Timer::after(ACCEPT_RETRY_DELAY).await;
                 }
             }
         }

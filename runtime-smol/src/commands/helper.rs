@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use crate::peer_task::{self, PeerOptions};
-use crate::signals::StopSignals;
+use crate::driver::peer::{self, PeerOptions};
+use crate::io::signals::StopSignals;
 
 pub async fn run(
     tracker: String,
@@ -14,7 +14,7 @@ pub async fn run(
     swarm: String,
     signals: &mut StopSignals,
 ) -> anyhow::Result<ExitCode> {
-    let peer = peer_task::start(PeerOptions {
+    let peer = peer::start(PeerOptions {
         swarm: swarm.clone(),
         listen: Some(listen),
         trackers: vec![tracker.clone()],

@@ -5,11 +5,11 @@ use std::process::ExitCode;
 use indicatif::HumanBytes;
 use serde_json::json;
 
-use crate::client;
-use crate::progress::print_json;
+use crate::commands::progress::print_json;
+use crate::commands::tracker_client;
 
 pub async fn ls(tracker: &str, swarm: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let files = client::list_files(tracker, swarm).await?;
+    let files = tracker_client::list_files(tracker, swarm).await?;
     if json {
         for f in &files {
             print_json(&json!({
@@ -49,7 +49,7 @@ pub async fn ls(tracker: &str, swarm: &str, json: bool) -> anyhow::Result<ExitCo
 }
 
 pub async fn peers(tracker: &str, swarm: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let peers = client::list_peers(tracker, swarm).await?;
+    let peers = tracker_client::list_peers(tracker, swarm).await?;
     if json {
         for p in &peers {
             print_json(&json!({

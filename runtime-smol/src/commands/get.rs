@@ -9,11 +9,11 @@ use smol::future;
 
 use crate::UsageError;
 use crate::cli::{DEFAULT_TRACKER_ADDR, GetArgs};
-use crate::peer_task::{self, PeerOptions, UserEvent};
-use crate::progress::Reporter;
-use crate::signals::{Stop, StopSignals};
-use crate::store::Destination;
-use crate::{client, progress};
+use crate::commands::progress::Reporter;
+use crate::commands::{progress, tracker_client};
+use crate::driver::peer::{self, PeerOptions, UserEvent};
+use crate::io::signals::{Stop, StopSignals};
+use crate::io::store::Destination;
 
 /// What the user asked for.
 enum Target {
@@ -60,7 +60,7 @@ pub async fn run(
         Target::Name(name) => resolve_name(&trackers[0], &swarm, name).await?,
     };
     let destination = Destination::from_output(args.output.as_deref());
-    let peer = peer_task::start(PeerOptions {
+    let peer = peer::start(PeerOptions {
         swarm,
         listen: Some(args.listen),
         trackers,
@@ -132,7 +132,7 @@ pub async fn run(
 
 /// The content id of the one file the tracker lists under `name`.
 async fn resolve_name(tracker: &str, swarm: &str, name: &str) -> anyhow::Result<ContentId> {
-    let files = client::list_files(tracker, swarm).await?;
+    let files = tracker_client::list_files(tracker, swarm).await?;
     let mut matches: Vec<_> = files.iter().filter(|f| f.name == name).collect();
     matches.dedup_by_key(|f| f.content_id);
     match matches.as_slice() {

@@ -29,12 +29,12 @@ use smol::future;
 
 use crate::UsageError;
 use crate::cli::{FetchArgs, GetArgs};
-use crate::http::{self, OriginInfo};
-use crate::peer_task::{self, PeerHandle, PeerOptions, UserEvent};
-use crate::progress::{self, print_json};
-use crate::signals::{Stop, StopSignals};
-use crate::store::{self, Destination, PartPaths};
-use crate::{client, get};
+use crate::commands::progress::{self, print_json};
+use crate::commands::{get, tracker_client};
+use crate::driver::peer::{self, PeerHandle, PeerOptions, UserEvent};
+use crate::io::http::{self, OriginInfo};
+use crate::io::signals::{Stop, StopSignals};
+use crate::io::store::{self, Destination, PartPaths};
 
 /// JSON progress lines at most this often.
 const JSON_PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
@@ -79,7 +79,7 @@ pub async fn run(
             "the origin gives no ETag or Last-Modified: the swarm cannot tell versions apart, so it is not asked"
         );
     } else {
-        match client::find_origin(&args.tracker, &swarm, &origin).await {
+        match tracker_client::find_origin(&args.tracker, &swarm, &origin).await {
             Ok(Some(content_id)) => {
                 eprintln!("the swarm already has {url} ({content_id}); downloading it from peers");
                 if args.json {
@@ -132,7 +132,7 @@ pub async fn run(
     };
     let file = Arc::new(file);
 
-    let peer = peer_task::start(PeerOptions {
+    let peer = peer::start(PeerOptions {
         swarm,
         listen: Some(args.listen),
         trackers: vec![args.tracker.clone()],
@@ -215,7 +215,7 @@ pub async fn run(
 
     // Publish, keyed also by URL and validator, so the next fetch comes from peers.
     let content_id = manifest.content_id();
-    let published = peer_task::open_published(&paths.final_path)?;
+    let published = peer::open_published(&paths.final_path)?;
     peer.publish(manifest, published).await;
     if !info.validator.is_empty() {
         peer.set_origin(content_id, origin).await;
@@ -297,7 +297,7 @@ fn new_bar(json: bool, size: u64) -> Option<ProgressBar> {
     (!json && progress::stderr_is_terminal()).then(|| {
         let bar = ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::stderr());
         bar.set_style(progress::bar_style());
-        bar.enable_steady_tick(Duration::from_millis(200));
+        bar.enable_steady_tick(progress::BAR_TICK_INTERVAL);
         bar
     })
 }

@@ -1,0 +1,233 @@
+//! Everything the peer task reacts to, and how each event becomes an input of the `Peer`
+//! machine (or of a download's finishing order, `finish`).
+
+use std::fs::File;
+use std::sync::Arc;
+
+use async_net::TcpStream;
+use bytes::Bytes;
+use p2p_core::coop::{FetchSpec, RangeError};
+use p2p_core::peer::StoreOutcome;
+use p2p_core::{ContentId, Manifest};
+use smol::channel::Sender;
+
+use super::downloads::DownloadFiles;
+use super::{ContentFile, Driver};
+use crate::io::clock;
+use crate::io::net::{self, ConnEvent, NetEvent};
+use crate::io::record::Record;
+use crate::io::store::{Destination, Prepared};
+
+/// Everything the peer task reacts to.
+pub(super) enum Event {
+    Net(NetEvent),
+    Accepted(TcpStream),
+    Publish {
+        manifest: Manifest,
+        file: File,
+    },
+    Download {
+        content_id: ContentId,
+        manifest: Option<Manifest>,
+        destination: Destination,
+        force: bool,
+        /// The file's SHA-256 the user expects (lowercase hex).
+        expected_sha256: Option<String>,
+    },
+    Shutdown,
+    ReadDone {
+        token: u64,
+        result: Result<Bytes, String>,
+    },
+    StoreDone {
+        token: u64,
+        content_id: ContentId,
+        chunk_index: u32,
+        outcome: StoreOutcome,
+    },
+    Prepared {
+        content_id: ContentId,
+        result: Result<Prepared, String>,
+    },
+    RecordSaved {
+        content_id: ContentId,
+    },
+    /// The part file of a complete download was synced (or could not be).
+    Synced {
+        content_id: ContentId,
+        result: Result<(), String>,
+    },
+    /// The synced part file was renamed to its final name (or could not be).
+    Renamed {
+        content_id: ContentId,
+        result: Result<(), String>,
+    },
+    Fetch {
+        spec: FetchSpec,
+        file: Arc<File>,
+        reply: Sender<u64>,
+    },
+    CancelFetch {
+        job_id: u64,
+    },
+    SetOrigin {
+        content_id: ContentId,
+        origin: String,
+    },
+    RangeFetched {
+        token: u64,
+        result: Result<Bytes, RangeError>,
+    },
+    RangeWritten {
+        token: u64,
+        result: Result<(), String>,
+    },
+}
+
+impl From<NetEvent> for Event {
+    fn from(event: NetEvent) -> Event {
+        Event::Net(event)
+    }
+}
+
+impl Driver {
+    pub(super) fn handle(&mut self, event: Event) {
+        let now = clock::now();
+        match event {
+            Event::Net(net_event) => self.on_net(net_event),
+            Event::Accepted(stream) => match self.peer.accept(now) {
+                Some(conn) => {
+                    let handle =
+                        net::attach(conn, stream, self.events.clone(), self.limiter.clone());
+                    self.conns.insert(conn, handle);
+                }
+                None => tracing::debug!("connection refused: at the connection limit"),
+            },
+            Event::Publish { manifest, file } => self.on_publish(manifest, file),
+            Event::Download {
+                content_id,
+                manifest,
+                destination,
+                force,
+                expected_sha256,
+            } => {
+                let files = DownloadFiles::new(destination, force, expected_sha256);
+                self.downloads.insert(content_id, files);
+                self.peer.download(now, content_id, manifest);
+            }
+            Event::Shutdown => {}
+            Event::ReadDone { token, result } => self.peer.handle_read(now, token, result),
+            Event::StoreDone {
+                token,
+                content_id,
+                chunk_index,
+                outcome,
+            } => self.on_store_done(token, content_id, chunk_index, outcome),
+            Event::Prepared { content_id, result } => self.on_prepared(content_id, result),
+            Event::RecordSaved { content_id } => {
+                self.finish_step(content_id, |finish| finish.record_written())
+            }
+            Event::Synced { content_id, result } => {
+                self.finish_step(content_id, |finish| finish.synced(result))
+            }
+            Event::Renamed { content_id, result } => {
+                self.finish_step(content_id, |finish| finish.renamed(result))
+            }
+            Event::Fetch { spec, file, reply } => {
+                let job_id = self.peer.fetch(now, spec);
+                self.fetch_files.insert(job_id, file);
+                let _ = reply.try_send(job_id);
+            }
+            Event::CancelFetch { job_id } => self.peer.cancel_fetch(now, job_id),
+            Event::SetOrigin { content_id, origin } => {
+                self.peer.set_origin(now, content_id, origin)
+            }
+            Event::RangeFetched { token, result } => {
+                self.peer.handle_range_fetched(now, token, result)
+            }
+            Event::RangeWritten { token, result } => {
+                self.peer.handle_range_written(now, token, result)
+            }
+        }
+    }
+
+    fn on_publish(&mut self, manifest: Manifest, file: File) {
+        let content_id = manifest.content_id();
+        let chunk_size = manifest.chunk_size;
+        self.files.insert(
+            content_id,
+            Arc::new(ContentFile {
+                file,
+                chunk_size,
+                uncached: false,
+            }),
+        );
+        self.peer.publish(clock::now(), manifest);
+    }
+
+    fn on_store_done(
+        &mut self,
+        token: u64,
+        content_id: ContentId,
+        chunk_index: u32,
+        outcome: StoreOutcome,
+    ) {
+        self.stores_in_flight -= 1;
+        if outcome == StoreOutcome::Stored {
+            self.mark_stored(content_id, chunk_index);
+        }
+        self.peer.handle_stored(clock::now(), token, outcome);
+    }
+
+    fn on_net(&mut self, NetEvent { conn, event }: NetEvent) {
+        let now = clock::now();
+        if !self.conns.contains_key(&conn) {
+            // A late event of a connection the machine already closed.
+            return;
+        }
+        match event {
+            ConnEvent::Connected => self.peer.handle_connected(now, conn),
+            ConnEvent::Message(message) => self.peer.handle_message(now, conn, message),
+            ConnEvent::Sent => self.peer.handle_sent(now, conn),
+            ConnEvent::Closed => {
+                self.conns.remove(&conn);
+                self.peer.handle_closed(now, conn);
+            }
+        }
+    }
+
+    /// A part file is ready (or could not be made): the download knows its paths, the peer
+    /// can read and write its chunks, and the machine learns which chunks are on disk.
+    fn on_prepared(&mut self, content_id: ContentId, result: Result<Prepared, String>) {
+        let result = match (result, self.downloads.get_mut(&content_id)) {
+            (Ok(prepared), Some(download)) => {
+                tracing::info!(
+                    part = %prepared.paths.part.display(),
+                    "download prepared: {} of {} chunks on disk",
+                    prepared.have.count(),
+                    prepared.have.len()
+                );
+                download.paths = Some(prepared.paths);
+                download.finish.prepared(prepared.in_place);
+                download.sha256 = prepared.sha256;
+                download.record = Some(Record {
+                    content_id,
+                    chunks: prepared.have.clone(),
+                });
+                self.files.insert(
+                    content_id,
+                    Arc::new(ContentFile {
+                        file: prepared.file,
+                        chunk_size: prepared.chunk_size,
+                        uncached: true,
+                    }),
+                );
+                Ok(prepared.have)
+            }
+            (Ok(_), None) => Err("the download was cancelled".to_string()),
+            (Err(e), _) => Err(e),
+        };
+        self.peer
+            .download_prepared(clock::now(), content_id, result);
+    }
+}

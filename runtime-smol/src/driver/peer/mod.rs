@@ -1,0 +1,287 @@
+//! The peer task: owns one `p2p_core::peer::Peer`, feeds it every event (sockets, timers,
+//! disk completions, user commands) and carries out its actions.
+//!
+//! Everything that can take time runs elsewhere: sockets in their reader and writer tasks
+//! (`net`), chunk reads, hashing and writes on smol's blocking pool (`store`). The task
+//! itself only moves events in and actions out, so it keeps up with the network.
+//!
+//! Its parts: the user's end (`handle`), the events and how they become inputs (`events`),
+//! the actions and how they are carried out (`actions`), the notices for the user
+//! (`notices`), a download's files and resume record (`downloads`) and the pure finishing
+//! order they follow (`finish`), and stopping (`shutdown`).
+
+mod actions;
+mod downloads;
+mod events;
+mod finish;
+mod handle;
+mod notices;
+mod shutdown;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use p2p_core::peer::{Peer, PeerConfig, PeerNotice};
+use p2p_core::{ConnId, ContentId, PeerId};
+use smol::channel::{Receiver, Sender};
+use smol::{Timer, future};
+
+use self::actions::Deferred;
+use self::downloads::DownloadFiles;
+use self::events::Event;
+pub use self::handle::PeerHandle;
+use crate::io::clock;
+use crate::io::net::{self, ConnHandle, WriterDone};
+use crate::io::rate_limit::RateLimiter;
+
+/// How often the resume record of a running download is rewritten (at most).
+const RECORD_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// On shutdown, how long to wait for chunk writes in flight and for goodbyes to be sent.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Progress events waiting for the user beyond this many are dropped (the next one says
+/// the same, more recently).
+const PROGRESS_BACKLOG_MAX: usize = 256;
+
+/// How to run a peer.
+#[derive(Clone, Debug)]
+pub struct PeerOptions {
+    pub swarm: String,
+    /// Where to accept peer connections (port 0: any free port). `None`: accept none, so
+    /// this peer only downloads and serves no one.
+    pub listen: Option<SocketAddr>,
+    pub trackers: Vec<String>,
+    /// Upload cap in bytes per second, all connections together.
+    pub upload_limit: Option<u64>,
+    /// How often a running download asks the tracker for more peers (`None`: the core's
+    /// default, suited to large files).
+    pub locate_interval: Option<Duration>,
+    /// Take ranges of other peers' cooperative origin downloads.
+    pub help_others: bool,
+    /// Requests kept in flight to an origin (as fetcher or helper); `None`: the core's
+    /// default (1).
+    pub origin_connections: Option<u32>,
+}
+
+/// What the peer tells its user.
+#[derive(Clone, Debug)]
+pub enum UserEvent {
+    /// Progress, tracker connection changes, bans.
+    Notice(PeerNotice),
+    /// The file is complete, synced and under its final name.
+    Downloaded {
+        content_id: ContentId,
+        path: PathBuf,
+        sha256: String,
+    },
+    DownloadFailed {
+        content_id: ContentId,
+        reason: String,
+    },
+}
+
+/// Transfer totals of a peer, reported when it stops.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PeerStats {
+    pub uploaded_bytes: u64,
+    pub downloaded_bytes: u64,
+}
+
+/// A file the peer reads chunks from (and, while downloading, writes them to).
+struct ContentFile {
+    file: File,
+    chunk_size: u32,
+    /// Whether the file's pages are unlikely to be in the page cache: a download's chunks
+    /// are written with direct I/O. Blocks to serve are then read direct at once.
+    uncached: bool,
+}
+
+struct Driver {
+    peer: Peer,
+    events: Sender<Event>,
+    user: Sender<UserEvent>,
+    limiter: Option<Arc<RateLimiter>>,
+    conns: HashMap<ConnId, ConnHandle>,
+    files: HashMap<ContentId, Arc<ContentFile>>,
+    downloads: HashMap<ContentId, DownloadFiles>,
+    next_record_flush: Option<std::time::Instant>,
+    stores_in_flight: usize,
+    /// Writers of connections closed during shutdown, to wait for.
+    closing: Vec<WriterDone>,
+    /// The part files of running cooperative downloads, by job id.
+    fetch_files: HashMap<u64, Arc<File>>,
+    /// Inputs that actions produced at once, fed to the machine after the drain.
+    deferred: Vec<Deferred>,
+}
+
+/// Binds the listener (when asked) and starts the peer task.
+pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
+    let (events, events_rx) = smol::channel::bounded(net::EVENT_QUEUE_MAX);
+    let listen_addr = match options.listen {
+        Some(addr) => Some(net::listen(addr, events.clone(), Event::Accepted).await?),
+        None => None,
+    };
+    let peer_id = PeerId(clock::random_u64());
+    let mut config = PeerConfig {
+        peer_id,
+        swarm: options.swarm.clone(),
+        listen_addr: listen_addr.map(|a| a.to_string()).unwrap_or_default(),
+        trackers: options.trackers.clone(),
+        rng_seed: clock::random_u64(),
+        ..PeerConfig::default()
+    };
+    if let Some(interval) = options.locate_interval {
+        config.locate_interval = interval;
+    }
+    config.help_others = options.help_others;
+    if let Some(n) = options.origin_connections {
+        config.origin_connections = n.max(1);
+    }
+    tracing::info!(%peer_id, listen = %config.listen_addr, trackers = ?config.trackers, "peer starting");
+    if let Some(listen) = listen_addr.filter(|a| a.ip().is_unspecified())
+        && let Some(tracker) = options.trackers.iter().find(|t| is_loopback_addr(t))
+    {
+        // The tracker lists a peer on every interface at the address its connection came
+        // from: here a loopback one, which no other machine can dial.
+        tracing::warn!(
+            "serving on {listen} for other machines, but the tracker {tracker} is reached over loopback, so it lists this peer at a loopback address only this machine can reach; give the tracker's LAN address (--tracker HOST:PORT)"
+        );
+    }
+    let (user, user_events) = smol::channel::unbounded();
+    let driver = Driver {
+        peer: Peer::new(config, clock::now()),
+        events: events.clone(),
+        user,
+        limiter: options.upload_limit.map(RateLimiter::new),
+        conns: HashMap::new(),
+        files: HashMap::new(),
+        downloads: HashMap::new(),
+        next_record_flush: None,
+        stores_in_flight: 0,
+        closing: Vec::new(),
+        fetch_files: HashMap::new(),
+        deferred: Vec::new(),
+    };
+    let task = smol::spawn(driver.run(events_rx));
+    Ok(PeerHandle {
+        events,
+        user_events,
+        listen_addr,
+        task,
+    })
+}
+
+/// Whether `addr` (`IP:PORT` or `HOST:PORT`) names this machine's loopback interface.
+fn is_loopback_addr(addr: &str) -> bool {
+    match addr.parse::<SocketAddr>() {
+        Ok(addr) => addr.ip().is_loopback(),
+        Err(_) => addr
+            .rsplit_once(':')
+            .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
+    }
+}
+
+/// Opens a file to publish, with the chunk size its manifest uses.
+pub fn open_published(path: &std::path::Path) -> anyhow::Result<File> {
+    File::open(path).with_context(|| format!("cannot open {}", path.display()))
+}
+
+enum Wake {
+    Event(Event),
+    Timer,
+    Closed,
+}
+
+impl Driver {
+    async fn run(mut self, events: Receiver<Event>) -> PeerStats {
+        self.drain();
+        loop {
+            let deadline = self.peer.poll_timeout();
+            let record_flush = self.next_record_flush;
+            let wake = future::or(
+                async {
+                    match events.recv().await {
+                        Ok(event) => Wake::Event(event),
+                        Err(_) => Wake::Closed,
+                    }
+                },
+                async {
+                    let machine = clock::timer_for(deadline);
+                    let record = match record_flush {
+                        Some(at) => Timer::at(at),
+                        None => Timer::never(),
+                    };
+                    future::or(machine, record).await;
+                    Wake::Timer
+                },
+            )
+            .await;
+            match wake {
+                Wake::Event(Event::Shutdown) | Wake::Closed => break,
+                Wake::Event(event) => self.handle(event),
+                Wake::Timer => {}
+            }
+            let now = clock::now();
+            if self.peer.poll_timeout().is_some_and(|at| at <= now) {
+                self.peer.handle_timeout(now);
+            }
+            if self
+                .next_record_flush
+                .is_some_and(|at| at <= std::time::Instant::now())
+            {
+                self.flush_records();
+            }
+            self.drain();
+        }
+        self.shutdown(&events).await
+    }
+
+    /// Carries out every action the machine has queued: all of them are drained first,
+    /// then carried out, and the inputs they produced at once are fed afterwards (their
+    /// own actions drained the same way), as the simulator does. The machine is never
+    /// called while its actions are being drained.
+    fn drain(&mut self) {
+        loop {
+            let actions: Vec<_> = std::iter::from_fn(|| self.peer.poll_action()).collect();
+            for action in actions {
+                self.act(action);
+            }
+            if self.deferred.is_empty() {
+                return;
+            }
+            for input in std::mem::take(&mut self.deferred) {
+                self.feed(input);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_tracker_addresses() {
+        for addr in [
+            "127.0.0.1:7070",
+            "127.0.1.1:7070",
+            "[::1]:7070",
+            "localhost:7070",
+        ] {
+            assert!(is_loopback_addr(addr), "{addr}");
+        }
+        for addr in [
+            "10.0.0.5:7070",
+            "[fe80::1]:7070",
+            "tracker.lan:7070",
+            "",
+            "localhost",
+        ] {
+            assert!(!is_loopback_addr(addr), "{addr}");
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The runtime's I/O: connections (`net`), the machines' clock and seeds (`clock`), the
+//! upload cap (`rate_limit`), files on disk (`store`) and a download's resume record
+//! (`record`), the block buffers sockets and files share (`buffer_pool`), HTTP to an
+//! origin (`http`) and the stop signals (`signals`).
+//!
+//! Nothing here knows the machines' logic: these are the hands the drivers use.
+
+pub mod buffer_pool;
+pub mod clock;
+pub mod http;
+pub mod net;
+pub mod rate_limit;
+pub mod record;
+pub mod signals;
+pub mod store;
