@@ -6,6 +6,9 @@
 //! driver carries out connects, sends, closes, chunk reads and verify-and-store, and reports
 //! back with the matching `handle_*` call.
 
+pub mod coop;
+pub mod download;
+
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -14,12 +17,12 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use self::coop::Coop;
+use self::download::scheduler::SchedulerConfig;
+use self::download::{BlockMismatch, Download, DownloadPhase};
 use crate::chunkset::ChunkSet;
-use crate::coop::Coop;
-use crate::downloader::{BlockMismatch, Download, DownloadPhase};
 use crate::ids::{ConnId, ContentId, PeerId};
 use crate::manifest::{ChunkCheck, Manifest};
-use crate::scheduler::SchedulerConfig;
 use crate::time::{Instant, earliest};
 use crate::wire::{BLOCK_LEN_MAX, Message, PEERS_LEN_MAX, PROTOCOL_VERSION, PeerChunks};
 
@@ -1837,7 +1840,10 @@ impl Peer {
 
     // ------------------------------------------------------------------ chunks
 
-    fn scheduler_mut(&mut self, content_id: ContentId) -> Option<&mut crate::scheduler::Scheduler> {
+    fn scheduler_mut(
+        &mut self,
+        content_id: ContentId,
+    ) -> Option<&mut download::scheduler::Scheduler> {
         self.downloads
             .get_mut(&content_id)
             .and_then(|d| d.scheduler.as_mut())

@@ -1,15 +1,17 @@
 //! One download's state: the manifest (once verified), the scheduler, and the blocks of
 //! chunks being received, assembled until the chunk can be verified.
 
+pub mod scheduler;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
+use self::scheduler::{Scheduler, SchedulerConfig};
 use crate::chunkset::ChunkSet;
 use crate::ids::{ContentId, PeerId};
 use crate::manifest::Manifest;
-use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::time::Instant;
 use crate::wire::BLOCK_LEN_MAX;
 
