@@ -21,6 +21,7 @@ mod exchange;
 mod output;
 mod serving;
 mod steps;
+mod timer;
 mod tracker_session;
 
 use bytes::Bytes;
@@ -35,11 +36,12 @@ use self::coop::{Coop, FetchJob, FetchSpec, RangeError};
 use self::download::{Download, DownloadPhase, Downloads};
 use self::output::Output;
 use self::serving::{Held, Serving};
+use self::timer::{Timer, TimerTable};
 use self::tracker_session::TrackerSession;
 use crate::chunkset::ChunkSet;
 use crate::ids::{ConnId, ContentId};
 use crate::manifest::Manifest;
-use crate::time::{Instant, earliest};
+use crate::time::Instant;
 use crate::wire::Message;
 
 /// The parts' view for one coop step: borrows the fields coop may use beside its own.
@@ -152,20 +154,38 @@ impl Peer {
         self.out.pop()
     }
 
-    /// When `handle_timeout` next wants to run. Changes after any input.
+    /// When `handle_timeout` next wants to run: the earliest deadline of any timer. Changes
+    /// after any input.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut next = self.tracker.deadline();
-        next = earliest(next, self.tracker.haves_deadline());
-        next = earliest(next, self.coop.poll_timeout());
-        if self.coop.has_active_fetch() {
-            next = earliest(next, Some(self.next_helper_scan_at));
+        self.timer_table().next_timeout()
+    }
+
+    /// Every timer's deadline, from the parts that own them.
+    fn timer_table(&self) -> TimerTable {
+        let mut table = TimerTable::default();
+        for timer in Timer::ALL {
+            table.set(timer, self.deadline_of(timer));
         }
-        next = earliest(next, self.conns.deadline());
-        for download in self.downloads.iter() {
-            next = earliest(next, download.deadline(&self.config));
+        table
+    }
+
+    fn deadline_of(&self, timer: Timer) -> Option<Instant> {
+        match timer {
+            Timer::TrackerSession => self.tracker.deadline(),
+            Timer::HavesFlush => self.tracker.haves_deadline(),
+            Timer::Connections => self.conns.deadline(),
+            Timer::Downloads => self
+                .downloads
+                .iter()
+                .filter_map(|d| d.deadline(&self.config))
+                .min(),
+            Timer::Coop => self.coop.poll_timeout(),
+            Timer::HelperScan => self
+                .coop
+                .has_active_fetch()
+                .then_some(self.next_helper_scan_at),
         }
-        next
     }
 
     // ------------------------------------------------------------------ user commands
@@ -404,26 +424,36 @@ impl Peer {
     }
 
     /// Timers: tracker reconnects and heartbeats, pings, idle connections, request
-    /// timeouts, periodic locates, stalled downloads.
+    /// timeouts, periodic locates, stalled downloads. Runs what is due, in
+    /// [`Timer::ALL`]'s order.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.tracker.on_timer(
-            now,
-            &self.config,
-            &mut self.out,
-            self.uploaded_bytes,
-            self.downloaded_bytes,
-        );
-        if self.tracker.haves_due(now) {
-            self.tracker.flush_haves(&self.serving.held, &mut self.out);
-        }
-        self.conn_timers(now);
-        self.download_timers(now);
-        self.coop.on_timer(&mut coop_ctx!(self), now);
-        if self.coop.has_active_fetch() && now >= self.next_helper_scan_at {
-            // New helpers may have joined the swarm since the job started.
-            self.next_helper_scan_at = now + self.config.locate_interval;
-            self.tracker.send(&mut self.out, Message::ListPeers);
+        let table = self.timer_table();
+        for timer in Timer::ALL {
+            if table.is_due(timer, now) {
+                self.on_timer(timer, now);
+            }
         }
         self.pump(now);
+    }
+
+    fn on_timer(&mut self, timer: Timer, now: Instant) {
+        match timer {
+            Timer::TrackerSession => self.tracker.on_timer(
+                now,
+                &self.config,
+                &mut self.out,
+                self.uploaded_bytes,
+                self.downloaded_bytes,
+            ),
+            Timer::HavesFlush => self.tracker.flush_haves(&self.serving.held, &mut self.out),
+            Timer::Connections => self.conn_timers(now),
+            Timer::Downloads => self.download_timers(now),
+            Timer::Coop => self.coop.on_timer(&mut coop_ctx!(self), now),
+            Timer::HelperScan => {
+                // New helpers may have joined the swarm since the job started.
+                self.next_helper_scan_at = now + self.config.locate_interval;
+                self.tracker.send(&mut self.out, Message::ListPeers);
+            }
+        }
     }
 }

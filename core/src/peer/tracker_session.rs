@@ -284,10 +284,6 @@ impl TrackerSession {
         }
     }
 
-    pub(crate) fn haves_due(&self, now: Instant) -> bool {
-        self.haves_flush_at.is_some_and(|at| now >= at)
-    }
-
     /// Sends the batched haves; a content not yet announced on this session is announced.
     pub(crate) fn flush_haves(&mut self, held: &BTreeMap<ContentId, Held>, out: &mut Output) {
         self.haves_flush_at = None;
