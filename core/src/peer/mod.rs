@@ -6,11 +6,12 @@
 //! driver carries out connects, sends, closes, chunk reads and verify-and-store, and reports
 //! back with the matching `handle_*` call.
 //!
-//! This file is the facade: every input and output of [`Peer`], and the steps that need
-//! several parts (those behind the inputs are in `steps`). Each part owns its state in its own module: the tracker session
-//! (`tracker_session`), connections and their handshake, pings and idle timeouts
-//! (`conns`), serving (`serving`), downloads (`download`), peer exchange (`exchange`) and
-//! the cooperative origin download (`coop`).
+//! This file is the facade: every input and output of [`Peer`]. The steps behind them that
+//! need several parts are in `steps` and `peer_messages`. Each part owns its state in its
+//! own module: the tracker session (`tracker_session`), connections with their handshake,
+//! pings and idle timeouts (`conns`), serving (`serving`), downloads (`download`), peer
+//! exchange (`exchange`), the cooperative origin download (`coop`); the timer kinds and
+//! their table are in `timer`, the action queue every part writes to in `output`.
 
 mod action;
 mod config;
@@ -19,6 +20,7 @@ pub mod coop;
 pub mod download;
 mod exchange;
 mod output;
+mod peer_messages;
 mod serving;
 mod steps;
 mod timer;
