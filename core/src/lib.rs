@@ -8,19 +8,22 @@
 //! drivers of the very same code.
 
 pub mod chunkset;
-pub mod coop;
-pub mod downloader;
 pub mod filename;
 pub mod ids;
 pub mod manifest;
 pub mod peer;
-pub mod scheduler;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod ticket;
 pub mod time;
 pub mod tracker;
 pub mod wire;
+
+// The peer machine's parts live under `peer/`; these keep their former paths working for
+// the runtime, the simulator, the fuzzers and the tests until the public surface shrinks.
+pub use peer::coop;
+pub use peer::download as downloader;
+pub use peer::download::scheduler;
 
 pub use chunkset::ChunkSet;
 pub use ids::{ConnId, ContentId, PeerId, Sha256Digest};

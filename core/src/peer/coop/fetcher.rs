@@ -1,0 +1,462 @@
+//! The fetcher's side of a cooperative download: the job's ranges handed to helpers and
+//! to its own slots, deadlines that take a range back from a helper that stalls, retries
+//! with backoff, writing every range in place, and the job's end.
+
+use bytes::Bytes;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::job::{FetchJob, FetchSpec, Participant, RangeError, RangeState};
+use super::{
+    Coop, CoopPending, Ctx, LOCAL_RANGE_TIMEOUTS, LOCAL_RETRY_DOUBLINGS_MAX, LOCAL_RETRY_WAIT_MAX,
+    RANGE_ATTEMPTS_MAX, RANGE_LEN_MIN,
+};
+use crate::ids::{ConnId, PeerId};
+use crate::peer::action::{PeerAction, PeerNotice};
+use crate::peer::conns::Connections;
+use crate::time::Instant;
+use crate::wire::{BLOCK_LEN_MAX, Message};
+
+impl Coop {
+    /// Messages from a helper to this peer as the fetcher.
+    pub(super) fn on_fetcher_message(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+        conn: ConnId,
+        remote: PeerId,
+        message: Message,
+    ) -> Result<(), String> {
+        match message {
+            Message::TakeWork { job_id } => {
+                let timeout = ctx.config.coop_range_timeout;
+                let Some(job) = self.fetches.get_mut(&job_id) else {
+                    return Ok(());
+                };
+                if job.finished {
+                    ctx.out.send(
+                        conn,
+                        Message::EndJob {
+                            job_id,
+                            reason: "the job is over".into(),
+                        },
+                    );
+                    return Ok(());
+                }
+                let reply = match job.take_pending(Participant::Helper(remote), now + timeout) {
+                    Some(range_index) => {
+                        job.idle.remove(&remote);
+                        let (offset, length) = job.range(range_index);
+                        Message::AssignRange {
+                            job_id,
+                            range_index,
+                            offset,
+                            length,
+                        }
+                    }
+                    None => {
+                        job.idle.insert(remote);
+                        Message::NoWork { job_id }
+                    }
+                };
+                ctx.out.send(conn, reply);
+            }
+            Message::DeliverRange {
+                job_id,
+                range_index,
+                offset,
+                data,
+            } => {
+                let by = Participant::Helper(remote);
+                let Some(job) = self.fetches.get(&job_id) else {
+                    return Ok(());
+                };
+                if !job.is_fetching_by(range_index, by) {
+                    // Late (the range timed out and went to someone else) or never asked.
+                    return Ok(());
+                }
+                let (expected_offset, length) = job.range(range_index);
+                if offset != expected_offset || data.len() != length as usize {
+                    return Err("delivered range does not match its assignment".into());
+                }
+                self.write_range(ctx, job_id, range_index, by, offset, data);
+            }
+            Message::RangeFailed {
+                job_id,
+                range_index,
+                fatal,
+                reason,
+            } => {
+                let by = Participant::Helper(remote);
+                if self
+                    .fetches
+                    .get(&job_id)
+                    .is_some_and(|j| j.is_fetching_by(range_index, by))
+                {
+                    let addr = participant_label(ctx.conns, by);
+                    self.on_range_result(
+                        ctx,
+                        now,
+                        job_id,
+                        range_index,
+                        by,
+                        Err(RangeError {
+                            fatal,
+                            reason: format!("{reason} (helper {addr})"),
+                        }),
+                    );
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Starts a cooperative fetch of `spec` (the driver has done `HEAD`); returns the job
+    /// id the notices carry. The caller asks the tracker for helpers and offers the job.
+    pub(crate) fn start_fetch(&mut self, rng: &mut ChaCha8Rng, mut spec: FetchSpec) -> u64 {
+        spec.range_len = spec.range_len.clamp(RANGE_LEN_MIN, BLOCK_LEN_MAX);
+        let job_id = rng.random();
+        self.fetches.insert(job_id, FetchJob::new(job_id, spec));
+        job_id
+    }
+
+    /// Stops a fetch (the user gave up): helpers are told.
+    pub(crate) fn cancel_fetch(&mut self, ctx: &mut Ctx<'_>, job_id: u64) {
+        self.end_fetch(ctx, job_id, "cancelled by the fetcher".into());
+    }
+
+    /// Inspection: a running or finished fetch job.
+    pub(crate) fn fetch_job(&self, job_id: u64) -> Option<&FetchJob> {
+        self.fetches.get(&job_id)
+    }
+
+    /// A `WriteRange` finished.
+    pub(crate) fn handle_range_written(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+        token: u64,
+        result: Result<(), String>,
+    ) {
+        let Some(CoopPending::Write {
+            job_id,
+            range_index,
+            by,
+        }) = self.pending.remove(&token)
+        else {
+            return;
+        };
+        if let Err(reason) = result {
+            self.end_fetch(
+                ctx,
+                job_id,
+                format!("cannot write range {range_index}: {reason}"),
+            );
+            return;
+        }
+        let Some(job) = self.fetches.get_mut(&job_id) else {
+            return;
+        };
+        if job.finished {
+            return;
+        }
+        let (offset, length) = job.range(range_index);
+        job.ranges[range_index as usize] = RangeState::Done;
+        job.bytes_done += u64::from(length);
+        let entry = job.fetched_by.entry(by).or_default();
+        entry.0 += u64::from(length);
+        entry.1 += 1;
+        let by_label = participant_label(ctx.conns, by);
+        let progress = self.fetch_progress(ctx.conns, job_id);
+        ctx.out.notify(PeerNotice::RangeFetched {
+            job_id,
+            range_index,
+            offset,
+            length,
+            by: by_label,
+        });
+        if let Some(progress) = progress {
+            ctx.out.notify(progress);
+        }
+        self.finish_fetch_if_done(ctx, job_id);
+        self.pump_local_fetches(ctx, now);
+    }
+
+    /// Deadlines of ranges out with helpers, and the fetcher's own retry backoff.
+    pub(crate) fn on_timer(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        let mut freed = Vec::new();
+        for job in self.fetches.values_mut().filter(|j| !j.finished) {
+            let mut any = false;
+            for range in &mut job.ranges {
+                if let RangeState::Fetching { by, deadline } = *range
+                    && now >= deadline
+                    && by != Participant::Local
+                {
+                    // A helper that stalls loses the range to whoever asks next.
+                    *range = RangeState::Pending;
+                    any = true;
+                }
+            }
+            if any {
+                freed.push(job.job_id);
+            }
+        }
+        for job_id in freed {
+            self.reoffer_to_idle(ctx, job_id);
+        }
+        self.pump_local_fetches(ctx, now);
+    }
+
+    /// The fetcher's own slots take ranges like any helper.
+    pub(crate) fn pump_local_fetches(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        let slots = ctx.config.origin_connections.max(1);
+        let timeout = ctx.config.coop_range_timeout;
+        let mut fetches = Vec::new();
+        for job in self.fetches.values_mut().filter(|j| !j.finished) {
+            match job.local_retry_at {
+                Some(at) if now < at => continue,
+                Some(_) => job.local_retry_at = None,
+                None => {}
+            }
+            while job.local_in_flight < slots {
+                // The fetcher's own ranges never time out: its driver reports every fetch.
+                let far = now + timeout * LOCAL_RANGE_TIMEOUTS;
+                let Some(index) = job.take_pending(Participant::Local, far) else {
+                    break;
+                };
+                job.local_in_flight += 1;
+                let (offset, length) = job.range(index);
+                fetches.push((
+                    job.job_id,
+                    index,
+                    job.spec.url.clone(),
+                    job.spec.validator.clone(),
+                    offset,
+                    length,
+                ));
+            }
+        }
+        for (job_id, range_index, url, validator, offset, length) in fetches {
+            let token = ctx.out.next_token();
+            self.pending.insert(
+                token,
+                CoopPending::LocalFetch {
+                    job_id,
+                    range_index,
+                },
+            );
+            ctx.out.push(PeerAction::FetchRange {
+                token,
+                url,
+                validator,
+                offset,
+                length,
+            });
+        }
+    }
+
+    /// Offers every running job to a newly ready connection.
+    pub(crate) fn offer_jobs(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
+        let Some(remote) = ctx.conns.remote(conn) else {
+            return;
+        };
+        let offers: Vec<Message> = self
+            .fetches
+            .values_mut()
+            .filter(|j| !j.finished)
+            .map(|job| {
+                job.offered.insert(remote);
+                Message::OfferJob {
+                    job_id: job.job_id,
+                    url: job.spec.url.clone(),
+                    validator: job.spec.validator.clone(),
+                    size: job.spec.size,
+                    range_len: job.spec.range_len,
+                }
+            })
+            .collect();
+        for offer in offers {
+            ctx.out.send(conn, offer);
+        }
+    }
+
+    pub(super) fn on_range_result(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+        job_id: u64,
+        range_index: u32,
+        by: Participant,
+        result: Result<Bytes, RangeError>,
+    ) {
+        let Some(job) = self.fetches.get_mut(&job_id) else {
+            return;
+        };
+        if job.finished || !job.is_fetching_by(range_index, by) {
+            return;
+        }
+        match result {
+            Ok(data) => {
+                let (offset, length) = job.range(range_index);
+                if data.len() != length as usize {
+                    let reason = format!(
+                        "the origin sent {} bytes for range {range_index} instead of {length}: the file may have changed",
+                        data.len()
+                    );
+                    self.end_fetch(ctx, job_id, reason);
+                    return;
+                }
+                self.write_range(ctx, job_id, range_index, by, offset, data);
+            }
+            Err(error) if error.fatal => {
+                let (offset, _) = job.range(range_index);
+                let reason = format!("range at byte {offset}: {}", error.reason);
+                self.end_fetch(ctx, job_id, reason);
+            }
+            Err(error) => {
+                job.failures[range_index as usize] += 1;
+                let attempts = job.failures[range_index as usize];
+                if attempts >= RANGE_ATTEMPTS_MAX {
+                    let reason = format!(
+                        "range {range_index} failed {attempts} times, last: {}",
+                        error.reason
+                    );
+                    self.end_fetch(ctx, job_id, reason);
+                    return;
+                }
+                job.ranges[range_index as usize] = RangeState::Pending;
+                if by == Participant::Local {
+                    // Back off exponentially, with jitter, before the fetcher itself asks the
+                    // origin again; helpers may take the range meanwhile.
+                    let base = ctx.config.tracker_backoff_min
+                        * (1 << attempts.min(LOCAL_RETRY_DOUBLINGS_MAX));
+                    let wait = base.mul_f64(ctx.rng.random_range(0.5..1.0));
+                    if let Some(job) = self.fetches.get_mut(&job_id) {
+                        job.local_retry_at = Some(now + wait.min(LOCAL_RETRY_WAIT_MAX));
+                    }
+                }
+                self.reoffer_to_idle(ctx, job_id);
+            }
+        }
+    }
+
+    fn write_range(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        job_id: u64,
+        range_index: u32,
+        by: Participant,
+        offset: u64,
+        data: Bytes,
+    ) {
+        let Some(job) = self.fetches.get_mut(&job_id) else {
+            return;
+        };
+        job.ranges[range_index as usize] = RangeState::Writing;
+        let token = ctx.out.next_token();
+        self.pending.insert(
+            token,
+            CoopPending::Write {
+                job_id,
+                range_index,
+                by,
+            },
+        );
+        ctx.out.push(PeerAction::WriteRange {
+            token,
+            job_id,
+            offset,
+            data,
+        });
+    }
+
+    /// Tells helpers that found no work that there is some again.
+    pub(super) fn reoffer_to_idle(&mut self, ctx: &mut Ctx<'_>, job_id: u64) {
+        let Some(job) = self.fetches.get_mut(&job_id) else {
+            return;
+        };
+        let idle: Vec<PeerId> = std::mem::take(&mut job.idle).into_iter().collect();
+        let offer = Message::OfferJob {
+            job_id,
+            url: job.spec.url.clone(),
+            validator: job.spec.validator.clone(),
+            size: job.spec.size,
+            range_len: job.spec.range_len,
+        };
+        for peer in idle {
+            if let Some(conn) = ctx.conns.conn_of(peer) {
+                ctx.out.send(conn, offer.clone());
+            }
+        }
+    }
+
+    pub(crate) fn finish_fetch_if_done(&mut self, ctx: &mut Ctx<'_>, job_id: u64) {
+        let done = self
+            .fetches
+            .get(&job_id)
+            .is_some_and(|j| !j.finished && j.is_done());
+        if !done {
+            return;
+        }
+        self.tell_helpers_job_ended(ctx, job_id, "complete");
+        if let Some(job) = self.fetches.get_mut(&job_id) {
+            job.finished = true;
+        }
+        ctx.out.notify(PeerNotice::FetchComplete { job_id });
+    }
+
+    fn end_fetch(&mut self, ctx: &mut Ctx<'_>, job_id: u64, reason: String) {
+        if self.fetches.get(&job_id).is_none_or(|j| j.finished) {
+            return;
+        }
+        self.tell_helpers_job_ended(ctx, job_id, &reason);
+        if let Some(job) = self.fetches.get_mut(&job_id) {
+            job.finished = true;
+        }
+        ctx.out.notify(PeerNotice::FetchFailed { job_id, reason });
+    }
+
+    fn tell_helpers_job_ended(&mut self, ctx: &mut Ctx<'_>, job_id: u64, reason: &str) {
+        let Some(job) = self.fetches.get(&job_id) else {
+            return;
+        };
+        let helpers: Vec<PeerId> = job.offered.iter().copied().collect();
+        for peer in helpers {
+            if let Some(conn) = ctx.conns.conn_of(peer) {
+                ctx.out.send(
+                    conn,
+                    Message::EndJob {
+                        job_id,
+                        reason: reason.to_string(),
+                    },
+                );
+            }
+        }
+    }
+
+    fn fetch_progress(&self, conns: &Connections, job_id: u64) -> Option<PeerNotice> {
+        let job = self.fetches.get(&job_id)?;
+        Some(PeerNotice::FetchProgress {
+            job_id,
+            bytes_done: job.bytes_done,
+            size: job.spec.size,
+            by_participant: job
+                .fetched_by
+                .iter()
+                .map(|(by, (bytes, _))| (participant_label(conns, *by), *bytes))
+                .collect(),
+        })
+    }
+}
+
+/// How notices name a participant: "local", or a helper's address (its id if unknown).
+fn participant_label(conns: &Connections, by: Participant) -> String {
+    match by {
+        Participant::Local => "local".into(),
+        Participant::Helper(peer) => conns
+            .addr_of(peer)
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| peer.to_string()),
+    }
+}

@@ -1,0 +1,141 @@
+//! The jobs of a cooperative origin download: what the fetcher knows of each range of its
+//! file (who fetches it, until when, how often it failed) and what a helper knows of a job
+//! it helps with. Plain state with the bookkeeping on it; the messages are in `mod.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::ids::{ConnId, PeerId};
+use crate::time::Instant;
+
+/// What the driver learned with `HEAD` and what the user asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchSpec {
+    pub url: String,
+    /// `ETag` (preferred) or `Last-Modified`; sent as `If-Range` with every range.
+    pub validator: String,
+    pub size: u64,
+    /// Bytes per range, at most [`BLOCK_LEN_MAX`](crate::wire::BLOCK_LEN_MAX) so a range travels in one message.
+    pub range_len: u32,
+}
+
+/// Why fetching a range failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeError {
+    /// Retrying cannot help: the origin's file changed (a `200` for a ranged request, a
+    /// different validator, a short body) or it refused (`4xx`).
+    pub fatal: bool,
+    pub reason: String,
+}
+
+/// Who fetched a range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Participant {
+    /// The fetcher itself.
+    Local,
+    Helper(PeerId),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RangeState {
+    Pending,
+    Fetching { by: Participant, deadline: Instant },
+    Writing,
+    Done,
+}
+
+/// The fetcher's side of one job.
+pub struct FetchJob {
+    pub job_id: u64,
+    pub spec: FetchSpec,
+    pub(crate) ranges: Vec<RangeState>,
+    /// Retryable failures per range.
+    pub(crate) failures: Vec<u32>,
+    /// Bytes and ranges each participant delivered.
+    pub fetched_by: BTreeMap<Participant, (u64, u32)>,
+    /// Helpers told about the job.
+    pub(crate) offered: BTreeSet<PeerId>,
+    /// Helpers that asked for work when there was none: told again when a range frees up.
+    pub(crate) idle: BTreeSet<PeerId>,
+    pub(crate) local_in_flight: u32,
+    /// After a local failure, the fetcher's own next attempt waits until then.
+    pub(crate) local_retry_at: Option<Instant>,
+    pub bytes_done: u64,
+    pub(crate) finished: bool,
+}
+
+impl FetchJob {
+    pub(crate) fn new(job_id: u64, spec: FetchSpec) -> FetchJob {
+        let count = spec.size.div_ceil(u64::from(spec.range_len)) as usize;
+        FetchJob {
+            job_id,
+            spec,
+            ranges: vec![RangeState::Pending; count],
+            failures: vec![0; count],
+            fetched_by: BTreeMap::new(),
+            offered: BTreeSet::new(),
+            idle: BTreeSet::new(),
+            local_in_flight: 0,
+            local_retry_at: None,
+            bytes_done: 0,
+            finished: false,
+        }
+    }
+
+    pub fn range_count(&self) -> u32 {
+        self.ranges.len() as u32
+    }
+
+    /// Offset and length of range `index`.
+    pub fn range(&self, index: u32) -> (u64, u32) {
+        let offset = u64::from(index) * u64::from(self.spec.range_len);
+        let length = (self.spec.size - offset).min(u64::from(self.spec.range_len)) as u32;
+        (offset, length)
+    }
+
+    pub(crate) fn take_pending(&mut self, by: Participant, deadline: Instant) -> Option<u32> {
+        let index = self.ranges.iter().position(|r| *r == RangeState::Pending)?;
+        self.ranges[index] = RangeState::Fetching { by, deadline };
+        Some(index as u32)
+    }
+
+    pub(crate) fn is_fetching_by(&self, index: u32, by: Participant) -> bool {
+        matches!(self.ranges.get(index as usize), Some(RangeState::Fetching { by: b, .. }) if *b == by)
+    }
+
+    /// Puts every range `by` holds back in the pool; returns how many.
+    pub(crate) fn requeue_all_of(&mut self, by: Participant) -> usize {
+        let mut count = 0;
+        for range in &mut self.ranges {
+            if matches!(range, RangeState::Fetching { by: b, .. } if *b == by) {
+                *range = RangeState::Pending;
+                count += 1;
+            }
+        }
+        count
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.ranges.iter().all(|r| *r == RangeState::Done)
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.ranges
+            .iter()
+            .filter_map(|r| match r {
+                RangeState::Fetching { deadline, .. } => Some(*deadline),
+                _ => None,
+            })
+            .min()
+    }
+}
+
+/// The helper's side of one job.
+pub struct HelperJob {
+    pub job_id: u64,
+    pub(crate) fetcher_conn: ConnId,
+    pub(crate) url: String,
+    pub(crate) validator: String,
+    pub(crate) size: u64,
+    /// `TakeWork`s sent and not yet answered, plus ranges being fetched.
+    pub(crate) slots_busy: u32,
+}

@@ -1,0 +1,170 @@
+//! Cooperative origin download: a fetcher splits one HTTP download into byte ranges, and
+//! helper peers of its swarm pull ranges, fetch them from the origin with their own WAN
+//! links, and deliver the bytes over the LAN. The fetcher writes every range in place.
+//!
+//! Both roles ride on the peer's connections; this module owns their state ([`Coop`]) and
+//! their messages, and is handed what it needs of the rest of the peer in a [`Ctx`]. HTTP is
+//! the driver's: the machine asks for `FetchRange` and is told the result with
+//! `Peer::handle_range_fetched`.
+
+mod fetcher;
+mod helper;
+mod job;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand_chacha::ChaCha8Rng;
+
+pub use job::{FetchJob, FetchSpec, HelperJob, Participant, RangeError};
+
+use super::config::PeerConfig;
+use super::conns::Connections;
+use super::output::Output;
+use crate::ids::{ConnId, PeerId};
+use crate::time::Instant;
+use crate::wire::Message;
+
+/// Most times one range may fail (retryably) before the job is abandoned.
+pub const RANGE_ATTEMPTS_MAX: u32 = 5;
+/// Most jobs a helper works on at once; more offers are ignored.
+pub const HELPER_JOBS_MAX: usize = 8;
+/// Smallest range a job may be cut into: smaller ranges cost more in requests than they
+/// gain in spreading.
+pub const RANGE_LEN_MIN: u32 = 16 * 1024;
+/// Most doublings of the fetcher's own retry backoff.
+const LOCAL_RETRY_DOUBLINGS_MAX: u32 = 10;
+/// Longest the fetcher waits before asking the origin again itself.
+const LOCAL_RETRY_WAIT_MAX: Duration = Duration::from_secs(30);
+/// The fetcher's own ranges never time out (its driver reports every fetch): their deadline
+/// is this many range timeouts away.
+const LOCAL_RANGE_TIMEOUTS: u32 = 1000;
+
+/// What coop needs of the rest of the peer for one step.
+pub(crate) struct Ctx<'a> {
+    pub(crate) config: &'a PeerConfig,
+    pub(crate) rng: &'a mut ChaCha8Rng,
+    pub(crate) out: &'a mut Output,
+    pub(crate) conns: &'a Connections,
+}
+
+/// What a fetch or write token stands for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum CoopPending {
+    /// The fetcher fetching a range itself.
+    LocalFetch { job_id: u64, range_index: u32 },
+    /// The fetcher writing a delivered range.
+    Write {
+        job_id: u64,
+        range_index: u32,
+        by: Participant,
+    },
+    /// A helper fetching a range for a fetcher.
+    HelperFetch {
+        job_id: u64,
+        range_index: u32,
+        offset: u64,
+    },
+}
+
+/// The coop state a peer carries: its fetches, the jobs it helps with, and the driver's
+/// fetches and writes in flight.
+#[derive(Default)]
+pub(crate) struct Coop {
+    fetches: BTreeMap<u64, FetchJob>,
+    helping: BTreeMap<u64, HelperJob>,
+    pending: BTreeMap<u64, CoopPending>,
+}
+
+impl Coop {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for job in self.fetches.values().filter(|j| !j.finished) {
+            for at in [job.next_deadline(), job.local_retry_at]
+                .into_iter()
+                .flatten()
+            {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        next
+    }
+
+    pub(crate) fn has_active_fetch(&self) -> bool {
+        self.fetches.values().any(|j| !j.finished)
+    }
+}
+
+impl Coop {
+    /// A `FetchRange` finished.
+    /// Returns the bytes delivered to another peer (they count as uploaded).
+    pub(crate) fn handle_range_fetched(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+        token: u64,
+        result: Result<Bytes, RangeError>,
+    ) -> u64 {
+        let mut uploaded_bytes = 0;
+        match self.pending.remove(&token) {
+            Some(CoopPending::LocalFetch {
+                job_id,
+                range_index,
+            }) => {
+                if let Some(job) = self.fetches.get_mut(&job_id) {
+                    job.local_in_flight = job.local_in_flight.saturating_sub(1);
+                }
+                self.on_range_result(ctx, now, job_id, range_index, Participant::Local, result);
+            }
+            Some(CoopPending::HelperFetch {
+                job_id,
+                range_index,
+                offset,
+            }) => {
+                uploaded_bytes = self.helper_fetched(ctx, job_id, range_index, offset, result);
+            }
+            _ => {}
+        }
+        self.pump_local_fetches(ctx, now);
+        uploaded_bytes
+    }
+
+    /// Coop messages on a ready peer connection.
+    /// Coop messages on a ready peer connection. `Err` is a reason to refuse the remote.
+    pub(crate) fn on_message(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+        conn: ConnId,
+        remote: PeerId,
+        message: Message,
+    ) -> Result<(), String> {
+        match message {
+            Message::OfferJob { .. }
+            | Message::AssignRange { .. }
+            | Message::NoWork { .. }
+            | Message::EndJob { .. } => self.on_helper_message(ctx, conn, message),
+            _ => self.on_fetcher_message(ctx, now, conn, remote, message),
+        }
+    }
+
+    /// A peer connection closed: its ranges go back to the pool; jobs it offered end.
+    pub(crate) fn conn_closed(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, remote: Option<PeerId>) {
+        self.helping.retain(|_, job| job.fetcher_conn != conn);
+        let Some(remote) = remote else {
+            return;
+        };
+        let mut freed = Vec::new();
+        for job in self.fetches.values_mut().filter(|j| !j.finished) {
+            job.offered.remove(&remote);
+            job.idle.remove(&remote);
+            if job.requeue_all_of(Participant::Helper(remote)) > 0 {
+                freed.push(job.job_id);
+            }
+        }
+        for job_id in freed {
+            self.reoffer_to_idle(ctx, job_id);
+        }
+    }
+}

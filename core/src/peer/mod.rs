@@ -1,0 +1,461 @@
+//! The peer machine: a tracker session, connections to other peers, serving the chunks it
+//! holds, and its downloads.
+//!
+//! Inputs are `handle_*(now, …)` calls and user commands (`publish`, `download`, `cancel`);
+//! outputs are [`PeerAction`]s from [`Peer::poll_action`], drained after every input. The
+//! driver carries out connects, sends, closes, chunk reads and verify-and-store, and reports
+//! back with the matching `handle_*` call.
+//!
+//! This file is the facade: every input and output of [`Peer`]. The steps behind them that
+//! need several parts are in `steps` and `peer_messages`. Each part owns its state in its
+//! own module: the tracker session (`tracker_session`), connections with their handshake,
+//! pings and idle timeouts (`conns`), serving (`serving`), downloads (`download`), peer
+//! exchange (`exchange`), the cooperative origin download (`coop`); the timer kinds and
+//! their table are in `timer`, the action queue every part writes to in `output`.
+
+mod action;
+mod config;
+mod conns;
+pub mod coop;
+pub mod download;
+mod exchange;
+mod output;
+mod peer_messages;
+mod serving;
+mod steps;
+mod timer;
+mod tracker_session;
+
+use bytes::Bytes;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+pub use action::{PeerAction, PeerNotice, StoreOutcome};
+pub use config::PeerConfig;
+
+use self::conns::Connections;
+use self::coop::{Coop, FetchJob, FetchSpec, RangeError};
+use self::download::{Download, DownloadPhase, Downloads};
+use self::output::Output;
+use self::serving::{Held, Serving};
+use self::timer::{Timer, TimerTable};
+use self::tracker_session::TrackerSession;
+use crate::chunkset::ChunkSet;
+use crate::ids::{ConnId, ContentId};
+use crate::manifest::Manifest;
+use crate::time::Instant;
+use crate::wire::Message;
+
+/// The parts' view for one coop step: borrows the fields coop may use beside its own.
+macro_rules! coop_ctx {
+    ($peer:ident) => {
+        $crate::peer::coop::Ctx {
+            config: &$peer.config,
+            rng: &mut $peer.rng,
+            out: &mut $peer.out,
+            conns: &$peer.conns,
+        }
+    };
+}
+use coop_ctx;
+
+/// The peer machine. See the module docs for the contract.
+pub struct Peer {
+    config: PeerConfig,
+    rng: ChaCha8Rng,
+    out: Output,
+    tracker: TrackerSession,
+    conns: Connections,
+    serving: Serving,
+    downloads: Downloads,
+    /// Cooperative origin downloads, as fetcher and as helper.
+    coop: Coop,
+    uploaded_bytes: u64,
+    downloaded_bytes: u64,
+    /// The latest `now` given to the machine, for deadlines set deep inside helpers.
+    now_hint: Instant,
+    /// When a running fetch next asks the tracker for helpers.
+    next_helper_scan_at: Instant,
+}
+
+impl Peer {
+    pub fn new(config: PeerConfig, now: Instant) -> Peer {
+        Peer {
+            rng: ChaCha8Rng::seed_from_u64(config.rng_seed),
+            tracker: TrackerSession::new(now, config.trackers.clone()),
+            conns: Connections::new(&config),
+            config,
+            out: Output::new(),
+            serving: Serving::new(),
+            downloads: Downloads::default(),
+            coop: Coop::default(),
+            uploaded_bytes: 0,
+            downloaded_bytes: 0,
+            now_hint: now,
+            next_helper_scan_at: now,
+        }
+    }
+
+    pub fn peer_id(&self) -> crate::ids::PeerId {
+        self.config.peer_id
+    }
+
+    // ------------------------------------------------------------------ inspection
+
+    /// Verified chunks held of a content.
+    pub fn held_chunks(&self, content_id: ContentId) -> Option<&ChunkSet> {
+        self.serving.held.get(&content_id).map(|h| &h.chunks)
+    }
+
+    /// Manifests of everything held (fully or partly).
+    pub fn held_contents(&self) -> impl Iterator<Item = (&ContentId, &Manifest, &ChunkSet)> {
+        self.serving
+            .held
+            .iter()
+            .map(|(id, h)| (id, &h.manifest, &h.chunks))
+    }
+
+    pub fn download_phase(&self, content_id: ContentId) -> Option<DownloadPhase> {
+        self.downloads.get(content_id).map(|d| d.phase.clone())
+    }
+
+    /// Connected peers serving chunks to a download.
+    pub fn source_count(&self, content_id: ContentId) -> usize {
+        self.downloads
+            .get(content_id)
+            .map_or(0, Download::source_count)
+    }
+
+    pub fn is_tracker_ready(&self) -> bool {
+        self.tracker.is_ready()
+    }
+
+    pub fn uploaded_bytes(&self) -> u64 {
+        self.uploaded_bytes
+    }
+
+    pub fn downloaded_bytes(&self) -> u64 {
+        self.downloaded_bytes
+    }
+
+    /// Open peer connections (any state).
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Inspection: a running or finished fetch job.
+    pub fn fetch_job(&self, job_id: u64) -> Option<&FetchJob> {
+        self.coop.fetch_job(job_id)
+    }
+
+    // ------------------------------------------------------------------ outputs
+
+    /// The next thing for the driver to do. Drain after every input.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<PeerAction> {
+        self.out.pop()
+    }
+
+    /// When `handle_timeout` next wants to run: the earliest deadline of any timer. Changes
+    /// after any input.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timer_table().next_timeout()
+    }
+
+    /// Every timer's deadline, from the parts that own them.
+    fn timer_table(&self) -> TimerTable {
+        let mut table = TimerTable::default();
+        for timer in Timer::ALL {
+            table.set(timer, self.deadline_of(timer));
+        }
+        table
+    }
+
+    fn deadline_of(&self, timer: Timer) -> Option<Instant> {
+        match timer {
+            Timer::TrackerSession => self.tracker.deadline(),
+            Timer::HavesFlush => self.tracker.haves_deadline(),
+            Timer::Connections => self.conns.deadline(),
+            Timer::Downloads => self
+                .downloads
+                .iter()
+                .filter_map(|d| d.deadline(&self.config))
+                .min(),
+            Timer::Coop => self.coop.poll_timeout(),
+            Timer::HelperScan => self
+                .coop
+                .has_active_fetch()
+                .then_some(self.next_helper_scan_at),
+        }
+    }
+
+    // ------------------------------------------------------------------ user commands
+
+    /// Starts serving a complete file whose chunks are all on disk.
+    pub fn publish(&mut self, now: Instant, manifest: Manifest) {
+        let content_id = manifest.content_id();
+        let chunks = ChunkSet::full(manifest.chunk_count());
+        self.serving
+            .held
+            .insert(content_id, Held::new(manifest, chunks));
+        self.announce(content_id);
+        self.pump(now);
+    }
+
+    /// Tells the tracker (now and after every reconnect) that a held content is the file at
+    /// `origin` (a URL and its validator), so later fetches of it come from the swarm.
+    pub fn set_origin(&mut self, now: Instant, content_id: ContentId, origin: String) {
+        self.tracker.set_origin(content_id, origin, &mut self.out);
+        self.pump(now);
+    }
+
+    /// Stops serving a content (and forgets it).
+    pub fn unpublish(&mut self, now: Instant, content_id: ContentId) {
+        self.serving.held.remove(&content_id);
+        self.tracker.withdraw(content_id, &mut self.out);
+        self.pump(now);
+    }
+
+    /// Starts downloading `content_id`. With a manifest it must match the id; without one,
+    /// the manifest is asked of the tracker and of peers.
+    pub fn download(&mut self, now: Instant, content_id: ContentId, manifest: Option<Manifest>) {
+        if self.downloads.is_running(content_id) {
+            return;
+        }
+        if self
+            .serving
+            .held
+            .get(&content_id)
+            .is_some_and(|h| h.chunks.is_full())
+        {
+            self.out.notify(PeerNotice::DownloadComplete { content_id });
+            return;
+        }
+        let mut download = Download::new(now, content_id);
+        if let Some(manifest) = manifest
+            && download.take_manifest(&manifest)
+        {
+            self.out.push(PeerAction::PrepareDownload {
+                content_id,
+                manifest,
+            });
+        }
+        self.downloads.insert(download);
+        self.ask_tracker_about(content_id);
+        let ready: Vec<ConnId> = self.conns.ready().collect();
+        for conn in ready {
+            self.express_interest(conn, content_id);
+        }
+        self.pump(now);
+    }
+
+    /// The driver prepared the download's file: `have` lists chunks verified on disk
+    /// (resume), or the preparation failed.
+    pub fn download_prepared(
+        &mut self,
+        now: Instant,
+        content_id: ContentId,
+        result: Result<ChunkSet, String>,
+    ) {
+        let Some(download) = self.downloads.get_mut(content_id) else {
+            return;
+        };
+        let (manifest, have) = match download.check_prepared(result) {
+            None => return,
+            Some(Ok(prepared)) => prepared,
+            Some(Err(reason)) => {
+                self.fail_download(content_id, reason);
+                return;
+            }
+        };
+        let seed = rand::Rng::random(&mut self.rng);
+        download.activate(self.config.scheduler.clone(), have.clone(), seed);
+        self.serving
+            .held
+            .insert(content_id, Held::new(manifest, have));
+        self.announce(content_id);
+        // Peers that asked before we knew the file got `NotFound`: they get our bitfield
+        // now, and our haves from here on.
+        let chunks = self.serving.held.get(&content_id).map(|h| h.chunks.clone());
+        let waiting = self.conns.wanting(content_id);
+        if let Some(chunks) = chunks {
+            for conn in waiting {
+                let bitfield = Message::Bitfield {
+                    content_id,
+                    chunks: chunks.clone(),
+                };
+                self.out.send(conn, bitfield);
+            }
+        }
+        self.report_progress(content_id);
+        self.check_complete(content_id);
+        self.pump(now);
+    }
+
+    /// Stops a download. Chunks already verified stay held and served.
+    pub fn cancel(&mut self, now: Instant, content_id: ContentId) {
+        if let Some(mut download) = self.downloads.remove(content_id) {
+            for (peer, chunk_index, blocks) in download.abandon_all() {
+                self.send_cancels(peer, content_id, chunk_index, &blocks);
+            }
+        }
+        self.pump(now);
+    }
+
+    /// Leaves politely: goodbye to the tracker and every peer, then closes everything.
+    pub fn shutdown(&mut self, _now: Instant) {
+        self.conns.shutdown(&mut self.out);
+        self.serving.conns_cleared();
+        self.tracker.shutdown(&self.serving.held, &mut self.out);
+    }
+
+    /// Starts a cooperative fetch of `spec` (the driver has done `HEAD`). Returns the job
+    /// id the notices carry. Helpers are found through the tracker's peer list.
+    pub fn fetch(&mut self, now: Instant, spec: FetchSpec) -> u64 {
+        let job_id = self.coop.start_fetch(&mut self.rng, spec);
+        self.tracker.send(&mut self.out, Message::ListPeers);
+        let ready: Vec<ConnId> = self.conns.ready().collect();
+        let mut ctx = coop_ctx!(self);
+        for conn in ready {
+            self.coop.offer_jobs(&mut ctx, conn);
+        }
+        self.coop.pump_local_fetches(&mut ctx, now);
+        self.coop.finish_fetch_if_done(&mut ctx, job_id);
+        job_id
+    }
+
+    /// Stops a fetch (the user gave up): helpers are told.
+    pub fn cancel_fetch(&mut self, _now: Instant, job_id: u64) {
+        self.coop.cancel_fetch(&mut coop_ctx!(self), job_id);
+    }
+
+    // ------------------------------------------------------------------ connection events
+
+    /// A peer connected to us. Returns its id, or `None` when at the connection limit (the
+    /// driver closes the socket).
+    pub fn accept(&mut self, now: Instant) -> Option<ConnId> {
+        self.conns.accept(now, &self.config, &mut self.out)
+    }
+
+    /// An outgoing connection is open.
+    pub fn handle_connected(&mut self, now: Instant, conn: ConnId) {
+        let hello = Connections::hello(&self.config);
+        if self.tracker.connected(conn, hello.clone(), &mut self.out) {
+            return;
+        }
+        self.conns.connected(now, conn, hello, &mut self.out);
+    }
+
+    /// A connection closed, failed to open, or broke.
+    pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
+        if self.tracker.conn() == Some(conn) {
+            self.tracker
+                .lost(now, &self.config, &mut self.rng, &mut self.out);
+            return;
+        }
+        self.drop_conn(conn);
+        self.pump(now);
+    }
+
+    /// A message arrived on a connection.
+    pub fn handle_message(&mut self, now: Instant, conn: ConnId, message: Message) {
+        if self.tracker.conn() == Some(conn) {
+            self.on_tracker_message(now, conn, message);
+        } else if self.conns.contains(conn) {
+            self.on_peer_message(now, conn, message);
+        }
+        self.pump(now);
+    }
+
+    /// The driver wrote a `Piece` we sent on `conn` to the socket: room for another read.
+    pub fn handle_sent(&mut self, _now: Instant, conn: ConnId) {
+        self.serving.on_sent(conn, &self.config, &mut self.out);
+    }
+
+    /// A `ReadChunk` finished.
+    pub fn handle_read(&mut self, _now: Instant, token: u64, result: Result<Bytes, String>) {
+        self.uploaded_bytes += self
+            .serving
+            .on_read(token, result, &self.config, &mut self.out);
+    }
+
+    /// A `StoreChunk` finished.
+    pub fn handle_stored(&mut self, now: Instant, token: u64, outcome: StoreOutcome) {
+        self.now_hint = now;
+        let Some(store) = self.downloads.store_finished(token) else {
+            return;
+        };
+        let (content_id, chunk_index) = (store.content_id, store.chunk_index);
+        match outcome {
+            StoreOutcome::Stored => self.chunk_verified(content_id, chunk_index),
+            StoreOutcome::HashMismatch => self.ban(content_id, store.from, chunk_index),
+            StoreOutcome::Io(reason) => {
+                if let Some(s) = self
+                    .downloads
+                    .get_mut(content_id)
+                    .and_then(|d| d.scheduler.as_mut())
+                {
+                    s.on_chunk_store_failed(chunk_index);
+                }
+                self.fail_download(
+                    content_id,
+                    format!("cannot write chunk {chunk_index}: {reason}"),
+                );
+            }
+        }
+        self.pump(now);
+    }
+
+    /// A `FetchRange` finished.
+    pub fn handle_range_fetched(
+        &mut self,
+        now: Instant,
+        token: u64,
+        result: Result<Bytes, RangeError>,
+    ) {
+        self.uploaded_bytes +=
+            self.coop
+                .handle_range_fetched(&mut coop_ctx!(self), now, token, result);
+    }
+
+    /// A `WriteRange` finished.
+    pub fn handle_range_written(&mut self, now: Instant, token: u64, result: Result<(), String>) {
+        self.coop
+            .handle_range_written(&mut coop_ctx!(self), now, token, result);
+    }
+
+    /// Timers: tracker reconnects and heartbeats, pings, idle connections, request
+    /// timeouts, periodic locates, stalled downloads. Runs what is due, in
+    /// [`Timer::ALL`]'s order.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let table = self.timer_table();
+        for timer in Timer::ALL {
+            if table.is_due(timer, now) {
+                self.on_timer(timer, now);
+            }
+        }
+        self.pump(now);
+    }
+
+    fn on_timer(&mut self, timer: Timer, now: Instant) {
+        match timer {
+            Timer::TrackerSession => self.tracker.on_timer(
+                now,
+                &self.config,
+                &mut self.out,
+                self.uploaded_bytes,
+                self.downloaded_bytes,
+            ),
+            Timer::HavesFlush => self.tracker.flush_haves(&self.serving.held, &mut self.out),
+            Timer::Connections => self.conn_timers(now),
+            Timer::Downloads => self.download_timers(now),
+            Timer::Coop => self.coop.on_timer(&mut coop_ctx!(self), now),
+            Timer::HelperScan => {
+                // New helpers may have joined the swarm since the job started.
+                self.next_helper_scan_at = now + self.config.locate_interval;
+                self.tracker.send(&mut self.out, Message::ListPeers);
+            }
+        }
+    }
+}

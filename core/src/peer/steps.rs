@@ -1,0 +1,368 @@
+//! The steps of the peer that need several parts at once: what a tracker message leads
+//! to, dialling sources, a chunk verified or a peer banned, the periodic timers, handing out
+//! requests and closing connections. The facade's inputs call these (messages from peers
+//! are in `peer_messages`); each part's own logic stays in its module and is only
+//! sequenced here.
+
+use super::coop_ctx;
+use super::{Peer, PeerAction, PeerNotice};
+use crate::ids::{ConnId, ContentId, PeerId};
+use crate::manifest::Manifest;
+use crate::time::Instant;
+use crate::wire::{Message, PROTOCOL_VERSION, PeerChunks};
+
+impl Peer {
+    // ------------------------------------------------------------------ tracker session
+
+    pub(super) fn on_tracker_message(&mut self, now: Instant, conn: ConnId, message: Message) {
+        match message {
+            Message::Welcome { version, .. }
+                if self.tracker.is_awaiting_welcome() && version == PROTOCOL_VERSION =>
+            {
+                self.on_tracker_welcome(now, conn);
+            }
+            _ if !self.tracker.is_ready() => self.drop_tracker(now, conn),
+            Message::Located { content_id, peers } => self.on_located(now, content_id, peers),
+            Message::ManifestReply { manifest } => self.on_manifest(manifest),
+            Message::PeerList { peers } => {
+                if self.coop.has_active_fetch() {
+                    let helpers = peers
+                        .into_iter()
+                        .map(|p| (p.peer_id, p.listen_addr))
+                        .collect();
+                    self.connect_to(now, helpers);
+                }
+            }
+            Message::NotFound { .. } | Message::OriginResult { .. } | Message::FileList { .. } => {}
+            _ => self.drop_tracker(now, conn),
+        }
+    }
+
+    /// A refusal, a goodbye or anything out of place: drop the session and reconnect later.
+    fn drop_tracker(&mut self, now: Instant, conn: ConnId) {
+        self.out.push(PeerAction::Close { conn });
+        self.tracker
+            .lost(now, &self.config, &mut self.rng, &mut self.out);
+    }
+
+    fn on_tracker_welcome(&mut self, now: Instant, conn: ConnId) {
+        self.tracker
+            .welcomed(now, conn, &self.config, &mut self.out);
+        // The tracker's state is soft: tell it everything again after every
+        // (re)connect, then ask again about every running download.
+        let contents: Vec<ContentId> = self.serving.held.keys().copied().collect();
+        for content_id in contents {
+            self.announce(content_id);
+        }
+        self.tracker.retell_origins(&mut self.out);
+        if self.coop.has_active_fetch() {
+            self.tracker.send(&mut self.out, Message::ListPeers);
+        }
+        self.tracker.drop_unsent_haves();
+        for content_id in self.downloads.running_ids() {
+            self.ask_tracker_about(content_id);
+        }
+    }
+
+    pub(super) fn announce(&mut self, content_id: ContentId) {
+        self.tracker.announce(
+            content_id,
+            self.serving.held.get(&content_id),
+            &mut self.out,
+        );
+    }
+
+    pub(super) fn ask_tracker_about(&mut self, content_id: ContentId) {
+        let Some(download) = self.downloads.get(content_id) else {
+            return;
+        };
+        let needs_manifest = download.needs_manifest();
+        self.tracker
+            .locate(content_id, needs_manifest, &mut self.out);
+    }
+
+    fn on_located(&mut self, now: Instant, content_id: ContentId, peers: Vec<PeerChunks>) {
+        let banned = self.downloads.banned(content_id).cloned();
+        let Some(download) = self.downloads.get_mut(content_id) else {
+            return;
+        };
+        download.set_candidates(peers, &self.config, banned.as_ref());
+        self.connect_candidates(now, content_id);
+    }
+
+    pub(super) fn on_manifest(&mut self, manifest: Manifest) {
+        let content_id = manifest.content_id();
+        let Some(download) = self.downloads.get_mut(content_id) else {
+            return;
+        };
+        if download.take_manifest(&manifest) {
+            self.out.push(PeerAction::PrepareDownload {
+                content_id,
+                manifest,
+            });
+        }
+    }
+
+    // ------------------------------------------------------------------ dialling
+
+    /// Opens connections to peers not yet connected (for a fetch's helpers), up to the limit.
+    fn connect_to(&mut self, now: Instant, peers: Vec<(PeerId, String)>) {
+        for (peer_id, addr) in peers {
+            if self.conns.len() >= self.config.connections_max {
+                break;
+            }
+            let known = peer_id == self.config.peer_id
+                || addr.is_empty()
+                || addr == self.config.listen_addr
+                || self.conns.knows(peer_id, &addr);
+            if !known {
+                self.conns.open(now, addr, &mut self.out);
+            }
+        }
+    }
+
+    /// Opens connections to candidates of a download until it has enough sources.
+    pub(super) fn connect_candidates(&mut self, now: Instant, content_id: ContentId) {
+        let Some(download) = self.downloads.get(content_id) else {
+            return;
+        };
+        if download.is_finished() {
+            return;
+        }
+        let mut wanted = self
+            .config
+            .sources_per_download
+            .saturating_sub(self.conns.sourcing_or_opening(content_id));
+        let mut to_connect = Vec::new();
+        for (peer_id, addr) in &download.candidates {
+            if wanted == 0 || self.conns.len() + to_connect.len() >= self.config.connections_max {
+                break;
+            }
+            if !self.conns.knows(*peer_id, addr) && !addr.is_empty() {
+                to_connect.push(addr.clone());
+                wanted -= 1;
+            }
+        }
+        for addr in to_connect {
+            self.conns.open(now, addr, &mut self.out);
+        }
+    }
+
+    // ------------------------------------------------------------------ timers
+
+    pub(super) fn conn_timers(&mut self, now: Instant) {
+        let timers = self
+            .conns
+            .on_timer(now, &self.config, &mut self.rng, &mut self.out);
+        for conn in timers.expired {
+            self.close(conn);
+        }
+    }
+
+    pub(super) fn download_timers(&mut self, now: Instant) {
+        for content_id in self.downloads.ids() {
+            self.download_timer(now, content_id);
+        }
+    }
+
+    fn download_timer(&mut self, now: Instant, content_id: ContentId) {
+        let Some(download) = self.downloads.get_mut(content_id) else {
+            return;
+        };
+        if download.is_finished() {
+            return;
+        }
+        let timers = download.on_timer(now, &self.config);
+        for (peer, chunk_index, blocks) in timers.cancels {
+            self.send_cancels(peer, content_id, chunk_index, &blocks);
+        }
+        if timers.locate_due {
+            self.ask_tracker_about(content_id);
+            self.connect_candidates(now, content_id);
+        }
+        if timers.resync {
+            self.resync_bitfields(content_id);
+        }
+        if timers.stalled_out {
+            self.give_up(content_id);
+        }
+    }
+
+    /// Some needed chunk has no known source: what peers told us may be stale (a rejected
+    /// request counts as "does not have"), so ask every connected peer for its bitfield
+    /// again.
+    fn resync_bitfields(&mut self, content_id: ContentId) {
+        for conn in self.conns.interested_in(content_id) {
+            self.out.send(conn, Message::Interested { content_id });
+        }
+    }
+
+    fn give_up(&mut self, content_id: ContentId) {
+        let Some(download) = self.downloads.get(content_id) else {
+            return;
+        };
+        let reason = download.give_up_reason(&self.config, self.tracker.is_ready());
+        self.fail_download(content_id, reason);
+    }
+
+    pub(super) fn fail_download(&mut self, content_id: ContentId, reason: String) {
+        let Some(download) = self.downloads.get_mut(content_id) else {
+            return;
+        };
+        if let Some(notice) = download.fail(reason) {
+            self.out.notify(notice);
+        }
+    }
+
+    // ------------------------------------------------------------------ chunks
+
+    pub(super) fn chunk_verified(&mut self, content_id: ContentId, chunk_index: u32) {
+        if let Some(s) = self
+            .downloads
+            .get_mut(content_id)
+            .and_then(|d| d.scheduler.as_mut())
+        {
+            s.on_chunk_verified(chunk_index);
+        }
+        let Some(held) = self.serving.held.get_mut(&content_id) else {
+            return;
+        };
+        if !held.chunks.insert(chunk_index) {
+            return;
+        }
+        // Serve it at once: every peer that wants this content hears of it now; the
+        // tracker hears in a batch.
+        for conn in self.conns.wanting(content_id) {
+            self.out.send(
+                conn,
+                Message::Have {
+                    content_id,
+                    chunk_indices: vec![chunk_index],
+                },
+            );
+        }
+        // Batching deadlines are measured from the latest time this machine was given:
+        // `now` is not needed precisely, and is not threaded through every helper.
+        self.tracker
+            .record_have(self.now_hint, &self.config, content_id, chunk_index);
+        self.report_progress(content_id);
+        self.check_complete(content_id);
+    }
+
+    pub(super) fn ban(&mut self, content_id: ContentId, peer: PeerId, chunk_index: u32) {
+        let newly_banned = self.downloads.ban(content_id, peer, chunk_index);
+        let addr = self.conns.addr_of(peer).unwrap_or_default();
+        if newly_banned {
+            self.out.notify(PeerNotice::PeerBanned {
+                content_id,
+                peer_id: peer,
+                addr,
+            });
+        }
+    }
+
+    pub(super) fn check_complete(&mut self, content_id: ContentId) {
+        let complete = self
+            .serving
+            .held
+            .get(&content_id)
+            .is_some_and(|h| h.chunks.is_full());
+        let Some(download) = self.downloads.get_mut(content_id) else {
+            return;
+        };
+        if complete && download.complete() {
+            self.tracker.flush_haves(&self.serving.held, &mut self.out);
+            self.out.notify(PeerNotice::DownloadComplete { content_id });
+        }
+    }
+
+    pub(super) fn report_progress(&mut self, content_id: ContentId) {
+        let Some(held) = self.serving.held.get(&content_id) else {
+            return;
+        };
+        let bytes_have = held
+            .chunks
+            .iter()
+            .map(|i| u64::from(held.manifest.chunk_len(i)))
+            .sum();
+        let notice = PeerNotice::Progress {
+            content_id,
+            chunks_have: held.chunks.count(),
+            chunk_count: held.manifest.chunk_count(),
+            bytes_have,
+            size: held.manifest.size,
+            sources: self.source_count(content_id),
+        };
+        self.out.notify(notice);
+    }
+
+    /// Hands out requests for every active download, and tracks whether each has a source
+    /// for everything it needs.
+    pub(super) fn pump(&mut self, now: Instant) {
+        self.now_hint = now;
+        for content_id in self.downloads.ids() {
+            self.pump_download(now, content_id);
+        }
+    }
+
+    fn pump_download(&mut self, now: Instant, content_id: ContentId) {
+        // Verified-and-stored is the end of a chunk's life in memory: while too many wait
+        // for the disk, ask for no more.
+        let may_request = self.downloads.stores_in_flight() < self.config.stores_in_flight_max;
+        let Some(download) = self.downloads.get_mut(content_id) else {
+            return;
+        };
+        for (peer, chunk_index, blocks) in download.next_requests(now, may_request) {
+            let Some(conn) = self.conns.conn_of(peer) else {
+                continue;
+            };
+            for (offset, length) in blocks {
+                self.out.send(
+                    conn,
+                    Message::Request {
+                        content_id,
+                        chunk_index,
+                        offset,
+                        length,
+                    },
+                );
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ closing
+
+    /// Sends an error and closes: the remote broke the protocol or is not for us.
+    pub(super) fn refuse(&mut self, conn: ConnId, reason: String) {
+        self.out.send(
+            conn,
+            Message::Error {
+                code: crate::wire::error_code::BAD_MESSAGE,
+                message: reason,
+            },
+        );
+        self.close(conn);
+    }
+
+    pub(super) fn close(&mut self, conn: ConnId) {
+        if self.conns.contains(conn) {
+            self.out.push(PeerAction::Close { conn });
+            self.drop_conn(conn);
+        }
+    }
+
+    /// Forgets a connection: its requests go back to the scheduler, its reads are dropped.
+    pub(super) fn drop_conn(&mut self, conn: ConnId) {
+        let Some((closed, was_current)) = self.conns.remove(conn) else {
+            return;
+        };
+        self.coop
+            .conn_closed(&mut coop_ctx!(self), conn, closed.remote);
+        self.serving.conn_closed(conn);
+        if let (true, Some(remote)) = (was_current, closed.remote) {
+            for download in self.downloads.iter_mut() {
+                download.remove_peer(remote);
+            }
+        }
+    }
+}
