@@ -31,7 +31,7 @@ impl ChunkSet {
     }
 
     /// Bytes needed for the bitfield of `len` chunks.
-    pub fn byte_len(len: u32) -> usize {
+    pub(crate) fn byte_len(len: u32) -> usize {
         (len as usize).div_ceil(8)
     }
 

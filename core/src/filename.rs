@@ -10,7 +10,7 @@ use std::fmt;
 
 /// Longest name produced, in bytes: the limit of ext4, XFS, APFS and NTFS (UTF-16 units
 /// there, of which a UTF-8 byte count is never fewer).
-pub const FILE_NAME_LEN_MAX: usize = 255;
+pub(crate) const FILE_NAME_LEN_MAX: usize = 255;
 
 /// Longest extension (with its dot) kept whole when a long name is shortened. Longer
 /// "extensions" are more likely part of the name than a type suffix worth saving.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A SHA-256 digest.
-pub type Sha256Digest = [u8; 32];
+pub(crate) type Sha256Digest = [u8; 32];
 
 /// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> Sha256Digest {
@@ -24,7 +24,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 }
 
 /// Parses exactly `N` bytes of hex (either case).
-pub fn from_hex<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
+pub(crate) fn from_hex<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
     if text.len() != N * 2 {
         return Err(HexError::Length {
             expected: N * 2,

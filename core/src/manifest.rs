@@ -21,18 +21,18 @@ use crate::ids::{ContentId, Sha256Digest, sha256};
 
 /// SHA-256 works on blocks of this many bytes: every chunk but the last is a whole number
 /// of them, so a chunk starts exactly where a chaining value is.
-pub const SHA256_BLOCK: u32 = 64;
+pub(crate) const SHA256_BLOCK: u32 = 64;
 /// Smallest chunk size a manifest may use.
 pub const CHUNK_SIZE_MIN: u32 = 16 * 1024;
 /// Largest chunk size a manifest may use.
-pub const CHUNK_SIZE_MAX: u32 = 64 * 1024 * 1024;
+pub(crate) const CHUNK_SIZE_MAX: u32 = 64 * 1024 * 1024;
 /// Chunk size used when the user does not choose one.
 pub const CHUNK_SIZE_DEFAULT: u32 = 1024 * 1024;
 /// Most chunks one manifest may list: bounds a manifest to 16 MiB of hashes, which is
 /// 8 GiB at the smallest chunk size and 32 TiB at the largest.
-pub const CHUNK_COUNT_MAX: u32 = 512 * 1024;
+pub(crate) const CHUNK_COUNT_MAX: u32 = 512 * 1024;
 /// Longest display name, in bytes of UTF-8.
-pub const NAME_LEN_MAX: usize = 255;
+pub(crate) const NAME_LEN_MAX: usize = 255;
 
 /// Domain separation for the content id, so a manifest hash can never collide with the hash
 /// of some other structure that happens to share its bytes.
@@ -116,7 +116,7 @@ pub fn check_chunk_size(chunk_size: u32) -> Result<(), ManifestError> {
 }
 
 /// Number of chunks a file of `size` bytes has at `chunk_size`.
-pub fn chunk_count_for(size: u64, chunk_size: u32) -> u64 {
+pub(crate) fn chunk_count_for(size: u64, chunk_size: u32) -> u64 {
     size.div_ceil(u64::from(chunk_size.max(1)))
 }
 

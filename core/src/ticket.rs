@@ -18,7 +18,7 @@ use crate::ids::{ContentId, HexError};
 use crate::manifest::NAME_LEN_MAX;
 
 /// What every ticket of this format starts with.
-pub const TICKET_PREFIX: &str = "p2p1:";
+pub(crate) const TICKET_PREFIX: &str = "p2p1:";
 /// The prefix without its version digits, shared by every version of the format.
 const TICKET_FAMILY: &str = "p2p";
 /// Separates the fields after the prefix.
@@ -26,9 +26,9 @@ const FIELD_SEPARATOR: char = ':';
 /// Separates tracker addresses.
 const TRACKER_SEPARATOR: char = ',';
 /// Most trackers in one ticket.
-pub const TRACKERS_MAX: usize = 8;
+pub(crate) const TRACKERS_MAX: usize = 8;
 /// Longest tracker address (`HOST:PORT`), in bytes: a DNS name's limit.
-pub const TRACKER_ADDR_LEN_MAX: usize = 255;
+pub(crate) const TRACKER_ADDR_LEN_MAX: usize = 255;
 /// Introduces a percent escape.
 const ESCAPE: u8 = b'%';
 

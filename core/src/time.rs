@@ -21,7 +21,7 @@ impl Instant {
     }
 
     /// Time elapsed since `earlier`, or zero when `earlier` is in the future.
-    pub fn saturating_since(self, earlier: Instant) -> Duration {
+    pub(crate) fn saturating_since(self, earlier: Instant) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
 }
@@ -38,13 +38,5 @@ impl Sub<Instant> for Instant {
     type Output = Duration;
     fn sub(self, rhs: Instant) -> Duration {
         self.saturating_since(rhs)
-    }
-}
-
-/// The earliest of two optional deadlines, for composing `poll_timeout` answers.
-pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }

@@ -41,15 +41,15 @@ use crate::wire::{
 };
 
 /// Default for [`TrackerConfig::peer_timeout`]: peers heartbeat well inside it.
-pub const PEER_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+pub(crate) const PEER_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 /// Default for [`TrackerConfig::locate_peers_max`]: enough peers to saturate a download,
 /// few enough that a `Located` stays small.
-pub const LOCATE_PEERS_MAX_DEFAULT: usize = 64;
+pub(crate) const LOCATE_PEERS_MAX_DEFAULT: usize = 64;
 /// Default for [`TrackerConfig::contents_per_peer_max`].
-pub const CONTENTS_PER_PEER_MAX_DEFAULT: usize = 4096;
+pub(crate) const CONTENTS_PER_PEER_MAX_DEFAULT: usize = 4096;
 /// Default for [`TrackerConfig::manifest_bytes_max`]: 256 MiB of manifests and per-chunk
 /// availability counters, across all swarms.
-pub const MANIFEST_BYTES_MAX_DEFAULT: usize = 256 * 1024 * 1024;
+pub(crate) const MANIFEST_BYTES_MAX_DEFAULT: usize = 256 * 1024 * 1024;
 
 /// Tuning and identity of a tracker.
 #[derive(Clone, Debug)]
@@ -295,7 +295,7 @@ fn shuffle<T>(rng: &mut ChaCha8Rng, items: &mut [T]) {
 }
 
 /// Most origins remembered per file.
-pub const ORIGINS_PER_FILE_MAX: usize = 16;
+pub(crate) const ORIGINS_PER_FILE_MAX: usize = 16;
 
 /// The tracker state machine.
 pub struct Tracker {
@@ -424,8 +424,9 @@ impl Tracker {
         })
     }
 
+    #[cfg(test)]
     /// Every content of `swarm` some live peer holds a chunk of, delisted ones included.
-    pub fn known_files(&self, swarm: &str) -> Vec<FileEntry> {
+    pub(crate) fn known_files(&self, swarm: &str) -> Vec<FileEntry> {
         self.swarms.get(swarm).map_or_else(Vec::new, |s| {
             s.files
                 .iter()
@@ -479,9 +480,10 @@ impl Tracker {
         self.conns.len()
     }
 
+    #[cfg(test)]
     /// Every live peer (any swarm, sources or not) holding a chunk of `content_id`, with
     /// what it holds, by peer id.
-    pub fn holders(&self, content_id: ContentId) -> Vec<(PeerId, ChunkSet)> {
+    pub(crate) fn holders(&self, content_id: ContentId) -> Vec<(PeerId, ChunkSet)> {
         self.sessions
             .iter()
             .filter_map(|(&peer_id, session)| {

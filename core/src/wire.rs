@@ -25,11 +25,11 @@ pub const BLOCK_LEN_MAX: u32 = 1024 * 1024;
 pub const FRAME_LEN_MAX: u32 =
     manifest::CHUNK_COUNT_MAX * 32 + manifest::CHUNK_COUNT_MAX.div_ceil(8) + 64 * 1024;
 /// Longest string field (names, addresses, URLs, reasons), in bytes.
-pub const STRING_LEN_MAX: usize = 4096;
+pub(crate) const STRING_LEN_MAX: usize = 4096;
 /// Most entries in one list (files, peers, chunk indices in a `Have`).
-pub const LIST_LEN_MAX: usize = 64 * 1024;
+pub(crate) const LIST_LEN_MAX: usize = 64 * 1024;
 /// Most peers in one `Located` or `PeerExchange`.
-pub const PEERS_LEN_MAX: usize = 1024;
+pub(crate) const PEERS_LEN_MAX: usize = 1024;
 /// Most bytes the decoder reserves ahead of data actually received.
 const RESERVE_STEP_MAX: usize = 256 * 1024;
 /// Bytes of the length prefix.
@@ -37,7 +37,7 @@ pub const LENGTH_PREFIX_LEN: usize = 4;
 
 /// Codes carried in `Message::Error`. An `Error` followed by the sender closing the
 /// connection is fatal; an `Error` alone refuses one request and the session goes on.
-pub mod error_code {
+pub(crate) mod error_code {
     /// The `Hello` named a protocol version this side does not speak.
     pub const VERSION_MISMATCH: u16 = 1;
     /// A message other than `Hello` came first on the connection.
@@ -375,7 +375,7 @@ impl Message {
 
     /// Capacity to reserve for the encoded frame: at least its size for bulk messages and
     /// manifests (whose size is dominated by data and hashes), a small guess for the rest.
-    pub fn encoded_len_hint(&self) -> usize {
+    pub(crate) fn encoded_len_hint(&self) -> usize {
         match self {
             Message::Piece { data, .. } | Message::DeliverRange { data, .. } => 64 + data.len(),
             Message::Announce { manifest, chunks } => {
@@ -1007,6 +1007,7 @@ impl FrameDecoder {
         if self.buf.len() < LENGTH_PREFIX_LEN {
             return LENGTH_PREFIX_LEN - self.buf.len();
         }
+        // The first four bytes exist: checked just above.
         let length = u32::from_be_bytes(self.buf[..4].try_into().unwrap()) as usize;
         (LENGTH_PREFIX_LEN + length)
             .saturating_sub(self.buf.len())

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use p2p_core::coop::FetchSpec;
+use p2p_core::peer::FetchSpec;
 use p2p_core::peer::{Peer, PeerConfig, PeerNotice};
 use p2p_core::testkit::{Swarm, file_bytes};
 use p2p_core::tracker::{Tracker, TrackerConfig};

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use p2p_core::chunkset::ChunkSet;
+use p2p_core::ChunkSet;
 use p2p_core::ids::ContentId;
 use p2p_core::manifest::{ChunkCheck, Manifest, ManifestBuilder};
 use rand::{RngCore, SeedableRng};

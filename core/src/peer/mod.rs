@@ -16,8 +16,8 @@
 mod action;
 mod config;
 mod conns;
-pub mod coop;
-pub mod download;
+mod coop;
+mod download;
 mod exchange;
 mod output;
 mod peer_messages;
@@ -32,10 +32,14 @@ use rand_chacha::ChaCha8Rng;
 
 pub use action::{PeerAction, PeerNotice, StoreOutcome};
 pub use config::PeerConfig;
+pub use coop::RANGE_LEN_MIN;
+pub use coop::{FetchSpec, RangeError};
+pub use download::DownloadPhase;
+pub use download::scheduler::SchedulerConfig;
 
 use self::conns::Connections;
-use self::coop::{Coop, FetchJob, FetchSpec, RangeError};
-use self::download::{Download, DownloadPhase, Downloads};
+use self::coop::Coop;
+use self::download::{Download, Downloads};
 use self::output::Output;
 use self::serving::{Held, Serving};
 use self::timer::{Timer, TimerTable};
@@ -107,14 +111,6 @@ impl Peer {
         self.serving.held.get(&content_id).map(|h| &h.chunks)
     }
 
-    /// Manifests of everything held (fully or partly).
-    pub fn held_contents(&self) -> impl Iterator<Item = (&ContentId, &Manifest, &ChunkSet)> {
-        self.serving
-            .held
-            .iter()
-            .map(|(id, h)| (id, &h.manifest, &h.chunks))
-    }
-
     pub fn download_phase(&self, content_id: ContentId) -> Option<DownloadPhase> {
         self.downloads.get(content_id).map(|d| d.phase.clone())
     }
@@ -141,11 +137,6 @@ impl Peer {
     /// Open peer connections (any state).
     pub fn connection_count(&self) -> usize {
         self.conns.len()
-    }
-
-    /// Inspection: a running or finished fetch job.
-    pub fn fetch_job(&self, job_id: u64) -> Option<&FetchJob> {
-        self.coop.fetch_job(job_id)
     }
 
     // ------------------------------------------------------------------ outputs

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::coop::RangeError;
+use crate::peer::RangeError;
 
 /// How fast the origin sends one response: slow, so that helpers' ranges add up.
 pub const ORIGIN_BYTES_PER_S: u64 = 1024 * 1024;

@@ -9,9 +9,9 @@ use bytes::{Bytes, BytesMut};
 
 use super::{MemoryDisk, MemoryNet, MemoryOrigin};
 use crate::chunkset::ChunkSet;
-use crate::coop::RangeError;
 use crate::ids::{ConnId, ContentId};
 use crate::manifest::Manifest;
+use crate::peer::RangeError;
 use crate::peer::{Peer, PeerAction, PeerNotice, StoreOutcome};
 use crate::time::Instant;
 use crate::tracker::{Tracker, TrackerAction};

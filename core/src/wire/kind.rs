@@ -36,7 +36,7 @@ macro_rules! message_kinds {
             }
 
             /// The kind a frame's kind byte names; `None` for a byte no message uses.
-            pub const fn from_byte(byte: u8) -> Option<MessageKind> {
+            pub(crate) const fn from_byte(byte: u8) -> Option<MessageKind> {
                 match byte {
                     $($byte => Some(MessageKind::$variant),)+
                     _ => None,

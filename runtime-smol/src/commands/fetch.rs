@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget};
 use p2p_core::Manifest;
-use p2p_core::coop::FetchSpec;
 use p2p_core::ids::to_hex;
 use p2p_core::manifest::CHUNK_SIZE_DEFAULT;
+use p2p_core::peer::FetchSpec;
 use p2p_core::peer::PeerNotice;
 use serde_json::json;
 use smol::future;
@@ -39,7 +39,7 @@ use crate::io::store::{self, Destination, PartPaths};
 /// JSON progress lines at most this often.
 const JSON_PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 /// `--range-size` bounds (the core clamps to the same).
-const RANGE_SIZE_MIN: u32 = p2p_core::coop::RANGE_LEN_MIN;
+const RANGE_SIZE_MIN: u32 = p2p_core::peer::RANGE_LEN_MIN;
 const RANGE_SIZE_MAX: u32 = p2p_core::wire::BLOCK_LEN_MAX;
 
 pub async fn run(

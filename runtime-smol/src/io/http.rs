@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
-use p2p_core::coop::RangeError;
+use p2p_core::peer::RangeError;
 use ureq::Agent;
 use ureq::http::{HeaderMap, Response};
 

@@ -4,7 +4,7 @@
 //! A value the world asks at the end of a run (and whenever it wants the list of what is
 //! unfinished); it reads only the nodes' disks and the machines' inspection methods.
 
-use p2p_core::chunkset::ChunkSet;
+use p2p_core::ChunkSet;
 
 use crate::event_queue::Nanos;
 use crate::storage::SourceFile;

@@ -126,11 +126,6 @@ impl Coop {
         self.end_fetch(ctx, job_id, "cancelled by the fetcher".into());
     }
 
-    /// Inspection: a running or finished fetch job.
-    pub(crate) fn fetch_job(&self, job_id: u64) -> Option<&FetchJob> {
-        self.fetches.get(&job_id)
-    }
-
     /// A `WriteRange` finished.
     pub(crate) fn handle_range_written(
         &mut self,

@@ -35,7 +35,6 @@ impl Coop {
                     return Ok(());
                 }
                 let job = self.helping.entry(job_id).or_insert(HelperJob {
-                    job_id,
                     fetcher_conn: conn,
                     url,
                     validator,

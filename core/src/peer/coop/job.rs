@@ -81,10 +81,6 @@ impl FetchJob {
         }
     }
 
-    pub fn range_count(&self) -> u32 {
-        self.ranges.len() as u32
-    }
-
     /// Offset and length of range `index`.
     pub fn range(&self, index: u32) -> (u64, u32) {
         let offset = u64::from(index) * u64::from(self.spec.range_len);
@@ -131,7 +127,6 @@ impl FetchJob {
 
 /// The helper's side of one job.
 pub struct HelperJob {
-    pub job_id: u64,
     pub(crate) fetcher_conn: ConnId,
     pub(crate) url: String,
     pub(crate) validator: String,

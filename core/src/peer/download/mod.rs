@@ -9,7 +9,6 @@ mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-pub use assembly::{BlockMismatch, ChunkAssembly};
 pub(crate) use state::PieceOutcome;
 pub use state::{Download, DownloadPhase};
 

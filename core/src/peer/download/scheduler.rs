@@ -349,6 +349,7 @@ impl Scheduler {
         self.banned.insert(peer);
     }
 
+    #[cfg(test)]
     pub fn is_banned(&self, peer: PeerId) -> bool {
         self.banned.contains(&peer)
     }
@@ -555,6 +556,7 @@ impl Scheduler {
         &self.have
     }
 
+    #[cfg(test)]
     pub fn is_complete(&self) -> bool {
         self.have.is_full()
     }
@@ -579,6 +581,7 @@ impl Scheduler {
         out
     }
 
+    #[cfg(test)]
     /// Chunks in flight to `peer`.
     pub fn in_flight(&self, peer: PeerId) -> u32 {
         self.peers.get(&peer).map_or(0, |p| p.assigned.len() as u32)
@@ -589,6 +592,7 @@ impl Scheduler {
         self.peers.len()
     }
 
+    #[cfg(test)]
     /// Where `chunk_index` is in its life; `None` when out of range.
     pub fn chunk_state(&self, chunk_index: u32) -> Option<ChunkState> {
         self.state(chunk_index)
@@ -602,17 +606,20 @@ impl Scheduler {
         )
     }
 
+    #[cfg(test)]
     /// How many chunks may be in flight to `peer` at `now` (see the module docs for the
     /// formula); 0 for unknown peers.
     pub fn window(&self, peer: PeerId, now: Instant) -> u32 {
         self.peers.get(&peer).map_or(0, |p| self.window_of(p, now))
     }
 
+    #[cfg(test)]
     /// Whether `peer` is ranked last at `now` because a request of its timed out.
     pub fn is_demoted(&self, peer: PeerId, now: Instant) -> bool {
         self.peers.get(&peer).is_some_and(|p| p.is_demoted(now))
     }
 
+    #[cfg(test)]
     /// The peer's throughput estimate in bytes per second, once measured.
     pub fn throughput(&self, peer: PeerId) -> Option<u64> {
         self.peers.get(&peer).and_then(|p| p.throughput)

@@ -127,10 +127,9 @@ impl Driver {
                 let (Some(paths), Some(content)) =
                     (download.paths.clone(), self.files.get(&content_id).cloned())
                 else {
+                    // A sync that cannot start has failed: the finishing order says so.
                     let reason = NOT_PREPARED_REASON.to_string();
-                    let _ = self
-                        .user
-                        .try_send(UserEvent::DownloadFailed { content_id, reason });
+                    self.finish_step(content_id, |finish| finish.synced(Err(reason)));
                     return;
                 };
                 let events = self.events.clone();

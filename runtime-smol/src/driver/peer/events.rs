@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use async_net::TcpStream;
 use bytes::Bytes;
-use p2p_core::coop::{FetchSpec, RangeError};
 use p2p_core::peer::StoreOutcome;
+use p2p_core::peer::{FetchSpec, RangeError};
 use p2p_core::{ContentId, Manifest};
 use smol::channel::Sender;
 

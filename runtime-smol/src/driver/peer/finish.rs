@@ -193,6 +193,16 @@ impl Finish {
         }
     }
 
+    /// Whether the file is on its way to its final name (waiting for its last record
+    /// write, syncing or renaming): a peer that stops lets it get there first, so that a
+    /// download that completed is never left as a part file.
+    pub fn is_finishing(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::WaitingForRecord | Phase::Syncing | Phase::Renaming
+        )
+    }
+
     /// Whether the record should be written once more as the peer stops: not while a
     /// write is in flight (two writers), and not once the file is being finalized (it
     /// would recreate a record the rename removes).
@@ -223,17 +233,28 @@ mod tests {
     fn complete_with_no_write_in_flight_syncs_then_renames() {
         let mut finish = downloading();
         assert!(finish.record_wanted_at_shutdown());
+        assert!(!finish.is_finishing());
         assert_eq!(finish.complete(), FinishStep::Sync);
         assert!(!finish.record_wanted_at_shutdown());
+        assert!(finish.is_finishing(), "a stopping peer waits for the sync");
         assert_eq!(finish.synced(Ok(())), FinishStep::Rename);
+        assert!(
+            finish.is_finishing(),
+            "a stopping peer waits for the rename"
+        );
         assert_eq!(finish.renamed(Ok(())), FinishStep::Done);
         assert!(!finish.record_wanted_at_shutdown());
+        assert!(!finish.is_finishing());
     }
 
     #[test]
     fn complete_during_a_record_write_waits_for_it() {
         let mut finish = writing_record();
         assert_eq!(finish.complete(), FinishStep::Wait);
+        assert!(
+            finish.is_finishing(),
+            "a stopping peer waits for the record write"
+        );
         assert!(
             !finish.record_wanted_at_shutdown(),
             "a write is in flight: no second writer"
@@ -250,6 +271,10 @@ mod tests {
         // The driver reports a failed write as written: the record is only a hint.
         let mut finish = writing_record();
         assert_eq!(finish.complete(), FinishStep::Wait);
+        assert!(
+            finish.is_finishing(),
+            "a stopping peer waits for the record write"
+        );
         assert_eq!(finish.record_written(), FinishStep::Sync);
     }
 
@@ -322,6 +347,10 @@ mod tests {
         assert_eq!(finish.renamed(Ok(())), FinishStep::Wait);
         assert_eq!(finish.complete(), FinishStep::Wait);
         assert!(!finish.record_wanted_at_shutdown());
+        assert!(
+            !finish.is_finishing(),
+            "a stopping peer does not wait for a failure"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use p2p_core::coop::FetchSpec;
+use p2p_core::peer::FetchSpec;
 use p2p_core::{ContentId, Manifest};
 use smol::Task;
 use smol::channel::{Receiver, Sender};

@@ -1,5 +1,5 @@
 //! Stopping a peer politely: goodbyes to the tracker and peers, chunk writes in flight
-//! finished and recorded, resume records saved, and a moment for the goodbyes to leave.
+//! finished and recorded, completed downloads synced and renamed, resume records saved, and a moment for the goodbyes to leave.
 
 use p2p_core::peer::StoreOutcome;
 use smol::channel::Receiver;
@@ -16,7 +16,8 @@ impl Driver {
         self.peer.shutdown(clock::now());
         self.drain();
         let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
-        while self.stores_in_flight > 0 {
+        while self.stores_in_flight > 0 || self.downloads.values().any(|d| d.finish.is_finishing())
+        {
             let next = future::or(async { events.recv().await.ok() }, async {
                 Timer::at(deadline).await;
                 None
@@ -33,6 +34,16 @@ impl Driver {
                     if outcome == StoreOutcome::Stored {
                         self.mark_stored(content_id, chunk_index);
                     }
+                }
+                // A completed download still gets its sync and rename.
+                Some(Event::RecordSaved { content_id }) => {
+                    self.finish_step(content_id, |finish| finish.record_written())
+                }
+                Some(Event::Synced { content_id, result }) => {
+                    self.finish_step(content_id, |finish| finish.synced(result))
+                }
+                Some(Event::Renamed { content_id, result }) => {
+                    self.finish_step(content_id, |finish| finish.renamed(result))
                 }
                 Some(_) => {}
                 None => break,
