@@ -4,6 +4,10 @@
 //! Decoding is incremental ([`FrameDecoder`]: feed any split of bytes, take whole messages)
 //! and bounded: every length field is checked against a named limit before anything is
 //! allocated, and a chunk payload is a `Bytes` slice of the receive buffer, never a copy.
+//!
+//! One file on purpose: it is the table of every message, its encoding beside its decoding,
+//! read top to bottom; splitting it would put the two halves of one format apart. The kinds
+//! are listed once in `kind.rs`; the codec's tests are in `tests.rs`.
 
 use std::fmt;
 
