@@ -1,0 +1,812 @@
+//! The tracker's unit tests: a harness that drives one machine with a virtual clock, then one
+//! test per rule (sessions, announces and haves, queries, limits, frames), and a randomized
+//! run that checks the counters against a recount after every step.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::frame::truncate_to_frame;
+use super::*;
+use crate::chunkset::ChunkSet;
+use crate::manifest::{CHUNK_SIZE_MIN, ManifestBuilder};
+use crate::wire::{FRAME_LEN_MAX, FrameDecoder, PROTOCOL_VERSION, PeerChunks, STRING_LEN_MAX};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A manifest of `chunks` chunks whose bytes are all `fill` (distinct fills give
+/// distinct content ids).
+fn manifest(name: &str, chunks: u32, fill: u8) -> Manifest {
+    let mut builder = ManifestBuilder::new(name, CHUNK_SIZE_MIN).unwrap();
+    builder.update(&vec![fill; (chunks * CHUNK_SIZE_MIN) as usize]);
+    builder.finish().unwrap()
+}
+
+fn set(len: u32, indices: &[u32]) -> ChunkSet {
+    let mut set = ChunkSet::new(len);
+    for &i in indices {
+        set.insert(i);
+    }
+    set
+}
+
+struct Harness {
+    tracker: Tracker,
+    now: Instant,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with(TrackerConfig {
+            tracker_id: PeerId(0x7777),
+            rng_seed: 42,
+            ..TrackerConfig::default()
+        })
+    }
+
+    fn with(config: TrackerConfig) -> Harness {
+        Harness {
+            tracker: Tracker::new(config),
+            now: Instant::from_nanos(1_000_000_000),
+        }
+    }
+
+    fn drain(&mut self) -> Vec<TrackerAction> {
+        std::iter::from_fn(|| self.tracker.poll_action()).collect()
+    }
+
+    fn send(&mut self, conn: ConnId, message: Message) -> Vec<TrackerAction> {
+        self.tracker.handle_message(self.now, conn, message);
+        self.drain()
+    }
+
+    /// Sends a request and returns the one reply.
+    fn ask(&mut self, conn: ConnId, message: Message) -> Message {
+        match self.send(conn, message).as_slice() {
+            [TrackerAction::Send { conn: c, message }] if *c == conn => message.clone(),
+            other => panic!("expected one reply, got {other:?}"),
+        }
+    }
+
+    fn connect(&mut self, peer: u64, addr: &str, swarm: &str) -> ConnId {
+        let conn = self.tracker.accept(self.now);
+        let reply = self.ask(conn, hello(peer, addr, swarm));
+        assert_eq!(
+            reply,
+            Message::Welcome {
+                version: PROTOCOL_VERSION,
+                peer_id: PeerId(0x7777)
+            }
+        );
+        conn
+    }
+
+    fn announce(&mut self, conn: ConnId, manifest: &Manifest, chunks: ChunkSet) {
+        let actions = self.send(
+            conn,
+            Message::Announce {
+                manifest: manifest.clone(),
+                chunks,
+            },
+        );
+        assert!(actions.is_empty(), "{actions:?}");
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now = self.now + by;
+    }
+
+    fn list_files(&mut self, conn: ConnId) -> Vec<FileEntry> {
+        match self.ask(conn, Message::ListFiles) {
+            Message::FileList { files } => files,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn locate(&mut self, conn: ConnId, content_id: ContentId) -> Vec<PeerChunks> {
+        match self.ask(conn, Message::Locate { content_id }) {
+            Message::Located {
+                content_id: c,
+                mut peers,
+            } => {
+                assert_eq!(c, content_id);
+                peers.sort_by_key(|p| p.peer_id);
+                peers
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn list_peers(&mut self, conn: ConnId) -> Vec<PeerEntry> {
+        match self.ask(conn, Message::ListPeers) {
+            Message::PeerList { peers } => peers,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+fn hello(peer: u64, addr: &str, swarm: &str) -> Message {
+    Message::Hello {
+        version: PROTOCOL_VERSION,
+        peer_id: PeerId(peer),
+        listen_addr: addr.into(),
+        swarm: swarm.into(),
+    }
+}
+
+/// The actions are `Error{code}` then `Close` on `conn`.
+fn assert_fatal(actions: &[TrackerAction], conn: ConnId, code: u16) -> String {
+    match actions {
+        [
+            TrackerAction::Send {
+                conn: c1,
+                message: Message::Error { code: got, message },
+            },
+            TrackerAction::Close { conn: c2 },
+        ] if *c1 == conn && *c2 == conn && *got == code => message.clone(),
+        other => panic!("expected fatal error {code} on {conn}, got {other:?}"),
+    }
+}
+
+#[test]
+fn hello_gets_welcome() {
+    let mut h = Harness::new();
+    h.connect(1, "10.0.0.1:7000", "s");
+    assert!(h.tracker.is_peer_known(PeerId(1)));
+    assert_eq!(h.tracker.peer_count(), 1);
+}
+
+#[test]
+fn version_mismatch_is_refused_naming_both_versions() {
+    let mut h = Harness::new();
+    let conn = h.tracker.accept(h.now);
+    let actions = h.send(
+        conn,
+        Message::Hello {
+            version: 99,
+            peer_id: PeerId(1),
+            listen_addr: "a:1".into(),
+            swarm: "s".into(),
+        },
+    );
+    let text = assert_fatal(&actions, conn, error_code::VERSION_MISMATCH);
+    assert!(
+        text.contains("99") && text.contains(&PROTOCOL_VERSION.to_string()),
+        "{text}"
+    );
+    assert!(!h.tracker.is_peer_known(PeerId(1)));
+    assert_eq!(h.tracker.conn_count(), 0);
+    // Late frames and the driver's close report are ignored.
+    assert!(h.send(conn, Message::ListFiles).is_empty());
+    h.tracker.handle_closed(h.now, conn);
+    assert!(h.drain().is_empty());
+}
+
+#[test]
+fn message_before_hello_is_refused() {
+    let mut h = Harness::new();
+    let conn = h.tracker.accept(h.now);
+    let actions = h.send(conn, Message::ListFiles);
+    assert_fatal(&actions, conn, error_code::HELLO_REQUIRED);
+    assert_eq!(h.tracker.conn_count(), 0);
+}
+
+#[test]
+fn connection_without_hello_times_out() {
+    let mut h = Harness::new();
+    let conn = h.tracker.accept(h.now);
+    assert_eq!(h.tracker.poll_timeout(), Some(h.now + TIMEOUT));
+    h.advance(TIMEOUT);
+    h.tracker.handle_timeout(h.now);
+    assert_fatal(&h.drain(), conn, error_code::TIMED_OUT);
+    assert_eq!(h.tracker.poll_timeout(), None);
+}
+
+#[test]
+fn second_hello_and_peer_messages_are_refused() {
+    let mut h = Harness::new();
+    let a = h.connect(1, "a:1", "s");
+    let actions = h.send(a, hello(1, "a:1", "s"));
+    assert_fatal(&actions, a, error_code::UNEXPECTED_MESSAGE);
+    assert!(!h.tracker.is_peer_known(PeerId(1)));
+
+    let cid = manifest("f", 1, 1).content_id();
+    for message in [
+        Message::Request {
+            content_id: cid,
+            chunk_index: 0,
+            offset: 0,
+            length: 1,
+        },
+        Message::Piece {
+            content_id: cid,
+            chunk_index: 0,
+            offset: 0,
+            data: bytes::Bytes::from_static(b"x"),
+        },
+        Message::Bitfield {
+            content_id: cid,
+            chunks: ChunkSet::new(1),
+        },
+        Message::Interested { content_id: cid },
+        Message::Welcome {
+            version: 1,
+            peer_id: PeerId(3),
+        },
+        Message::FileList { files: vec![] },
+    ] {
+        let b = h.connect(2, "b:1", "s");
+        let actions = h.send(b, message);
+        let text = assert_fatal(&actions, b, error_code::UNEXPECTED_MESSAGE);
+        assert!(text.contains("does not accept"), "{text}");
+        assert!(!h.tracker.is_peer_known(PeerId(2)));
+    }
+}
+
+#[test]
+fn announce_list_files_locate_list_peers() {
+    let mut h = Harness::new();
+    let m = manifest("movie.mkv", 3, 7);
+    let cid = m.content_id();
+    let a = h.connect(1, "10.0.0.1:7000", "s");
+    let b = h.connect(2, "10.0.0.2:7000", "s");
+    let cli = h.connect(3, "", "s");
+    h.announce(a, &m, ChunkSet::full(3));
+    h.announce(b, &m, set(3, &[1]));
+
+    let files = h.list_files(cli);
+    assert_eq!(
+        files,
+        vec![FileEntry {
+            content_id: cid,
+            name: "movie.mkv".into(),
+            size: 3 * u64::from(CHUNK_SIZE_MIN),
+            chunk_size: CHUNK_SIZE_MIN,
+            chunk_count: 3,
+            full_sources: 1,
+            peers: 2,
+            complete: true,
+        }]
+    );
+    assert_eq!(h.tracker.files("s"), files);
+
+    // The asker is left out; each peer comes with its chunks.
+    let located = h.locate(b, cid);
+    assert_eq!(
+        located,
+        vec![PeerChunks {
+            peer_id: PeerId(1),
+            listen_addr: "10.0.0.1:7000".into(),
+            chunks: ChunkSet::full(3),
+        }]
+    );
+    let located = h.locate(cli, cid);
+    assert_eq!(located.len(), 2);
+    assert_eq!(located[1].chunks, set(3, &[1]));
+
+    assert_eq!(
+        h.ask(cli, Message::GetManifest { content_id: cid }),
+        Message::ManifestReply {
+            manifest: m.clone()
+        }
+    );
+    let unknown = manifest("other", 1, 9).content_id();
+    assert_eq!(
+        h.ask(
+            cli,
+            Message::GetManifest {
+                content_id: unknown
+            }
+        ),
+        Message::NotFound {
+            content_id: unknown
+        }
+    );
+    assert!(h.locate(cli, unknown).is_empty());
+
+    // The CLI session (no listen address) is not listed.
+    h.advance(Duration::from_millis(1500));
+    h.send(
+        a,
+        Message::Heartbeat {
+            uploaded_bytes: 500,
+            downloaded_bytes: 20,
+        },
+    );
+    h.advance(Duration::from_millis(250));
+    let peers = h.list_peers(cli);
+    assert_eq!(peers.len(), 2);
+    assert_eq!(
+        peers[0],
+        PeerEntry {
+            peer_id: PeerId(1),
+            listen_addr: "10.0.0.1:7000".into(),
+            files: 1,
+            chunks_held: 3,
+            uploaded_bytes: 500,
+            downloaded_bytes: 20,
+            last_seen_ms_ago: 250,
+        }
+    );
+    assert_eq!(peers[1].peer_id, PeerId(2));
+    assert_eq!(peers[1].chunks_held, 1);
+    assert_eq!(peers[1].last_seen_ms_ago, 1750);
+    assert_eq!(h.tracker.holders(cid).len(), 2);
+}
+
+#[test]
+fn swarms_are_isolated() {
+    let mut h = Harness::new();
+    let m = manifest("f", 2, 1);
+    let cid = m.content_id();
+    let a = h.connect(1, "a:1", "red");
+    let b = h.connect(2, "b:1", "blue");
+    h.announce(a, &m, ChunkSet::full(2));
+    assert!(h.list_files(b).is_empty());
+    assert!(h.locate(b, cid).is_empty());
+    assert_eq!(
+        h.ask(b, Message::GetManifest { content_id: cid }),
+        Message::NotFound { content_id: cid }
+    );
+    assert_eq!(h.list_peers(b).len(), 1);
+    assert_eq!(h.list_peers(b)[0].peer_id, PeerId(2));
+    // The same content in two swarms is two records.
+    h.announce(b, &m, set(2, &[0]));
+    assert!(
+        h.list_files(b).is_empty(),
+        "blue alone cannot supply chunk 1"
+    );
+    assert_eq!(h.list_files(a).len(), 1);
+    assert_eq!(h.locate(a, cid).len(), 0);
+}
+
+#[test]
+fn have_adds_chunks_in_batches() {
+    let mut h = Harness::new();
+    let m = manifest("f", 4, 1);
+    let cid = m.content_id();
+    let a = h.connect(1, "a:1", "s");
+    let b = h.connect(2, "b:1", "s");
+    h.announce(a, &m, set(4, &[0]));
+    assert!(h.list_files(b).is_empty());
+    // Out-of-range indices are ignored; so is a Have for unannounced content.
+    let actions = h.send(
+        a,
+        Message::Have {
+            content_id: cid,
+            chunk_indices: vec![1, 2, 1, 4, u32::MAX],
+        },
+    );
+    assert!(actions.is_empty());
+    let other = manifest("g", 1, 2).content_id();
+    assert!(
+        h.send(
+            a,
+            Message::Have {
+                content_id: other,
+                chunk_indices: vec![0]
+            }
+        )
+        .is_empty()
+    );
+    assert_eq!(h.locate(b, cid)[0].chunks, set(4, &[0, 1, 2]));
+    assert!(h.list_files(b).is_empty());
+    h.send(
+        a,
+        Message::Have {
+            content_id: cid,
+            chunk_indices: vec![3],
+        },
+    );
+    let files = h.list_files(b);
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].full_sources, 1);
+    assert!(files[0].complete);
+    // Withdraw forgets the content entirely.
+    h.send(a, Message::Withdraw { content_id: cid });
+    assert!(h.list_files(b).is_empty());
+    assert!(h.tracker.known_files("s").is_empty());
+    assert_eq!(h.tracker.registry.manifest_bytes(), 0);
+}
+
+#[test]
+fn silent_peer_is_dropped_with_its_chunks_and_the_file_delisted() {
+    let mut h = Harness::new();
+    let m = manifest("f", 2, 1);
+    let cid = m.content_id();
+    let a = h.connect(1, "a:1", "s");
+    let b = h.connect(2, "b:1", "s");
+    h.announce(a, &m, ChunkSet::full(2));
+    h.announce(b, &m, set(2, &[0]));
+    assert_eq!(h.list_files(b).len(), 1);
+
+    // b heartbeats, a stays silent.
+    let a_deadline = h.now + TIMEOUT;
+    for _ in 0..2 {
+        assert_eq!(h.tracker.poll_timeout(), Some(a_deadline));
+        h.advance(TIMEOUT / 2);
+        let actions = h.send(
+            b,
+            Message::Heartbeat {
+                uploaded_bytes: 0,
+                downloaded_bytes: 0,
+            },
+        );
+        assert!(actions.is_empty());
+    }
+    assert_eq!(h.tracker.poll_timeout(), Some(h.now));
+    h.tracker.handle_timeout(h.now);
+    assert_fatal(&h.drain(), a, error_code::TIMED_OUT);
+    assert!(!h.tracker.is_peer_known(PeerId(1)));
+    assert!(h.tracker.is_peer_known(PeerId(2)));
+    assert_eq!(h.tracker.poll_timeout(), Some(h.now + TIMEOUT));
+
+    // b alone lacks chunk 1: delisted, but still located and its manifest served.
+    assert!(h.list_files(b).is_empty());
+    assert_eq!(h.tracker.known_files("s").len(), 1);
+    assert!(!h.tracker.known_files("s")[0].complete);
+    assert_eq!(h.tracker.holders(cid), vec![(PeerId(2), set(2, &[0]))]);
+}
+
+#[test]
+fn goodbye_and_closed_drop_the_session() {
+    let mut h = Harness::new();
+    let m = manifest("f", 1, 1);
+    let a = h.connect(1, "a:1", "s");
+    let b = h.connect(2, "b:1", "s");
+    let c = h.connect(3, "c:1", "s");
+    h.announce(a, &m, ChunkSet::full(1));
+    h.announce(b, &m, ChunkSet::full(1));
+    assert_eq!(
+        h.send(a, Message::Goodbye),
+        vec![TrackerAction::Close { conn: a }]
+    );
+    assert!(!h.tracker.is_peer_known(PeerId(1)));
+    assert_eq!(h.list_files(c)[0].full_sources, 1);
+    h.tracker.handle_closed(h.now, b);
+    assert!(h.drain().is_empty());
+    assert!(!h.tracker.is_peer_known(PeerId(2)));
+    assert!(h.list_files(c).is_empty());
+    assert!(h.tracker.known_files("s").is_empty());
+    assert_eq!(h.tracker.peer_count(), 1);
+    assert_eq!(h.tracker.conn_count(), 1);
+}
+
+#[test]
+fn file_is_complete_only_when_the_union_covers_every_chunk() {
+    let mut h = Harness::new();
+    let m = manifest("f", 3, 1);
+    let a = h.connect(1, "a:1", "s");
+    let b = h.connect(2, "b:1", "s");
+    let cli = h.connect(3, "", "s");
+    h.announce(a, &m, set(3, &[0, 1]));
+    assert!(h.list_files(cli).is_empty());
+    h.announce(b, &m, set(3, &[1]));
+    assert!(h.list_files(cli).is_empty());
+    // A client without a listen address cannot serve: it does not complete the file.
+    h.announce(cli, &m, set(3, &[2]));
+    assert!(h.list_files(cli).is_empty());
+    // A re-announce replaces the set.
+    h.announce(b, &m, set(3, &[2]));
+    let files = h.list_files(cli);
+    assert_eq!(files.len(), 1);
+    assert_eq!((files[0].full_sources, files[0].peers), (0, 2));
+    assert!(files[0].complete);
+    // An empty announce withdraws.
+    h.announce(b, &m, ChunkSet::new(3));
+    assert!(h.list_files(cli).is_empty());
+    assert_eq!(h.tracker.known_files("s")[0].peers, 1);
+}
+
+#[test]
+fn empty_file_is_listed() {
+    let mut h = Harness::new();
+    let m = ManifestBuilder::new("empty", CHUNK_SIZE_MIN)
+        .unwrap()
+        .finish()
+        .unwrap();
+    let a = h.connect(1, "a:1", "s");
+    h.announce(a, &m, ChunkSet::full(0));
+    let files = h.list_files(a);
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].full_sources, 1);
+}
+
+#[test]
+fn announce_with_wrong_chunk_count_is_refused() {
+    let mut h = Harness::new();
+    let m = manifest("f", 3, 1);
+    let a = h.connect(1, "a:1", "s");
+    let actions = h.send(
+        a,
+        Message::Announce {
+            manifest: m,
+            chunks: ChunkSet::full(2),
+        },
+    );
+    assert_fatal(&actions, a, error_code::BAD_MESSAGE);
+    let b = h.connect(2, "b:1", "s");
+    let mut bad = manifest("g", 2, 1);
+    bad.chunk_hashes.pop();
+    let actions = h.send(
+        b,
+        Message::Announce {
+            manifest: bad,
+            chunks: ChunkSet::full(1),
+        },
+    );
+    assert_fatal(&actions, b, error_code::BAD_MESSAGE);
+    assert!(h.tracker.known_files("s").is_empty());
+}
+
+#[test]
+fn limits_refuse_an_announce_without_closing() {
+    let mut h = Harness::with(TrackerConfig {
+        tracker_id: PeerId(0x7777),
+        contents_per_peer_max: 1,
+        ..TrackerConfig::default()
+    });
+    let a = h.connect(1, "a:1", "s");
+    let m1 = manifest("f", 1, 1);
+    h.announce(a, &m1, ChunkSet::full(1));
+    match h
+        .send(
+            a,
+            Message::Announce {
+                manifest: manifest("g", 1, 2),
+                chunks: ChunkSet::full(1),
+            },
+        )
+        .as_slice()
+    {
+        [
+            TrackerAction::Send {
+                message: Message::Error { code, .. },
+                ..
+            },
+        ] => assert_eq!(*code, error_code::LIMIT_EXCEEDED),
+        other => panic!("{other:?}"),
+    }
+    // Re-announcing held content is not a new content.
+    h.announce(a, &m1, ChunkSet::full(1));
+    assert!(h.tracker.is_peer_known(PeerId(1)));
+    assert_eq!(h.list_files(a).len(), 1);
+
+    let mut h = Harness::with(TrackerConfig {
+        tracker_id: PeerId(0x7777),
+        manifest_bytes_max: 100,
+        ..TrackerConfig::default()
+    });
+    let a = h.connect(1, "a:1", "s");
+    let actions = h.send(
+        a,
+        Message::Announce {
+            manifest: manifest("f", 4, 1),
+            chunks: ChunkSet::full(4),
+        },
+    );
+    assert!(matches!(
+        actions.as_slice(),
+        [TrackerAction::Send {
+            message: Message::Error {
+                code: error_code::LIMIT_EXCEEDED,
+                ..
+            },
+            ..
+        }]
+    ));
+    assert!(h.tracker.known_files("s").is_empty());
+}
+
+#[test]
+fn duplicate_peer_id_replaces_the_old_session() {
+    let mut h = Harness::new();
+    let m = manifest("f", 1, 1);
+    let old = h.connect(1, "a:1", "s");
+    h.announce(old, &m, ChunkSet::full(1));
+    let new = h.tracker.accept(h.now);
+    let actions = h.send(new, hello(1, "a:2", "s"));
+    assert_eq!(actions.len(), 3, "{actions:?}");
+    assert_fatal(&actions[..2], old, error_code::SESSION_REPLACED);
+    assert!(
+        matches!(&actions[2], TrackerAction::Send { conn, message: Message::Welcome { .. } } if *conn == new)
+    );
+    assert!(h.tracker.is_peer_known(PeerId(1)));
+    assert_eq!(h.tracker.peer_count(), 1);
+    // The old holdings went with the old session; the new one must re-announce.
+    assert!(h.tracker.known_files("s").is_empty());
+    // The old connection's close report does not touch the new session.
+    h.tracker.handle_closed(h.now, old);
+    assert!(h.tracker.is_peer_known(PeerId(1)));
+    assert_eq!(h.list_peers(new)[0].listen_addr, "a:2");
+}
+
+#[test]
+fn restarted_tracker_is_whole_after_peers_reannounce() {
+    let m = manifest("f", 2, 1);
+    let peers = [
+        (1, "a:1", vec![0u32, 1]),
+        (2, "b:1", vec![0]),
+        (3, "c:1", vec![1]),
+    ];
+    let mut first = Harness::new();
+    for (id, addr, chunks) in &peers {
+        let conn = first.connect(*id, addr, "s");
+        first.announce(conn, &m, set(2, chunks));
+    }
+    let mut second = Harness::new();
+    assert_eq!(second.tracker.peer_count(), 0);
+    let mut conn = ConnId(0);
+    for (id, addr, chunks) in &peers {
+        conn = second.connect(*id, addr, "s");
+        second.announce(conn, &m, set(2, chunks));
+    }
+    assert_eq!(second.tracker.files("s"), first.tracker.files("s"));
+    assert_eq!(
+        second.tracker.holders(m.content_id()),
+        first.tracker.holders(m.content_id())
+    );
+    for (id, ..) in &peers {
+        assert!(second.tracker.is_peer_known(PeerId(*id)));
+    }
+    assert_eq!(second.locate(conn, m.content_id()).len(), 2);
+}
+
+#[test]
+fn locate_samples_a_bounded_mix_deterministically() {
+    let run = |seed: u64| {
+        let mut h = Harness::with(TrackerConfig {
+            tracker_id: PeerId(0x7777),
+            locate_peers_max: 8,
+            rng_seed: seed,
+            ..TrackerConfig::default()
+        });
+        let m = manifest("f", 2, 1);
+        for id in 0..40u64 {
+            let conn = h.connect(id, &format!("p{id}:1"), "s");
+            let chunks = if id < 20 {
+                ChunkSet::full(2)
+            } else {
+                set(2, &[0])
+            };
+            h.announce(conn, &m, chunks);
+        }
+        let asker = h.connect(100, "", "s");
+        h.locate(asker, m.content_id())
+    };
+    let peers = run(1);
+    assert_eq!(peers.len(), 8);
+    let full = peers.iter().filter(|p| p.chunks.is_full()).count();
+    assert_eq!(full, 4, "half full sources, half partial");
+    assert_eq!(run(1), peers, "same seed, same sample");
+    assert_ne!(run(2), peers, "another seed samples differently");
+}
+
+#[test]
+fn replies_fit_in_one_frame() {
+    let mut h = Harness::new();
+    let addr = "x".repeat(STRING_LEN_MAX);
+    let count = FRAME_LEN_MAX as usize / (STRING_LEN_MAX + 46) + 10;
+    let mut conn = ConnId(0);
+    for id in 0..count as u64 {
+        conn = h.connect(id, &addr, "s");
+    }
+    let peers = h.list_peers(conn);
+    assert!(peers.len() < count);
+    assert!(peers.len() + 20 > count);
+    let frame = Message::PeerList { peers }.to_frame();
+    let mut decoder = FrameDecoder::new();
+    decoder.feed(&frame);
+    assert!(matches!(
+        decoder.next_message(),
+        Ok(Some(Message::PeerList { .. }))
+    ));
+}
+
+#[test]
+fn truncation_respects_count_and_bytes() {
+    let mut items = vec![1usize; 10];
+    truncate_to_frame(&mut items, 4, 0, |_| 1);
+    assert_eq!(items.len(), 4);
+    let mut items = vec![FRAME_LEN_MAX as usize / 3; 10];
+    truncate_to_frame(&mut items, 100, 5, |&n| n);
+    assert_eq!(items.len(), 2);
+}
+
+#[test]
+fn random_operations_keep_the_counters_true() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let manifests = [
+        manifest("a", 3, 1),
+        manifest("b", 9, 2),
+        manifest("c", 1, 3),
+    ];
+    let mut h = Harness::with(TrackerConfig {
+        tracker_id: PeerId(0x7777),
+        contents_per_peer_max: 2,
+        ..TrackerConfig::default()
+    });
+    let mut conns: Vec<ConnId> = Vec::new();
+    for step in 0..3000 {
+        let m = &manifests[rng.random_range(0..manifests.len())];
+        let n = m.chunk_count();
+        let conn = conns
+            .get(rng.random_range(0..conns.len().max(1)))
+            .copied()
+            .unwrap_or(ConnId(u64::MAX));
+        let random_set = |rng: &mut ChaCha8Rng| {
+            let mut set = ChunkSet::new(n);
+            for i in 0..n {
+                if rng.random_bool(0.5) {
+                    set.insert(i);
+                }
+            }
+            set
+        };
+        let message = match rng.random_range(0..14) {
+            0..=1 => {
+                let conn = h.tracker.accept(h.now);
+                conns.push(conn);
+                let peer = rng.random_range(0..6u64);
+                let addr = if peer == 5 { "" } else { "p:1" };
+                let swarm = if rng.random_bool(0.8) { "s" } else { "t" };
+                h.tracker
+                    .handle_message(h.now, conn, hello(peer, addr, swarm));
+                h.drain();
+                continue;
+            }
+            2..=4 => Message::Announce {
+                manifest: m.clone(),
+                chunks: random_set(&mut rng),
+            },
+            5..=6 => Message::Have {
+                content_id: m.content_id(),
+                chunk_indices: (0..rng.random_range(0..4))
+                    .map(|_| rng.random_range(0..n + 2))
+                    .collect(),
+            },
+            7 => Message::Withdraw {
+                content_id: m.content_id(),
+            },
+            8 => Message::Locate {
+                content_id: m.content_id(),
+            },
+            9 => Message::ListFiles,
+            10 => Message::Heartbeat {
+                uploaded_bytes: step,
+                downloaded_bytes: 0,
+            },
+            11 => {
+                h.tracker.handle_closed(h.now, conn);
+                h.drain();
+                continue;
+            }
+            12 => {
+                h.advance(Duration::from_secs(rng.random_range(0..4)));
+                h.tracker.handle_timeout(h.now);
+                h.drain();
+                continue;
+            }
+            _ => Message::Goodbye,
+        };
+        h.send(conn, message);
+        if let Err(e) = h.tracker.check_invariants() {
+            panic!("step {step}: {e}");
+        }
+        for file in h.tracker.known_files("s") {
+            let union = h
+                .tracker
+                .holders(file.content_id)
+                .iter()
+                .filter(|(p, _)| p.0 != 5 && h.tracker.sessions[p].swarm == "s")
+                .fold(ChunkSet::new(file.chunk_count), |mut u, (_, c)| {
+                    u.union_with(c);
+                    u
+                });
+            assert_eq!(
+                file.complete,
+                union.is_full() && file.peers > 0,
+                "step {step}"
+            );
+        }
+    }
+}
