@@ -420,9 +420,11 @@ impl Peer {
     /// timeouts, periodic locates, stalled downloads. Runs what is due, in
     /// [`Timer::ALL`]'s order.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let table = self.timer_table();
         for timer in Timer::ALL {
-            if table.is_due(timer, now) {
+            // Each kind's deadline is read just before it runs, after the kinds before it
+            // ran: one of them may move it (a snapshot taken up front would run a timer
+            // that is no longer due, or skip one that became due).
+            if timer.is_due(now, || self.deadline_of(timer)) {
                 self.on_timer(timer, now);
             }
         }
