@@ -72,9 +72,19 @@ impl PeerConn {
     /// handshake deadline before.
     fn deadline(&self, timeouts: &ConnTimeouts) -> Instant {
         match self.state {
-            ConnState::Ready => self.next_ping_at.min(self.last_received + timeouts.idle),
-            _ => self.opened_at + timeouts.handshake,
+            ConnState::Ready => self.next_ping_at.min(self.idle_deadline(timeouts)),
+            _ => self.handshake_deadline(timeouts),
         }
+    }
+
+    /// When a ready connection that heard nothing since is dropped.
+    fn idle_deadline(&self, timeouts: &ConnTimeouts) -> Instant {
+        self.last_received + timeouts.idle
+    }
+
+    /// When a connection still in its handshake is dropped.
+    fn handshake_deadline(&self, timeouts: &ConnTimeouts) -> Instant {
+        self.opened_at + timeouts.handshake
     }
 
     fn is_ready(&self) -> bool {
@@ -98,7 +108,11 @@ pub(crate) struct ConnTimers {
     pub(crate) expired: Vec<ConnId>,
 }
 
-/// The configured limits a connection's deadline is computed from.
+/// The configured limits a connection's deadline is computed from, copied from the config
+/// once. They are the only copy connections read: both the sorted deadlines and the expiry
+/// checks of [`Connections::on_timer`] use them, so the two cannot disagree (a connection
+/// filed under a deadline the timer does not treat as expired would wake the peer again
+/// and again at that instant).
 struct ConnTimeouts {
     handshake: Duration,
     idle: Duration,
@@ -414,7 +428,7 @@ impl Connections {
             };
             match c.state {
                 ConnState::Ready => {
-                    if now >= c.last_received + config.connection_idle_timeout {
+                    if now >= c.idle_deadline(&self.timeouts) {
                         expired.push(id);
                     } else if now >= c.next_ping_at {
                         let nonce = rng.random();
@@ -426,7 +440,7 @@ impl Connections {
                     }
                 }
                 _ => {
-                    if now >= c.opened_at + config.handshake_timeout {
+                    if now >= c.handshake_deadline(&self.timeouts) {
                         expired.push(id);
                     }
                 }

@@ -38,7 +38,7 @@ pub use download::DownloadPhase;
 pub use download::scheduler::SchedulerConfig;
 
 use self::conns::Connections;
-use self::coop::Coop;
+use self::coop::{Coop, Ctx};
 use self::download::{Download, Downloads};
 use self::output::Output;
 use self::serving::{Held, Serving};
@@ -49,19 +49,6 @@ use crate::ids::{ConnId, ContentId};
 use crate::manifest::Manifest;
 use crate::time::Instant;
 use crate::wire::Message;
-
-/// The parts' view for one coop step: borrows the fields coop may use beside its own.
-macro_rules! coop_ctx {
-    ($peer:ident) => {
-        $crate::peer::coop::Ctx {
-            config: &$peer.config,
-            rng: &mut $peer.rng,
-            out: &mut $peer.out,
-            conns: &$peer.conns,
-        }
-    };
-}
-use coop_ctx;
 
 /// The peer machine. See the module docs for the contract.
 pub struct Peer {
@@ -161,6 +148,18 @@ impl Peer {
             table.set(timer, self.deadline_of(timer));
         }
         table
+    }
+
+    /// Coop's state beside its view of the rest of the peer for one step: the fields coop
+    /// may use, borrowed apart from its own.
+    fn coop_parts(&mut self) -> (&mut Coop, Ctx<'_>) {
+        let ctx = Ctx {
+            config: &self.config,
+            rng: &mut self.rng,
+            out: &mut self.out,
+            conns: &self.conns,
+        };
+        (&mut self.coop, ctx)
     }
 
     fn deadline_of(&self, timer: Timer) -> Option<Instant> {
@@ -307,18 +306,19 @@ impl Peer {
         let job_id = self.coop.start_fetch(&mut self.rng, spec);
         self.tracker.send(&mut self.out, Message::ListPeers);
         let ready: Vec<ConnId> = self.conns.ready().collect();
-        let mut ctx = coop_ctx!(self);
+        let (coop, mut ctx) = self.coop_parts();
         for conn in ready {
-            self.coop.offer_jobs(&mut ctx, conn);
+            coop.offer_jobs(&mut ctx, conn);
         }
-        self.coop.pump_local_fetches(&mut ctx, now);
-        self.coop.finish_fetch_if_done(&mut ctx, job_id);
+        coop.pump_local_fetches(&mut ctx, now);
+        coop.finish_fetch_if_done(&mut ctx, job_id);
         job_id
     }
 
     /// Stops a fetch (the user gave up): helpers are told.
     pub fn cancel_fetch(&mut self, _now: Instant, job_id: u64) {
-        self.coop.cancel_fetch(&mut coop_ctx!(self), job_id);
+        let (coop, mut ctx) = self.coop_parts();
+        coop.cancel_fetch(&mut ctx, job_id);
     }
 
     // ------------------------------------------------------------------ connection events
@@ -405,24 +405,26 @@ impl Peer {
         token: u64,
         result: Result<Bytes, RangeError>,
     ) {
-        self.uploaded_bytes +=
-            self.coop
-                .handle_range_fetched(&mut coop_ctx!(self), now, token, result);
+        let (coop, mut ctx) = self.coop_parts();
+        let uploaded_bytes = coop.handle_range_fetched(&mut ctx, now, token, result);
+        self.uploaded_bytes += uploaded_bytes;
     }
 
     /// A `WriteRange` finished.
     pub fn handle_range_written(&mut self, now: Instant, token: u64, result: Result<(), String>) {
-        self.coop
-            .handle_range_written(&mut coop_ctx!(self), now, token, result);
+        let (coop, mut ctx) = self.coop_parts();
+        coop.handle_range_written(&mut ctx, now, token, result);
     }
 
     /// Timers: tracker reconnects and heartbeats, pings, idle connections, request
     /// timeouts, periodic locates, stalled downloads. Runs what is due, in
     /// [`Timer::ALL`]'s order.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let table = self.timer_table();
         for timer in Timer::ALL {
-            if table.is_due(timer, now) {
+            // Each kind's deadline is read just before it runs, after the kinds before it
+            // ran: one of them may move it (a snapshot taken up front would run a timer
+            // that is no longer due, or skip one that became due).
+            if timer.is_due(now, || self.deadline_of(timer)) {
                 self.on_timer(timer, now);
             }
         }
@@ -441,7 +443,10 @@ impl Peer {
             Timer::HavesFlush => self.tracker.flush_haves(&self.serving.held, &mut self.out),
             Timer::Connections => self.conn_timers(now),
             Timer::Downloads => self.download_timers(now),
-            Timer::Coop => self.coop.on_timer(&mut coop_ctx!(self), now),
+            Timer::Coop => {
+                let (coop, mut ctx) = self.coop_parts();
+                coop.on_timer(&mut ctx, now);
+            }
             Timer::HelperScan => {
                 // New helpers may have joined the swarm since the job started.
                 self.next_helper_scan_at = now + self.config.locate_interval;

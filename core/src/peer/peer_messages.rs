@@ -5,7 +5,6 @@
 use bytes::Bytes;
 
 use super::conns::Handshake;
-use super::coop_ctx;
 use super::download::{PendingStore, PieceOutcome};
 use super::exchange;
 use super::serving::ServeRequest;
@@ -51,7 +50,8 @@ impl Peer {
         for content_id in self.downloads.running_ids() {
             self.express_interest(conn, content_id);
         }
-        self.coop.offer_jobs(&mut coop_ctx!(self), conn);
+        let (coop, mut ctx) = self.coop_parts();
+        coop.offer_jobs(&mut ctx, conn);
     }
 
     /// Tells the remote we want `content_id` (and asks for the manifest if we lack it).
@@ -102,9 +102,8 @@ impl Peer {
             | Message::RangeFailed { .. }
             | Message::NoWork { .. }
             | Message::EndJob { .. }) => {
-                let result = self
-                    .coop
-                    .on_message(&mut coop_ctx!(self), now, conn, remote, message);
+                let (coop, mut ctx) = self.coop_parts();
+                let result = coop.on_message(&mut ctx, now, conn, remote, message);
                 if let Err(reason) = result {
                     self.refuse(conn, reason);
                 }

@@ -4,7 +4,6 @@
 //! are in `peer_messages`); each part's own logic stays in its module and is only
 //! sequenced here.
 
-use super::coop_ctx;
 use super::{Peer, PeerAction, PeerNotice};
 use crate::ids::{ConnId, ContentId, PeerId};
 use crate::manifest::Manifest;
@@ -356,8 +355,8 @@ impl Peer {
         let Some((closed, was_current)) = self.conns.remove(conn) else {
             return;
         };
-        self.coop
-            .conn_closed(&mut coop_ctx!(self), conn, closed.remote);
+        let (coop, mut ctx) = self.coop_parts();
+        coop.conn_closed(&mut ctx, conn, closed.remote);
         self.serving.conn_closed(conn);
         if let (true, Some(remote)) = (was_current, closed.remote) {
             for download in self.downloads.iter_mut() {

@@ -1,7 +1,8 @@
 //! The peer's timers: one [`Timer`] kind per thing that wakes the peer, and a
 //! [`TimerTable`] of their deadlines indexed by kind. `poll_timeout` is the table's
 //! earliest deadline; `handle_timeout` runs the kinds that are due, in [`Timer::ALL`]'s
-//! order. A new timer is a new kind here: the facade's `match`es on the kind then do not
+//! order, reading each kind's deadline just before running it (an earlier kind may have
+//! moved it). A new timer is a new kind here: the facade's `match`es on the kind then do not
 //! compile until it says when the timer is due and what it does.
 //!
 //! The table is filled from the parts' own deadlines when it is needed, so no deadline is
@@ -49,6 +50,12 @@ impl Timer {
     fn runs_on_every_wakeup(self) -> bool {
         matches!(self, Timer::Downloads | Timer::Coop)
     }
+
+    /// Whether the kind is to run at `now`. `deadline` is asked only for kinds that wait
+    /// for theirs, so a kind that runs anyway costs no deadline computation.
+    pub(crate) fn is_due(self, now: Instant, deadline: impl FnOnce() -> Option<Instant>) -> bool {
+        self.runs_on_every_wakeup() || deadline().is_some_and(|at| now >= at)
+    }
 }
 
 /// A deadline per timer kind.
@@ -62,18 +69,9 @@ impl TimerTable {
         self.deadlines[timer.index()] = deadline;
     }
 
-    pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
-        self.deadlines[timer.index()]
-    }
-
     /// The earliest deadline of any kind.
     pub(crate) fn next_timeout(&self) -> Option<Instant> {
         self.deadlines.iter().flatten().min().copied()
-    }
-
-    /// Whether `timer` is to run at `now`.
-    pub(crate) fn is_due(&self, timer: Timer, now: Instant) -> bool {
-        timer.runs_on_every_wakeup() || self.get(timer).is_some_and(|at| now >= at)
     }
 }
 
@@ -106,17 +104,15 @@ mod tests {
 
     #[test]
     fn a_kind_is_due_once_its_deadline_passed() {
-        let mut table = TimerTable::default();
-        table.set(Timer::TrackerSession, Some(at(10)));
-        assert!(!table.is_due(Timer::TrackerSession, at(9)));
-        assert!(table.is_due(Timer::TrackerSession, at(10)));
-        assert!(!table.is_due(Timer::HavesFlush, at(10)));
+        assert!(!Timer::TrackerSession.is_due(at(9), || Some(at(10))));
+        assert!(Timer::TrackerSession.is_due(at(10), || Some(at(10))));
+        assert!(!Timer::HavesFlush.is_due(at(10), || None));
     }
 
     #[test]
-    fn downloads_and_coop_run_on_every_wakeup() {
-        let table = TimerTable::default();
-        assert!(table.is_due(Timer::Downloads, at(0)));
-        assert!(table.is_due(Timer::Coop, at(0)));
+    fn downloads_and_coop_run_on_every_wakeup_without_asking_their_deadline() {
+        let unasked = || -> Option<Instant> { panic!("deadline asked of a kind that always runs") };
+        assert!(Timer::Downloads.is_due(at(0), unasked));
+        assert!(Timer::Coop.is_due(at(0), unasked));
     }
 }

@@ -5,333 +5,32 @@
 use super::*;
 use crate::testkit::samples;
 
+use arbitrary::Unstructured;
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::strategy::Union;
+use proptest::test_runner::TestRunner;
 
-use crate::manifest::{
-    CHUNK_COUNT_MAX, CHUNK_SIZE_MAX, CHUNK_SIZE_MIN, NAME_LEN_MAX, SHA256_BLOCK,
-};
+use crate::testkit::generate;
+
+use crate::manifest::{CHUNK_COUNT_MAX, CHUNK_SIZE_MIN, NAME_LEN_MAX};
 
 // ---------------------------------------------------------------------------------------
 // Strategies
 // ---------------------------------------------------------------------------------------
 
-/// Most chunks in a generated manifest: enough to exercise multi-byte bitfields with and
-/// without padding, small enough to keep each case fast.
-const GEN_CHUNKS_MAX: u32 = 40;
-/// Most entries in a generated list.
-const GEN_LIST_MAX: usize = 6;
-/// Longest generated bulk payload.
-const GEN_BULK_MAX: usize = 2048;
+/// Most fuzzer bytes behind one generated message: enough for the kit's largest lists and
+/// payloads, so every kind comes out at its full range of sizes.
+const GEN_BYTES_MAX: usize = 4096;
 
-/// Truncates `s` to at most `max` bytes at a char boundary.
-fn truncate_to(mut s: String, max: usize) -> String {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.truncate(end);
-    s
-}
-
-/// Any Unicode string of at most `max_bytes` bytes: mostly short, sometimes right at the
-/// limit, so both the common case and the boundary are covered.
-fn string_within(max_bytes: usize) -> BoxedStrategy<String> {
-    let short = proptest::collection::vec(any::<char>(), 0..24)
-        .prop_map(move |chars| truncate_to(chars.into_iter().collect(), max_bytes));
-    let at_limit = (any::<char>(), 0usize..4).prop_map(move |(c, shortfall)| {
-        let repeated: String = std::iter::repeat_n(c, max_bytes).collect();
-        truncate_to(repeated, max_bytes.saturating_sub(shortfall))
-    });
-    prop_oneof![8 => short, 1 => at_limit].boxed()
-}
-
-fn content_id() -> impl Strategy<Value = ContentId> {
-    any::<[u8; 32]>().prop_map(ContentId)
-}
-
-fn peer_id() -> impl Strategy<Value = PeerId> {
-    any::<u64>().prop_map(PeerId)
-}
-
-fn chunkset(len: u32) -> impl Strategy<Value = ChunkSet> {
-    proptest::collection::vec(any::<bool>(), len as usize).prop_map(move |bits| {
-        let mut set = ChunkSet::new(len);
-        for (index, present) in (0u32..).zip(bits) {
-            if present {
-                set.insert(index);
-            }
-        }
-        set
-    })
-}
-
-fn any_chunkset() -> impl Strategy<Value = ChunkSet> {
-    (0..=GEN_CHUNKS_MAX).prop_flat_map(chunkset)
-}
-
-/// A manifest that passes `validate`: chunk size in range (whole SHA-256 blocks) and a
-/// size that needs exactly as many chunks as there are hashes.
-fn manifest() -> impl Strategy<Value = Manifest> {
-    (
-        string_within(NAME_LEN_MAX),
-        (CHUNK_SIZE_MIN / SHA256_BLOCK..=CHUNK_SIZE_MAX / SHA256_BLOCK)
-            .prop_map(|b| b * SHA256_BLOCK),
-        proptest::collection::vec(any::<[u8; 32]>(), 0..=GEN_CHUNKS_MAX as usize),
-        any::<Index>(),
-    )
-        .prop_map(|(name, chunk_size, chunk_hashes, last_len)| {
-            let count = chunk_hashes.len() as u64;
-            let size = if count == 0 {
-                0
-            } else {
-                let last_chunk_len = last_len.index(chunk_size as usize) as u64 + 1;
-                (count - 1) * u64::from(chunk_size) + last_chunk_len
-            };
-            let manifest = Manifest {
-                name,
-                size,
-                chunk_size,
-                chunk_hashes,
-            };
-            assert_eq!(
-                manifest.validate(),
-                Ok(()),
-                "generator must make valid manifests"
-            );
-            manifest
-        })
-}
-
-fn bulk() -> impl Strategy<Value = Bytes> {
-    proptest::collection::vec(any::<u8>(), 0..GEN_BULK_MAX).prop_map(Bytes::from)
-}
-
-fn file_entry() -> impl Strategy<Value = FileEntry> {
-    (
-        content_id(),
-        string_within(STRING_LEN_MAX),
-        any::<u64>(),
-        any::<u32>(),
-        any::<u32>(),
-        any::<u32>(),
-        any::<u32>(),
-        any::<bool>(),
-    )
-        .prop_map(
-            |(content_id, name, size, chunk_size, chunk_count, full_sources, peers, complete)| {
-                FileEntry {
-                    content_id,
-                    name,
-                    size,
-                    chunk_size,
-                    chunk_count,
-                    full_sources,
-                    peers,
-                    complete,
-                }
-            },
-        )
-}
-
-fn peer_entry() -> impl Strategy<Value = PeerEntry> {
-    (
-        peer_id(),
-        string_within(STRING_LEN_MAX),
-        any::<u32>(),
-        any::<[u64; 4]>(),
-    )
-        .prop_map(|(peer_id, listen_addr, files, counters)| PeerEntry {
-            peer_id,
-            listen_addr,
-            files,
-            chunks_held: counters[0],
-            uploaded_bytes: counters[1],
-            downloaded_bytes: counters[2],
-            last_seen_ms_ago: counters[3],
-        })
-}
-
-fn peer_chunks() -> impl Strategy<Value = PeerChunks> {
-    (peer_id(), string_within(STRING_LEN_MAX), any_chunkset()).prop_map(
-        |(peer_id, listen_addr, chunks)| PeerChunks {
-            peer_id,
-            listen_addr,
-            chunks,
-        },
-    )
-}
-
-fn list<T: std::fmt::Debug>(element: impl Strategy<Value = T>) -> impl Strategy<Value = Vec<T>> {
-    proptest::collection::vec(element, 0..=GEN_LIST_MAX)
-}
-
-/// `(content_id, chunk_index, offset, length)`, shared by `Request`, `Reject`, `Cancel`.
-fn block_ref() -> impl Strategy<Value = (ContentId, u32, u32, u32)> {
-    (content_id(), any::<u32>(), any::<u32>(), any::<u32>())
-}
-
-/// Any valid message, of every variant with equal weight.
+/// Any message the encoder can send, drawn by the test kit's generator (the one the fuzzers
+/// use) from bytes proptest chooses, so the codec is tested against one generator. Proptest
+/// shrinks the bytes, and with them the message.
 fn message() -> BoxedStrategy<Message> {
-    use Message::*;
-    let s = || string_within(STRING_LEN_MAX);
-    let variants: Vec<BoxedStrategy<Message>> = vec![
-        (any::<u16>(), peer_id(), s(), s())
-            .prop_map(|(version, peer_id, listen_addr, swarm)| Hello {
-                version,
-                peer_id,
-                listen_addr,
-                swarm,
-            })
-            .boxed(),
-        (any::<u16>(), peer_id())
-            .prop_map(|(version, peer_id)| Welcome { version, peer_id })
-            .boxed(),
-        (any::<u16>(), s())
-            .prop_map(|(code, message)| Error { code, message })
-            .boxed(),
-        Just(Goodbye).boxed(),
-        (any::<u64>(), any::<u64>())
-            .prop_map(|(uploaded_bytes, downloaded_bytes)| Heartbeat {
-                uploaded_bytes,
-                downloaded_bytes,
-            })
-            .boxed(),
-        manifest()
-            .prop_flat_map(|manifest| {
-                let len = manifest.chunk_count();
-                (Just(manifest), chunkset(len))
-            })
-            .prop_map(|(manifest, chunks)| Announce { manifest, chunks })
-            .boxed(),
-        (content_id(), proptest::collection::vec(any::<u32>(), 0..64))
-            .prop_map(|(content_id, chunk_indices)| Have {
-                content_id,
-                chunk_indices,
-            })
-            .boxed(),
-        content_id()
-            .prop_map(|content_id| Withdraw { content_id })
-            .boxed(),
-        Just(ListFiles).boxed(),
-        content_id()
-            .prop_map(|content_id| Locate { content_id })
-            .boxed(),
-        Just(ListPeers).boxed(),
-        content_id()
-            .prop_map(|content_id| GetManifest { content_id })
-            .boxed(),
-        list(file_entry())
-            .prop_map(|files| FileList { files })
-            .boxed(),
-        (content_id(), list(peer_chunks()))
-            .prop_map(|(content_id, peers)| Located { content_id, peers })
-            .boxed(),
-        list(peer_entry())
-            .prop_map(|peers| PeerList { peers })
-            .boxed(),
-        manifest()
-            .prop_map(|manifest| ManifestReply { manifest })
-            .boxed(),
-        content_id()
-            .prop_map(|content_id| NotFound { content_id })
-            .boxed(),
-        content_id()
-            .prop_map(|content_id| Interested { content_id })
-            .boxed(),
-        (content_id(), any_chunkset())
-            .prop_map(|(content_id, chunks)| Bitfield { content_id, chunks })
-            .boxed(),
-        block_ref()
-            .prop_map(|(content_id, chunk_index, offset, length)| Request {
-                content_id,
-                chunk_index,
-                offset,
-                length,
-            })
-            .boxed(),
-        (content_id(), any::<u32>(), any::<u32>(), bulk())
-            .prop_map(|(content_id, chunk_index, offset, data)| Piece {
-                content_id,
-                chunk_index,
-                offset,
-                data,
-            })
-            .boxed(),
-        block_ref()
-            .prop_map(|(content_id, chunk_index, offset, length)| Reject {
-                content_id,
-                chunk_index,
-                offset,
-                length,
-            })
-            .boxed(),
-        block_ref()
-            .prop_map(|(content_id, chunk_index, offset, length)| Cancel {
-                content_id,
-                chunk_index,
-                offset,
-                length,
-            })
-            .boxed(),
-        any::<u64>().prop_map(|nonce| Ping { nonce }).boxed(),
-        any::<u64>().prop_map(|nonce| Pong { nonce }).boxed(),
-        (content_id(), list((peer_id(), s())))
-            .prop_map(|(content_id, peers)| PeerExchange { content_id, peers })
-            .boxed(),
-        (any::<u64>(), s(), s(), any::<u64>(), any::<u32>())
-            .prop_map(|(job_id, url, validator, size, range_len)| OfferJob {
-                job_id,
-                url,
-                validator,
-                size,
-                range_len,
-            })
-            .boxed(),
-        any::<u64>().prop_map(|job_id| TakeWork { job_id }).boxed(),
-        (any::<u64>(), any::<u32>(), any::<u64>(), any::<u32>())
-            .prop_map(|(job_id, range_index, offset, length)| AssignRange {
-                job_id,
-                range_index,
-                offset,
-                length,
-            })
-            .boxed(),
-        (any::<u64>(), any::<u32>(), any::<u64>(), bulk())
-            .prop_map(|(job_id, range_index, offset, data)| DeliverRange {
-                job_id,
-                range_index,
-                offset,
-                data,
-            })
-            .boxed(),
-        (any::<u64>(), any::<u32>(), any::<bool>(), s())
-            .prop_map(|(job_id, range_index, fatal, reason)| RangeFailed {
-                job_id,
-                range_index,
-                fatal,
-                reason,
-            })
-            .boxed(),
-        any::<u64>().prop_map(|job_id| NoWork { job_id }).boxed(),
-        (any::<u64>(), s())
-            .prop_map(|(job_id, reason)| EndJob { job_id, reason })
-            .boxed(),
-        (content_id(), s())
-            .prop_map(|(content_id, origin)| SetOrigin { content_id, origin })
-            .boxed(),
-        s().prop_map(|origin| FindOrigin { origin }).boxed(),
-        (s(), proptest::option::of(content_id()))
-            .prop_map(|(origin, content_id)| OriginResult { origin, content_id })
-            .boxed(),
-    ];
-    assert_eq!(
-        variants.len(),
-        MessageKind::ALL.len(),
-        "one strategy per message kind"
-    );
-    Union::new(variants).boxed()
+    proptest::collection::vec(any::<u8>(), 0..GEN_BYTES_MAX)
+        .prop_filter_map("the generator ran out of bytes", |bytes| {
+            generate::message(&mut Unstructured::new(&bytes)).ok()
+        })
+        .boxed()
 }
 
 fn is_bulk(message: &Message) -> bool {
@@ -417,6 +116,29 @@ fn samples_cover_every_variant_and_round_trip() {
         .filter(|k| !seen.contains(k))
         .collect();
     assert!(missing.is_empty(), "kinds without a sample: {missing:?}");
+}
+
+/// Draws behind the coverage check: with about twenty kinds drawn alike, the chance that
+/// one is never drawn is far below one in a billion (and the runner is deterministic).
+const COVERAGE_DRAWS: usize = 2000;
+
+/// The property tests find a codec bug of a kind only if the generator draws that kind.
+#[test]
+fn the_message_strategy_draws_every_kind() {
+    let strategy = message();
+    let mut runner = TestRunner::deterministic();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..COVERAGE_DRAWS {
+        let tree = strategy
+            .new_tree(&mut runner)
+            .expect("the generator runs out of bytes too often to draw a message");
+        seen.insert(tree.current().kind());
+    }
+    let missing: Vec<_> = MessageKind::ALL
+        .iter()
+        .filter(|k| !seen.contains(k))
+        .collect();
+    assert!(missing.is_empty(), "kinds never drawn: {missing:?}");
 }
 
 #[test]

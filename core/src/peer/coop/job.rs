@@ -1,6 +1,7 @@
 //! The jobs of a cooperative origin download: what the fetcher knows of each range of its
 //! file (who fetches it, until when, how often it failed) and what a helper knows of a job
-//! it helps with. Plain state with the bookkeeping on it; the messages are in `mod.rs`.
+//! it helps with. Plain state with the bookkeeping on it; the messages are in `fetcher.rs`
+//! and `helper.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -6,6 +6,9 @@
 //! their messages, and is handed what it needs of the rest of the peer in a [`Ctx`]. HTTP is
 //! the driver's: the machine asks for `FetchRange` and is told the result with
 //! `Peer::handle_range_fetched`.
+//!
+//! The fetcher's side is in `fetcher.rs`, the helper's in `helper.rs`, the jobs' state in
+//! `job.rs`; this file holds what both share and hands each message to its role.
 
 mod fetcher;
 mod helper;
@@ -130,7 +133,6 @@ impl Coop {
         uploaded_bytes
     }
 
-    /// Coop messages on a ready peer connection.
     /// Coop messages on a ready peer connection. `Err` is a reason to refuse the remote.
     pub(crate) fn on_message(
         &mut self,
