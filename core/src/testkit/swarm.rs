@@ -146,7 +146,11 @@ impl Swarm {
     }
 
     fn peer_mut(&mut self, addr: &str) -> &mut Peer {
-        match &mut self.nodes.get_mut(addr).unwrap().machine {
+        let node = self
+            .nodes
+            .get_mut(addr)
+            .expect("no node at that address: the test's mistake");
+        match &mut node.machine {
             Machine::Peer(p) => p,
             Machine::Tracker(_) => panic!("{addr} is a tracker"),
         }
@@ -178,14 +182,17 @@ impl Swarm {
 
     /// From now on the node at `addr` flips the last byte of every piece it serves.
     pub fn corrupt_pieces(&mut self, addr: &str) {
-        self.nodes.get_mut(addr).unwrap().corrupt = true;
+        self.nodes
+            .get_mut(addr)
+            .expect("no node at that address: the test's mistake")
+            .corrupt = true;
     }
 
     /// Puts a whole file on the peer's disk and publishes it.
     pub fn seed(&mut self, addr: &str, manifest: &Manifest, data: &[u8]) {
         self.nodes
             .get_mut(addr)
-            .unwrap()
+            .expect("no node at that address: the test's mistake")
             .disk
             .put_file(manifest, data);
         self.input(addr, |peer, now| peer.publish(now, manifest.clone()));
@@ -402,6 +409,7 @@ impl Swarm {
             && next_timer.is_none_or(|t| due <= t)
             && next_frame.is_none_or(|at| due <= at)
         {
+            // Unwrap: the key was read from the map just above.
             let (addr, token, result) = self.origin_replies.remove(&(due, seq)).unwrap();
             self.now = self.now.max(due);
             if self.nodes.contains_key(&addr) {
@@ -416,6 +424,7 @@ impl Swarm {
             (frame, _) => frame.is_some(),
         };
         if frame_first {
+            // Unwrap: `next_frame` is `Some`, so a delivery is waiting.
             let (at, (to, conn), messages) = self.net.deliver_next().unwrap();
             self.now = self.now.max(at);
             self.deliver(&to, conn, messages);
