@@ -9,20 +9,21 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use indicatif::HumanBytes;
+use indicatif::{HumanBytes, ProgressBar};
 use p2p_core::Manifest;
 use p2p_core::peer::PeerNotice;
+use smol::channel::Receiver;
 use smol::future;
 
 use crate::commands::progress::MultiBars;
 use crate::commands::share;
-use crate::driver::peer::{self, PeerOptions, PeerStats, UserEvent};
+use crate::driver::peer::{self, PeerHandle, PeerOptions, PeerStats, UserEvent};
 use crate::driver::tracker;
 use crate::io::signals::StopSignals;
 use crate::io::store::{self, Destination};
@@ -42,6 +43,8 @@ const ROUND_TIMEOUT: Duration = Duration::from_secs(300);
 const DEMO_LOCATE_INTERVAL: Duration = Duration::from_millis(250);
 /// Most peers a demo runs (each has sockets and a task; beyond this it proves nothing more).
 const PEERS_MAX: usize = 64;
+/// Every peer and the tracker of the demo listen on loopback, on any free port.
+const LOOPBACK_ANY: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 /// How long the seeder may take to reach the demo's own tracker on loopback.
 const TRACKER_WAIT: Duration = Duration::from_secs(10);
 
@@ -160,23 +163,9 @@ async fn run_round(
     label: &str,
     getters_serve: bool,
 ) -> anyhow::Result<Round> {
-    let loopback_any = SocketAddr::from(([127, 0, 0, 1], 0));
-    let tracker = tracker::start(loopback_any).await?;
+    let tracker = tracker::start(LOOPBACK_ANY).await?;
     let trackers = vec![tracker.addr.to_string()];
-    let seeder = peer::start(PeerOptions {
-        swarm: "demo".into(),
-        listen: Some(loopback_any),
-        trackers: trackers.clone(),
-        upload_limit: options.upload_limit,
-        locate_interval: Some(DEMO_LOCATE_INTERVAL),
-        help_others: false,
-        origin_connections: None,
-    })
-    .await?;
-    seeder
-        .publish(manifest.clone(), peer::open_published(source)?)
-        .await;
-    wait_for_tracker(&seeder.user_events).await?;
+    let seeder = start_seeder(options, manifest, source, &trackers).await?;
 
     let bars = MultiBars::new();
     bars.println(&format!(
@@ -188,97 +177,22 @@ async fn run_round(
             "each downloading from the seeder alone"
         }
     ));
-    let content_id = manifest.content_id();
-    let mut getters = Vec::new();
     let started = Instant::now();
-    for i in 0..options.peers {
-        let out: PathBuf = dir.join(format!("{label}-{i}"));
-        std::fs::create_dir_all(&out)?;
-        let peer = peer::start(PeerOptions {
-            swarm: "demo".into(),
-            listen: getters_serve.then_some(loopback_any),
-            trackers: trackers.clone(),
-            upload_limit: options.upload_limit,
-            locate_interval: Some(DEMO_LOCATE_INTERVAL),
-            help_others: false,
-            origin_connections: None,
-        })
-        .await?;
-        peer.download(content_id, None, Destination::Dir(out), false, None)
-            .await;
-        getters.push(peer);
-    }
-
-    // Every getter's events into one stream, tagged with the getter's index.
-    let (merged_tx, merged) = smol::channel::unbounded();
-    for (i, peer) in getters.iter().enumerate() {
-        let events = peer.user_events.clone();
-        let tx = merged_tx.clone();
-        smol::spawn(async move {
-            while let Ok(event) = events.recv().await {
-                if tx.send((i, event)).await.is_err() {
-                    return;
-                }
-            }
-        })
-        .detach();
-    }
-    drop(merged_tx);
+    let getters = start_getters(options, manifest, dir, label, getters_serve, &trackers).await?;
+    let merged = merge_events(&getters);
     let progress: Vec<_> = (0..options.peers)
         .map(|i| bars.add(&format!("peer {i}"), manifest.size))
         .collect();
-    let mut done = vec![None::<Duration>; options.peers];
     let deadline = async {
         smol::Timer::after(ROUND_TIMEOUT).await;
         None
     };
     let collect = async {
-        while done.iter().any(Option::is_none) {
-            let Ok((i, event)) = merged.recv().await else {
-                return Some(Err(anyhow::anyhow!("a peer stopped unexpectedly")));
-            };
-            match event {
-                UserEvent::Notice(PeerNotice::Progress {
-                    bytes_have,
-                    sources,
-                    ..
-                }) => {
-                    if let Some(bar) = &progress[i] {
-                        bar.set_position(bytes_have);
-                        bar.set_message(format!("{sources} sources"));
-                    }
-                }
-                UserEvent::Downloaded { path, sha256, .. } => {
-                    if sha256 != expected_sha {
-                        return Some(Err(anyhow::anyhow!(
-                            "peer {i}: {} has sha256 {sha256}, expected {expected_sha}",
-                            path.display()
-                        )));
-                    }
-                    let elapsed = started.elapsed();
-                    done[i] = Some(elapsed);
-                    match &progress[i] {
-                        Some(bar) => bar.finish_with_message(format!(
-                            "verified in {:.2} s",
-                            elapsed.as_secs_f64()
-                        )),
-                        None => eprintln!(
-                            "  peer {i}: {} verified in {:.2} s",
-                            path.display(),
-                            elapsed.as_secs_f64()
-                        ),
-                    }
-                }
-                UserEvent::DownloadFailed { reason, .. } => {
-                    return Some(Err(anyhow::anyhow!("peer {i}: download failed: {reason}")));
-                }
-                UserEvent::Notice(_) => {}
-            }
-        }
-        Some(Ok(()))
+        Some(verify_copies(options.peers, &merged, &progress, started, expected_sha).await)
     };
     let result = future::or(collect, deadline).await;
     let elapsed = started.elapsed();
+
     let stopping: Vec<_> = getters
         .into_iter()
         .map(|peer| smol::spawn(peer.shutdown()))
@@ -309,8 +223,136 @@ async fn run_round(
     })
 }
 
+/// The seeder of a round, serving the source file and known to the tracker.
+async fn start_seeder(
+    options: &DemoOptions,
+    manifest: &Manifest,
+    source: &Path,
+    trackers: &[String],
+) -> anyhow::Result<PeerHandle> {
+    let seeder = peer::start(PeerOptions {
+        swarm: "demo".into(),
+        listen: Some(LOOPBACK_ANY),
+        trackers: trackers.to_vec(),
+        upload_limit: options.upload_limit,
+        locate_interval: Some(DEMO_LOCATE_INTERVAL),
+        help_others: false,
+        origin_connections: None,
+    })
+    .await?;
+    seeder
+        .publish(manifest.clone(), peer::open_published(source)?)
+        .await;
+    wait_for_tracker(&seeder.user_events).await?;
+    Ok(seeder)
+}
+
+/// The getters of a round, each downloading into a directory of its own; they listen (and
+/// so serve each other) only when `getters_serve`.
+async fn start_getters(
+    options: &DemoOptions,
+    manifest: &Manifest,
+    dir: &Path,
+    label: &str,
+    getters_serve: bool,
+    trackers: &[String],
+) -> anyhow::Result<Vec<PeerHandle>> {
+    let content_id = manifest.content_id();
+    let mut getters = Vec::new();
+    for i in 0..options.peers {
+        let out: PathBuf = dir.join(format!("{label}-{i}"));
+        std::fs::create_dir_all(&out)?;
+        let peer = peer::start(PeerOptions {
+            swarm: "demo".into(),
+            listen: getters_serve.then_some(LOOPBACK_ANY),
+            trackers: trackers.to_vec(),
+            upload_limit: options.upload_limit,
+            locate_interval: Some(DEMO_LOCATE_INTERVAL),
+            help_others: false,
+            origin_connections: None,
+        })
+        .await?;
+        peer.download(content_id, None, Destination::Dir(out), false, None)
+            .await;
+        getters.push(peer);
+    }
+    Ok(getters)
+}
+
+/// Every getter's events into one stream, tagged with the getter's index.
+fn merge_events(getters: &[PeerHandle]) -> Receiver<(usize, UserEvent)> {
+    let (merged_tx, merged) = smol::channel::unbounded();
+    for (i, peer) in getters.iter().enumerate() {
+        let events = peer.user_events.clone();
+        let tx = merged_tx.clone();
+        smol::spawn(async move {
+            while let Ok(event) = events.recv().await {
+                if tx.send((i, event)).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .detach();
+    }
+    drop(merged_tx);
+    merged
+}
+
+/// Shows the getters' progress until each of the `peers` has its copy, checking every
+/// copy's SHA-256.
+async fn verify_copies(
+    peers: usize,
+    merged: &Receiver<(usize, UserEvent)>,
+    progress: &[Option<ProgressBar>],
+    started: Instant,
+    expected_sha: &str,
+) -> anyhow::Result<()> {
+    let mut done = vec![None::<Duration>; peers];
+    while done.iter().any(Option::is_none) {
+        let Ok((i, event)) = merged.recv().await else {
+            return Err(anyhow::anyhow!("a peer stopped unexpectedly"));
+        };
+        match event {
+            UserEvent::Notice(PeerNotice::Progress {
+                bytes_have,
+                sources,
+                ..
+            }) => {
+                if let Some(bar) = &progress[i] {
+                    bar.set_position(bytes_have);
+                    bar.set_message(format!("{sources} sources"));
+                }
+            }
+            UserEvent::Downloaded { path, sha256, .. } => {
+                if sha256 != expected_sha {
+                    return Err(anyhow::anyhow!(
+                        "peer {i}: {} has sha256 {sha256}, expected {expected_sha}",
+                        path.display()
+                    ));
+                }
+                let elapsed = started.elapsed();
+                done[i] = Some(elapsed);
+                match &progress[i] {
+                    Some(bar) => bar
+                        .finish_with_message(format!("verified in {:.2} s", elapsed.as_secs_f64())),
+                    None => eprintln!(
+                        "  peer {i}: {} verified in {:.2} s",
+                        path.display(),
+                        elapsed.as_secs_f64()
+                    ),
+                }
+            }
+            UserEvent::DownloadFailed { reason, .. } => {
+                return Err(anyhow::anyhow!("peer {i}: download failed: {reason}"));
+            }
+            UserEvent::Notice(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// Waits until the seeder's announce has gone to the tracker, so getters find it at once.
-async fn wait_for_tracker(events: &smol::channel::Receiver<UserEvent>) -> anyhow::Result<()> {
+async fn wait_for_tracker(events: &Receiver<UserEvent>) -> anyhow::Result<()> {
     let wait = async {
         loop {
             match events.recv().await {

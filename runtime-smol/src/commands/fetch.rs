@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget};
-use p2p_core::Manifest;
 use p2p_core::ids::to_hex;
 use p2p_core::manifest::CHUNK_SIZE_DEFAULT;
 use p2p_core::peer::FetchSpec;
 use p2p_core::peer::PeerNotice;
+use p2p_core::{ContentId, Manifest};
 use serde_json::json;
 use smol::future;
 
@@ -47,91 +47,18 @@ pub async fn run(
     swarm: String,
     signals: &mut StopSignals,
 ) -> anyhow::Result<ExitCode> {
-    let url = args.url.trim().to_string();
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(UsageError(format!("'{url}' is not an http:// or https:// URL")).into());
-    }
-    if !(RANGE_SIZE_MIN..=RANGE_SIZE_MAX).contains(&args.range_size) {
-        return Err(UsageError(format!(
-            "--range-size must be between {RANGE_SIZE_MIN} and {RANGE_SIZE_MAX} bytes"
-        ))
-        .into());
-    }
-    let expected_sha256 = args.sha256.clone();
-
-    let head_url = url.clone();
-    let info = smol::unblock(move || http::head(&head_url)).await?;
+    let url = validated_url(&args)?;
+    let info = head(&url, args.json).await?;
     let origin = info.origin_key(&url);
-    tracing::info!(%url, size = info.size, validator = %info.validator, ranges = info.ranges, "HEAD");
-    if args.json {
-        print_json(&json!({
-            "event": "head",
-            "url": url,
-            "size": info.size,
-            "validator": info.validator,
-            "ranges": info.ranges,
-        }));
-    }
 
     // The swarm first: a complete copy of this exact version means no origin traffic.
-    if info.validator.is_empty() {
-        tracing::warn!(
-            "the origin gives no ETag or Last-Modified: the swarm cannot tell versions apart, so it is not asked"
-        );
-    } else {
-        match tracker_client::find_origin(&args.tracker, &swarm, &origin).await {
-            Ok(Some(content_id)) => {
-                eprintln!("the swarm already has {url} ({content_id}); downloading it from peers");
-                if args.json {
-                    print_json(
-                        &json!({"event": "from_swarm", "content_id": content_id.to_string()}),
-                    );
-                }
-                let get_args = GetArgs {
-                    target: content_id.to_string(),
-                    output: args.output.clone(),
-                    tracker: Some(args.tracker.clone()),
-                    listen: args.listen,
-                    seed: args.seed,
-                    json: args.json,
-                    force: args.force,
-                    upload_limit: None,
-                    sha256: args.sha256.clone(),
-                };
-                return get::run(get_args, swarm, signals).await;
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!("{e:#}; fetching from the origin"),
-        }
+    if let Some(get_args) = from_swarm(&args, &swarm, &url, &origin, &info).await {
+        return get::run(get_args, swarm, signals).await;
     }
 
     let final_path = final_path(args.output.as_deref(), &url);
     let paths = PartPaths::for_final(final_path);
-    if paths.final_path.exists() && !args.force {
-        anyhow::bail!(
-            "{} already exists; --force replaces it",
-            paths.final_path.display()
-        );
-    }
-    let file = {
-        let part = paths.part.clone();
-        let size = info.size;
-        smol::unblock(move || -> anyhow::Result<File> {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&part)
-                .with_context(|| format!("cannot create {}", part.display()))?;
-            file.set_len(size)
-                .with_context(|| format!("cannot make room for {}", part.display()))?;
-            Ok(file)
-        })
-        .await?
-    };
-    let file = Arc::new(file);
-
+    let file = Arc::new(create_part(&paths, info.size, args.force).await?);
     let peer = peer::start(PeerOptions {
         swarm,
         listen: Some(args.listen),
@@ -144,65 +71,13 @@ pub async fn run(
     .await?;
 
     let started = Instant::now();
-    let outcome = if info.ranges {
-        cooperative(&peer, &args, &url, &info, file.clone(), signals).await
-    } else {
-        eprintln!(
-            "warning: the origin does not accept byte ranges (no 'Accept-Ranges: bytes'); downloading alone with one plain GET"
-        );
-        alone(&args, &url, &info, file.clone(), signals).await
-    };
-    let fetched_by = match outcome {
+    let fetched_by = match download(&peer, &args, &url, &info, file.clone(), signals).await {
         Ok(fetched_by) => fetched_by,
-        Err(Failure::Stopped(stop)) => {
-            let _ = std::fs::remove_file(&paths.part);
-            peer.shutdown().await;
-            let what = match stop {
-                Stop::Interrupt => "interrupted",
-                Stop::Terminate => "terminated",
-            };
-            eprintln!("{what}; removed {}", paths.part.display());
-            if args.json {
-                print_json(&json!({"event": what}));
-            }
-            return Ok(stop.exit_code());
-        }
-        Err(Failure::Failed(reason)) => {
-            let _ = std::fs::remove_file(&paths.part);
-            peer.shutdown().await;
-            return fail(&args, &url, &reason);
-        }
+        Err(failure) => return give_up(peer, &args, &url, &paths, failure).await,
     };
     let elapsed = started.elapsed();
 
-    // Check, sync, rename: a file under its final name is always complete. One read of
-    // the file gives both its manifest (to publish) and its SHA-256 (the last chunk's hash).
-    let finished = {
-        let paths = paths.clone();
-        let file = file.clone();
-        let force = args.force;
-        smol::unblock(move || -> Result<(Manifest, String), String> {
-            let name = paths
-                .final_path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let manifest = store::hash_file(&paths.part, &name, CHUNK_SIZE_DEFAULT)
-                .map_err(|e| format!("cannot read {} back: {e:#}", paths.part.display()))?;
-            let sha256 = to_hex(&manifest.file_sha256());
-            if let Some(expected) = expected_sha256
-                && sha256 != expected
-            {
-                let _ = std::fs::remove_file(&paths.part);
-                return Err(format!(
-                    "SHA-256 mismatch: expected {expected}, got {sha256}; the download was removed"
-                ));
-            }
-            store::finalize(&file, &paths, force)?;
-            Ok((manifest, sha256))
-        })
-        .await
-    };
+    let finished = check_and_finalize(&paths, file.clone(), args.force, args.sha256.clone()).await;
     drop(file);
     let (manifest, sha256) = match finished {
         Ok(finished) => finished,
@@ -221,6 +96,226 @@ pub async fn run(
         peer.set_origin(content_id, origin).await;
     }
 
+    report_complete(
+        &args,
+        &paths,
+        content_id,
+        &sha256,
+        &info,
+        elapsed,
+        &fetched_by,
+    );
+    seed_or_stop(peer, &args, &paths, content_id, signals).await
+}
+
+/// The URL to fetch, once it and `--range-size` are known to be usable.
+fn validated_url(args: &FetchArgs) -> anyhow::Result<String> {
+    let url = args.url.trim().to_string();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(UsageError(format!("'{url}' is not an http:// or https:// URL")).into());
+    }
+    if !(RANGE_SIZE_MIN..=RANGE_SIZE_MAX).contains(&args.range_size) {
+        return Err(UsageError(format!(
+            "--range-size must be between {RANGE_SIZE_MIN} and {RANGE_SIZE_MAX} bytes"
+        ))
+        .into());
+    }
+    Ok(url)
+}
+
+/// `HEAD`: the file's size, validator and range support.
+async fn head(url: &str, json: bool) -> anyhow::Result<OriginInfo> {
+    let head_url = url.to_string();
+    let info = smol::unblock(move || http::head(&head_url)).await?;
+    tracing::info!(%url, size = info.size, validator = %info.validator, ranges = info.ranges, "HEAD");
+    if json {
+        print_json(&json!({
+            "event": "head",
+            "url": url,
+            "size": info.size,
+            "validator": info.validator,
+            "ranges": info.ranges,
+        }));
+    }
+    Ok(info)
+}
+
+/// Asks the tracker whether the swarm has this URL at this validator; if it does, the
+/// arguments of the `p2p get` that downloads it from peers.
+async fn from_swarm(
+    args: &FetchArgs,
+    swarm: &str,
+    url: &str,
+    origin: &str,
+    info: &OriginInfo,
+) -> Option<GetArgs> {
+    if info.validator.is_empty() {
+        tracing::warn!(
+            "the origin gives no ETag or Last-Modified: the swarm cannot tell versions apart, so it is not asked"
+        );
+        return None;
+    }
+    match tracker_client::find_origin(&args.tracker, swarm, origin).await {
+        Ok(Some(content_id)) => {
+            eprintln!("the swarm already has {url} ({content_id}); downloading it from peers");
+            if args.json {
+                print_json(&json!({"event": "from_swarm", "content_id": content_id.to_string()}));
+            }
+            Some(GetArgs {
+                target: content_id.to_string(),
+                output: args.output.clone(),
+                tracker: Some(args.tracker.clone()),
+                listen: args.listen,
+                seed: args.seed,
+                json: args.json,
+                force: args.force,
+                upload_limit: None,
+                sha256: args.sha256.clone(),
+            })
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!("{e:#}; fetching from the origin");
+            None
+        }
+    }
+}
+
+/// Refuses to replace an existing file without `--force`, then creates `NAME.part` at its
+/// full size, for ranges to be written in place.
+async fn create_part(paths: &PartPaths, size: u64, force: bool) -> anyhow::Result<File> {
+    if paths.final_path.exists() && !force {
+        anyhow::bail!(
+            "{} already exists; --force replaces it",
+            paths.final_path.display()
+        );
+    }
+    let part = paths.part.clone();
+    smol::unblock(move || -> anyhow::Result<File> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&part)
+            .with_context(|| format!("cannot create {}", part.display()))?;
+        file.set_len(size)
+            .with_context(|| format!("cannot make room for {}", part.display()))?;
+        Ok(file)
+    })
+    .await
+}
+
+/// Every byte into the part file: with the swarm's helpers when the origin takes ranges,
+/// else alone.
+async fn download(
+    peer: &PeerHandle,
+    args: &FetchArgs,
+    url: &str,
+    info: &OriginInfo,
+    file: Arc<File>,
+    signals: &mut StopSignals,
+) -> Result<FetchedBy, Failure> {
+    if info.ranges {
+        cooperative(peer, args, url, info, file, signals).await
+    } else {
+        eprintln!(
+            "warning: the origin does not accept byte ranges (no 'Accept-Ranges: bytes'); downloading alone with one plain GET"
+        );
+        alone(args, url, info, file, signals).await
+    }
+}
+
+/// A download that ended early: the part file is removed, the peer stopped, and the user
+/// told why.
+async fn give_up(
+    peer: PeerHandle,
+    args: &FetchArgs,
+    url: &str,
+    paths: &PartPaths,
+    failure: Failure,
+) -> anyhow::Result<ExitCode> {
+    let _ = std::fs::remove_file(&paths.part);
+    peer.shutdown().await;
+    match failure {
+        Failure::Stopped(stop) => {
+            let what = match stop {
+                Stop::Interrupt => "interrupted",
+                Stop::Terminate => "terminated",
+            };
+            eprintln!("{what}; removed {}", paths.part.display());
+            if args.json {
+                print_json(&json!({"event": what}));
+            }
+            Ok(stop.exit_code())
+        }
+        Failure::Failed(reason) => fail(args, url, &reason),
+    }
+}
+
+/// Check, sync, rename: a file under its final name is always complete. One read of
+/// the file gives both its manifest (to publish) and its SHA-256 (the last chunk's hash).
+async fn check_and_finalize(
+    paths: &PartPaths,
+    file: Arc<File>,
+    force: bool,
+    expected_sha256: Option<String>,
+) -> Result<(Manifest, String), String> {
+    let paths = paths.clone();
+    smol::unblock(move || -> Result<(Manifest, String), String> {
+        let name = paths
+            .final_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let manifest = store::hash_file(&paths.part, &name, CHUNK_SIZE_DEFAULT)
+            .map_err(|e| format!("cannot read {} back: {e:#}", paths.part.display()))?;
+        let sha256 = to_hex(&manifest.file_sha256());
+        if let Some(expected) = expected_sha256
+            && sha256 != expected
+        {
+            let _ = std::fs::remove_file(&paths.part);
+            return Err(format!(
+                "SHA-256 mismatch: expected {expected}, got {sha256}; the download was removed"
+            ));
+        }
+        store::finalize(&file, &paths, force)?;
+        Ok((manifest, sha256))
+    })
+    .await
+}
+
+/// Stops the peer, or (`--seed`) serves the file until told to stop.
+async fn seed_or_stop(
+    peer: PeerHandle,
+    args: &FetchArgs,
+    paths: &PartPaths,
+    content_id: ContentId,
+    signals: &mut StopSignals,
+) -> anyhow::Result<ExitCode> {
+    if !args.seed {
+        peer.shutdown().await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "seeding {} ({content_id}); Ctrl-C to stop",
+        paths.final_path.display()
+    );
+    let stop = signals.next().await;
+    peer.shutdown().await;
+    Ok(stop.exit_code())
+}
+
+/// The file is complete: a JSON line, or its SHA-256 and path as `sha256sum` prints them.
+fn report_complete(
+    args: &FetchArgs,
+    paths: &PartPaths,
+    content_id: ContentId,
+    sha256: &str,
+    info: &OriginInfo,
+    elapsed: Duration,
+    fetched_by: &FetchedBy,
+) {
     if args.json {
         let by: serde_json::Map<String, serde_json::Value> = fetched_by
             .iter()
@@ -241,17 +336,6 @@ pub async fn run(
         let _ = writeln!(out, "{sha256}  {}", paths.final_path.display());
         let _ = out.flush();
     }
-    if !args.seed {
-        peer.shutdown().await;
-        return Ok(ExitCode::SUCCESS);
-    }
-    eprintln!(
-        "seeding {} ({content_id}); Ctrl-C to stop",
-        paths.final_path.display()
-    );
-    let stop = signals.next().await;
-    peer.shutdown().await;
-    Ok(stop.exit_code())
 }
 
 /// How a download ended early.
@@ -346,12 +430,7 @@ async fn cooperative(
         .fetch(spec, file)
         .await
         .map_err(|e| Failure::Failed(e.to_string()))?;
-    let bar = new_bar(args.json, info.size);
-    if let Some(bar) = &bar {
-        bar.set_message("local");
-    }
-    let mut fetched_by = FetchedBy::new();
-    let mut last_json: Option<Instant> = None;
+    let mut watch = JobWatch::new(job_id, args.json, info.size);
     loop {
         let next = future::or(async { Ok(peer.user_events.recv().await.ok()) }, async {
             Err(signals.next().await)
@@ -361,7 +440,7 @@ async fn cooperative(
             Ok(Some(event)) => event,
             Ok(None) => return Err(Failure::Failed("the peer stopped unexpectedly".into())),
             Err(stop) => {
-                if let Some(bar) = &bar {
+                if let Some(bar) = &watch.bar {
                     bar.finish_and_clear();
                 }
                 peer.cancel_fetch(job_id).await;
@@ -371,6 +450,40 @@ async fn cooperative(
         let UserEvent::Notice(notice) = event else {
             continue;
         };
+        if let Some(end) = watch.on_notice(notice) {
+            return end;
+        }
+    }
+}
+
+/// What the user sees of a cooperative job: its progress bar or JSON lines, and the
+/// bytes and ranges each participant fetched.
+struct JobWatch {
+    job_id: u64,
+    json: bool,
+    bar: Option<ProgressBar>,
+    fetched_by: FetchedBy,
+    last_json: Option<Instant>,
+}
+
+impl JobWatch {
+    fn new(job_id: u64, json: bool, size: u64) -> JobWatch {
+        let bar = new_bar(json, size);
+        if let Some(bar) = &bar {
+            bar.set_message("local");
+        }
+        JobWatch {
+            job_id,
+            json,
+            bar,
+            fetched_by: FetchedBy::new(),
+            last_json: None,
+        }
+    }
+
+    /// Shows one notice of the peer; returns how the job ended once it has.
+    fn on_notice(&mut self, notice: PeerNotice) -> Option<Result<FetchedBy, Failure>> {
+        let job_id = self.job_id;
         match notice {
             PeerNotice::RangeFetched {
                 job_id: j,
@@ -378,59 +491,66 @@ async fn cooperative(
                 offset,
                 length,
                 by,
-            } if j == job_id => {
-                tracing::info!(range = range_index, offset, length, by = %by, "range fetched");
-                let entry = fetched_by.entry(by.clone()).or_default();
-                entry.0 += u64::from(length);
-                entry.1 += 1;
-                if args.json {
-                    print_json(&json!({
-                        "event": "range",
-                        "index": range_index,
-                        "offset": offset,
-                        "length": length,
-                        "by": by,
-                    }));
-                }
-            }
+            } if j == job_id => self.on_range_fetched(range_index, offset, length, by),
             PeerNotice::FetchProgress {
                 job_id: j,
                 bytes_done,
                 size,
                 by_participant,
-            } if j == job_id => {
-                if let Some(bar) = &bar {
-                    bar.set_position(bytes_done);
-                    bar.set_message(describe_participants(&by_participant));
-                }
-                let due = last_json.is_none_or(|at| at.elapsed() >= JSON_PROGRESS_INTERVAL);
-                if args.json && (due || bytes_done == size) {
-                    last_json = Some(Instant::now());
-                    let by: serde_json::Map<String, serde_json::Value> = by_participant
-                        .into_iter()
-                        .map(|(who, bytes)| (who, json!(bytes)))
-                        .collect();
-                    print_json(&json!({
-                        "event": "progress",
-                        "bytes_done": bytes_done,
-                        "size": size,
-                        "by": by,
-                    }));
-                }
-            }
+            } if j == job_id => self.on_progress(bytes_done, size, by_participant),
             PeerNotice::FetchComplete { job_id: j } if j == job_id => {
-                if let Some(bar) = &bar {
+                if let Some(bar) = &self.bar {
                     bar.finish_and_clear();
                 }
-                return Ok(fetched_by);
+                return Some(Ok(std::mem::take(&mut self.fetched_by)));
             }
             PeerNotice::FetchFailed { job_id: j, reason } if j == job_id => {
-                if let Some(bar) = &bar {
+                if let Some(bar) = &self.bar {
                     bar.abandon();
                 }
-                return Err(Failure::Failed(reason));
+                return Some(Err(Failure::Failed(reason)));
             }
             _ => {}
+        }
+        None
+    }
+
+    fn on_range_fetched(&mut self, range_index: u32, offset: u64, length: u32, by: String) {
+        tracing::info!(range = range_index, offset, length, by = %by, "range fetched");
+        let entry = self.fetched_by.entry(by.clone()).or_default();
+        entry.0 += u64::from(length);
+        entry.1 += 1;
+        if self.json {
+            print_json(&json!({
+                "event": "range",
+                "index": range_index,
+                "offset": offset,
+                "length": length,
+                "by": by,
+            }));
+        }
+    }
+
+    fn on_progress(&mut self, bytes_done: u64, size: u64, by_participant: Vec<(String, u64)>) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(bytes_done);
+            bar.set_message(describe_participants(&by_participant));
+        }
+        let due = self
+            .last_json
+            .is_none_or(|at| at.elapsed() >= JSON_PROGRESS_INTERVAL);
+        if self.json && (due || bytes_done == size) {
+            self.last_json = Some(Instant::now());
+            let by: serde_json::Map<String, serde_json::Value> = by_participant
+                .into_iter()
+                .map(|(who, bytes)| (who, json!(bytes)))
+                .collect();
+            print_json(&json!({
+                "event": "progress",
+                "bytes_done": bytes_done,
+                "size": size,
+                "by": by,
+            }));
         }
     }
 }

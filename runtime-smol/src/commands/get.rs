@@ -2,6 +2,7 @@
 //! with progress, then print its SHA-256 and path; `--seed` keeps serving afterwards.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
 use p2p_core::{ContentId, Ticket};
@@ -11,7 +12,7 @@ use crate::UsageError;
 use crate::cli::{DEFAULT_TRACKER_ADDR, GetArgs};
 use crate::commands::progress::Reporter;
 use crate::commands::{progress, tracker_client};
-use crate::driver::peer::{self, PeerOptions, UserEvent};
+use crate::driver::peer::{self, PeerHandle, PeerOptions, UserEvent};
 use crate::io::signals::{Stop, StopSignals};
 use crate::io::store::Destination;
 
@@ -43,17 +44,7 @@ pub async fn run(
     signals: &mut StopSignals,
 ) -> anyhow::Result<ExitCode> {
     let target = parse_target(&args.target)?;
-    let mut trackers: Vec<String> = args.tracker.iter().cloned().collect();
-    if let Target::Ticket(ticket) = &target {
-        for addr in &ticket.trackers {
-            if !trackers.contains(addr) {
-                trackers.push(addr.clone());
-            }
-        }
-    }
-    if trackers.is_empty() {
-        trackers.push(DEFAULT_TRACKER_ADDR.to_string());
-    }
+    let trackers = trackers(&args, &target);
     let content_id = match &target {
         Target::Ticket(ticket) => ticket.content_id,
         Target::ContentId(content_id) => *content_id,
@@ -89,20 +80,7 @@ pub async fn run(
                 reporter.on_event(&event);
                 match event {
                     UserEvent::Downloaded { path, sha256, .. } => {
-                        if !args.json {
-                            // sha256sum's format: `sha256sum -c` can check it.
-                            let mut out = std::io::stdout().lock();
-                            let _ = writeln!(out, "{sha256}  {}", path.display());
-                            let _ = out.flush();
-                        }
-                        if !args.seed {
-                            peer.shutdown().await;
-                            return Ok(ExitCode::SUCCESS);
-                        }
-                        eprintln!("seeding {}; Ctrl-C to stop", path.display());
-                        let stop = signals.next().await;
-                        peer.shutdown().await;
-                        return Ok(stop.exit_code());
+                        return downloaded(peer, &args, &path, &sha256, signals).await;
                     }
                     UserEvent::DownloadFailed { reason, .. } => {
                         peer.shutdown().await;
@@ -113,21 +91,71 @@ pub async fn run(
                 }
             }
             Ok(None) => anyhow::bail!("the peer stopped unexpectedly"),
-            Err(stop) => {
-                reporter.clear();
-                peer.shutdown().await;
-                let what = match stop {
-                    Stop::Interrupt => "interrupted",
-                    Stop::Terminate => "terminated",
-                };
-                eprintln!("{what}; run the same command again to resume");
-                if args.json {
-                    progress::print_json(&serde_json::json!({"event": what}));
-                }
-                return Ok(stop.exit_code());
+            Err(stop) => return stopped(peer, &args, &reporter, stop).await,
+        }
+    }
+}
+
+/// The trackers to ask: `--tracker`, then the ticket's, else the default one.
+fn trackers(args: &GetArgs, target: &Target) -> Vec<String> {
+    let mut trackers: Vec<String> = args.tracker.iter().cloned().collect();
+    if let Target::Ticket(ticket) = target {
+        for addr in &ticket.trackers {
+            if !trackers.contains(addr) {
+                trackers.push(addr.clone());
             }
         }
     }
+    if trackers.is_empty() {
+        trackers.push(DEFAULT_TRACKER_ADDR.to_string());
+    }
+    trackers
+}
+
+/// The file is complete under its final name: print it, then stop or (`--seed`) serve it
+/// until told to stop.
+async fn downloaded(
+    peer: PeerHandle,
+    args: &GetArgs,
+    path: &Path,
+    sha256: &str,
+    signals: &mut StopSignals,
+) -> anyhow::Result<ExitCode> {
+    if !args.json {
+        // sha256sum's format: `sha256sum -c` can check it.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{sha256}  {}", path.display());
+        let _ = out.flush();
+    }
+    if !args.seed {
+        peer.shutdown().await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("seeding {}; Ctrl-C to stop", path.display());
+    let stop = signals.next().await;
+    peer.shutdown().await;
+    Ok(stop.exit_code())
+}
+
+/// Ctrl-C or a termination signal: the peer stops, keeping the part file and its record so
+/// the same command resumes.
+async fn stopped(
+    peer: PeerHandle,
+    args: &GetArgs,
+    reporter: &Reporter,
+    stop: Stop,
+) -> anyhow::Result<ExitCode> {
+    reporter.clear();
+    peer.shutdown().await;
+    let what = match stop {
+        Stop::Interrupt => "interrupted",
+        Stop::Terminate => "terminated",
+    };
+    eprintln!("{what}; run the same command again to resume");
+    if args.json {
+        progress::print_json(&serde_json::json!({"event": what}));
+    }
+    Ok(stop.exit_code())
 }
 
 /// The content id of the one file the tracker lists under `name`.

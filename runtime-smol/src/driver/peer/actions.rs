@@ -11,9 +11,7 @@ use p2p_core::ids::to_hex;
 use p2p_core::peer::{PeerAction, StoreOutcome};
 use p2p_core::{ChunkCheck, ConnId, ContentId, Manifest, Message};
 
-use super::Driver;
-use super::downloads::refuse_unexpected_sha256;
-use super::events::Event;
+use super::{Driver, Event};
 use crate::io::{clock, http, net, store};
 
 /// An input for the machine that an action produced at once: fed after the drain.
@@ -156,14 +154,13 @@ impl Driver {
             return;
         };
         let sha256 = to_hex(&manifest.file_sha256());
-        if let Err(reason) = refuse_unexpected_sha256(&sha256, download.expected_sha256.as_deref())
-        {
+        if let Err(reason) = download.refuse_unexpected_sha256(&sha256) {
             self.deferred
                 .push(Deferred::PrepareFailed { content_id, reason });
             return;
         }
-        let destination = download.destination.clone();
-        let force = download.force;
+        let destination = download.destination().clone();
+        let force = download.force();
         let events = self.events.clone();
         smol::spawn(async move {
             let result = smol::unblock(move || {

@@ -1,29 +1,28 @@
 //! The driver's side of a download: where it goes, the resume record it keeps while chunks
 //! arrive, and the steps of its finishing order (`finish`) carried out with real files.
 
-use p2p_core::ContentId;
+use p2p_core::{ChunkSet, ContentId};
 
-use super::events::Event;
 use super::finish::{Finish, FinishStep, NOT_PREPARED_REASON};
-use super::{Driver, RECORD_FLUSH_INTERVAL, UserEvent};
+use super::{Driver, Event, RECORD_FLUSH_INTERVAL, UserEvent};
 use crate::io::record::{self, Record};
 use crate::io::store::{self, Destination, PartPaths};
 
 /// The driver's side of one download: where it goes and what is on disk.
 pub(super) struct DownloadFiles {
-    pub(super) destination: Destination,
-    pub(super) force: bool,
+    destination: Destination,
+    force: bool,
     /// The file's SHA-256 the user expects (lowercase hex): any other content is refused
     /// before its part file is made.
-    pub(super) expected_sha256: Option<String>,
+    expected_sha256: Option<String>,
     /// Known once the download is prepared.
-    pub(super) paths: Option<PartPaths>,
+    paths: Option<PartPaths>,
     /// The file's SHA-256 (hex), known with the manifest, printed once every chunk checked.
-    pub(super) sha256: String,
+    sha256: String,
     /// Chunks verified and written, as the next record will list them.
-    pub(super) record: Option<Record>,
+    record: Option<Record>,
     /// Where the download is on its way to its final name.
-    pub(super) finish: Finish,
+    finish: Finish,
 }
 
 impl DownloadFiles {
@@ -42,11 +41,60 @@ impl DownloadFiles {
             finish: Finish::new(),
         }
     }
+
+    pub(super) fn destination(&self) -> &Destination {
+        &self.destination
+    }
+
+    /// Whether a different file already at the destination may be replaced.
+    pub(super) fn force(&self) -> bool {
+        self.force
+    }
+
+    /// Refuses content whose SHA-256 (`sha256`, lowercase hex) is not the one the user
+    /// expects, if they gave one.
+    pub(super) fn refuse_unexpected_sha256(&self, sha256: &str) -> Result<(), String> {
+        refuse_unexpected_sha256(sha256, self.expected_sha256.as_deref())
+    }
+
+    /// The part file is ready: its paths, whether the final file already holds the content
+    /// (`in_place`), the file's SHA-256 and the chunks already verified on disk, from which
+    /// the record starts.
+    pub(super) fn prepared(
+        &mut self,
+        content_id: ContentId,
+        paths: PartPaths,
+        in_place: bool,
+        sha256: String,
+        have: ChunkSet,
+    ) {
+        self.paths = Some(paths);
+        self.finish.prepared(in_place);
+        self.sha256 = sha256;
+        self.record = Some(Record {
+            content_id,
+            chunks: have,
+        });
+    }
+
+    /// Whether the file is on its way to its final name: a stopping peer waits for it.
+    pub(super) fn is_finishing(&self) -> bool {
+        self.finish.is_finishing()
+    }
+
+    /// The record to write once more as the peer stops, and where, if one is wanted (see
+    /// `Finish::record_wanted_at_shutdown`).
+    pub(super) fn record_wanted_at_shutdown(&self) -> Option<(Record, PartPaths)> {
+        if !self.finish.record_wanted_at_shutdown() {
+            return None;
+        }
+        Some((self.record.clone()?, self.paths.clone()?))
+    }
 }
 
 /// `get --sha256 HEX`: refuses content whose SHA-256 (`sha256`, lowercase hex, from its
 /// manifest) is not the one the user expects, before anything is downloaded.
-pub(super) fn refuse_unexpected_sha256(sha256: &str, expected: Option<&str>) -> Result<(), String> {
+fn refuse_unexpected_sha256(sha256: &str, expected: Option<&str>) -> Result<(), String> {
     match expected {
         Some(expected) if expected != sha256 => Err(format!(
             "its SHA-256 is {sha256}, not the expected {expected}; nothing was downloaded"

@@ -1,94 +1,17 @@
-//! Everything the peer task reacts to, and how each event becomes an input of the `Peer`
-//! machine (or of a download's finishing order, `finish`).
+//! How each `Event` the peer task reacts to becomes an input of the `Peer` machine (or of
+//! a download's finishing order, `finish`).
 
 use std::fs::File;
 use std::sync::Arc;
 
-use async_net::TcpStream;
-use bytes::Bytes;
 use p2p_core::peer::StoreOutcome;
-use p2p_core::peer::{FetchSpec, RangeError};
 use p2p_core::{ContentId, Manifest};
-use smol::channel::Sender;
 
 use super::downloads::DownloadFiles;
-use super::{ContentFile, Driver};
+use super::{ContentFile, Driver, Event};
 use crate::io::clock;
 use crate::io::net::{self, ConnEvent, NetEvent};
-use crate::io::record::Record;
-use crate::io::store::{Destination, Prepared};
-
-/// Everything the peer task reacts to.
-pub(super) enum Event {
-    Net(NetEvent),
-    Accepted(TcpStream),
-    Publish {
-        manifest: Manifest,
-        file: File,
-    },
-    Download {
-        content_id: ContentId,
-        manifest: Option<Manifest>,
-        destination: Destination,
-        force: bool,
-        /// The file's SHA-256 the user expects (lowercase hex).
-        expected_sha256: Option<String>,
-    },
-    Shutdown,
-    ReadDone {
-        token: u64,
-        result: Result<Bytes, String>,
-    },
-    StoreDone {
-        token: u64,
-        content_id: ContentId,
-        chunk_index: u32,
-        outcome: StoreOutcome,
-    },
-    Prepared {
-        content_id: ContentId,
-        result: Result<Prepared, String>,
-    },
-    RecordSaved {
-        content_id: ContentId,
-    },
-    /// The part file of a complete download was synced (or could not be).
-    Synced {
-        content_id: ContentId,
-        result: Result<(), String>,
-    },
-    /// The synced part file was renamed to its final name (or could not be).
-    Renamed {
-        content_id: ContentId,
-        result: Result<(), String>,
-    },
-    Fetch {
-        spec: FetchSpec,
-        file: Arc<File>,
-        reply: Sender<u64>,
-    },
-    CancelFetch {
-        job_id: u64,
-    },
-    SetOrigin {
-        content_id: ContentId,
-        origin: String,
-    },
-    RangeFetched {
-        token: u64,
-        result: Result<Bytes, RangeError>,
-    },
-    RangeWritten {
-        token: u64,
-        result: Result<(), String>,
-    },
-}
-
-impl From<NetEvent> for Event {
-    fn from(event: NetEvent) -> Event {
-        Event::Net(event)
-    }
-}
+use crate::io::store::Prepared;
 
 impl Driver {
     pub(super) fn handle(&mut self, event: Event) {
@@ -207,22 +130,24 @@ impl Driver {
                     prepared.have.count(),
                     prepared.have.len()
                 );
-                download.paths = Some(prepared.paths);
-                download.finish.prepared(prepared.in_place);
-                download.sha256 = prepared.sha256;
-                download.record = Some(Record {
-                    content_id,
-                    chunks: prepared.have.clone(),
-                });
+                let Prepared {
+                    file,
+                    have,
+                    paths,
+                    chunk_size,
+                    in_place,
+                    sha256,
+                } = prepared;
+                download.prepared(content_id, paths, in_place, sha256, have.clone());
                 self.files.insert(
                     content_id,
                     Arc::new(ContentFile {
-                        file: prepared.file,
-                        chunk_size: prepared.chunk_size,
+                        file,
+                        chunk_size,
                         uncached: true,
                     }),
                 );
-                Ok(prepared.have)
+                Ok(have)
             }
             (Ok(_), None) => Err("the download was cancelled".to_string()),
             (Err(e), _) => Err(e),

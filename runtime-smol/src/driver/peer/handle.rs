@@ -10,8 +10,7 @@ use p2p_core::{ContentId, Manifest};
 use smol::Task;
 use smol::channel::{Receiver, Sender};
 
-use super::events::Event;
-use super::{PeerStats, UserEvent};
+use super::{Event, PeerStats, UserEvent};
 use crate::io::store::Destination;
 
 /// The user's end of a running peer.

@@ -5,10 +5,11 @@
 //! (`net`), chunk reads, hashing and writes on smol's blocking pool (`store`). The task
 //! itself only moves events in and actions out, so it keeps up with the network.
 //!
-//! Its parts: the user's end (`handle`), the events and how they become inputs (`events`),
-//! the actions and how they are carried out (`actions`), the notices for the user
-//! (`notices`), a download's files and resume record (`downloads`) and the pure finishing
-//! order they follow (`finish`), and stopping (`shutdown`).
+//! Its parts: the user's end (`handle`), how the events become inputs (`events`), the
+//! actions and how they are carried out (`actions`), the notices for the user (`notices`),
+//! a download's files and resume record (`downloads`) and the pure finishing order they
+//! follow (`finish`), and stopping (`shutdown`). The `Event` enum lives here, since every
+//! part sends or receives events: a part that only needs it then depends on no sibling.
 
 mod actions;
 mod downloads;
@@ -26,18 +27,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use p2p_core::peer::{Peer, PeerConfig, PeerNotice};
-use p2p_core::{ConnId, ContentId, PeerId};
+use async_net::TcpStream;
+use bytes::Bytes;
+use p2p_core::peer::{FetchSpec, Peer, PeerConfig, PeerNotice, RangeError, StoreOutcome};
+use p2p_core::{ConnId, ContentId, Manifest, PeerId};
 use smol::channel::{Receiver, Sender};
 use smol::{Timer, future};
 
 use self::actions::Deferred;
 use self::downloads::DownloadFiles;
-use self::events::Event;
 pub use self::handle::PeerHandle;
 use crate::io::clock;
-use crate::io::net::{self, ConnHandle, WriterDone};
+use crate::io::net::{self, ConnHandle, NetEvent, WriterDone};
 use crate::io::rate_limit::RateLimiter;
+use crate::io::store::{Destination, Prepared};
 
 /// How often the resume record of a running download is rewritten (at most).
 const RECORD_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -65,6 +68,78 @@ pub struct PeerOptions {
     /// Requests kept in flight to an origin (as fetcher or helper); `None`: the core's
     /// default (1).
     pub origin_connections: Option<u32>,
+}
+
+/// Everything the peer task reacts to.
+enum Event {
+    Net(NetEvent),
+    Accepted(TcpStream),
+    Publish {
+        manifest: Manifest,
+        file: File,
+    },
+    Download {
+        content_id: ContentId,
+        manifest: Option<Manifest>,
+        destination: Destination,
+        force: bool,
+        /// The file's SHA-256 the user expects (lowercase hex).
+        expected_sha256: Option<String>,
+    },
+    Shutdown,
+    ReadDone {
+        token: u64,
+        result: Result<Bytes, String>,
+    },
+    StoreDone {
+        token: u64,
+        content_id: ContentId,
+        chunk_index: u32,
+        outcome: StoreOutcome,
+    },
+    Prepared {
+        content_id: ContentId,
+        result: Result<Prepared, String>,
+    },
+    RecordSaved {
+        content_id: ContentId,
+    },
+    /// The part file of a complete download was synced (or could not be).
+    Synced {
+        content_id: ContentId,
+        result: Result<(), String>,
+    },
+    /// The synced part file was renamed to its final name (or could not be).
+    Renamed {
+        content_id: ContentId,
+        result: Result<(), String>,
+    },
+    Fetch {
+        spec: FetchSpec,
+        file: Arc<File>,
+        reply: Sender<u64>,
+    },
+    CancelFetch {
+        job_id: u64,
+    },
+    SetOrigin {
+        content_id: ContentId,
+        origin: String,
+    },
+    RangeFetched {
+        token: u64,
+        result: Result<Bytes, RangeError>,
+    },
+    RangeWritten {
+        token: u64,
+        result: Result<(), String>,
+    },
+}
+
+impl From<NetEvent> for Event {
+    fn from(event: NetEvent) -> Event {
+        Event::Net(event)
+    }
 }
 
 /// What the peer tells its user.

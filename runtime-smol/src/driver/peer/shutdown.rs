@@ -5,8 +5,7 @@ use p2p_core::peer::StoreOutcome;
 use smol::channel::Receiver;
 use smol::{Timer, future};
 
-use super::events::Event;
-use super::{Driver, PeerStats, SHUTDOWN_GRACE};
+use super::{Driver, Event, PeerStats, SHUTDOWN_GRACE};
 use crate::io::{clock, record};
 
 impl Driver {
@@ -16,8 +15,7 @@ impl Driver {
         self.peer.shutdown(clock::now());
         self.drain();
         let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
-        while self.stores_in_flight > 0 || self.downloads.values().any(|d| d.finish.is_finishing())
-        {
+        while self.stores_in_flight > 0 || self.downloads.values().any(|d| d.is_finishing()) {
             let next = future::or(async { events.recv().await.ok() }, async {
                 Timer::at(deadline).await;
                 None
@@ -50,10 +48,7 @@ impl Driver {
             }
         }
         for download in self.downloads.values() {
-            if !download.finish.record_wanted_at_shutdown() {
-                continue;
-            }
-            if let (Some(record), Some(paths)) = (download.record.clone(), download.paths.clone()) {
+            if let Some((record, paths)) = download.record_wanted_at_shutdown() {
                 let _ = smol::unblock(move || record::write_record(&paths.record, &record)).await;
             }
         }
