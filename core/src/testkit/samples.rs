@@ -11,13 +11,14 @@ use crate::wire::{FileEntry, Message, PROTOCOL_VERSION, PeerChunks, PeerEntry};
 /// Chunks of the sample manifest: more than 8, so its bitfields span two bytes with padding.
 const SAMPLE_CHUNKS: u32 = 10;
 
-fn cid(byte: u8) -> ContentId {
+/// A content id of 32 equal bytes.
+pub fn cid(byte: u8) -> ContentId {
     ContentId([byte; 32])
 }
 
 /// A valid manifest of `chunk_count` full chunks of the smallest size. Its hashes are made
 /// up: no bytes hash to them, which the codec does not need.
-fn manifest_of(name: &str, chunk_count: u32) -> Manifest {
+pub fn manifest_of(name: &str, chunk_count: u32) -> Manifest {
     Manifest {
         name: name.to_owned(),
         size: u64::from(chunk_count) * u64::from(CHUNK_SIZE_MIN),

@@ -3,7 +3,7 @@
 //! error that names it.
 
 use super::*;
-use crate::testkit::samples;
+use crate::testkit::{cid, manifest_of, samples};
 
 use arbitrary::Unstructured;
 use proptest::prelude::*;
@@ -82,20 +82,6 @@ fn decode_one(frame: &[u8]) -> Result<Option<Message>, WireError> {
     let mut decoder = FrameDecoder::new();
     decoder.feed(frame);
     decoder.next_message()
-}
-
-fn cid(byte: u8) -> ContentId {
-    ContentId([byte; 32])
-}
-
-/// A valid manifest of `chunk_count` full chunks of the smallest size.
-fn manifest_of(name: &str, chunk_count: u32) -> Manifest {
-    Manifest {
-        name: name.to_owned(),
-        size: u64::from(chunk_count) * u64::from(CHUNK_SIZE_MIN),
-        chunk_size: CHUNK_SIZE_MIN,
-        chunk_hashes: (0..chunk_count).map(|i| [(i % 251) as u8; 32]).collect(),
-    }
 }
 
 // ---------------------------------------------------------------------------------------
