@@ -57,6 +57,7 @@ pub mod filename;
 pub mod ids;
 pub mod manifest;
 pub mod peer;
+pub mod secure;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod ticket;

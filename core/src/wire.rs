@@ -58,6 +58,9 @@ pub(crate) mod error_code {
     pub const SESSION_REPLACED: u16 = 6;
     /// Nothing was heard on the connection within the receiver's timeout.
     pub const TIMED_OUT: u16 = 7;
+    /// A `Hello` claimed a peer id (or swarm) other than the one the connection's secure
+    /// handshake proved.
+    pub const IDENTITY_MISMATCH: u16 = 8;
 }
 
 /// A peer's entry in `Located`: where it listens and which chunks it holds.

@@ -3,8 +3,9 @@
 
 use bytes::Bytes;
 use p2p_core::peer::{Peer, PeerAction, PeerConfig};
+use p2p_core::secure::Remote;
 use p2p_core::testkit::TestFile;
-use p2p_core::testkit::remote::{accept_with, drain, hello};
+use p2p_core::testkit::remote::{accept_as, accept_with, drain, hello};
 use p2p_core::wire::{Message, PROTOCOL_VERSION};
 use p2p_core::{ChunkSet, ConnId, ContentId, Instant, Manifest, PeerId};
 
@@ -64,6 +65,43 @@ fn wrong_swarm_and_wrong_version_are_refused() {
     assert!(closed(&actions, conn));
     let (conn, actions) = accept_with(&mut p, Instant::ZERO, Message::Ping { nonce: 1 }).unwrap();
     assert!(closed(&actions, conn), "a message before Hello closes");
+}
+
+#[test]
+fn a_hello_under_another_peers_id_is_refused_and_that_peer_keeps_its_connection() {
+    let mut p = peer();
+    let real = handshake(&mut p);
+    // Key of peer 3, claiming to be peer 2 (connected already) and then peer 4 (not).
+    for claimed in [PeerId(2), PeerId(4)] {
+        let remote = Remote {
+            peer_id: PeerId(3),
+            swarm: "s".into(),
+        };
+        let (conn, actions) =
+            accept_as(&mut p, Instant::ZERO, remote, hello(claimed, "evil:1", "s")).unwrap();
+        assert!(closed(&actions, conn), "{actions:?}");
+        assert!(
+            !closed(&actions, real),
+            "the real peer 2 keeps its connection"
+        );
+        assert!(
+            !actions.iter().any(|a| matches!(
+                a,
+                PeerAction::Send {
+                    message: Message::Welcome { .. },
+                    ..
+                }
+            )),
+            "an impostor is not welcomed"
+        );
+    }
+    // The real peer 2 is still served on its connection.
+    p.handle_message(Instant::ZERO, real, Message::Ping { nonce: 7 });
+    let actions = drain(&mut p);
+    assert!(
+        actions.iter().any(|a| matches!(a, PeerAction::Send { conn, message: Message::Pong { nonce: 7 } } if *conn == real)),
+        "{actions:?}"
+    );
 }
 
 #[test]

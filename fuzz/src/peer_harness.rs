@@ -37,6 +37,7 @@ use arbitrary::{Result, Unstructured};
 use bytes::Bytes;
 use p2p_core::manifest::CHUNK_SIZE_MIN;
 use p2p_core::peer::{Peer, PeerAction, PeerConfig, PeerNotice, StoreOutcome};
+use p2p_core::secure::Remote;
 use p2p_core::testkit::TestFile;
 use p2p_core::wire::{PROTOCOL_VERSION, PeerChunks};
 use p2p_core::{ChunkSet, ConnId, ContentId, Instant, Message, PeerId};
@@ -344,6 +345,15 @@ impl PeerHarness {
         h
     }
 
+    /// The key a connection's handshake proved: one of the remotes (or the peer's own id),
+    /// so a `Hello` sometimes matches it and sometimes claims another's id.
+    fn remote(&self, sel: u8) -> Remote {
+        Remote {
+            peer_id: PeerId(1 + u64::from(sel) % (REMOTES + 1)),
+            swarm: self.peer.swarm().to_string(),
+        }
+    }
+
     fn pick(&self, sel: u8) -> Option<ConnId> {
         if self.conns.is_empty() {
             None
@@ -371,7 +381,8 @@ impl PeerHarness {
         let now = self.now;
         match byte(u) % OPS {
             ACCEPT => {
-                if let Some(id) = self.peer.accept(now) {
+                let remote = self.remote(byte(u));
+                if let Some(id) = self.peer.accept(now, remote) {
                     assert!(self.conns.iter().all(|c| c.id != id), "accept reused {id}");
                     self.conns.push(Conn {
                         id,
@@ -395,7 +406,8 @@ impl PeerHarness {
                     let c = self.conn_mut(id).unwrap();
                     if ok {
                         c.connected = true;
-                        self.peer.handle_connected(now, id);
+                        let remote = self.remote(sel);
+                        self.peer.handle_connected(now, id, remote);
                     } else {
                         c.open = false;
                         self.peer.handle_closed(now, id);

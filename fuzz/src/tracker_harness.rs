@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use arbitrary::{Result, Unstructured};
 use p2p_core::manifest::CHUNK_SIZE_MIN;
+use p2p_core::secure::Remote;
 use p2p_core::tracker::{Tracker, TrackerAction, TrackerConfig};
 use p2p_core::wire::PROTOCOL_VERSION;
 use p2p_core::{ChunkSet, ConnId, ContentId, Instant, Manifest, Message, PeerId};
@@ -138,6 +139,15 @@ pub struct TrackerHarness {
     pool: Vec<Manifest>,
 }
 
+/// The key and swarm a connection's handshake proved, so a `Hello` sometimes matches them
+/// and sometimes claims another's.
+fn remote(sel: u8) -> Remote {
+    Remote {
+        peer_id: PeerId(1 + u64::from(sel % 4)),
+        swarm: SWARMS[usize::from(sel >> 7)].into(),
+    }
+}
+
 impl Default for TrackerHarness {
     fn default() -> Self {
         Self::new()
@@ -171,7 +181,7 @@ impl TrackerHarness {
         let now = self.now;
         match byte(u) % OPS {
             ACCEPT => {
-                let conn = self.tracker.accept(now);
+                let conn = self.tracker.accept(now, remote(byte(u)));
                 assert!(self.live.insert(conn), "accept reused open {conn}");
                 assert!(!self.conns.contains(&conn), "accept reused {conn}");
                 self.conns.push(conn);

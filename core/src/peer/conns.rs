@@ -34,7 +34,11 @@ enum ConnState {
 pub(crate) struct PeerConn {
     state: ConnState,
     outgoing: bool,
-    /// Known after the handshake.
+    /// The id of the remote's static key, as the secure handshake below the machine proved
+    /// it: known once the driver reports the connection open. `Hello`/`Welcome` must
+    /// claim this id.
+    authenticated: Option<PeerId>,
+    /// Known after the `Hello`/`Welcome` exchange (equal to `authenticated`).
     pub(crate) remote: Option<PeerId>,
     pub(crate) addr: String,
     opened_at: Instant,
@@ -51,6 +55,7 @@ pub(crate) struct PeerConn {
 impl PeerConn {
     fn new(now: Instant, outgoing: bool, addr: String) -> PeerConn {
         PeerConn {
+            authenticated: None,
             state: if outgoing {
                 ConnState::Connecting
             } else {
@@ -89,6 +94,18 @@ impl PeerConn {
 
     fn is_ready(&self) -> bool {
         self.state == ConnState::Ready
+    }
+
+    /// A refusal when the remote claims an id that is not its key's: it would speak (and
+    /// be banned) as another peer.
+    fn claims_other_id(&self, claimed: PeerId) -> Option<Handshake> {
+        match self.authenticated {
+            Some(id) if id == claimed => None,
+            Some(id) => Some(Handshake::Refused(format!(
+                "claims peer id {claimed}, but its key is {id}'s"
+            ))),
+            None => Some(Handshake::Refused("no authenticated key".into())),
+        }
     }
 }
 
@@ -251,10 +268,11 @@ impl Connections {
         }
     }
 
-    /// A peer connected to us; `None` at the connection limit.
+    /// A peer of key `remote` connected to us; `None` at the connection limit.
     pub(crate) fn accept(
         &mut self,
         now: Instant,
+        remote: PeerId,
         config: &PeerConfig,
         out: &mut Output,
     ) -> Option<ConnId> {
@@ -262,7 +280,9 @@ impl Connections {
             return None;
         }
         let conn = out.new_conn_id();
-        self.insert(conn, PeerConn::new(now, false, String::new()));
+        let mut c = PeerConn::new(now, false, String::new());
+        c.authenticated = Some(remote);
+        self.insert(conn, c);
         Some(conn)
     }
 
@@ -273,11 +293,12 @@ impl Connections {
         out.push(PeerAction::Connect { conn, addr });
     }
 
-    /// An outgoing connection is open: say hello.
+    /// An outgoing connection is open to the peer of key `remote`: say hello.
     pub(crate) fn connected(
         &mut self,
         now: Instant,
         conn: ConnId,
+        remote: PeerId,
         hello: Message,
         out: &mut Output,
     ) {
@@ -286,6 +307,7 @@ impl Connections {
             if connecting {
                 c.state = ConnState::AwaitingWelcome;
                 c.last_received = now;
+                c.authenticated = Some(remote);
             }
             connecting
         });
@@ -327,6 +349,9 @@ impl Connections {
                         config.swarm
                     )));
                 }
+                if let Some(refusal) = c.claims_other_id(peer_id) {
+                    return Some(refusal);
+                }
                 c.addr = listen_addr;
                 let welcome = Message::Welcome {
                     version: PROTOCOL_VERSION,
@@ -340,6 +365,9 @@ impl Connections {
                     return Some(Handshake::Refused(format!(
                         "protocol version {version} is not {PROTOCOL_VERSION}"
                     )));
+                }
+                if let Some(refusal) = c.claims_other_id(peer_id) {
+                    return Some(refusal);
                 }
                 Handshake::Identified(peer_id)
             }

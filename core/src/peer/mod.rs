@@ -47,6 +47,7 @@ use self::tracker_session::TrackerSession;
 use crate::chunkset::ChunkSet;
 use crate::ids::{ConnId, ContentId};
 use crate::manifest::Manifest;
+use crate::secure::Remote;
 use crate::time::Instant;
 use crate::wire::Message;
 
@@ -89,6 +90,11 @@ impl Peer {
 
     pub fn peer_id(&self) -> crate::ids::PeerId {
         self.config.peer_id
+    }
+
+    /// The swarm this peer speaks in (the name its `Hello` gives).
+    pub fn swarm(&self) -> &str {
+        &self.config.swarm
     }
 
     // ------------------------------------------------------------------ inspection
@@ -323,19 +329,23 @@ impl Peer {
 
     // ------------------------------------------------------------------ connection events
 
-    /// A peer connected to us. Returns its id, or `None` when at the connection limit (the
-    /// driver closes the socket).
-    pub fn accept(&mut self, now: Instant) -> Option<ConnId> {
-        self.conns.accept(now, &self.config, &mut self.out)
+    /// A peer connected to us and finished the secure handshake as `remote`. Returns the
+    /// connection's id, or `None` when at the connection limit (the driver closes the
+    /// socket).
+    pub fn accept(&mut self, now: Instant, remote: Remote) -> Option<ConnId> {
+        self.conns
+            .accept(now, remote.peer_id, &self.config, &mut self.out)
     }
 
-    /// An outgoing connection is open.
-    pub fn handle_connected(&mut self, now: Instant, conn: ConnId) {
+    /// An outgoing connection is open and its secure handshake done: the other end is
+    /// `remote`.
+    pub fn handle_connected(&mut self, now: Instant, conn: ConnId, remote: Remote) {
         let hello = Connections::hello(&self.config);
         if self.tracker.connected(conn, hello.clone(), &mut self.out) {
             return;
         }
-        self.conns.connected(now, conn, hello, &mut self.out);
+        self.conns
+            .connected(now, conn, remote.peer_id, hello, &mut self.out);
     }
 
     /// A connection closed, failed to open, or broke.

@@ -5,6 +5,7 @@
 
 use crate::ids::{ConnId, PeerId};
 use crate::peer::{Peer, PeerAction};
+use crate::secure::Remote;
 use crate::time::Instant;
 use crate::wire::{Message, PROTOCOL_VERSION};
 
@@ -23,14 +24,36 @@ pub fn hello(peer_id: PeerId, listen_addr: &str, swarm: &str) -> Message {
     }
 }
 
-/// A remote connects to the peer and says `hello`; returns the connection (`None` when
-/// the peer refused it at its connection limit) and the peer's answer.
+/// A remote connects to the peer and says `hello`, under the key of the id and in the
+/// swarm the `hello` names (an honest remote); returns the connection (`None` when the peer
+/// refused it at its connection limit) and the peer's answer.
 pub fn accept_with(
     peer: &mut Peer,
     now: Instant,
     hello: Message,
 ) -> Option<(ConnId, Vec<PeerAction>)> {
-    let conn = peer.accept(now)?;
+    let remote = match &hello {
+        Message::Hello { peer_id, swarm, .. } => Remote {
+            peer_id: *peer_id,
+            swarm: swarm.clone(),
+        },
+        _ => Remote {
+            peer_id: PeerId(u64::MAX),
+            swarm: peer.swarm().to_string(),
+        },
+    };
+    accept_as(peer, now, remote, hello)
+}
+
+/// A remote whose handshake proved `remote` connects to the peer and says `hello` (which
+/// may claim another id: an impostor).
+pub fn accept_as(
+    peer: &mut Peer,
+    now: Instant,
+    remote: Remote,
+    hello: Message,
+) -> Option<(ConnId, Vec<PeerAction>)> {
+    let conn = peer.accept(now, remote)?;
     peer.handle_message(now, conn, hello);
     Some((conn, drain(peer)))
 }

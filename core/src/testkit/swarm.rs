@@ -13,6 +13,7 @@ use crate::ids::{ConnId, ContentId};
 use crate::manifest::Manifest;
 use crate::peer::RangeError;
 use crate::peer::{Peer, PeerAction, PeerNotice, StoreOutcome};
+use crate::secure::Remote;
 use crate::time::Instant;
 use crate::tracker::{Tracker, TrackerAction};
 use crate::wire::Message;
@@ -53,7 +54,7 @@ type OriginReply = (String, u64, Result<Bytes, RangeError>);
 /// What carrying out a peer action gave back to the peer: delivered as an input once the
 /// drain that produced it is over.
 enum ActionResult {
-    Connected(ConnId),
+    Connected(ConnId, Remote),
     Refused(ConnId),
     /// A piece left: the peer may serve the next block.
     Sent(ConnId),
@@ -66,7 +67,7 @@ enum ActionResult {
 impl ActionResult {
     fn deliver(self, peer: &mut Peer, now: Instant) {
         match self {
-            ActionResult::Connected(conn) => peer.handle_connected(now, conn),
+            ActionResult::Connected(conn, remote) => peer.handle_connected(now, conn, remote),
             ActionResult::Refused(conn) => peer.handle_closed(now, conn),
             ActionResult::Sent(conn) => peer.handle_sent(now, conn),
             ActionResult::Read(token, result) => peer.handle_read(now, token, result),
@@ -376,10 +377,28 @@ impl Swarm {
 
     /// An outgoing connection from `addr`: accepted at once by the node listening at `to`,
     /// refused when there is none or it is full.
+    ///
+    /// The kit runs no secure handshake: each side is told the other's configured id and
+    /// the dialer's swarm, as an honest handshake would prove them (the simulator runs the
+    /// real handshakes).
     fn connect(&mut self, addr: &str, now: Instant, conn: ConnId, to: &str) -> ActionResult {
+        let dialer = match self.nodes.get(addr).map(|n| &n.machine) {
+            Some(Machine::Peer(p)) => Remote {
+                peer_id: p.peer_id(),
+                swarm: p.swarm().to_string(),
+            },
+            _ => return ActionResult::Refused(conn),
+        };
+        let mut acceptor = dialer.clone();
         let accepted = match self.nodes.get_mut(to).map(|n| &mut n.machine) {
-            Some(Machine::Tracker(t)) => Some(t.accept(now)),
-            Some(Machine::Peer(p)) => p.accept(now),
+            Some(Machine::Tracker(t)) => {
+                acceptor.peer_id = t.config().tracker_id;
+                Some(t.accept(now, dialer))
+            }
+            Some(Machine::Peer(p)) => {
+                acceptor.peer_id = p.peer_id();
+                p.accept(now, dialer)
+            }
             None => None,
         };
         // Accepting is an input too: the acceptor's wakeup may have moved.
@@ -388,7 +407,7 @@ impl Swarm {
             Some(remote) => {
                 self.net
                     .link((addr.to_string(), conn), (to.to_string(), remote));
-                ActionResult::Connected(conn)
+                ActionResult::Connected(conn, acceptor)
             }
             None => ActionResult::Refused(conn),
         }

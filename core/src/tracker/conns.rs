@@ -4,10 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ids::{ConnId, PeerId};
+use crate::secure::Remote;
 use crate::time::Instant;
 
 /// One accepted connection.
 struct Conn {
+    /// Who the secure handshake proved is at the other end: its `Hello` must say the same.
+    remote: Remote,
     /// The session, once `Hello` was accepted.
     peer: Option<PeerId>,
     /// When the connection is dropped unless something arrives first.
@@ -23,13 +26,15 @@ pub(super) struct Connections {
 }
 
 impl Connections {
-    /// A new connection, with no session yet, dropped at `deadline` unless it speaks.
-    pub(super) fn accept(&mut self, deadline: Instant) -> ConnId {
+    /// A new connection from `remote`, with no session yet, dropped at `deadline` unless
+    /// it speaks.
+    pub(super) fn accept(&mut self, deadline: Instant, remote: Remote) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         self.conns.insert(
             conn,
             Conn {
+                remote,
                 peer: None,
                 deadline,
             },
@@ -41,6 +46,11 @@ impl Connections {
     /// `None` for a connection we do not know (or already closed), else its session.
     pub(super) fn session_of(&self, conn: ConnId) -> Option<Option<PeerId>> {
         self.conns.get(&conn).map(|state| state.peer)
+    }
+
+    /// Who is at the other end of `conn`, as its handshake proved.
+    pub(super) fn remote_of(&self, conn: ConnId) -> Option<&Remote> {
+        self.conns.get(&conn).map(|state| &state.remote)
     }
 
     /// Something arrived on `conn`: push its deadline back.

@@ -58,6 +58,7 @@ use self::sessions::Sessions;
 use crate::chunkset::ChunkSet;
 use crate::ids::{ConnId, ContentId, PeerId};
 use crate::manifest::Manifest;
+use crate::secure::Remote;
 use crate::time::Instant;
 use crate::wire::{FileEntry, Message, PeerEntry, error_code};
 
@@ -146,10 +147,11 @@ impl Tracker {
         &self.config
     }
 
-    /// A connection was accepted; the machine hands out its id. It must say `Hello` within
+    /// A connection was accepted and its secure handshake proved `remote` at the other end
+    /// (a key of one of the swarms this tracker serves); the machine hands out its id. It must say `Hello` within
     /// `peer_timeout`.
-    pub fn accept(&mut self, now: Instant) -> ConnId {
-        self.conns.accept(now + self.config.peer_timeout)
+    pub fn accept(&mut self, now: Instant, remote: Remote) -> ConnId {
+        self.conns.accept(now + self.config.peer_timeout, remote)
     }
 
     /// A decoded message arrived on `conn`.

@@ -31,6 +31,23 @@ impl Tracker {
             );
             return;
         }
+        let Some(remote) = self.conns.remote_of(conn).cloned() else {
+            return;
+        };
+        if peer_id != remote.peer_id || swarm != remote.swarm {
+            // Only the holder of a key speaks under its id, and only in the swarm whose
+            // secret it proved: a claim to anything else is refused, and the session of
+            // the peer it names is left alone.
+            self.fail(
+                conn,
+                error_code::IDENTITY_MISMATCH,
+                format!(
+                    "Hello claims peer {peer_id} in swarm '{swarm}', but the connection's key is peer {} of swarm {}",
+                    remote.peer_id, remote.swarm
+                ),
+            );
+            return;
+        }
         self.replace_session(peer_id);
         self.conns.bind(conn, peer_id);
         self.registry.join(&swarm, peer_id);
@@ -48,8 +65,8 @@ impl Tracker {
     /// Closes `peer_id`'s session on its older connection, if it has one.
     fn replace_session(&mut self, peer_id: PeerId) {
         if let Some(old) = self.sessions.get(&peer_id) {
-            // The peer reconnected before we noticed its old connection die (or another
-            // process claims its id): the newest connection wins.
+            // The peer reconnected before we noticed its old connection die: the newest
+            // connection wins. Only the holder of the id's key gets here.
             let old_conn = old.conn;
             self.fail(
                 old_conn,

@@ -9,6 +9,7 @@ use super::frame::truncate_to_frame;
 use super::*;
 use crate::chunkset::ChunkSet;
 use crate::manifest::{CHUNK_SIZE_MIN, ManifestBuilder};
+use crate::secure::Remote;
 use crate::wire::{FRAME_LEN_MAX, FrameDecoder, PROTOCOL_VERSION, PeerChunks, STRING_LEN_MAX};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,7 +69,7 @@ impl Harness {
     }
 
     fn connect(&mut self, peer: u64, addr: &str, swarm: &str) -> ConnId {
-        let conn = self.tracker.accept(self.now);
+        let conn = self.tracker.accept(self.now, remote(peer, swarm));
         let reply = self.ask(conn, hello(peer, addr, swarm));
         assert_eq!(
             reply,
@@ -124,6 +125,14 @@ impl Harness {
     }
 }
 
+/// The key and swarm a connection's handshake proved.
+fn remote(peer: u64, swarm: &str) -> Remote {
+    Remote {
+        peer_id: PeerId(peer),
+        swarm: swarm.into(),
+    }
+}
+
 fn hello(peer: u64, addr: &str, swarm: &str) -> Message {
     Message::Hello {
         version: PROTOCOL_VERSION,
@@ -158,7 +167,7 @@ fn hello_gets_welcome() {
 #[test]
 fn version_mismatch_is_refused_naming_both_versions() {
     let mut h = Harness::new();
-    let conn = h.tracker.accept(h.now);
+    let conn = h.tracker.accept(h.now, remote(1, "s"));
     let actions = h.send(
         conn,
         Message::Hello {
@@ -184,7 +193,7 @@ fn version_mismatch_is_refused_naming_both_versions() {
 #[test]
 fn message_before_hello_is_refused() {
     let mut h = Harness::new();
-    let conn = h.tracker.accept(h.now);
+    let conn = h.tracker.accept(h.now, remote(1, "s"));
     let actions = h.send(conn, Message::ListFiles);
     assert_fatal(&actions, conn, error_code::HELLO_REQUIRED);
     assert_eq!(h.tracker.conn_count(), 0);
@@ -193,7 +202,7 @@ fn message_before_hello_is_refused() {
 #[test]
 fn connection_without_hello_times_out() {
     let mut h = Harness::new();
-    let conn = h.tracker.accept(h.now);
+    let conn = h.tracker.accept(h.now, remote(1, "s"));
     assert_eq!(h.tracker.poll_timeout(), Some(h.now + TIMEOUT));
     h.advance(TIMEOUT);
     h.tracker.handle_timeout(h.now);
@@ -598,12 +607,39 @@ fn limits_refuse_an_announce_without_closing() {
 }
 
 #[test]
+fn hello_under_another_key_or_swarm_is_refused_and_the_real_peer_keeps_its_session() {
+    let mut h = Harness::new();
+    let m = manifest("f", 1, 1);
+    let real = h.connect(1, "a:1", "s");
+    h.announce(real, &m, ChunkSet::full(1));
+    // Peer 2's key, claiming peer 1's id: refused, and peer 1 is not evicted.
+    let thief = h.tracker.accept(h.now, remote(2, "s"));
+    let actions = h.send(thief, hello(1, "evil:1", "s"));
+    let text = assert_fatal(&actions, thief, error_code::IDENTITY_MISMATCH);
+    assert!(text.contains("claims peer"), "{text}");
+    assert!(h.tracker.is_peer_known(PeerId(1)));
+    let other = h.connect(4, "d:1", "s");
+    let located = h.locate(other, m.content_id());
+    assert_eq!(located.len(), 1);
+    assert_eq!(
+        located[0].listen_addr, "a:1",
+        "the thief's address was not taken"
+    );
+    // A key of swarm "t" naming swarm "s" in its Hello: refused too.
+    let stray = h.tracker.accept(h.now, remote(3, "t"));
+    let actions = h.send(stray, hello(3, "c:1", "s"));
+    assert_fatal(&actions, stray, error_code::IDENTITY_MISMATCH);
+    assert!(!h.tracker.is_peer_known(PeerId(3)));
+    assert_eq!(h.list_files(real).len(), 1);
+}
+
+#[test]
 fn duplicate_peer_id_replaces_the_old_session() {
     let mut h = Harness::new();
     let m = manifest("f", 1, 1);
     let old = h.connect(1, "a:1", "s");
     h.announce(old, &m, ChunkSet::full(1));
-    let new = h.tracker.accept(h.now);
+    let new = h.tracker.accept(h.now, remote(1, "s"));
     let actions = h.send(new, hello(1, "a:2", "s"));
     assert_eq!(actions.len(), 3, "{actions:?}");
     assert_fatal(&actions[..2], old, error_code::SESSION_REPLACED);
@@ -744,11 +780,11 @@ fn random_operations_keep_the_counters_true() {
         };
         let message = match rng.random_range(0..14) {
             0..=1 => {
-                let conn = h.tracker.accept(h.now);
-                conns.push(conn);
                 let peer = rng.random_range(0..6u64);
                 let addr = if peer == 5 { "" } else { "p:1" };
                 let swarm = if rng.random_bool(0.8) { "s" } else { "t" };
+                let conn = h.tracker.accept(h.now, remote(peer, swarm));
+                conns.push(conn);
                 h.tracker
                     .handle_message(h.now, conn, hello(peer, addr, swarm));
                 h.drain();

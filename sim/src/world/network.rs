@@ -215,6 +215,12 @@ impl Network {
         end.open.then_some(end)
     }
 
+    /// The node that accepted connection `id`.
+    pub fn acceptor_of(&self, id: u64) -> Option<usize> {
+        let end = self.conns.get(&id)?.ends[1];
+        end.local.map(|_| end.node)
+    }
+
     /// The connection was refused or lost: forgotten; the dialling end, if still open.
     pub fn connect_failed(&mut self, id: u64) -> Option<End> {
         let end = self.conns.remove(&id)?.ends[0];

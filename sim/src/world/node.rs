@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use p2p_core::ids::{ConnId, PeerId};
 use p2p_core::peer::{Peer, PeerAction, PeerConfig};
+use p2p_core::secure::Remote;
 use p2p_core::time::Instant;
 use p2p_core::tracker::{Tracker, TrackerAction};
 use p2p_core::wire::Message;
@@ -71,10 +72,19 @@ impl Machine {
         }
     }
 
-    pub(crate) fn accept(&mut self, now: Instant) -> Option<ConnId> {
+    pub(crate) fn accept(&mut self, now: Instant, remote: Remote) -> Option<ConnId> {
         match self {
-            Machine::Tracker(t) => Some(t.accept(now)),
-            Machine::Peer(p) => p.accept(now),
+            Machine::Tracker(t) => Some(t.accept(now, remote)),
+            Machine::Peer(p) => p.accept(now, remote),
+        }
+    }
+
+    /// The id this machine's key speaks under; the swarm a peer is in (a tracker serves
+    /// whichever swarm a dialler proves).
+    pub(crate) fn identity(&self) -> (PeerId, Option<&str>) {
+        match self {
+            Machine::Tracker(t) => (t.config().tracker_id, None),
+            Machine::Peer(p) => (p.peer_id(), Some(p.swarm())),
         }
     }
 

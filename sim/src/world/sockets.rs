@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 use p2p_core::ids::ConnId;
+use p2p_core::secure::Remote;
 use p2p_core::wire::Message;
 use rand::Rng;
 
@@ -137,8 +138,13 @@ impl World {
                 .schedule(now + back, Event::ConnectFailed { conn: id });
             return;
         }
+        let Some(dialler) = self.remote_of(from.node, None) else {
+            self.queue
+                .schedule(now + back, Event::ConnectFailed { conn: id });
+            return;
+        };
         let mut accepted = None;
-        self.drive(to, |m, now| accepted = m.accept(now));
+        self.drive(to, |m, now| accepted = m.accept(now, dialler));
         self.digest
             .mix_tagged(DigestTag::Accept, &[id, accepted.map_or(0, |c| c.0)]);
         let Some(local) = accepted else {
@@ -158,12 +164,30 @@ impl World {
         self.digest.mix_tagged(DigestTag::Connected, &[id]);
         if let Some(local) = end.local {
             self.trace(|| format!("node{} connected {local}", end.node));
+            let swarm = self.remote_of(end.node, None).map(|r| r.swarm);
+            let Some(acceptor) = self
+                .network
+                .acceptor_of(id)
+                .and_then(|n| self.remote_of(n, swarm))
+            else {
+                return;
+            };
             self.drive(end.node, |m, now| {
                 if let Machine::Peer(p) = m {
-                    p.handle_connected(now, local);
+                    p.handle_connected(now, local, acceptor);
                 }
             });
         }
+    }
+
+    /// Who node `node` is, as a handshake with it would prove: its id, and its swarm (for a
+    /// tracker, the swarm the dialler is in).
+    fn remote_of(&self, node: usize, dialler_swarm: Option<String>) -> Option<Remote> {
+        let (peer_id, swarm) = self.nodes[node].machine.as_ref()?.identity();
+        Some(Remote {
+            peer_id,
+            swarm: swarm.map(str::to_string).or(dialler_swarm)?,
+        })
     }
 
     pub(crate) fn on_connect_failed(&mut self, id: u64) {
