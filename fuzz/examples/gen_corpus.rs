@@ -225,6 +225,26 @@ fn peer_seeds() {
     let _ = pops::ACCEPT;
 }
 
+/// The secure layer's targets read op bytes: these run a whole handshake untouched (every
+/// flight passed whole), then one with each kind of meddling; and a record stream written
+/// small, across a record boundary, and meddled with.
+fn secure_seeds() {
+    write("handshake", "clean", &[9, 1, 7, 0, 0, 0, 0, 0, 0, 0, 0]);
+    for (i, op) in [3u8, 4, 5, 6, 7].into_iter().enumerate() {
+        write(
+            "handshake",
+            &format!("meddle-{i}"),
+            &[9, 1, 7, 0, 0, op, 20, 3, 0, 0, op, 9, 1],
+        );
+    }
+    write("records", "clean", &[10, 0, 255, 1, 3, 0, 0]);
+    write(
+        "records",
+        "meddled",
+        &[10, 2, 0, 40, 3, 255, 4, 0, 9, 0, 3, 1, 2, 3, 5, 0],
+    );
+}
+
 fn main() {
     let messages = p2p_core::testkit::samples();
     wire_seeds(&messages);
@@ -239,6 +259,7 @@ fn main() {
         seed.extend((0..64u8).map(|i| i.wrapping_mul(37).wrapping_add(v)));
         write("wire_roundtrip", &format!("{v:02}"), &seed);
     }
+    secure_seeds();
     // Sanity: every tracker and peer seed runs clean.
     for entry in fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/tracker")).unwrap()
     {
