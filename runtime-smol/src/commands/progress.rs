@@ -101,10 +101,14 @@ impl Reporter {
                     "event": "peer_banned",
                     "content_id": content_id.to_string(),
                     "peer_id": peer_id.to_string(),
+                    "key_fingerprint": crate::commands::query::fingerprint(*peer_id),
                     "addr": addr,
                 }));
             }
             UserEvent::Notice(_) => {}
+            UserEvent::TrackerRefused { addr } => {
+                self.json_event(json!({"event": "tracker_refused", "addr": addr}));
+            }
             UserEvent::Downloaded {
                 content_id,
                 path,

@@ -18,10 +18,10 @@ impl Driver {
         let now = clock::now();
         match event {
             Event::Net(net_event) => self.on_net(net_event),
-            Event::Accepted(stream) => match self.peer.accept(now) {
+            Event::Accepted(accepted) => match self.peer.accept(now, accepted.remote().clone()) {
                 Some(conn) => {
                     let handle =
-                        net::attach(conn, stream, self.events.clone(), self.limiter.clone());
+                        net::attach(conn, *accepted, self.events.clone(), self.limiter.clone());
                     self.conns.insert(conn, handle);
                 }
                 None => tracing::debug!("connection refused: at the connection limit"),
@@ -109,11 +109,22 @@ impl Driver {
             return;
         }
         match event {
-            ConnEvent::Connected => self.peer.handle_connected(now, conn),
+            ConnEvent::Connected(remote) => self.peer.handle_connected(now, conn, remote),
             ConnEvent::Message(message) => self.peer.handle_message(now, conn, message),
             ConnEvent::Sent => self.peer.handle_sent(now, conn),
             ConnEvent::Closed => {
                 self.conns.remove(&conn);
+                self.tracker_conns.remove(&conn);
+                self.peer.handle_closed(now, conn);
+            }
+            ConnEvent::Refused => {
+                self.conns.remove(&conn);
+                if let Some(addr) = self.tracker_conns.remove(&conn) {
+                    tracing::debug!(%addr, "the tracker refused the handshake");
+                    let _ = self
+                        .user
+                        .try_send(super::UserEvent::TrackerRefused { addr });
+                }
                 self.peer.handle_closed(now, conn);
             }
         }
