@@ -129,7 +129,7 @@ pub async fn respond(
 
 /// Drives `handshake` on `stream` within the handshake timeout. Reads exactly one
 /// message at a time, so nothing after the last one is taken from the socket: the reader
-/// task gets every record.
+/// task gets every record (and the opener holds no leftover bytes).
 async fn run(
     stream: &mut TcpStream,
     mut handshake: Handshake,
@@ -147,9 +147,22 @@ async fn run(
             if handshake.is_finished() {
                 break;
             }
-            let message = read_message(stream).await?;
+            // The prefix first: the handshake refuses a length it never sends before we
+            // wait for a single byte of the body.
+            let closed = |e: std::io::Error| HandshakeError::Closed(e.to_string());
+            let mut prefix = [0u8; LEN_PREFIX];
+            stream.read_exact(&mut prefix).await.map_err(closed)?;
             handshake
-                .handle_input(&message, keyring)
+                .handle_input(&prefix, keyring)
+                .map_err(HandshakeError::Refused)?;
+            let len = usize::from(u16::from_be_bytes(prefix));
+            if len > HANDSHAKE_MESSAGE_LEN_MAX {
+                return Err(HandshakeError::Refused(SecureError::BadLength(len)));
+            }
+            let mut body = vec![0u8; len];
+            stream.read_exact(&mut body).await.map_err(closed)?;
+            handshake
+                .handle_input(&body, keyring)
                 .map_err(HandshakeError::Refused)?;
         }
         let Session {
@@ -181,24 +194,6 @@ async fn run(
 
 fn handshake_timeout() -> Duration {
     p2p_core::secure::HANDSHAKE_TIMEOUT
-}
-
-/// One length-prefixed handshake message, prefix included.
-async fn read_message(stream: &mut TcpStream) -> Result<Vec<u8>, HandshakeError> {
-    let closed = |e: std::io::Error| HandshakeError::Closed(e.to_string());
-    let mut prefix = [0u8; LEN_PREFIX];
-    stream.read_exact(&mut prefix).await.map_err(closed)?;
-    let len = usize::from(u16::from_be_bytes(prefix));
-    if len > HANDSHAKE_MESSAGE_LEN_MAX {
-        return Err(HandshakeError::Refused(SecureError::BadLength(len)));
-    }
-    let mut message = vec![0u8; LEN_PREFIX + len];
-    message[..LEN_PREFIX].copy_from_slice(&prefix);
-    stream
-        .read_exact(&mut message[LEN_PREFIX..])
-        .await
-        .map_err(closed)?;
-    Ok(message)
 }
 
 /// The writer's half: plaintext in, records out.
