@@ -128,6 +128,20 @@ impl Proc {
         Proc::spawn_command(name, cwd, command)
     }
 
+    /// Starts `p2p ARGS` with `env` set.
+    pub fn spawn_env(name: &str, cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Proc {
+        let mut command = Command::new(p2p_bin());
+        command.args(args).envs(env.iter().copied());
+        Proc::spawn_command(name, cwd, command)
+    }
+
+    /// Starts another program (a capture tool, say) the same way, so it dies with the test.
+    pub fn spawn_program(name: &str, cwd: &Path, program: &str, args: &[&str]) -> Proc {
+        let mut command = Command::new(program);
+        command.args(args);
+        Proc::spawn_command(name, cwd, command)
+    }
+
     /// Starts `p2p ARGS` inside the network namespace `netns` (`ip netns exec`).
     pub fn spawn_in_netns(name: &str, cwd: &Path, netns: &str, args: &[&str]) -> Proc {
         let mut command = Command::new("ip");
