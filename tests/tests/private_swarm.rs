@@ -284,3 +284,60 @@ fn a_capture_of_the_transfer_does_not_contain_the_file() {
         "file bytes are visible on the wire"
     );
 }
+
+#[test]
+fn the_command_line_asks_for_a_secret_where_it_needs_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+
+    // No open mode: a standalone tracker needs at least one secret, and says how.
+    let (status, _, stderr) = run(cwd, &["tracker", "--listen", "127.0.0.1:0"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--secret-file FILE") && stderr.contains("p2p new-secret"),
+        "{stderr}"
+    );
+
+    // A secret file is its owner's alone, and never replaced.
+    let swarm = new_swarm(cwd);
+    let mode = std::fs::metadata(&swarm).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let before = std::fs::read(&swarm).unwrap();
+    let (status, _, stderr) = run(cwd, &["new-secret", &swarm]);
+    assert!(!status.success(), "new-secret replaced a file: {stderr}");
+    assert_eq!(std::fs::read(&swarm).unwrap(), before);
+
+    // Without a ticket, a swarm is named by its secret file.
+    let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let (status, _, stderr) = run(cwd, &["get", id, "--tracker", "127.0.0.1:9"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--secret-file"), "{stderr}");
+    let src = cwd.join("f.bin");
+    write_file(&src, 1024, 1);
+    let (status, _, stderr) = run(
+        cwd,
+        &["share", src.to_str().unwrap(), "--tracker", "127.0.0.1:9"],
+    );
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("needs --secret-file"), "{stderr}");
+
+    // A tracker of another swarm refuses `ls`, clearly; its own swarm lists its members by
+    // key fingerprint.
+    let (_tracker, tracker_addr) = start_tracker(cwd, &swarm, None);
+    let seeder = start_seeder("seeder", cwd, &swarm, &src, tracker_addr, &[]);
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = new_swarm(other_dir.path());
+    let tracker = tracker_addr.to_string();
+    let (status, _, stderr) = run(cwd, &["ls", "--tracker", &tracker, "--secret-file", &other]);
+    assert!(!status.success());
+    assert!(stderr.contains("refused the handshake"), "{stderr}");
+    let peers = wait_for("the seeder listed", WAIT, || {
+        let peers = query_json(cwd, &swarm, "peers", tracker_addr)?;
+        (!peers.is_empty()).then_some(peers)
+    });
+    let fingerprint = peers[0]["key_fingerprint"].as_str().unwrap();
+    assert_eq!(fingerprint.len(), 16, "{peers:?}");
+    assert!(fingerprint.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(peers[0]["listen_addr"], seeder.addr.to_string());
+}

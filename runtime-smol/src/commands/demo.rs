@@ -360,7 +360,7 @@ async fn verify_copies(
             UserEvent::DownloadFailed { reason, .. } => {
                 return Err(anyhow::anyhow!("peer {i}: download failed: {reason}"));
             }
-            UserEvent::Notice(_) | UserEvent::TrackerRefused { .. } => {}
+            UserEvent::Notice(_) | UserEvent::TrackerRefused { .. } | UserEvent::Peers { .. } => {}
         }
     }
     Ok(())

@@ -101,7 +101,7 @@ pub async fn run(args: GetArgs, signals: &mut StopSignals) -> anyhow::Result<Exi
                     UserEvent::Notice(PeerNotice::TrackerConnected { .. }) => {
                         tracker_accepted = true;
                     }
-                    UserEvent::Notice(_) => {}
+                    UserEvent::Notice(_) | UserEvent::Peers { .. } => {}
                     UserEvent::TrackerRefused { addr } => {
                         let count = refusals.entry(addr.clone()).or_default();
                         *count += 1;

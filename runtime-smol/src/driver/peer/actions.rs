@@ -77,6 +77,9 @@ impl Driver {
             PeerAction::Send { conn, message } => self.send(conn, message),
             PeerAction::Close { conn } => {
                 self.tracker_conns.remove(&conn);
+                if self.peer_keys.remove(&conn).is_some() {
+                    self.tell_peers();
+                }
                 if let Some(handle) = self.conns.remove(&conn) {
                     self.closing.push(handle.close());
                 }

@@ -20,6 +20,8 @@ impl Driver {
             Event::Net(net_event) => self.on_net(net_event),
             Event::Accepted(accepted) => match self.peer.accept(now, accepted.remote().clone()) {
                 Some(conn) => {
+                    self.peer_keys.insert(conn, accepted.remote().peer_id);
+                    self.tell_peers();
                     let handle =
                         net::attach(conn, *accepted, self.events.clone(), self.limiter.clone());
                     self.conns.insert(conn, handle);
@@ -109,16 +111,28 @@ impl Driver {
             return;
         }
         match event {
-            ConnEvent::Connected(remote) => self.peer.handle_connected(now, conn, remote),
+            ConnEvent::Connected(remote) => {
+                if !self.tracker_conns.contains_key(&conn) {
+                    self.peer_keys.insert(conn, remote.peer_id);
+                    self.tell_peers();
+                }
+                self.peer.handle_connected(now, conn, remote)
+            }
             ConnEvent::Message(message) => self.peer.handle_message(now, conn, message),
             ConnEvent::Sent => self.peer.handle_sent(now, conn),
             ConnEvent::Closed => {
                 self.conns.remove(&conn);
                 self.tracker_conns.remove(&conn);
+                if self.peer_keys.remove(&conn).is_some() {
+                    self.tell_peers();
+                }
                 self.peer.handle_closed(now, conn);
             }
             ConnEvent::Refused => {
                 self.conns.remove(&conn);
+                if self.peer_keys.remove(&conn).is_some() {
+                    self.tell_peers();
+                }
                 if let Some(addr) = self.tracker_conns.remove(&conn) {
                     tracing::debug!(%addr, "the tracker refused the handshake");
                     let _ = self
@@ -128,6 +142,14 @@ impl Driver {
                 self.peer.handle_closed(now, conn);
             }
         }
+    }
+
+    /// Tells the user which peers are connected now.
+    pub(super) fn tell_peers(&self) {
+        let mut peer_ids: Vec<_> = self.peer_keys.values().copied().collect();
+        peer_ids.sort_unstable();
+        peer_ids.dedup();
+        let _ = self.user.try_send(super::UserEvent::Peers { peer_ids });
     }
 
     /// A part file is ready (or could not be made): the download knows its paths, the peer

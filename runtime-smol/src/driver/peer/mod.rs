@@ -30,7 +30,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use p2p_core::peer::{FetchSpec, Peer, PeerConfig, PeerNotice, RangeError, StoreOutcome};
 use p2p_core::secure::SwarmSecret;
-use p2p_core::{ConnId, ContentId, Manifest};
+use p2p_core::{ConnId, ContentId, Manifest, PeerId};
 use smol::channel::{Receiver, Sender};
 use smol::{Timer, future};
 
@@ -163,6 +163,8 @@ pub enum UserEvent {
     /// The tracker at `addr` closed our connection during the handshake or before it said
     /// anything: it does not serve this swarm (a wrong secret), or it is not a p2p2 tracker.
     TrackerRefused { addr: String },
+    /// The peers connected now, by their key's id (each proved by its handshake).
+    Peers { peer_ids: Vec<PeerId> },
 }
 
 /// Transfer totals of a peer, reported when it stops.
@@ -193,6 +195,8 @@ struct Driver {
     /// told to the user.
     trackers: Vec<String>,
     tracker_conns: HashMap<ConnId, String>,
+    /// The peer connections open now, with the id their handshake proved (for the user).
+    peer_keys: std::collections::BTreeMap<ConnId, PeerId>,
     files: HashMap<ContentId, Arc<ContentFile>>,
     downloads: HashMap<ContentId, DownloadFiles>,
     next_record_flush: Option<std::time::Instant>,
@@ -260,6 +264,7 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
         conns: HashMap::new(),
         trackers: options.trackers.clone(),
         tracker_conns: HashMap::new(),
+        peer_keys: Default::default(),
         files: HashMap::new(),
         downloads: HashMap::new(),
         next_record_flush: None,
