@@ -26,6 +26,8 @@ pub use secure_stream::{SecureStream, test_seed};
 
 /// The default bound on any single wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(60);
+/// After a process exits, how long its output pipes may take to be read to their end.
+const PIPE_DRAIN_WAIT: Duration = Duration::from_secs(5);
 
 // ------------------------------------------------------------------ the binary
 
@@ -87,7 +89,11 @@ pub fn p2p_bin() -> &'static Path {
 
 /// Lines a process wrote, collected as they come.
 #[derive(Clone, Default)]
-pub struct Lines(Arc<Mutex<Vec<String>>>);
+pub struct Lines {
+    lines: Arc<Mutex<Vec<String>>>,
+    /// Set once the pipe reached its end: every line is in.
+    ended: Arc<AtomicBool>,
+}
 
 impl Lines {
     fn collect(reader: impl Read + Send + 'static) -> Lines {
@@ -96,14 +102,23 @@ impl Lines {
         thread::spawn(move || {
             for line in BufReader::new(reader).lines() {
                 let Ok(line) = line else { break };
-                sink.0.lock().unwrap().push(line);
+                sink.lines.lock().unwrap().push(line);
             }
+            sink.ended.store(true, Ordering::Release);
         });
         lines
     }
 
+    /// Waits (bounded by `within`) until the pipe has ended.
+    fn wait_ended(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.ended.load(Ordering::Acquire) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     pub fn snapshot(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
+        self.lines.lock().unwrap().clone()
     }
 
     pub fn text(&self) -> String {
@@ -190,8 +205,9 @@ impl Proc {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.try_status() {
-                // Let the reader threads drain the pipes.
-                thread::sleep(Duration::from_millis(50));
+                // Every line written is read before the caller looks.
+                self.stdout.wait_ended(PIPE_DRAIN_WAIT);
+                self.stderr.wait_ended(PIPE_DRAIN_WAIT);
                 return status;
             }
             if Instant::now() > deadline {

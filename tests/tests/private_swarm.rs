@@ -341,3 +341,64 @@ fn the_command_line_asks_for_a_secret_where_it_needs_one() {
     assert!(fingerprint.bytes().all(|b| b.is_ascii_hexdigit()));
     assert_eq!(peers[0]["listen_addr"], seeder.addr.to_string());
 }
+
+/// Says hello under `claimed` (not the key's id) to `addr`; asserts the session is refused
+/// (an `Error`, or the close, never a `Welcome`).
+fn assert_hello_refused(target: &str, addr: SocketAddr, secret: &SwarmSecret, claimed: PeerId) {
+    let key = StaticKey::from_private(test_seed());
+    assert_ne!(key.peer_id(), claimed);
+    let mut session = SecureStream::connect(addr, &key, secret).unwrap();
+    session
+        .send(&hello(claimed, "127.0.0.1:9", &secret.tag().name()))
+        .unwrap();
+    loop {
+        match session.read_message(Duration::from_secs(10)) {
+            Ok(Some(message @ p2p_core::Message::Welcome { .. })) => {
+                panic!("the {target} welcomed a stolen id: {message:?}")
+            }
+            Ok(Some(p2p_core::Message::Error { code, message })) => {
+                eprintln!("the {target} refused the stolen id: error {code}: {message}");
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the {target} neither refused nor closed within 10 s"),
+            Err(_) => return, // closed: refused
+        }
+    }
+}
+
+#[test]
+fn a_stolen_peer_id_is_refused_and_its_owner_keeps_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let swarm = new_swarm(dir.path());
+    let secret = read_secret(&swarm);
+    let src = dir.path().join("file.bin");
+    let data = write_file(&src, SIZE, 16);
+    let (_tracker, tracker_addr) = start_tracker(dir.path(), &swarm, None);
+    let seeder = start_seeder("seeder", dir.path(), &swarm, &src, tracker_addr, &[]);
+    let listed = |peers: &[serde_json::Value]| -> Option<PeerId> {
+        let entry = peers
+            .iter()
+            .find(|p| p["listen_addr"] == seeder.addr.to_string())?;
+        u64::from_str_radix(entry["peer_id"].as_str()?, 16)
+            .ok()
+            .map(PeerId)
+    };
+    let victim = wait_for("the seeder listed", WAIT, || {
+        listed(&query_json(dir.path(), &swarm, "peers", tracker_addr)?)
+    });
+
+    // A member of the swarm with a key of its own claims the seeder's id: at the tracker
+    // (which would otherwise replace the seeder's session) and at the seeder itself.
+    assert_hello_refused("tracker", tracker_addr, &secret, victim);
+    assert_hello_refused("seeder", seeder.addr, &secret, victim);
+
+    // The seeder keeps its place at the tracker, under its id, and serves a getter.
+    let peers = query_json(dir.path(), &swarm, "peers", tracker_addr).unwrap();
+    assert_eq!(listed(&peers), Some(victim), "{peers:?}");
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let mut getter = start_getter("getter", dir.path(), &swarm, &seeder.ticket, &out, &[]);
+    let (path, _) = wait_complete(&mut getter);
+    assert!(getter.wait_exit(WAIT).success(), "{}", getter.describe());
+    assert_file_eq(&path, &data);
+}

@@ -134,7 +134,15 @@ impl Driver {
                     self.tell_peers();
                 }
                 if let Some(addr) = self.tracker_conns.remove(&conn) {
-                    tracing::debug!(%addr, "the tracker refused the handshake");
+                    // Our own tracker turning us away is the user's concern (a wrong secret
+                    // file): said once per tracker, then retried quietly with backoff.
+                    if self.refused_by.insert(addr.clone()) {
+                        tracing::warn!(
+                            "the tracker at {addr} refused the handshake: it does not serve this swarm's secret; retrying"
+                        );
+                    } else {
+                        tracing::debug!(%addr, "the tracker refused the handshake");
+                    }
                     let _ = self
                         .user
                         .try_send(super::UserEvent::TrackerRefused { addr });

@@ -195,6 +195,8 @@ struct Driver {
     /// told to the user.
     trackers: Vec<String>,
     tracker_conns: HashMap<ConnId, String>,
+    /// Trackers that refused our handshake at least once (each is warned about once).
+    refused_by: std::collections::HashSet<String>,
     /// The peer connections open now, with the id their handshake proved (for the user).
     peer_keys: std::collections::BTreeMap<ConnId, PeerId>,
     files: HashMap<ContentId, Arc<ContentFile>>,
@@ -264,6 +266,7 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
         conns: HashMap::new(),
         trackers: options.trackers.clone(),
         tracker_conns: HashMap::new(),
+        refused_by: Default::default(),
         peer_keys: Default::default(),
         files: HashMap::new(),
         downloads: HashMap::new(),
