@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_net::{TcpListener, TcpStream};
 use bytes::{Buf, BytesMut};
-use p2p_core::secure::{RECORD_LEN_MAX, Remote};
+use p2p_core::secure::Remote;
 use p2p_core::{ConnId, FrameDecoder, Message};
 use smol::channel::{Receiver, Sender, TrySendError};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,8 +36,10 @@ pub const EVENT_QUEUE_MAX: usize = 1024;
 /// How long an outgoing connect may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes read from a socket at once, before they are opened into the frame decoder's
-/// buffer (which so grows by at most this much per read).
-const RAW_READ_LEN: usize = 128 * 1024;
+/// buffer (which so grows by at most this much per read): the buffer starts small (most
+/// connections carry small messages) and doubles while reads fill it, up to the max.
+const RAW_READ_LEN_MIN: usize = 16 * 1024;
+const RAW_READ_LEN_MAX: usize = 128 * 1024;
 /// Frames this long or longer (pieces) are read into a pooled buffer of their own.
 const BULK_FRAME_MIN: usize = 64 * 1024;
 /// Small frames are gathered into one write up to this many bytes.
@@ -271,7 +273,7 @@ impl Streams {
         let reader = WireReader {
             stream: stream.clone(),
             opening,
-            raw: vec![0; RAW_READ_LEN],
+            raw: vec![0; RAW_READ_LEN_MIN],
             got_plaintext: false,
         };
         let reader_events = events.clone();
@@ -334,6 +336,9 @@ impl WireReader {
             Ok(n) => n,
             Err(e) => return Err(format!("read error: {e}")),
         };
+        if n == self.raw.len() && n < RAW_READ_LEN_MAX {
+            self.raw.resize(n * 2, 0);
+        }
         let before = out.len();
         self.opening
             .open(&self.raw[..n], out)
@@ -481,7 +486,9 @@ where
     E: From<NetEvent>,
 {
     let mut plain = BytesMut::with_capacity(WRITE_BATCH_MAX);
-    let mut wire = BytesMut::with_capacity(SEALED_WRITE_MAX + RECORD_LEN_MAX);
+    // Grows to what is written at once (at most a batch, or SEALED_WRITE_MAX of a block's
+    // records), so connections that carry small messages keep small buffers.
+    let mut wire = BytesMut::new();
     while let Ok(first) = queue.recv().await {
         let mut next = Some(first);
         while let Some(message) = next.take() {
