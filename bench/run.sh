@@ -12,7 +12,9 @@
 # every tool gets the same rest); SINGLE_MIB (1024); SWARM_MIB (512); SWARMS ("8 4");
 # MEM_GIB ("1 4"); MEM_RUNS (1); BENCH_DIR (a fresh directory under /tmp);
 # CARGO_TARGET_DIR (target/); SKIP_BUILD=1 uses the binaries already built; BIN_DIR takes
-# p2p and p2p-sim from elsewhere (implies SKIP_BUILD).
+# p2p and p2p-sim from elsewhere (implies SKIP_BUILD). P2P_BENCH_PLAINTEXT_RECORDS=1 (every
+# p2p process inherits it) keeps the handshakes but sends frames unsealed: the same build
+# with its record layer off, to measure what encryption costs. Benchmarks only.
 set -euo pipefail
 
 RUNS=${RUNS:-3}
@@ -126,12 +128,16 @@ record() { printf '%s\t%s\n' "$1" "$2" >>"$RESULTS"; }
 
 # ------------------------------------------------------------------ p2p helpers
 
+# The swarm's secret, shared by the tracker and the seeder (getters take it from the ticket).
+SWARM_KEY=$T/swarm.key
+
 # Starts a tracker on a free port; sets TRACKER_ADDR and TRACKER_PID.
 start_p2p_tracker() {
     local port
     port=$(free_port)
     TRACKER_ADDR=127.0.0.1:$port
-    spawn "$BIN/p2p" tracker --listen "$TRACKER_ADDR" 2>"$T/tracker.log"
+    [[ -f $SWARM_KEY ]] || "$BIN/p2p" new-secret "$SWARM_KEY" 2>/dev/null
+    spawn "$BIN/p2p" tracker --listen "$TRACKER_ADDR" --secret-file "$SWARM_KEY" 2>"$T/tracker.log"
     TRACKER_PID=$LAST_PID
     sleep 0.2
 }
@@ -141,7 +147,7 @@ start_p2p_seeder() {
     local file=$1 out=$T/seed.out
     : >"$out"
     spawn /usr/bin/time -v -o "$T/seed.time" "$BIN/p2p" share "$file" --tracker "$TRACKER_ADDR" \
-        >"$out" 2>"$T/seed.log"
+        --secret-file "$SWARM_KEY" >"$out" 2>"$T/seed.log"
     SEED_PID=$LAST_PID
     wait_line "$out" 300
     TICKET=$(head -1 "$out")

@@ -3,6 +3,9 @@
 //!
 //! cargo run --release -p p2p-core --features testkit --example cipher_speed
 
+// A benchmark measures wall time: the sans-IO rule (no clock in core) is for the library.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
 use std::time::Instant;
 
 use bytes::BytesMut;

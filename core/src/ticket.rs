@@ -1,11 +1,16 @@
 //! Tickets: the one string a person copies from `p2p share` and pastes into `p2p get`.
 //!
 //! ```text
-//! p2p1:<content id, 64 hex digits>:<name, percent-encoded>:<tracker>,<tracker>,…
-//! p2p1:3f5a…c9:holiday%20photos.zip:10.0.0.5:7000,tracker.lan:7000
+//! p2p2:<content id, 64 hex>:<swarm secret, 64 hex>:<name, percent-encoded>:<tracker>,…
+//! p2p2:3f5a…c9:8e01…7d:holiday%20photos.zip:10.0.0.5:7000,tracker.lan:7000
 //! ```
 //!
-//! The version prefix lets a later format be told apart and refused with a clear message.
+//! A ticket is a capability: its swarm secret lets whoever holds it join the swarm (see
+//! `secure`). So a ticket's `Debug` shows the secret's tag, never the secret; its
+//! `Display` is the whole ticket, for the user to copy.
+//!
+//! The version prefix lets another format be told apart and refused with a clear message:
+//! `p2p1:` tickets (before swarms were private) carry no secret and cannot be used.
 //! Everything but ASCII letters, digits and `-._` is percent-encoded (UTF-8 bytes, `%XX`),
 //! in trackers `:` too is left as is: the result has no whitespace, quotes, globs, `~`, `$`
 //! or other characters a shell would act on, so it survives being pasted unquoted. The
@@ -16,9 +21,12 @@ use std::str::FromStr;
 
 use crate::ids::{ContentId, HexError};
 use crate::manifest::NAME_LEN_MAX;
+use crate::secure::SwarmSecret;
 
 /// What every ticket of this format starts with.
-pub(crate) const TICKET_PREFIX: &str = "p2p1:";
+pub(crate) const TICKET_PREFIX: &str = "p2p2:";
+/// The version before swarm secrets, refused with a message of its own.
+const OLD_TICKET_PREFIX: &str = "p2p1";
 /// The prefix without its version digits, shared by every version of the format.
 const TICKET_FAMILY: &str = "p2p";
 /// Separates the fields after the prefix.
@@ -36,6 +44,8 @@ const ESCAPE: u8 = b'%';
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ticket {
     pub content_id: ContentId,
+    /// The swarm's secret: whoever holds the ticket may join the swarm.
+    pub secret: SwarmSecret,
     /// The publisher's display name. Untrusted: sanitise it before using it as a path.
     pub name: String,
     /// Tracker addresses, each `HOST:PORT` (`[v6]:PORT` for IPv6). May be empty, in which
@@ -48,10 +58,18 @@ pub struct Ticket {
 pub enum TicketError {
     MissingPrefix,
     UnsupportedVersion(String),
+    /// A `p2p1:` ticket, from a p2p before private swarms: it has no secret.
+    OldVersion,
     MissingField(&'static str),
     ContentId(HexError),
-    BadEscape { field: &'static str, at: usize },
-    NotUtf8 { field: &'static str },
+    Secret(HexError),
+    BadEscape {
+        field: &'static str,
+        at: usize,
+    },
+    NotUtf8 {
+        field: &'static str,
+    },
     NameTooLong(usize),
     TooManyTrackers(usize),
     TrackerTooLong(usize),
@@ -67,12 +85,19 @@ impl fmt::Display for TicketError {
                 "ticket version '{}' is not supported; this program reads '{TICKET_PREFIX}' tickets",
                 prefix.escape_debug()
             ),
+            TicketError::OldVersion => write!(
+                f,
+                "this '{OLD_TICKET_PREFIX}:' ticket is from an older p2p and carries no swarm \
+                 secret, so it cannot join a swarm; ask the sender for a new ticket \
+                 ('{TICKET_PREFIX}…', printed by `p2p share`)"
+            ),
             TicketError::MissingField(field) => write!(
                 f,
                 "ticket ends before its {field}; expected \
-                 '{TICKET_PREFIX}CONTENT_ID:NAME:TRACKER,…'"
+                 '{TICKET_PREFIX}CONTENT_ID:SECRET:NAME:TRACKER,…'"
             ),
             TicketError::ContentId(e) => write!(f, "content id: {e}"),
+            TicketError::Secret(e) => write!(f, "swarm secret: {e}"),
             TicketError::BadEscape { field, at } => write!(
                 f,
                 "{field}: '%' at character {} is not followed by two hex digits",
@@ -106,6 +131,7 @@ impl std::error::Error for TicketError {}
 
 /// Field names used in error messages.
 mod field {
+    pub const SECRET: &str = "swarm secret";
     pub const NAME: &str = "name";
     pub const TRACKERS: &str = "tracker list";
     pub const TRACKER: &str = "tracker address";
@@ -129,7 +155,12 @@ impl Ticket {
 
 impl fmt::Display for Ticket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{TICKET_PREFIX}{}{FIELD_SEPARATOR}", self.content_id)?;
+        write!(
+            f,
+            "{TICKET_PREFIX}{}{FIELD_SEPARATOR}{}{FIELD_SEPARATOR}",
+            self.content_id,
+            self.secret.to_hex()
+        )?;
         percent_encode(f, &self.name, is_unreserved_in_name)?;
         write!(f, "{FIELD_SEPARATOR}")?;
         for (i, addr) in self.trackers.iter().enumerate() {
@@ -150,12 +181,18 @@ impl FromStr for Ticket {
         let s = s.trim();
         let Some(rest) = s.strip_prefix(TICKET_PREFIX) else {
             return Err(match other_version_prefix(s) {
+                Some(prefix) if prefix.eq_ignore_ascii_case(OLD_TICKET_PREFIX) => {
+                    TicketError::OldVersion
+                }
                 Some(prefix) => TicketError::UnsupportedVersion(prefix.to_owned()),
                 None => TicketError::MissingPrefix,
             });
         };
-        let mut fields = rest.splitn(3, FIELD_SEPARATOR);
+        let mut fields = rest.splitn(4, FIELD_SEPARATOR);
         let content_id_text = fields.next().unwrap_or("");
+        let secret_text = fields
+            .next()
+            .ok_or(TicketError::MissingField(field::SECRET))?;
         let name_text = fields
             .next()
             .ok_or(TicketError::MissingField(field::NAME))?;
@@ -166,6 +203,10 @@ impl FromStr for Ticket {
         let content_id = content_id_text
             .parse::<ContentId>()
             .map_err(TicketError::ContentId)?;
+        // Strictly 64 hex digits here (no surrounding spaces): a ticket is one word.
+        let secret = crate::ids::from_hex::<32>(secret_text)
+            .map(SwarmSecret::from_bytes)
+            .map_err(TicketError::Secret)?;
         let name = percent_decode(name_text, field::NAME)?;
         if name.len() > NAME_LEN_MAX {
             return Err(TicketError::NameTooLong(name.len()));
@@ -173,6 +214,7 @@ impl FromStr for Ticket {
         let trackers = parse_trackers(trackers_text)?;
         Ok(Ticket {
             content_id,
+            secret,
             name,
             trackers,
         })
@@ -306,10 +348,12 @@ mod tests {
     use proptest::prelude::*;
 
     const HEX_ID: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    const HEX_SECRET: &str = "f0e1d2c3b4a5968778695a4b3c2d1e0ff0e1d2c3b4a5968778695a4b3c2d1e0f";
 
     fn sample() -> Ticket {
         Ticket {
             content_id: HEX_ID.parse().unwrap(),
+            secret: HEX_SECRET.parse().unwrap(),
             name: "holiday photos: 2024/summer,final.zip".into(),
             trackers: vec!["10.0.0.5:7000".into(), "tracker.lan:7000".into()],
         }
@@ -325,7 +369,7 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                "p2p1:{HEX_ID}:holiday%20photos%3A%202024%2Fsummer%2Cfinal.zip:\
+                "p2p2:{HEX_ID}:{HEX_SECRET}:holiday%20photos%3A%202024%2Fsummer%2Cfinal.zip:\
                  10.0.0.5:7000,tracker.lan:7000"
             )
         );
@@ -352,8 +396,13 @@ mod tests {
 
     #[test]
     fn surrounding_whitespace_and_readable_names_are_accepted() {
-        let text = format!("  p2p1:{}:plain name.txt:h:1\n", HEX_ID.to_uppercase());
+        let text = format!(
+            "  p2p2:{}:{}:plain name.txt:h:1\n",
+            HEX_ID.to_uppercase(),
+            HEX_SECRET.to_uppercase()
+        );
         let ticket: Ticket = text.parse().unwrap();
+        assert_eq!(ticket.secret, sample().secret);
         assert_eq!(ticket.name, "plain name.txt");
         assert_eq!(ticket.trackers, vec!["h:1".to_owned()]);
     }
@@ -373,89 +422,115 @@ mod tests {
 
     #[test]
     fn each_error_says_what_is_wrong() {
-        let id = HEX_ID;
+        let id = format!("{HEX_ID}:{HEX_SECRET}");
+        let old = "ticket is from an older p2p and carries no swarm secret, so it cannot \
+                   join a swarm; ask the sender for a new ticket ('p2p2:…', printed by \
+                   `p2p share`)";
         let cases: Vec<(String, String)> = vec![
-            ("x".into(), "ticket must start with 'p2p1:'".into()),
+            ("x".into(), "ticket must start with 'p2p2:'".into()),
             (
-                format!("p2p2:{id}:n:h:1"),
-                "ticket version 'p2p2' is not supported; this program reads 'p2p1:' tickets".into(),
+                format!("p2p3:{id}:n:h:1"),
+                "ticket version 'p2p3' is not supported; this program reads 'p2p2:' tickets".into(),
             ),
             (
-                format!("p2p1:{id}"),
-                "ticket ends before its name; expected 'p2p1:CONTENT_ID:NAME:TRACKER,…'".into(),
+                format!("p2p1:{HEX_ID}:n:h:1"),
+                format!("this 'p2p1:' {old}"),
             ),
             (
-                format!("p2p1:{id}:name"),
-                "ticket ends before its tracker list; expected \
-                 'p2p1:CONTENT_ID:NAME:TRACKER,…'"
+                format!("P2P1:{HEX_ID}:n:h:1"),
+                format!("this 'p2p1:' {old}"),
+            ),
+            (
+                format!("p2p2:{HEX_ID}"),
+                "ticket ends before its swarm secret; expected \
+                 'p2p2:CONTENT_ID:SECRET:NAME:TRACKER,…'"
                     .into(),
             ),
             (
-                "p2p1:0123456789ab:n:h:1".into(),
+                format!("p2p2:{id}"),
+                "ticket ends before its name; expected 'p2p2:CONTENT_ID:SECRET:NAME:TRACKER,…'"
+                    .into(),
+            ),
+            (
+                format!("p2p2:{id}:name"),
+                "ticket ends before its tracker list; expected \
+                 'p2p2:CONTENT_ID:SECRET:NAME:TRACKER,…'"
+                    .into(),
+            ),
+            (
+                format!("p2p2:0123456789ab:{HEX_SECRET}:n:h:1"),
                 "content id: expected 64 hex digits, found 12".into(),
             ),
             (
-                format!("p2p1:{}:n:h:1", "g".repeat(64)),
+                format!("p2p2:{}:{HEX_SECRET}:n:h:1", "g".repeat(64)),
                 "content id: character 1 is not a hex digit".into(),
             ),
             (
-                format!("p2p1:{id}:ab%2:h:1"),
+                format!("p2p2:{HEX_ID}:{}:n:h:1", &HEX_SECRET[1..]),
+                "swarm secret: expected 64 hex digits, found 63".into(),
+            ),
+            (
+                format!("p2p2:{HEX_ID}::n:h:1"),
+                "swarm secret: expected 64 hex digits, found 0".into(),
+            ),
+            (
+                format!("p2p2:{id}:ab%2:h:1"),
                 "name: '%' at character 3 is not followed by two hex digits".into(),
             ),
             (
-                format!("p2p1:{id}:%zz:h:1"),
+                format!("p2p2:{id}:%zz:h:1"),
                 "name: '%' at character 1 is not followed by two hex digits".into(),
             ),
             (
-                format!("p2p1:{id}:%FF:h:1"),
+                format!("p2p2:{id}:%FF:h:1"),
                 "name is not valid UTF-8 once percent-decoded".into(),
             ),
             (
-                format!("p2p1:{id}:{}:h:1", "n".repeat(NAME_LEN_MAX + 1)),
+                format!("p2p2:{id}:{}:h:1", "n".repeat(NAME_LEN_MAX + 1)),
                 format!("name is {} bytes long, more than 255", NAME_LEN_MAX + 1),
             ),
             (
-                format!("p2p1:{id}:n:{}", ["h:1"; TRACKERS_MAX + 1].join(",")),
+                format!("p2p2:{id}:n:{}", ["h:1"; TRACKERS_MAX + 1].join(",")),
                 "ticket lists 9 trackers, more than 8".into(),
             ),
             (
-                format!("p2p1:{id}:n:{}:1", "h".repeat(TRACKER_ADDR_LEN_MAX)),
+                format!("p2p2:{id}:n:{}:1", "h".repeat(TRACKER_ADDR_LEN_MAX)),
                 "tracker address is 257 bytes long, more than 255".into(),
             ),
             (
-                format!("p2p1:{id}:n:x"),
+                format!("p2p2:{id}:n:x"),
                 "tracker address 'x' is not HOST:PORT".into(),
             ),
             (
-                format!("p2p1:{id}:n:h:1,"),
+                format!("p2p2:{id}:n:h:1,"),
                 "tracker address '' is not HOST:PORT".into(),
             ),
             (
-                format!("p2p1:{id}:n:h:0"),
+                format!("p2p2:{id}:n:h:0"),
                 "tracker address 'h:0' is not HOST:PORT".into(),
             ),
             (
-                format!("p2p1:{id}:n:h:65536"),
+                format!("p2p2:{id}:n:h:65536"),
                 "tracker address 'h:65536' is not HOST:PORT".into(),
             ),
             (
-                format!("p2p1:{id}:n:h:+1"),
+                format!("p2p2:{id}:n:h:+1"),
                 "tracker address 'h:+1' is not HOST:PORT".into(),
             ),
             (
-                format!("p2p1:{id}:n::::1"),
+                format!("p2p2:{id}:n::::1"),
                 "tracker address ':::1' is not HOST:PORT".into(),
             ),
             (
-                format!("p2p1:{id}:n:bad%20host:1"),
+                format!("p2p2:{id}:n:bad%20host:1"),
                 "tracker address 'bad host:1' is not HOST:PORT".into(),
             ),
             (
-                format!("p2p1:{id}:n:%0A:1"),
+                format!("p2p2:{id}:n:%0A:1"),
                 "tracker address '\\n:1' is not HOST:PORT".into(),
             ),
             (
-                format!("p2p1:{id}:n:h:1%"),
+                format!("p2p2:{id}:n:h:1%"),
                 "tracker address: '%' at character 4 is not followed by two hex digits".into(),
             ),
         ];
@@ -475,6 +550,28 @@ mod tests {
         );
         bad.trackers = vec!["h:1".into(); TRACKERS_MAX + 1];
         assert_eq!(bad.validate(), Err(TicketError::TooManyTrackers(9)));
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let ticket = sample();
+        let debug = format!("{ticket:?}");
+        assert!(!debug.to_lowercase().contains(HEX_SECRET), "{debug}");
+        assert!(debug.contains("SwarmSecret(tag "), "{debug}");
+        // Display is the whole ticket: it is what the user copies.
+        assert!(ticket.to_string().contains(HEX_SECRET));
+    }
+
+    #[test]
+    fn one_flipped_bit_of_the_secret_is_another_swarm() {
+        let ticket = sample();
+        let mut bytes = *ticket.secret.as_bytes();
+        bytes[31] ^= 1;
+        let mut other = ticket.clone();
+        other.secret = SwarmSecret::from_bytes(bytes);
+        let parsed: Ticket = other.to_string().parse().unwrap();
+        assert_eq!(parsed, other);
+        assert_ne!(parsed.secret.tag(), ticket.secret.tag());
     }
 
     fn tracker() -> impl Strategy<Value = String> {
@@ -513,10 +610,16 @@ mod tests {
         #[test]
         fn tickets_round_trip(
             id in any::<[u8; 32]>(),
+            secret in any::<[u8; 32]>(),
             name in prop_oneof![name(), any::<String>().prop_filter("fits", |n| n.len() <= NAME_LEN_MAX)],
             trackers in proptest::collection::vec(tracker(), 0..=TRACKERS_MAX),
         ) {
-            let ticket = Ticket { content_id: ContentId(id), name, trackers };
+            let ticket = Ticket {
+                content_id: ContentId(id),
+                secret: SwarmSecret::from_bytes(secret),
+                name,
+                trackers,
+            };
             prop_assert_eq!(ticket.validate(), Ok(()));
             let text = ticket.to_string();
             prop_assert!(

@@ -66,16 +66,19 @@ fn ticket_seeds() {
     let tickets = [
         Ticket {
             content_id: id,
+            secret: p2p_core::secure::SwarmSecret::from_bytes([0x5e; 32]),
             name: "holiday photos: 2024/summer,final.zip".into(),
             trackers: vec!["10.0.0.5:7000".into(), "tracker.lan:7000".into()],
         },
         Ticket {
             content_id: id,
+            secret: p2p_core::secure::SwarmSecret::from_bytes([0x5e; 32]),
             name: "ünïcode ✓".into(),
             trackers: vec!["[fe80::1]:7000".into()],
         },
         Ticket {
             content_id: id,
+            secret: p2p_core::secure::SwarmSecret::from_bytes([0x5e; 32]),
             name: String::new(),
             trackers: vec![],
         },
@@ -83,11 +86,11 @@ fn ticket_seeds() {
     for (i, t) in tickets.iter().enumerate() {
         write("ticket", &format!("{i}"), t.to_string().as_bytes());
     }
-    write("ticket", "v2", format!("p2p2:{id}:x:h:1").as_bytes());
+    write("ticket", "v1", format!("p2p1:{id}:x:h:1").as_bytes());
     write(
         "ticket",
         "hand-written",
-        format!("  p2p1:{id}:my file.txt:localhost:7000\n").as_bytes(),
+        format!("  p2p2:{id}:{}:my file.txt:localhost:7000\n", "5e".repeat(32)).as_bytes(),
     );
 }
 

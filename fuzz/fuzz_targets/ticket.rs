@@ -58,6 +58,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(content_id) = u.arbitrary() else {
         return;
     };
+    let Ok(secret) = u.arbitrary::<[u8; 32]>() else {
+        return;
+    };
     let Ok(name) = u.arbitrary::<String>() else {
         return;
     };
@@ -66,6 +69,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let ticket = Ticket {
         content_id,
+        secret: p2p_core::secure::SwarmSecret::from_bytes(secret),
         name,
         trackers,
     };

@@ -19,10 +19,15 @@ pub const DEFAULT_PEER_LISTEN: &str = "127.0.0.1:0";
 Examples:
   p2p demo                                  # see it work: 1 seeder, 5 peers, one process
   p2p share big.iso                         # prints a ticket; keep it running
-  p2p get 'p2p:...ticket...' -o ~/Downloads # on another shell or machine
-  p2p tracker --listen 0.0.0.0:7070         # a standalone tracker for a LAN
-  p2p ls --tracker 10.0.0.5:7070            # what the swarm offers
-  p2p peers --json                          # who is in it
+  p2p get p2p2:...ticket... -o ~/Downloads  # on another shell or machine
+  p2p new-secret swarm.key                  # a swarm of your own, for a standalone tracker
+  p2p tracker --listen 0.0.0.0:7070 --secret-file swarm.key
+  p2p ls --tracker 10.0.0.5:7070 --secret-file swarm.key   # what the swarm offers
+  p2p peers --secret-file swarm.key --json                 # who is in it
+
+Every swarm is private: its secret (in every ticket, or in a secret file) is what lets a
+machine in, and every connection is authenticated and encrypted with it. Whoever holds a
+ticket can join its swarm; nobody else can list, download or announce anything.
 
 Logs go to standard error: -v for more, or RUST_LOG=p2p=debug,p2p_core=debug."
 )]
@@ -31,41 +36,70 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
-    /// Swarm name: peers and trackers only talk within one swarm.
-    #[arg(long, global = true, default_value = "default", value_name = "NAME")]
-    pub swarm: String,
-
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run a tracker: it keeps track of peers and who holds which chunks.
+    /// Run a tracker for the swarms whose secrets it is given: it keeps track of their peers
+    /// and who holds which chunks. A connection in any other swarm is closed during its
+    /// handshake.
     #[command(after_help = "\
 Examples:
-  p2p tracker                          # 127.0.0.1:7070
-  p2p tracker --listen 0.0.0.0:7070    # reachable from the LAN")]
+  p2p new-secret swarm.key                                   # once; give it to every member
+  p2p tracker --secret-file swarm.key                        # 127.0.0.1:7070
+  p2p tracker --listen 0.0.0.0:7070 --secret-file office.key --secret-file lab.key
+
+Secrets are read from files only (a secret on a command line shows in `ps`). The tracker
+learns, for each of its swarms, the peers' key fingerprints and addresses and the names and
+manifests of the files they publish; it never tells one swarm about another.")]
     Tracker {
         /// Address to listen on.
         #[arg(long, default_value = DEFAULT_TRACKER_ADDR, value_name = "ADDR")]
         listen: SocketAddr,
+        /// A file of swarm secrets to serve: 64 hex digits per line, `#` comments (made by
+        /// `p2p new-secret`). Repeatable. At least one is needed.
+        #[arg(long = "secret-file", value_name = "FILE")]
+        secret_files: Vec<PathBuf>,
+    },
+
+    /// Make a new random swarm secret and write it to FILE (created readable by you alone;
+    /// never replaced). Give the file to a standalone tracker (`p2p tracker --secret-file`)
+    /// and to the members of the swarm (`p2p share --secret-file` and the like).
+    #[command(after_help = "\
+Examples:
+  p2p new-secret swarm.key
+  p2p tracker --listen 0.0.0.0:7070 --secret-file swarm.key
+  p2p share big.iso --tracker 10.0.0.5:7070 --secret-file swarm.key")]
+    NewSecret {
+        /// Where to write the secret.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
     },
 
     /// Publish files and serve them until stopped (Ctrl-C). Prints one ticket per file on
     /// standard output.
     #[command(after_help = "\
 Examples:
-  p2p share movie.mkv                      # embedded tracker; the ticket says where
-  p2p share a.bin b.bin --tracker 10.0.0.5:7070 --listen 0.0.0.0:7000
-  TICKET=$(p2p share big.iso | head -1)    # tickets alone on standard output")]
+  p2p share movie.mkv                      # new swarm, embedded tracker; the ticket says where
+  p2p share a.bin b.bin --tracker 10.0.0.5:7070 --secret-file swarm.key --listen 0.0.0.0:7000
+  TICKET=$(p2p share big.iso | head -1)    # tickets alone on standard output
+
+The ticket carries the swarm's secret: whoever has it can download the file and join the
+swarm. Without --secret-file, each run makes a new swarm (a new secret).")]
     Share {
         /// Files to publish.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
-        /// Tracker to announce to. Without it an embedded tracker runs in this process.
+        /// Tracker to announce to (needs --secret-file, a secret it serves). Without it an
+        /// embedded tracker runs in this process.
         #[arg(long, value_name = "ADDR")]
         tracker: Option<String>,
+        /// The swarm's secret (a file from `p2p new-secret`). Without it a new random secret
+        /// is made, and only the embedded tracker can serve it.
+        #[arg(long = "secret-file", value_name = "FILE")]
+        secret_file: Option<PathBuf>,
         /// Address to serve peers on (port 0: any free port).
         #[arg(long, default_value = DEFAULT_PEER_LISTEN, value_name = "ADDR")]
         listen: SocketAddr,
@@ -86,12 +120,15 @@ Examples:
     /// Download a file from the swarm, then print its path and SHA-256.
     #[command(after_help = "\
 Examples:
-  p2p get 'p2p:...'                    # the ticket `p2p share` printed
-  p2p get 3f2a...c9 --tracker 10.0.0.5:7070 -o /tmp/
-  p2p get big.iso                      # by name, as `p2p ls` shows it
-  p2p get 'p2p:...' --seed             # keep serving when done
-  p2p get 'p2p:...' --sha256 9e1c...04 # refuse other content before downloading
-  p2p get 'p2p:...' --json | jq .      # progress as JSON lines")]
+  p2p get p2p2:...                     # the ticket `p2p share` printed: nothing else needed
+  p2p get 3f2a...c9 --tracker 10.0.0.5:7070 --secret-file swarm.key -o /tmp/
+  p2p get big.iso --secret-file swarm.key   # by name, as `p2p ls` shows it
+  p2p get p2p2:... --seed              # keep serving when done
+  p2p get p2p2:... --sha256 9e1c...04  # refuse other content before downloading
+  p2p get p2p2:... --json | jq .       # progress as JSON lines
+
+A tracker that refuses the handshake twice (it does not serve the ticket's swarm: a wrong
+or stale ticket) ends the download with an error before anything is written.")]
     Get(GetArgs),
 
     /// Download an http(s) URL with the help of the swarm: every helper fetches byte ranges
@@ -99,7 +136,7 @@ Examples:
     /// swarm (same validator) comes from peers instead. Prints SHA-256 and path.
     #[command(after_help = "\
 Examples:
-  p2p fetch https://example.com/big.iso --tracker 10.0.0.5:7070
+  p2p fetch https://example.com/big.iso --tracker 10.0.0.5:7070 --secret-file swarm.key
   p2p fetch URL -o /tmp/ --sha256 3f2a...c9      # checked before it gets its name
   p2p fetch URL --seed                           # keep serving it (later fetches use peers)
   p2p fetch URL --json | jq .                    # progress and who fetched what")]
@@ -108,10 +145,13 @@ Examples:
     /// Help other peers' cooperative origin downloads; serves no files of its own.
     #[command(after_help = "\
 Examples:
-  p2p helper --tracker 10.0.0.5:7070 --listen 0.0.0.0:0")]
+  p2p helper --tracker 10.0.0.5:7070 --secret-file swarm.key --listen 0.0.0.0:0")]
     Helper {
         #[arg(long, default_value = DEFAULT_TRACKER_ADDR, value_name = "ADDR")]
         tracker: String,
+        /// The swarm to help (a file from `p2p new-secret`).
+        #[arg(long = "secret-file", value_name = "FILE")]
+        secret_file: PathBuf,
         /// Address fetchers reach this helper at (port 0: any free port).
         #[arg(long, default_value = DEFAULT_PEER_LISTEN, value_name = "ADDR")]
         listen: SocketAddr,
@@ -120,19 +160,25 @@ Examples:
         origin_connections: u32,
     },
 
-    /// List the files a tracker knows.
+    /// List the files a tracker knows in a swarm.
     Ls {
         #[arg(long, default_value = DEFAULT_TRACKER_ADDR, value_name = "ADDR")]
         tracker: String,
+        /// The swarm to list (a file from `p2p new-secret`).
+        #[arg(long = "secret-file", value_name = "FILE")]
+        secret_file: PathBuf,
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
     },
 
-    /// List the peers a tracker knows.
+    /// List the peers a tracker knows in a swarm, by their key's fingerprint.
     Peers {
         #[arg(long, default_value = DEFAULT_TRACKER_ADDR, value_name = "ADDR")]
         tracker: String,
+        /// The swarm to list (a file from `p2p new-secret`).
+        #[arg(long = "secret-file", value_name = "FILE")]
+        secret_file: PathBuf,
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
@@ -178,6 +224,9 @@ pub struct GetArgs {
     /// Tracker to use (instead of, or without, the ticket's).
     #[arg(long, value_name = "ADDR")]
     pub tracker: Option<String>,
+    /// The swarm's secret, for a content id or a name (a ticket carries its own).
+    #[arg(long = "secret-file", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
     /// Address to serve other peers on while downloading (port 0: any free port).
     #[arg(long, default_value = DEFAULT_PEER_LISTEN, value_name = "ADDR")]
     pub listen: SocketAddr,
@@ -211,6 +260,9 @@ pub struct FetchArgs {
     /// Tracker of the swarm whose peers help (and may already have the file).
     #[arg(long, default_value = DEFAULT_TRACKER_ADDR, value_name = "ADDR")]
     pub tracker: String,
+    /// The swarm's secret (a file from `p2p new-secret`).
+    #[arg(long = "secret-file", value_name = "FILE")]
+    pub secret_file: PathBuf,
     /// Address to serve the file on once complete (port 0: any free port).
     #[arg(long, default_value = DEFAULT_PEER_LISTEN, value_name = "ADDR")]
     pub listen: SocketAddr,

@@ -14,6 +14,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
 use crate::commands::{demo, fetch, get, helper, progress, query, share, tracker};
+use crate::io::keys;
 use crate::io::signals::StopSignals;
 
 /// A mistake in how the command was called (like clap's own): exit code 2.
@@ -52,13 +53,17 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut signals = StopSignals::install()?;
-    let swarm = cli.swarm;
     smol::block_on(async {
         match cli.command {
-            Command::Tracker { listen } => tracker::run(listen, &mut signals).await,
+            Command::Tracker {
+                listen,
+                secret_files,
+            } => tracker::run(listen, &secret_files, &mut signals).await,
+            Command::NewSecret { file } => tracker::new_secret(&file),
             Command::Share {
                 files,
                 tracker,
+                secret_file,
                 listen,
                 chunk_size,
                 upload_limit,
@@ -68,24 +73,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let options = share::ShareOptions {
                     files,
                     tracker,
+                    secret_file,
                     listen,
                     chunk_size,
                     upload_limit,
-                    swarm,
                     help_others: !no_help,
                     origin_connections,
                 };
                 share::run(options, &mut signals).await
             }
-            Command::Get(args) => get::run(args, swarm, &mut signals).await,
-            Command::Fetch(args) => fetch::run(args, swarm, &mut signals).await,
+            Command::Get(args) => get::run(args, &mut signals).await,
+            Command::Fetch(args) => fetch::run(args, &mut signals).await,
             Command::Helper {
                 tracker,
+                secret_file,
                 listen,
                 origin_connections,
-            } => helper::run(tracker, listen, origin_connections, swarm, &mut signals).await,
-            Command::Ls { tracker, json } => query::ls(&tracker, &swarm, json).await,
-            Command::Peers { tracker, json } => query::peers(&tracker, &swarm, json).await,
+            } => {
+                let secret = keys::read_one_secret(&secret_file)?;
+                helper::run(tracker, listen, origin_connections, secret, &mut signals).await
+            }
+            Command::Ls {
+                tracker,
+                secret_file,
+                json,
+            } => query::ls(&tracker, &keys::read_one_secret(&secret_file)?, json).await,
+            Command::Peers {
+                tracker,
+                secret_file,
+                json,
+            } => query::peers(&tracker, &keys::read_one_secret(&secret_file)?, json).await,
             Command::Demo {
                 peers,
                 size,

@@ -16,12 +16,18 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use p2p_core::secure::{Keyring, StaticKey, SwarmSecret};
 use p2p_core::wire::PROTOCOL_VERSION;
-use p2p_core::{ChunkSet, FrameDecoder, Manifest, ManifestBuilder, Message, PeerId};
+use p2p_core::{ChunkSet, Manifest, ManifestBuilder, Message, PeerId};
 use sha2::{Digest, Sha256};
+
+mod secure_stream;
+pub use secure_stream::{SecureStream, test_seed};
 
 /// The default bound on any single wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(60);
+/// After a process exits, how long its output pipes may take to be read to their end.
+const PIPE_DRAIN_WAIT: Duration = Duration::from_secs(5);
 
 // ------------------------------------------------------------------ the binary
 
@@ -83,7 +89,11 @@ pub fn p2p_bin() -> &'static Path {
 
 /// Lines a process wrote, collected as they come.
 #[derive(Clone, Default)]
-pub struct Lines(Arc<Mutex<Vec<String>>>);
+pub struct Lines {
+    lines: Arc<Mutex<Vec<String>>>,
+    /// Set once the pipe reached its end: every line is in.
+    ended: Arc<AtomicBool>,
+}
 
 impl Lines {
     fn collect(reader: impl Read + Send + 'static) -> Lines {
@@ -92,14 +102,23 @@ impl Lines {
         thread::spawn(move || {
             for line in BufReader::new(reader).lines() {
                 let Ok(line) = line else { break };
-                sink.0.lock().unwrap().push(line);
+                sink.lines.lock().unwrap().push(line);
             }
+            sink.ended.store(true, Ordering::Release);
         });
         lines
     }
 
+    /// Waits (bounded by `within`) until the pipe has ended.
+    fn wait_ended(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.ended.load(Ordering::Acquire) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     pub fn snapshot(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
+        self.lines.lock().unwrap().clone()
     }
 
     pub fn text(&self) -> String {
@@ -120,6 +139,20 @@ impl Proc {
     /// Starts `p2p ARGS` in `cwd` (a test's temp dir), with logs at `RUST_LOG` unset.
     pub fn spawn(name: &str, cwd: &Path, args: &[&str]) -> Proc {
         let mut command = Command::new(p2p_bin());
+        command.args(args);
+        Proc::spawn_command(name, cwd, command)
+    }
+
+    /// Starts `p2p ARGS` with `env` set.
+    pub fn spawn_env(name: &str, cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Proc {
+        let mut command = Command::new(p2p_bin());
+        command.args(args).envs(env.iter().copied());
+        Proc::spawn_command(name, cwd, command)
+    }
+
+    /// Starts another program (a capture tool, say) the same way, so it dies with the test.
+    pub fn spawn_program(name: &str, cwd: &Path, program: &str, args: &[&str]) -> Proc {
+        let mut command = Command::new(program);
         command.args(args);
         Proc::spawn_command(name, cwd, command)
     }
@@ -172,8 +205,9 @@ impl Proc {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.try_status() {
-                // Let the reader threads drain the pipes.
-                thread::sleep(Duration::from_millis(50));
+                // Every line written is read before the caller looks.
+                self.stdout.wait_ended(PIPE_DRAIN_WAIT);
+                self.stderr.wait_ended(PIPE_DRAIN_WAIT);
                 return status;
             }
             if Instant::now() > deadline {
@@ -318,18 +352,35 @@ pub fn free_addr() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
-/// A swarm name of its own per test, so concurrent tests never meet even by mistake.
-pub fn swarm_name(test: &str) -> String {
-    format!("e2e-{test}-{}", std::process::id())
+/// A swarm of its own for a test: `p2p new-secret DIR/swarm.key`. Returns the secret
+/// file's path, which the helpers below pass as `--secret-file`.
+pub fn new_swarm(dir: &Path) -> String {
+    let path = dir.join("swarm.key");
+    let path = path.to_str().unwrap().to_string();
+    let (status, _, stderr) = run(dir, &["new-secret", &path]);
+    assert!(status.success(), "p2p new-secret failed: {stderr}");
+    path
 }
 
-/// `p2p tracker --listen ADDR` (port 0 by default): the process and its bound address.
+/// The one secret in a secret file.
+pub fn read_secret(secret_file: &str) -> SwarmSecret {
+    let text = std::fs::read_to_string(secret_file).unwrap();
+    text.lines()
+        .map(|l| l.split('#').next().unwrap().trim())
+        .find(|l| !l.is_empty())
+        .expect("a secret in the file")
+        .parse()
+        .unwrap()
+}
+
+/// `p2p tracker --listen ADDR --secret-file SWARM` (port 0 by default): the process and
+/// its bound address.
 pub fn start_tracker(cwd: &Path, swarm: &str, listen: Option<SocketAddr>) -> (Proc, SocketAddr) {
     let listen = listen.map_or("127.0.0.1:0".to_string(), |a| a.to_string());
     let mut proc = Proc::spawn(
         "tracker",
         cwd,
-        &["--swarm", swarm, "tracker", "--listen", &listen],
+        &["tracker", "--listen", &listen, "--secret-file", swarm],
     );
     let addr = proc.wait_stderr("'tracker listening on'", |line| {
         line.strip_prefix("tracker listening on ")
@@ -347,8 +398,8 @@ pub struct Seeder {
     pub addr: SocketAddr,
 }
 
-/// `p2p share FILE --tracker T --listen 127.0.0.1:0 [EXTRA]`: waits for the ticket and the
-/// serving address.
+/// `p2p share FILE --tracker T --secret-file SWARM --listen 127.0.0.1:0 [EXTRA]`: waits for
+/// the ticket and the serving address.
 pub fn start_seeder(
     name: &str,
     cwd: &Path,
@@ -360,12 +411,12 @@ pub fn start_seeder(
     let file = file.to_str().unwrap();
     let tracker = tracker.to_string();
     let mut args = vec![
-        "--swarm",
-        swarm,
         "share",
         file,
         "--tracker",
         &tracker,
+        "--secret-file",
+        swarm,
         "--listen",
         "127.0.0.1:0",
     ];
@@ -382,7 +433,8 @@ pub fn start_seeder(
     Seeder { proc, ticket, addr }
 }
 
-/// `p2p get TARGET -o OUT --json --listen 127.0.0.1:0 [EXTRA]` (not waited for).
+/// `p2p get TARGET -o OUT --json --listen 127.0.0.1:0 [EXTRA]` (not waited for), with
+/// `--secret-file SWARM` unless TARGET is a ticket (which carries its secret).
 pub fn start_getter(
     name: &str,
     cwd: &Path,
@@ -393,8 +445,6 @@ pub fn start_getter(
 ) -> Proc {
     let out = out.to_str().unwrap();
     let mut args = vec![
-        "--swarm",
-        swarm,
         "get",
         target,
         "-o",
@@ -403,6 +453,9 @@ pub fn start_getter(
         "--listen",
         "127.0.0.1:0",
     ];
+    if !target.starts_with("p2p2:") {
+        args.extend_from_slice(&["--secret-file", swarm]);
+    }
     args.extend_from_slice(extra);
     Proc::spawn(name, cwd, &args)
 }
@@ -440,7 +493,14 @@ pub fn query_json(
     let tracker = tracker.to_string();
     let (status, stdout, _) = run(
         cwd,
-        &["--swarm", swarm, what, "--tracker", &tracker, "--json"],
+        &[
+            what,
+            "--tracker",
+            &tracker,
+            "--secret-file",
+            swarm,
+            "--json",
+        ],
     );
     status.success().then(|| {
         stdout
@@ -515,10 +575,12 @@ pub fn manifest_of(name: &str, data: &[u8]) -> Manifest {
 
 // ------------------------------------------------------------------ a harness peer
 
-/// A test-only peer speaking the wire protocol over std TCP on 127.0.0.1: it publishes one
-/// manifest to a tracker and serves its chunks, honestly or with every byte flipped.
+/// A test-only peer speaking the protocol over std TCP on 127.0.0.1, with the swarm's
+/// secret and a key of its own like any member: it publishes one manifest to a tracker and
+/// serves its chunks, honestly or with every byte flipped.
 pub struct HarnessPeer {
     pub addr: SocketAddr,
+    /// Its key's id, as the handshake proves it.
     pub peer_id: PeerId,
     /// `Piece`s sent so far.
     pub pieces_sent: Arc<AtomicU64>,
@@ -527,8 +589,9 @@ pub struct HarnessPeer {
 }
 
 impl HarnessPeer {
-    /// Listens on 127.0.0.1:0, says hello to `tracker` in `swarm`, announces `manifest`
-    /// with every chunk, heartbeats, and serves `data` (flipped when `corrupt`).
+    /// Listens on 127.0.0.1:0, says hello to `tracker` in the swarm of the secret file
+    /// `swarm`, announces `manifest` with every chunk, heartbeats, and serves `data`
+    /// (flipped when `corrupt`).
     pub fn start(
         tracker: SocketAddr,
         swarm: &str,
@@ -536,52 +599,41 @@ impl HarnessPeer {
         data: Vec<u8>,
         corrupt: bool,
     ) -> HarnessPeer {
+        let secret = read_secret(swarm);
+        let key = StaticKey::from_private(test_seed());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
-        let peer_id = PeerId(0x7e57_0000_0000_0000 | u64::from(addr.port()));
+        let peer_id = key.peer_id();
         let stop = Arc::new(AtomicBool::new(false));
         let pieces_sent = Arc::new(AtomicU64::new(0));
         let data = Arc::new(data);
         let manifest = Arc::new(manifest);
         let mut threads = Vec::new();
 
-        // The tracker session: hello, welcome, announce, heartbeats.
-        let mut session = TcpStream::connect(tracker).unwrap();
-        session.set_nodelay(true).unwrap();
+        // The tracker session: handshake, hello, welcome, announce, heartbeats.
+        let mut session = SecureStream::connect(tracker, &key, &secret).unwrap();
         session
-            .set_read_timeout(Some(Duration::from_millis(200)))
+            .send(&hello(peer_id, &addr.to_string(), &secret.tag().name()))
             .unwrap();
-        session
-            .write_all(&hello(peer_id, &addr.to_string(), swarm).to_frame())
-            .unwrap();
-        let mut decoder = FrameDecoder::new();
-        match read_message(&mut session, &mut decoder, Duration::from_secs(10)) {
-            Some(Message::Welcome { .. }) => {}
+        match session.read_message(Duration::from_secs(10)) {
+            Ok(Some(Message::Welcome { .. })) => {}
             other => panic!("harness: tracker answered hello with {other:?}"),
         }
         let announce = Message::Announce {
             manifest: (*manifest).clone(),
             chunks: ChunkSet::full(manifest.chunk_count()),
         };
-        session.write_all(&announce.to_frame()).unwrap();
+        session.send(&announce).unwrap();
         {
             let stop = stop.clone();
             let sent = pieces_sent.clone();
             threads.push(thread::spawn(move || {
                 let mut last = Instant::now();
-                let mut buf = vec![0u8; 64 * 1024];
                 while !stop.load(Ordering::Relaxed) {
                     // Drain whatever the tracker says; a closed session ends the thread.
-                    match session.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                            ) => {}
-                        Err(_) => break,
+                    if session.read_message(Duration::from_millis(200)).is_err() {
+                        break;
                     }
                     if last.elapsed() >= Duration::from_secs(1) {
                         last = Instant::now();
@@ -589,12 +641,12 @@ impl HarnessPeer {
                             uploaded_bytes: sent.load(Ordering::Relaxed),
                             downloaded_bytes: 0,
                         };
-                        if session.write_all(&heartbeat.to_frame()).is_err() {
+                        if session.send(&heartbeat).is_err() {
                             break;
                         }
                     }
                 }
-                let _ = session.write_all(&Message::Goodbye.to_frame());
+                let _ = session.send(&Message::Goodbye);
             }));
         }
 
@@ -602,6 +654,7 @@ impl HarnessPeer {
         {
             let stop = stop.clone();
             let sent = pieces_sent.clone();
+            let keyring = Keyring::of(secret);
             threads.push(thread::spawn(move || {
                 let mut conns = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
@@ -611,7 +664,13 @@ impl HarnessPeer {
                             let sent = sent.clone();
                             let data = data.clone();
                             let manifest = manifest.clone();
+                            let key = key.clone();
+                            let keyring = keyring.clone();
                             conns.push(thread::spawn(move || {
+                                let Ok(stream) = SecureStream::accept(stream, &key, &keyring)
+                                else {
+                                    return;
+                                };
                                 serve(stream, peer_id, &manifest, &data, corrupt, &sent, &stop)
                             }));
                         }
@@ -642,7 +701,8 @@ impl Drop for HarnessPeer {
     }
 }
 
-fn hello(peer_id: PeerId, listen_addr: &str, swarm: &str) -> Message {
+/// A `Hello` as the real peer sends it (`swarm`: the swarm's tag in hex).
+pub fn hello(peer_id: PeerId, listen_addr: &str, swarm: &str) -> Message {
     Message::Hello {
         version: PROTOCOL_VERSION,
         peer_id,
@@ -651,37 +711,9 @@ fn hello(peer_id: PeerId, listen_addr: &str, swarm: &str) -> Message {
     }
 }
 
-/// The next message on `stream` (whose read timeout is short), within `within`.
-fn read_message(
-    stream: &mut TcpStream,
-    decoder: &mut FrameDecoder,
-    within: Duration,
-) -> Option<Message> {
-    let deadline = Instant::now() + within;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        if let Ok(Some(message)) = decoder.next_message() {
-            return Some(message);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        match stream.read(&mut buf) {
-            Ok(0) => return None,
-            Ok(n) => decoder.feed(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return None,
-        }
-    }
-}
-
 /// One incoming peer connection of the harness.
 fn serve(
-    mut stream: TcpStream,
+    mut stream: SecureStream,
     peer_id: PeerId,
     manifest: &Manifest,
     data: &[u8],
@@ -689,82 +721,63 @@ fn serve(
     sent: &AtomicU64,
     stop: &AtomicBool,
 ) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
     let content_id = manifest.content_id();
-    let mut decoder = FrameDecoder::new();
-    let mut buf = vec![0u8; 64 * 1024];
     while !stop.load(Ordering::Relaxed) {
-        loop {
-            let message = match decoder.next_message() {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
-                Err(_) => return,
-            };
-            let reply = match message {
-                Message::Hello { .. } => Some(Message::Welcome {
-                    version: PROTOCOL_VERSION,
-                    peer_id,
-                }),
-                Message::Interested { content_id: c } if c == content_id => {
-                    Some(Message::Bitfield {
-                        content_id,
-                        chunks: ChunkSet::full(manifest.chunk_count()),
-                    })
+        let message = match stream.read_message(Duration::from_millis(200)) {
+            Ok(Some(m)) => m,
+            Ok(None) => continue,
+            Err(_) => return,
+        };
+        let reply = match message {
+            Message::Hello { .. } => Some(Message::Welcome {
+                version: PROTOCOL_VERSION,
+                peer_id,
+            }),
+            Message::Interested { content_id: c } if c == content_id => Some(Message::Bitfield {
+                content_id,
+                chunks: ChunkSet::full(manifest.chunk_count()),
+            }),
+            Message::GetManifest { content_id: c } if c == content_id => {
+                Some(Message::ManifestReply {
+                    manifest: manifest.clone(),
+                })
+            }
+            Message::Interested { content_id } | Message::GetManifest { content_id } => {
+                Some(Message::NotFound { content_id })
+            }
+            Message::Request {
+                content_id: c,
+                chunk_index,
+                offset,
+                length,
+            } if c == content_id => {
+                let start = manifest.chunk_offset(chunk_index) as usize + offset as usize;
+                let end = start + length as usize;
+                if end > data.len() {
+                    return;
                 }
-                Message::GetManifest { content_id: c } if c == content_id => {
-                    Some(Message::ManifestReply {
-                        manifest: manifest.clone(),
-                    })
+                let mut block = data[start..end].to_vec();
+                if corrupt {
+                    for b in &mut block {
+                        *b ^= 0xff;
+                    }
                 }
-                Message::Interested { content_id } | Message::GetManifest { content_id } => {
-                    Some(Message::NotFound { content_id })
-                }
-                Message::Request {
-                    content_id: c,
+                sent.fetch_add(1, Ordering::Relaxed);
+                Some(Message::Piece {
+                    content_id,
                     chunk_index,
                     offset,
-                    length,
-                } if c == content_id => {
-                    let start = manifest.chunk_offset(chunk_index) as usize + offset as usize;
-                    let end = start + length as usize;
-                    if end > data.len() {
-                        return;
-                    }
-                    let mut block = data[start..end].to_vec();
-                    if corrupt {
-                        for b in &mut block {
-                            *b ^= 0xff;
-                        }
-                    }
-                    sent.fetch_add(1, Ordering::Relaxed);
-                    Some(Message::Piece {
-                        content_id,
-                        chunk_index,
-                        offset,
-                        data: bytes::Bytes::from(block),
-                    })
-                }
-                Message::Ping { nonce } => Some(Message::Pong { nonce }),
-                Message::Goodbye | Message::Error { .. } => return,
-                _ => None,
-            };
-            if let Some(reply) = reply
-                && stream.write_all(&reply.to_frame()).is_err()
-            {
-                return;
+                    data: bytes::Bytes::from(block),
+                })
             }
-        }
-        match stream.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => decoder.feed(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return,
+            Message::Ping { nonce } => Some(Message::Pong { nonce }),
+            Message::Goodbye | Message::Error { .. } => return,
+            _ => None,
+        };
+        if let Some(reply) = reply
+            && stream.send(&reply).is_err()
+        {
+            return;
         }
     }
 }
@@ -797,4 +810,31 @@ pub fn send_and_expect_close(addr: SocketAddr, bytes: &[u8], within: Duration) -
         }
     }
     false
+}
+
+/// Sends `bytes` to `addr`, then reads until the other side closes (bounded by `within`).
+/// Returns whether it closed in time and every byte it sent back.
+pub fn send_and_collect(addr: SocketAddr, bytes: &[u8], within: Duration) -> (bool, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut received = Vec::new();
+    // The far end may close before taking everything: a write error is a close too.
+    let _ = stream.write_all(bytes);
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return (true, received),
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (true, received), // reset
+        }
+    }
+    (false, received)
 }

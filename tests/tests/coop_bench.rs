@@ -28,9 +28,10 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 /// One cooperative fetch with `participants` (fetcher included); wall seconds, and the
 /// job's own seconds as the fetcher reports them.
-fn coop_run(origin: &Origin, data: &[u8], participants: usize, run: usize) -> (f64, f64, usize) {
-    let swarm = format!("bench-{run}");
-    let (_tracker, tracker) = start_tracker();
+fn coop_run(origin: &Origin, data: &[u8], participants: usize) -> (f64, f64, usize) {
+    let swarm_dir = tempfile::tempdir().unwrap();
+    let swarm = p2p_tests::new_swarm(swarm_dir.path());
+    let (_tracker, tracker) = start_tracker(&swarm);
     let helpers: Vec<_> = (1..participants)
         .map(|_| start_helper(tracker, &swarm))
         .collect();
@@ -95,8 +96,8 @@ fn coop_bench() {
         || Command::new("aria2c").arg("--version").output().is_ok();
 
     let mut rows = Vec::new();
-    for (run, &n) in counts.iter().enumerate() {
-        let (wall, job, took) = coop_run(&origin, &data, n, run);
+    for &n in &counts {
+        let (wall, job, took) = coop_run(&origin, &data, n);
         let aria = aria2.then(|| aria2_run(&origin, &data, n)).flatten();
         rows.push((n, wall, job, took, aria));
     }

@@ -35,8 +35,9 @@ fn range_arg() -> String {
 fn one_fetcher_and_three_helpers_get_identical_bytes_and_all_take_ranges() {
     let size = 12 * MIB;
     let (origin, data) = origin(size, 1);
-    let swarm = "coop-basic";
-    let (_tracker, tracker) = start_tracker();
+    let swarm_dir = tempfile::tempdir().unwrap();
+    let swarm = &p2p_tests::new_swarm(swarm_dir.path());
+    let (_tracker, tracker) = start_tracker(swarm);
     let helpers: Vec<_> = (0..3).map(|_| start_helper(tracker, swarm)).collect();
     wait_for_peers(tracker, swarm, 3);
     let dir = tempfile::tempdir().unwrap();
@@ -87,8 +88,9 @@ fn one_fetcher_and_three_helpers_get_identical_bytes_and_all_take_ranges() {
 fn a_helper_killed_mid_job_does_not_stop_the_download() {
     let size = 16 * MIB;
     let (origin, data) = origin(size, 2);
-    let swarm = "coop-kill";
-    let (_tracker, tracker) = start_tracker();
+    let swarm_dir = tempfile::tempdir().unwrap();
+    let swarm = &p2p_tests::new_swarm(swarm_dir.path());
+    let (_tracker, tracker) = start_tracker(swarm);
     let mut helpers: Vec<_> = (0..3).map(|_| start_helper(tracker, swarm)).collect();
     wait_for_peers(tracker, swarm, 3);
     let dir = tempfile::tempdir().unwrap();
@@ -130,8 +132,9 @@ fn an_origin_that_changes_mid_job_aborts_cleanly() {
     let size = 12 * MIB;
     let (origin, _) = origin(size, 3);
     origin.change_after(size / 3);
-    let swarm = "coop-change";
-    let (_tracker, tracker) = start_tracker();
+    let swarm_dir = tempfile::tempdir().unwrap();
+    let swarm = &p2p_tests::new_swarm(swarm_dir.path());
+    let (_tracker, tracker) = start_tracker(swarm);
     let _helpers: Vec<_> = (0..2).map(|_| start_helper(tracker, swarm)).collect();
     wait_for_peers(tracker, swarm, 2);
     let dir = tempfile::tempdir().unwrap();
@@ -163,8 +166,9 @@ fn an_origin_that_changes_mid_job_aborts_cleanly() {
 fn a_second_fetch_of_the_same_url_comes_from_peers() {
     let size = 6 * MIB;
     let (origin, data) = origin(size, 4);
-    let swarm = "coop-again";
-    let (_tracker, tracker) = start_tracker();
+    let swarm_dir = tempfile::tempdir().unwrap();
+    let swarm = &p2p_tests::new_swarm(swarm_dir.path());
+    let (_tracker, tracker) = start_tracker(swarm);
     let _helper = start_helper(tracker, swarm);
     wait_for_peers(tracker, swarm, 1);
     let dir = tempfile::tempdir().unwrap();
@@ -219,8 +223,9 @@ fn an_origin_without_ranges_is_downloaded_alone_with_a_warning() {
             ranges: false,
         },
     );
-    let swarm = "coop-noranges";
-    let (_tracker, tracker) = start_tracker();
+    let swarm_dir = tempfile::tempdir().unwrap();
+    let swarm = &p2p_tests::new_swarm(swarm_dir.path());
+    let (_tracker, tracker) = start_tracker(swarm);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("plain.bin");
     let result = finish_fetch(
@@ -241,8 +246,9 @@ fn an_origin_without_ranges_is_downloaded_alone_with_a_warning() {
 fn a_sha256_mismatch_leaves_no_final_file() {
     let size = MIB;
     let (origin, _) = origin(size, 6);
-    let swarm = "coop-sha";
-    let (_tracker, tracker) = start_tracker();
+    let swarm_dir = tempfile::tempdir().unwrap();
+    let swarm = &p2p_tests::new_swarm(swarm_dir.path());
+    let (_tracker, tracker) = start_tracker(swarm);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("checked.bin");
     let wrong = "00".repeat(32);
@@ -275,7 +281,7 @@ fn wait_until_listed_complete(tracker: std::net::SocketAddr, swarm: &str) {
                 "--json",
                 "--tracker",
                 &tracker.to_string(),
-                "--swarm",
+                "--secret-file",
                 swarm,
             ])
             .output()

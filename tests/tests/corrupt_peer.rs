@@ -11,7 +11,7 @@ const SIZE: usize = 16 * 1024 * 1024;
 #[test]
 fn corrupt_peer_is_banned_and_the_file_is_exact() {
     let dir = tempfile::tempdir().unwrap();
-    let swarm = swarm_name("corrupt");
+    let swarm = new_swarm(dir.path());
     let src = dir.path().join("honest.bin");
     let data = write_file(&src, SIZE, 6);
     let out = dir.path().join("out");

@@ -42,7 +42,7 @@ fn assert_closes(target: &str, addr: SocketAddr) {
 #[test]
 fn hostile_bytes_to_tracker_and_peer() {
     let dir = tempfile::tempdir().unwrap();
-    let swarm = swarm_name("hostile-bytes");
+    let swarm = new_swarm(dir.path());
     let src = dir.path().join("target.bin");
     let data = write_file(&src, SIZE, 7);
     let (mut tracker, tracker_addr) = start_tracker(dir.path(), &swarm, None);
@@ -109,7 +109,7 @@ fn all_files(root: &Path) -> Vec<PathBuf> {
 #[test]
 fn manifest_named_dot_dot_escape_stays_in_the_output_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let swarm = swarm_name("escape");
+    let swarm = new_swarm(dir.path());
     // Output at <tmp>/a/b/out: `out/../../escape` would be <tmp>/a/escape, still in <tmp>.
     let out = dir.path().join("a/b/out");
     std::fs::create_dir_all(&out).unwrap();
@@ -148,7 +148,8 @@ fn manifest_named_dot_dot_escape_stays_in_the_output_dir() {
     assert_file_eq(&path, &data);
     assert!(!dir.path().join("a/escape").exists(), "escaped to a/escape");
     assert!(!dir.path().join("escape").exists());
-    let files = all_files(dir.path());
+    let mut files = all_files(dir.path());
+    files.retain(|f| !f.ends_with("swarm.key"));
     assert_eq!(
         files,
         std::slice::from_ref(&path),
@@ -160,19 +161,42 @@ fn manifest_named_dot_dot_escape_stays_in_the_output_dir() {
 #[test]
 fn malformed_ticket_exits_2_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
-    for ticket in [
-        "p2p1:not-a-content-id:name:127.0.0.1:9",
-        "p2p1:",
-        "p2p1:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef:n%zz:127.0.0.1:9",
-    ] {
+    let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let secret = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+    let cases = [
+        (
+            "p2p2:not-a-content-id:name:127.0.0.1:9".to_string(),
+            "malformed ticket",
+        ),
+        ("p2p2:".to_string(), "malformed ticket"),
+        (
+            format!("p2p2:{id}:{secret}:n%zz:127.0.0.1:9"),
+            "malformed ticket",
+        ),
+        (
+            format!("p2p2:{id}:{}:n:127.0.0.1:9", &secret[2..]),
+            "swarm secret",
+        ),
+        // A ticket of the format before private swarms: no secret, so no way in.
+        (
+            format!("p2p1:{id}:name:127.0.0.1:9"),
+            "older p2p and carries no swarm secret",
+        ),
+    ];
+    for (ticket, expected) in &cases {
         let (status, stdout, stderr) = run(dir.path(), &["get", ticket, "-o", "out/"]);
         assert_eq!(status.code(), Some(2), "get {ticket}: {status}\n{stderr}");
         assert!(
-            stderr.contains("malformed ticket"),
+            stderr.contains(expected),
             "get {ticket}: unclear message: {stderr}"
         );
         assert!(stdout.trim().is_empty(), "get {ticket} printed {stdout}");
     }
+    let (_, _, stderr) = run(dir.path(), &["get", &cases[4].0, "-o", "out/"]);
+    assert!(
+        stderr.contains("ask the sender for a new ticket"),
+        "{stderr}"
+    );
     assert_eq!(
         all_files(dir.path()),
         Vec::<PathBuf>::new(),

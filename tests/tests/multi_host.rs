@@ -117,7 +117,7 @@ fn a_sharer_listening_on_every_interface_is_reached_from_another_host() {
         Err(why) => panic!("cannot make the two hosts: {why}"),
     };
     let dir = tempfile::tempdir().unwrap();
-    let swarm = swarm_name("multi-host");
+    let swarm = new_swarm(dir.path());
     let src = dir.path().join("lan.bin");
     let data = write_file(&src, 5 * 1024 * 1024 + 3, 9);
 
@@ -126,7 +126,7 @@ fn a_sharer_listening_on_every_interface_is_reached_from_another_host() {
         "tracker",
         dir.path(),
         &hosts.a,
-        &["--swarm", &swarm, "tracker", "--listen", &listen],
+        &["tracker", "--listen", &listen, "--secret-file", &swarm],
     );
     let tracker_addr = tracker.wait_stderr("'tracker listening on'", |line| {
         line.strip_prefix("tracker listening on ")
@@ -138,12 +138,12 @@ fn a_sharer_listening_on_every_interface_is_reached_from_another_host() {
         dir.path(),
         &hosts.a,
         &[
-            "--swarm",
-            &swarm,
             "share",
             src.to_str().unwrap(),
             "--tracker",
             &tracker_addr,
+            "--secret-file",
+            &swarm,
             "--listen",
             "0.0.0.0:0",
         ],
@@ -158,7 +158,7 @@ fn a_sharer_listening_on_every_interface_is_reached_from_another_host() {
             "peers",
             dir.path(),
             &hosts.b,
-            &["--swarm", &swarm, "peers", "--tracker", &tracker_addr],
+            &["peers", "--tracker", &tracker_addr, "--secret-file", &swarm],
         );
         peers.wait_exit(WAIT);
         let text = peers.stdout.text();
@@ -176,8 +176,6 @@ fn a_sharer_listening_on_every_interface_is_reached_from_another_host() {
         dir.path(),
         &hosts.b,
         &[
-            "--swarm",
-            &swarm,
             "get",
             &ticket,
             "-o",

@@ -28,7 +28,7 @@ fn check_final_name(final_path: &Path, data: &[u8], complete_seen: bool, getter:
 #[test]
 fn getter_killed_then_resumed() {
     let dir = tempfile::tempdir().unwrap();
-    let swarm = swarm_name("resume");
+    let swarm = new_swarm(dir.path());
     let src = dir.path().join("resume.bin");
     let data = write_file(&src, SIZE, 5);
     let out = dir.path().join("out");

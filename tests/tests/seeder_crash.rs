@@ -8,7 +8,7 @@ const SIZE: usize = 32 * 1024 * 1024;
 #[test]
 fn seeder_killed_at_30_percent() {
     let dir = tempfile::tempdir().unwrap();
-    let swarm = swarm_name("seeder-crash");
+    let swarm = new_swarm(dir.path());
     let src = dir.path().join("crash.bin");
     let data = write_file(&src, SIZE, 3);
     let out = dir.path().join("out");

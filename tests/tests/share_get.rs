@@ -8,7 +8,7 @@ use p2p_tests::*;
 #[test]
 fn share_then_get_64_mib() {
     let dir = tempfile::tempdir().unwrap();
-    let swarm = swarm_name("share-get");
+    let swarm = new_swarm(dir.path());
     let src = dir.path().join("big.bin");
     let data = write_file(&src, 64 * 1024 * 1024, 1);
     let expected_sha = sha256_hex(&data);
@@ -18,7 +18,7 @@ fn share_then_get_64_mib() {
     let (_tracker, tracker_addr) = start_tracker(dir.path(), &swarm, None);
     let seeder = start_seeder("seeder", dir.path(), &swarm, &src, tracker_addr, &[]);
     assert!(
-        seeder.ticket.starts_with("p2p1:"),
+        seeder.ticket.starts_with("p2p2:"),
         "ticket: {}",
         seeder.ticket
     );
@@ -28,14 +28,7 @@ fn share_then_get_64_mib() {
     let mut getter = Proc::spawn(
         "getter",
         dir.path(),
-        &[
-            "--swarm",
-            &swarm,
-            "get",
-            &seeder.ticket,
-            "-o",
-            out.to_str().unwrap(),
-        ],
+        &["get", &seeder.ticket, "-o", out.to_str().unwrap()],
     );
     let status = getter.wait_exit(WAIT);
     let took = started.elapsed();
@@ -68,7 +61,7 @@ fn share_then_get_64_mib() {
 #[test]
 fn get_checks_an_expected_sha256_before_downloading() {
     let dir = tempfile::tempdir().unwrap();
-    let swarm = swarm_name("get-sha256");
+    let swarm = new_swarm(dir.path());
     let src = dir.path().join("small.bin");
     let data = write_file(&src, 3 * 1024 * 1024 + 17, 2);
     let (_tracker, tracker_addr) = start_tracker(dir.path(), &swarm, None);
@@ -80,8 +73,6 @@ fn get_checks_an_expected_sha256_before_downloading() {
         run(
             dir.path(),
             &[
-                "--swarm",
-                &swarm,
                 "get",
                 &seeder.ticket,
                 "-o",

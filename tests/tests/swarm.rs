@@ -12,7 +12,7 @@ const GETTERS: usize = 5;
 #[test]
 fn one_seeder_five_getters_share_with_each_other() {
     let dir = tempfile::tempdir().unwrap();
-    let swarm = swarm_name("swarm");
+    let swarm = new_swarm(dir.path());
     let src = dir.path().join("swarm.bin");
     let data = write_file(&src, SIZE, 2);
     let expected_sha = sha256_hex(&data);

@@ -11,7 +11,7 @@ const SIZE: usize = 16 * 1024 * 1024;
 #[test]
 fn tracker_killed_mid_download_then_restarted_empty() {
     let dir = tempfile::tempdir().unwrap();
-    let swarm = swarm_name("tracker-restart");
+    let swarm = new_swarm(dir.path());
     let src = dir.path().join("soft.bin");
     let data = write_file(&src, SIZE, 4);
     let out = dir.path().join("out");

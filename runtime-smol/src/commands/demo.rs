@@ -18,6 +18,7 @@ use anyhow::{Context, bail};
 use indicatif::{HumanBytes, ProgressBar};
 use p2p_core::Manifest;
 use p2p_core::peer::PeerNotice;
+use p2p_core::secure::{Keyring, SwarmSecret};
 use smol::channel::Receiver;
 use smol::future;
 
@@ -25,6 +26,7 @@ use crate::commands::progress::MultiBars;
 use crate::commands::share;
 use crate::driver::peer::{self, PeerHandle, PeerOptions, PeerStats, UserEvent};
 use crate::driver::tracker;
+use crate::io::keys;
 use crate::io::signals::StopSignals;
 use crate::io::store::{self, Destination};
 
@@ -163,9 +165,11 @@ async fn run_round(
     label: &str,
     getters_serve: bool,
 ) -> anyhow::Result<Round> {
-    let tracker = tracker::start(LOOPBACK_ANY).await?;
+    // A swarm of its own per round, as `p2p share` makes.
+    let secret = keys::new_secret();
+    let tracker = tracker::start(LOOPBACK_ANY, Keyring::of(secret.clone())).await?;
     let trackers = vec![tracker.addr.to_string()];
-    let seeder = start_seeder(options, manifest, source, &trackers).await?;
+    let seeder = start_seeder(options, manifest, source, &trackers, &secret).await?;
 
     let bars = MultiBars::new();
     bars.println(&format!(
@@ -178,7 +182,16 @@ async fn run_round(
         }
     ));
     let started = Instant::now();
-    let getters = start_getters(options, manifest, dir, label, getters_serve, &trackers).await?;
+    let getters = start_getters(
+        options,
+        manifest,
+        dir,
+        label,
+        getters_serve,
+        &trackers,
+        &secret,
+    )
+    .await?;
     let merged = merge_events(&getters);
     let progress: Vec<_> = (0..options.peers)
         .map(|i| bars.add(&format!("peer {i}"), manifest.size))
@@ -229,9 +242,10 @@ async fn start_seeder(
     manifest: &Manifest,
     source: &Path,
     trackers: &[String],
+    secret: &SwarmSecret,
 ) -> anyhow::Result<PeerHandle> {
     let seeder = peer::start(PeerOptions {
-        swarm: "demo".into(),
+        secret: secret.clone(),
         listen: Some(LOOPBACK_ANY),
         trackers: trackers.to_vec(),
         upload_limit: options.upload_limit,
@@ -256,6 +270,7 @@ async fn start_getters(
     label: &str,
     getters_serve: bool,
     trackers: &[String],
+    secret: &SwarmSecret,
 ) -> anyhow::Result<Vec<PeerHandle>> {
     let content_id = manifest.content_id();
     let mut getters = Vec::new();
@@ -263,7 +278,7 @@ async fn start_getters(
         let out: PathBuf = dir.join(format!("{label}-{i}"));
         std::fs::create_dir_all(&out)?;
         let peer = peer::start(PeerOptions {
-            swarm: "demo".into(),
+            secret: secret.clone(),
             listen: getters_serve.then_some(LOOPBACK_ANY),
             trackers: trackers.to_vec(),
             upload_limit: options.upload_limit,
@@ -345,7 +360,7 @@ async fn verify_copies(
             UserEvent::DownloadFailed { reason, .. } => {
                 return Err(anyhow::anyhow!("peer {i}: download failed: {reason}"));
             }
-            UserEvent::Notice(_) => {}
+            UserEvent::Notice(_) | UserEvent::TrackerRefused { .. } | UserEvent::Peers { .. } => {}
         }
     }
     Ok(())

@@ -42,25 +42,22 @@ const JSON_PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 const RANGE_SIZE_MIN: u32 = p2p_core::peer::RANGE_LEN_MIN;
 const RANGE_SIZE_MAX: u32 = p2p_core::wire::BLOCK_LEN_MAX;
 
-pub async fn run(
-    args: FetchArgs,
-    swarm: String,
-    signals: &mut StopSignals,
-) -> anyhow::Result<ExitCode> {
+pub async fn run(args: FetchArgs, signals: &mut StopSignals) -> anyhow::Result<ExitCode> {
     let url = validated_url(&args)?;
+    let secret = crate::io::keys::read_one_secret(&args.secret_file)?;
     let info = head(&url, args.json).await?;
     let origin = info.origin_key(&url);
 
     // The swarm first: a complete copy of this exact version means no origin traffic.
-    if let Some(get_args) = from_swarm(&args, &swarm, &url, &origin, &info).await {
-        return get::run(get_args, swarm, signals).await;
+    if let Some(get_args) = from_swarm(&args, &secret, &url, &origin, &info).await {
+        return get::run(get_args, signals).await;
     }
 
     let final_path = final_path(args.output.as_deref(), &url);
     let paths = PartPaths::for_final(final_path);
     let file = Arc::new(create_part(&paths, info.size, args.force).await?);
     let peer = peer::start(PeerOptions {
-        swarm,
+        secret,
         listen: Some(args.listen),
         trackers: vec![args.tracker.clone()],
         upload_limit: None,
@@ -144,7 +141,7 @@ async fn head(url: &str, json: bool) -> anyhow::Result<OriginInfo> {
 /// arguments of the `p2p get` that downloads it from peers.
 async fn from_swarm(
     args: &FetchArgs,
-    swarm: &str,
+    secret: &p2p_core::secure::SwarmSecret,
     url: &str,
     origin: &str,
     info: &OriginInfo,
@@ -155,7 +152,7 @@ async fn from_swarm(
         );
         return None;
     }
-    match tracker_client::find_origin(&args.tracker, swarm, origin).await {
+    match tracker_client::find_origin(&args.tracker, secret, origin).await {
         Ok(Some(content_id)) => {
             eprintln!("the swarm already has {url} ({content_id}); downloading it from peers");
             if args.json {
@@ -165,6 +162,7 @@ async fn from_swarm(
                 target: content_id.to_string(),
                 output: args.output.clone(),
                 tracker: Some(args.tracker.clone()),
+                secret_file: Some(args.secret_file.clone()),
                 listen: args.listen,
                 seed: args.seed,
                 json: args.json,

@@ -1,10 +1,13 @@
 //! `p2p get`: find the content (ticket, content id or name), download it into `NAME.part`
 //! with progress, then print its SHA-256 and path; `--seed` keeps serving afterwards.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
+use p2p_core::peer::PeerNotice;
+use p2p_core::secure::SwarmSecret;
 use p2p_core::{ContentId, Ticket};
 use smol::future;
 
@@ -13,8 +16,16 @@ use crate::cli::{DEFAULT_TRACKER_ADDR, GetArgs};
 use crate::commands::progress::Reporter;
 use crate::commands::{progress, tracker_client};
 use crate::driver::peer::{self, PeerHandle, PeerOptions, UserEvent};
+use crate::io::keys;
 use crate::io::signals::{Stop, StopSignals};
 use crate::io::store::Destination;
+
+/// Refusals of the handshake by one tracker, with no tracker ever accepting ours, after
+/// which the download fails: the secret is not one the tracker serves, and trying again
+/// will not change that. Two, not one, so a tracker that restarts mid-handshake is not
+/// taken for a refusal; the peer retries within a fraction of a second, so this costs
+/// little time.
+const TRACKER_REFUSALS_FATAL: u32 = 2;
 
 /// What the user asked for.
 enum Target {
@@ -30,6 +41,7 @@ fn parse_target(text: &str) -> Result<Target, UsageError> {
     }
     match text.parse::<Ticket>() {
         Ok(ticket) => Ok(Target::Ticket(ticket)),
+        Err(e @ p2p_core::ticket::TicketError::OldVersion) => Err(UsageError(e.to_string())),
         Err(e) if p2p_core::ticket::looks_like_ticket(text) => Err(UsageError(format!(
             "malformed ticket '{text}': {e}; pass the whole line `p2p share` printed"
         ))),
@@ -38,21 +50,18 @@ fn parse_target(text: &str) -> Result<Target, UsageError> {
     }
 }
 
-pub async fn run(
-    args: GetArgs,
-    swarm: String,
-    signals: &mut StopSignals,
-) -> anyhow::Result<ExitCode> {
+pub async fn run(args: GetArgs, signals: &mut StopSignals) -> anyhow::Result<ExitCode> {
     let target = parse_target(&args.target)?;
+    let (secret, whose) = swarm_secret(&args, &target)?;
     let trackers = trackers(&args, &target);
     let content_id = match &target {
         Target::Ticket(ticket) => ticket.content_id,
         Target::ContentId(content_id) => *content_id,
-        Target::Name(name) => resolve_name(&trackers[0], &swarm, name).await?,
+        Target::Name(name) => resolve_name(&trackers[0], &secret, name).await?,
     };
     let destination = Destination::from_output(args.output.as_deref());
     let peer = peer::start(PeerOptions {
-        swarm,
+        secret,
         listen: Some(args.listen),
         trackers,
         upload_limit: args.upload_limit,
@@ -70,6 +79,8 @@ pub async fn run(
     )
     .await;
     let mut reporter = Reporter::new(args.json);
+    let mut refusals: HashMap<String, u32> = HashMap::new();
+    let mut tracker_accepted = false;
     loop {
         let next = future::or(async { Ok(peer.user_events.recv().await.ok()) }, async {
             Err(signals.next().await)
@@ -87,12 +98,53 @@ pub async fn run(
                         eprintln!("error: download of {content_id} failed: {reason}");
                         return Ok(ExitCode::FAILURE);
                     }
-                    UserEvent::Notice(_) => {}
+                    UserEvent::Notice(PeerNotice::TrackerConnected { .. }) => {
+                        tracker_accepted = true;
+                    }
+                    UserEvent::Notice(_) | UserEvent::Peers { .. } => {}
+                    UserEvent::TrackerRefused { addr } => {
+                        let count = refusals.entry(addr.clone()).or_default();
+                        *count += 1;
+                        if *count >= TRACKER_REFUSALS_FATAL && !tracker_accepted {
+                            reporter.clear();
+                            peer.shutdown().await;
+                            let reason = tracker_client::refused_message(&addr, whose);
+                            if args.json {
+                                progress::print_json(&serde_json::json!({
+                                    "event": "failed",
+                                    "content_id": content_id.to_string(),
+                                    "reason": reason,
+                                }));
+                            }
+                            eprintln!("error: {reason}");
+                            return Ok(ExitCode::FAILURE);
+                        }
+                    }
                 }
             }
             Ok(None) => anyhow::bail!("the peer stopped unexpectedly"),
             Err(stop) => return stopped(peer, &args, &reporter, stop).await,
         }
+    }
+}
+
+/// The swarm's secret, and where it came from (for messages): the ticket's, or
+/// `--secret-file` for a content id or a name.
+fn swarm_secret(args: &GetArgs, target: &Target) -> anyhow::Result<(SwarmSecret, &'static str)> {
+    match (target, &args.secret_file) {
+        (Target::Ticket(ticket), None) => Ok((ticket.secret.clone(), "the ticket's")),
+        (Target::Ticket(_), Some(_)) => Err(UsageError(
+            "a ticket carries its swarm's secret: --secret-file is for a content id or a name"
+                .into(),
+        )
+        .into()),
+        (_, Some(path)) => Ok((keys::read_one_secret(path)?, "the secret file's")),
+        (_, None) => Err(UsageError(
+            "a content id or a file name needs --secret-file FILE, the swarm's secret; \
+             or pass the whole ticket `p2p share` printed, which carries it"
+                .into(),
+        )
+        .into()),
     }
 }
 
@@ -159,8 +211,12 @@ async fn stopped(
 }
 
 /// The content id of the one file the tracker lists under `name`.
-async fn resolve_name(tracker: &str, swarm: &str, name: &str) -> anyhow::Result<ContentId> {
-    let files = tracker_client::list_files(tracker, swarm).await?;
+async fn resolve_name(
+    tracker: &str,
+    secret: &SwarmSecret,
+    name: &str,
+) -> anyhow::Result<ContentId> {
+    let files = tracker_client::list_files(tracker, secret).await?;
     let mut matches: Vec<_> = files.iter().filter(|f| f.name == name).collect();
     matches.dedup_by_key(|f| f.content_id);
     match matches.as_slice() {

@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use p2p_core::secure::SwarmSecret;
+
 use crate::driver::peer::{self, PeerOptions};
 use crate::io::signals::StopSignals;
 
@@ -11,11 +13,12 @@ pub async fn run(
     tracker: String,
     listen: SocketAddr,
     origin_connections: u32,
-    swarm: String,
+    secret: SwarmSecret,
     signals: &mut StopSignals,
 ) -> anyhow::Result<ExitCode> {
+    let swarm = secret.tag();
     let peer = peer::start(PeerOptions {
-        swarm: swarm.clone(),
+        secret,
         listen: Some(listen),
         trackers: vec![tracker.clone()],
         upload_limit: None,
@@ -26,7 +29,7 @@ pub async fn run(
     .await?;
     let addr = peer.listen_addr.map(|a| a.to_string()).unwrap_or_default();
     eprintln!(
-        "helping swarm '{swarm}' on {addr}, tracker {tracker}, {origin_connections} origin connection(s); Ctrl-C to stop"
+        "helping swarm {swarm} on {addr}, tracker {tracker}, {origin_connections} origin connection(s); Ctrl-C to stop"
     );
     let stop = signals.next().await;
     peer.shutdown().await;

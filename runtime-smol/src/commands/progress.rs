@@ -34,6 +34,8 @@ pub fn stderr_is_terminal() -> bool {
 /// Progress of one `p2p get`.
 pub struct Reporter {
     bar: Option<ProgressBar>,
+    /// The connected peers' short key fingerprints, for the bar.
+    peers_shown: String,
     json: bool,
     last_json_at: Option<Instant>,
 }
@@ -49,6 +51,7 @@ impl Reporter {
         });
         Reporter {
             bar,
+            peers_shown: String::new(),
             json,
             last_json_at: None,
         }
@@ -67,7 +70,7 @@ impl Reporter {
                 if let Some(bar) = &self.bar {
                     bar.set_length(*size);
                     bar.set_position(*bytes_have);
-                    bar.set_message(format!("{sources} peers"));
+                    bar.set_message(format!("{sources} peers{}", self.peers_shown));
                 }
                 let done = chunks_have == chunk_count;
                 let due = self
@@ -101,10 +104,17 @@ impl Reporter {
                     "event": "peer_banned",
                     "content_id": content_id.to_string(),
                     "peer_id": peer_id.to_string(),
+                    "key_fingerprint": crate::commands::query::fingerprint(*peer_id),
                     "addr": addr,
                 }));
             }
             UserEvent::Notice(_) => {}
+            UserEvent::Peers { peer_ids } => {
+                self.peers_shown = short_fingerprints(peer_ids);
+            }
+            UserEvent::TrackerRefused { addr } => {
+                self.json_event(json!({"event": "tracker_refused", "addr": addr}));
+            }
             UserEvent::Downloaded {
                 content_id,
                 path,
@@ -149,6 +159,27 @@ impl Reporter {
             bar.finish_and_clear();
         }
     }
+}
+
+/// Fingerprints shown on a bar.
+const BAR_FINGERPRINTS_MAX: usize = 4;
+/// Hex digits of a fingerprint on a bar: enough to tell a few peers apart.
+const BAR_FINGERPRINT_LEN: usize = 8;
+
+/// ` (keys ab12cd34 9f0e1d2c …)`: the first hex digits of each peer's key fingerprint.
+fn short_fingerprints(peer_ids: &[p2p_core::PeerId]) -> String {
+    if peer_ids.is_empty() {
+        return String::new();
+    }
+    let mut shown: Vec<String> = peer_ids
+        .iter()
+        .take(BAR_FINGERPRINTS_MAX)
+        .map(|id| crate::commands::query::fingerprint(*id)[..BAR_FINGERPRINT_LEN].to_string())
+        .collect();
+    if peer_ids.len() > BAR_FINGERPRINTS_MAX {
+        shown.push("…".into());
+    }
+    format!(" (keys {})", shown.join(" "))
 }
 
 /// One JSON value on its own line of standard output. A closed pipe is not an error here:

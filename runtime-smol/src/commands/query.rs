@@ -3,13 +3,15 @@
 use std::process::ExitCode;
 
 use indicatif::HumanBytes;
+use p2p_core::PeerId;
+use p2p_core::secure::SwarmSecret;
 use serde_json::json;
 
 use crate::commands::progress::print_json;
 use crate::commands::tracker_client;
 
-pub async fn ls(tracker: &str, swarm: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let files = tracker_client::list_files(tracker, swarm).await?;
+pub async fn ls(tracker: &str, secret: &SwarmSecret, json: bool) -> anyhow::Result<ExitCode> {
+    let files = tracker_client::list_files(tracker, secret).await?;
     if json {
         for f in &files {
             print_json(&json!({
@@ -26,7 +28,7 @@ pub async fn ls(tracker: &str, swarm: &str, json: bool) -> anyhow::Result<ExitCo
         return Ok(ExitCode::SUCCESS);
     }
     if files.is_empty() {
-        eprintln!("tracker {tracker} lists no files in swarm '{swarm}'");
+        eprintln!("tracker {tracker} lists no files in swarm {}", secret.tag());
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -48,12 +50,13 @@ pub async fn ls(tracker: &str, swarm: &str, json: bool) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn peers(tracker: &str, swarm: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let peers = tracker_client::list_peers(tracker, swarm).await?;
+pub async fn peers(tracker: &str, secret: &SwarmSecret, json: bool) -> anyhow::Result<ExitCode> {
+    let peers = tracker_client::list_peers(tracker, secret).await?;
     if json {
         for p in &peers {
             print_json(&json!({
                 "peer_id": p.peer_id.to_string(),
+                "key_fingerprint": fingerprint(p.peer_id),
                 "listen_addr": p.listen_addr,
                 "files": p.files,
                 "chunks_held": p.chunks_held,
@@ -65,12 +68,12 @@ pub async fn peers(tracker: &str, swarm: &str, json: bool) -> anyhow::Result<Exi
         return Ok(ExitCode::SUCCESS);
     }
     if peers.is_empty() {
-        eprintln!("tracker {tracker} knows no peers in swarm '{swarm}'");
+        eprintln!("tracker {tracker} knows no peers in swarm {}", secret.tag());
         return Ok(ExitCode::SUCCESS);
     }
     println!(
         "{:<16} {:<22} {:>5} {:>8} {:>11} {:>11} {:>10}",
-        "PEER_ID", "ADDRESS", "FILES", "CHUNKS", "UPLOADED", "DOWNLOADED", "LAST_SEEN"
+        "KEY", "ADDRESS", "FILES", "CHUNKS", "UPLOADED", "DOWNLOADED", "LAST_SEEN"
     );
     for p in &peers {
         let addr = if p.listen_addr.is_empty() {
@@ -80,7 +83,7 @@ pub async fn peers(tracker: &str, swarm: &str, json: bool) -> anyhow::Result<Exi
         };
         println!(
             "{:<16} {:<22} {:>5} {:>8} {:>11} {:>11} {:>8.1} s",
-            p.peer_id.to_string(),
+            fingerprint(p.peer_id),
             addr,
             p.files,
             p.chunks_held,
@@ -90,4 +93,11 @@ pub async fn peers(tracker: &str, swarm: &str, json: bool) -> anyhow::Result<Exi
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A peer's short key fingerprint: its id, which is derived from its static public key
+/// (the handshake proves it), in hex. Two peers showing the same fingerprint hold the same
+/// key.
+pub fn fingerprint(peer_id: PeerId) -> String {
+    peer_id.to_string()
 }

@@ -8,21 +8,22 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use indicatif::HumanBytes;
+use p2p_core::secure::{Keyring, SwarmSecret};
 use p2p_core::{Manifest, Ticket};
 
 use crate::cli::DEFAULT_TRACKER_ADDR;
 use crate::driver::peer::{self, PeerOptions};
 use crate::driver::tracker;
 use crate::io::signals::StopSignals;
-use crate::io::store;
+use crate::io::{keys, store};
 
 pub struct ShareOptions {
     pub files: Vec<PathBuf>,
     pub tracker: Option<String>,
+    pub secret_file: Option<PathBuf>,
     pub listen: SocketAddr,
     pub chunk_size: u32,
     pub upload_limit: Option<u64>,
-    pub swarm: String,
     /// Take ranges of other peers' cooperative origin downloads.
     pub help_others: bool,
     pub origin_connections: Option<u32>,
@@ -31,6 +32,7 @@ pub struct ShareOptions {
 pub async fn run(options: ShareOptions, signals: &mut StopSignals) -> anyhow::Result<ExitCode> {
     p2p_core::manifest::check_chunk_size(options.chunk_size)
         .map_err(|e| crate::UsageError(format!("--chunk-size: {e}")))?;
+    let secret = swarm_secret(&options)?;
     let mut published = Vec::new();
     for path in &options.files {
         let manifest = hash(path, options.chunk_size).await?;
@@ -39,12 +41,12 @@ pub async fn run(options: ShareOptions, signals: &mut StopSignals) -> anyhow::Re
     let (tracker_addr, embedded) = match &options.tracker {
         Some(addr) => (addr.clone(), None),
         None => {
-            let tracker = start_embedded_tracker().await?;
+            let tracker = start_embedded_tracker(&secret).await?;
             (tracker.addr.to_string(), Some(tracker))
         }
     };
     let peer = peer::start(PeerOptions {
-        swarm: options.swarm.clone(),
+        secret: secret.clone(),
         listen: Some(options.listen),
         trackers: vec![tracker_addr.clone()],
         upload_limit: options.upload_limit,
@@ -58,6 +60,7 @@ pub async fn run(options: ShareOptions, signals: &mut StopSignals) -> anyhow::Re
         let file = peer::open_published(&path)?;
         let ticket = Ticket {
             content_id: manifest.content_id(),
+            secret: secret.clone(),
             name: manifest.name.clone(),
             trackers: vec![tracker_addr.clone()],
         };
@@ -107,15 +110,32 @@ pub async fn hash(path: &Path, chunk_size: u32) -> anyhow::Result<Manifest> {
         .with_context(|| format!("cannot hash {}", path.display()))
 }
 
-/// An in-process tracker on the default address, or on any free port when that is taken.
-async fn start_embedded_tracker() -> anyhow::Result<tracker::TrackerHandle> {
+/// The swarm's secret: from `--secret-file`, else a new one (a new swarm), which only the
+/// embedded tracker can serve: a standalone tracker must have been given it.
+fn swarm_secret(options: &ShareOptions) -> anyhow::Result<SwarmSecret> {
+    match (&options.secret_file, &options.tracker) {
+        (Some(path), _) => keys::read_one_secret(path),
+        (None, None) => Ok(keys::new_secret()),
+        (None, Some(tracker)) => Err(crate::UsageError(format!(
+            "--tracker {tracker} needs --secret-file FILE: a standalone tracker serves only the \
+             swarms whose secrets it was given (`p2p new-secret FILE` makes one; pass the same \
+             file to `p2p tracker --secret-file`)"
+        ))
+        .into()),
+    }
+}
+
+/// An in-process tracker serving `secret`'s swarm, on the default address, or on any free
+/// port when that is taken.
+async fn start_embedded_tracker(secret: &SwarmSecret) -> anyhow::Result<tracker::TrackerHandle> {
     // The default address is a constant that parses.
     let default: SocketAddr = DEFAULT_TRACKER_ADDR.parse().unwrap();
-    match tracker::start(default).await {
+    let keyring = Keyring::of(secret.clone());
+    match tracker::start(default, keyring.clone()).await {
         Ok(tracker) => Ok(tracker),
         Err(e) => {
             tracing::info!("{e:#}; the embedded tracker takes a free port instead");
-            tracker::start(SocketAddr::from(([127, 0, 0, 1], 0))).await
+            tracker::start(SocketAddr::from(([127, 0, 0, 1], 0)), keyring).await
         }
     }
 }

@@ -1,23 +1,27 @@
 //! One-shot tracker clients for `p2p ls`, `p2p peers` and resolving a file by name: connect,
-//! say hello without a listen address (we serve nothing), ask one question, read the answer.
+//! run the handshake in the swarm of the secret given, say hello without a listen address
+//! (we serve nothing), ask one question, read the answer.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use async_net::TcpStream;
+use bytes::BytesMut;
+use p2p_core::secure::SwarmSecret;
 use p2p_core::wire::{FileEntry, PROTOCOL_VERSION, PeerEntry};
-use p2p_core::{ContentId, FrameDecoder, Message, PeerId};
+use p2p_core::{ContentId, FrameDecoder, Message};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Timer, future};
 
-use crate::io::clock;
+use crate::io::keys;
+use crate::io::secure::{self, HandshakeError, Opening, Records, Sealing};
 
 /// How long a whole query may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The files the tracker lists.
-pub async fn list_files(tracker: &str, swarm: &str) -> anyhow::Result<Vec<FileEntry>> {
-    match query(tracker, swarm, Message::ListFiles).await? {
+pub async fn list_files(tracker: &str, secret: &SwarmSecret) -> anyhow::Result<Vec<FileEntry>> {
+    match query(tracker, secret, Message::ListFiles).await? {
         Message::FileList { files } => Ok(files),
         other => bail!(
             "tracker {tracker} answered ListFiles with {}",
@@ -27,8 +31,8 @@ pub async fn list_files(tracker: &str, swarm: &str) -> anyhow::Result<Vec<FileEn
 }
 
 /// The peers the tracker knows.
-pub async fn list_peers(tracker: &str, swarm: &str) -> anyhow::Result<Vec<PeerEntry>> {
-    match query(tracker, swarm, Message::ListPeers).await? {
+pub async fn list_peers(tracker: &str, secret: &SwarmSecret) -> anyhow::Result<Vec<PeerEntry>> {
+    match query(tracker, secret, Message::ListPeers).await? {
         Message::PeerList { peers } => Ok(peers),
         other => bail!(
             "tracker {tracker} answered ListPeers with {}",
@@ -40,13 +44,13 @@ pub async fn list_peers(tracker: &str, swarm: &str) -> anyhow::Result<Vec<PeerEn
 /// The content id of the complete file the swarm knows as `origin` ("URL validator"), if any.
 pub async fn find_origin(
     tracker: &str,
-    swarm: &str,
+    secret: &SwarmSecret,
     origin: &str,
 ) -> anyhow::Result<Option<ContentId>> {
     let request = Message::FindOrigin {
         origin: origin.to_string(),
     };
-    match query(tracker, swarm, request).await? {
+    match query(tracker, secret, request).await? {
         Message::OriginResult { content_id, .. } => Ok(content_id),
         other => bail!(
             "tracker {tracker} answered FindOrigin with {}",
@@ -55,30 +59,56 @@ pub async fn find_origin(
     }
 }
 
-async fn query(tracker: &str, swarm: &str, request: Message) -> anyhow::Result<Message> {
+async fn query(tracker: &str, secret: &SwarmSecret, request: Message) -> anyhow::Result<Message> {
     let work = async {
         let mut stream = TcpStream::connect(tracker)
             .await
             .with_context(|| format!("cannot connect to the tracker at {tracker}"))?;
         stream.set_nodelay(true)?;
+        let key = keys::new_static_key();
+        let plaintext = std::env::var_os(secure::PLAINTEXT_RECORDS_VAR).is_some_and(|v| v == "1");
+        let Records {
+            mut sealing,
+            mut opening,
+            ..
+        } = match secure::initiate(&mut stream, &key, secret, plaintext).await {
+            Ok(records) => records,
+            Err(HandshakeError::TimedOut) => bail!(
+                "the tracker at {tracker} did not finish the handshake within {} s",
+                p2p_core::secure::HANDSHAKE_TIMEOUT.as_secs()
+            ),
+            Err(e) => {
+                tracing::debug!("{e}");
+                bail!("{}", refused_message(tracker, "the secret file's"))
+            }
+        };
+        let mut conn = Conn {
+            stream: &mut stream,
+            sealing: &mut sealing,
+            opening: &mut opening,
+            decoder: FrameDecoder::new(),
+        };
         let hello = Message::Hello {
             version: PROTOCOL_VERSION,
-            peer_id: PeerId(clock::random_u64()),
+            peer_id: key.peer_id(),
             listen_addr: String::new(),
-            swarm: swarm.to_string(),
+            swarm: secret.tag().name(),
         };
-        stream.write_all(&hello.to_frame()).await?;
-        let mut decoder = FrameDecoder::new();
-        match next_message(&mut stream, &mut decoder).await? {
-            Message::Welcome { .. } => {}
-            other => bail!(
+        conn.send(&hello).await?;
+        match conn.next_message().await {
+            Ok(Message::Welcome { .. }) => {}
+            Ok(other) => bail!(
                 "tracker {tracker} refused the session: {}",
                 describe(&other)
             ),
+            Err(_) if !conn.got_any() => {
+                bail!("{}", refused_message(tracker, "the secret file's"))
+            }
+            Err(e) => return Err(e),
         }
-        stream.write_all(&request.to_frame()).await?;
-        let answer = next_message(&mut stream, &mut decoder).await?;
-        let _ = stream.write_all(&Message::Goodbye.to_frame()).await;
+        conn.send(&request).await?;
+        let answer = conn.next_message().await?;
+        let _ = conn.send(&Message::Goodbye).await;
         Ok(answer)
     };
     let timeout = async {
@@ -91,23 +121,56 @@ async fn query(tracker: &str, swarm: &str, request: Message) -> anyhow::Result<M
     future::or(work, timeout).await
 }
 
-/// The next message other than a heartbeat.
-async fn next_message(
-    stream: &mut TcpStream,
-    decoder: &mut FrameDecoder,
-) -> anyhow::Result<Message> {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        while let Some(message) = decoder.next_message()? {
-            if !matches!(message, Message::Heartbeat { .. }) {
-                return Ok(message);
+/// What to tell a user whose swarm secret a tracker refused (`whose`: where the secret
+/// came from, e.g. "the ticket's").
+pub fn refused_message(tracker: &str, whose: &str) -> String {
+    format!(
+        "the tracker at {tracker} refused the handshake: {whose} swarm secret is not one it \
+         serves (or it is not a p2p tracker of this version); ask the sender for a new ticket, \
+         or check the secret file"
+    )
+}
+
+/// A session with a tracker: frames sealed into records and opened back.
+struct Conn<'a> {
+    stream: &'a mut TcpStream,
+    sealing: &'a mut Sealing,
+    opening: &'a mut Opening,
+    decoder: FrameDecoder,
+}
+
+impl Conn<'_> {
+    async fn send(&mut self, message: &Message) -> anyhow::Result<()> {
+        let mut wire = BytesMut::new();
+        self.sealing
+            .seal(&message.to_frame(), &mut wire)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.stream.write_all(&wire).await?;
+        Ok(())
+    }
+
+    /// Whether any plaintext has arrived (a refusal closes before any).
+    fn got_any(&self) -> bool {
+        self.decoder.buffered_len() > 0
+    }
+
+    /// The next message other than a heartbeat.
+    async fn next_message(&mut self) -> anyhow::Result<Message> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            while let Some(message) = self.decoder.next_message()? {
+                if !matches!(message, Message::Heartbeat { .. }) {
+                    return Ok(message);
+                }
             }
+            let n = self.stream.read(&mut buf).await?;
+            if n == 0 {
+                bail!("the tracker closed the connection");
+            }
+            self.opening
+                .open(&buf[..n], self.decoder.buffer_mut())
+                .map_err(|e| anyhow::anyhow!("the tracker's record was refused: {e}"))?;
         }
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            bail!("the tracker closed the connection");
-        }
-        decoder.feed(&buf[..n]);
     }
 }
 

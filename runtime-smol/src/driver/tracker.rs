@@ -3,19 +3,22 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use async_net::TcpStream;
 use p2p_core::ConnId;
+use p2p_core::secure::Keyring;
 use p2p_core::tracker::{Tracker, TrackerAction, TrackerConfig};
 use smol::channel::Sender;
 use smol::{Task, future};
 
-use crate::io::clock;
-use crate::io::net::{self, ConnEvent, ConnHandle, NetEvent};
+use crate::io::net::{self, Accepted, ConnEvent, ConnHandle, NetEvent};
+use crate::io::secure::Security;
+use crate::io::{clock, keys};
 
 enum Event {
     Net(NetEvent),
-    Accepted(TcpStream),
+    /// Boxed: the record layer's state would make every event as large.
+    Accepted(Box<Accepted>),
     Stop,
 }
 
@@ -41,13 +44,23 @@ impl TrackerHandle {
     }
 }
 
-/// Binds `listen` and starts a tracker there.
-pub async fn start(listen: SocketAddr) -> anyhow::Result<TrackerHandle> {
+/// Binds `listen` and starts a tracker there, serving the swarms of `keyring`: a
+/// connection whose handshake names another swarm is closed before the tracker hears of it.
+pub async fn start(listen: SocketAddr, keyring: Keyring) -> anyhow::Result<TrackerHandle> {
     let (events, events_rx) = smol::channel::bounded(net::EVENT_QUEUE_MAX);
-    let addr = net::listen(listen, events.clone(), Event::Accepted).await?;
+    let key = keys::new_static_key();
+    let tracker_id = key.peer_id();
+    let security = Arc::new(Security::tracker(key, keyring));
+    let addr = net::listen(
+        listen,
+        events.clone(),
+        |accepted| Event::Accepted(Box::new(accepted)),
+        security,
+    )
+    .await?;
     let config = TrackerConfig {
         rng_seed: clock::random_u64(),
-        tracker_id: p2p_core::PeerId(clock::random_u64()),
+        tracker_id,
         ..TrackerConfig::default()
     };
     let mut tracker = Tracker::new(config);
@@ -64,18 +77,18 @@ pub async fn start(listen: SocketAddr) -> anyhow::Result<TrackerHandle> {
             let now = clock::now();
             match next {
                 Some(Event::Stop) => break,
-                Some(Event::Accepted(stream)) => {
-                    let conn = tracker.accept(now);
-                    conns.insert(conn, net::attach(conn, stream, sender.clone(), None));
+                Some(Event::Accepted(accepted)) => {
+                    let conn = tracker.accept(now, accepted.remote().clone());
+                    conns.insert(conn, net::attach(conn, *accepted, sender.clone(), None));
                 }
                 Some(Event::Net(NetEvent { conn, event })) if conns.contains_key(&conn) => {
                     match event {
                         ConnEvent::Message(message) => tracker.handle_message(now, conn, message),
-                        ConnEvent::Closed => {
+                        ConnEvent::Closed | ConnEvent::Refused => {
                             conns.remove(&conn);
                             tracker.handle_closed(now, conn);
                         }
-                        ConnEvent::Connected | ConnEvent::Sent => {}
+                        ConnEvent::Connected(_) | ConnEvent::Sent => {}
                     }
                 }
                 // A late event of a connection already closed.

@@ -1,7 +1,9 @@
 //! Sockets for the machines: one reader task and one writer task per TCP connection, and
 //! a listener task per listening machine.
 //!
-//! A machine task never touches a socket. Readers decode frames and send them to the
+//! Every connection runs the secure handshake (`secure`) before its machine hears of it,
+//! then carries records: the writer seals, the reader opens. A machine task never touches
+//! a socket. Readers decode frames and send them to the
 //! machine's event channel (bounded, so a slow machine slows its readers and TCP pushes back
 //! on the senders); writers take messages from a bounded queue per connection, which the
 //! machine fills with `try_send` so that it never waits on a slow remote.
@@ -14,13 +16,16 @@ use std::time::Duration;
 use anyhow::Context;
 use async_net::{TcpListener, TcpStream};
 use bytes::{Buf, BytesMut};
+use p2p_core::secure::Remote;
 use p2p_core::{ConnId, FrameDecoder, Message};
 use smol::channel::{Receiver, Sender, TrySendError};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::lock::Semaphore;
 use smol::{Timer, future};
 
 use crate::io::buffer_pool;
 use crate::io::rate_limit::RateLimiter;
+use crate::io::secure::{self, HandshakeError, Opening, Records, Sealing, Security};
 
 /// Messages queued for one connection's writer. The core bounds what it sends (pieces in
 /// flight per connection, requests in flight per peer), so a queue this long is only full
@@ -30,13 +35,21 @@ pub const SEND_QUEUE_MAX: usize = 4096;
 pub const EVENT_QUEUE_MAX: usize = 1024;
 /// How long an outgoing connect may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Smallest and largest read from a socket into the frame decoder's buffer.
-const READ_LEN_MIN: usize = 16 * 1024;
-const READ_LEN_MAX: usize = 256 * 1024;
+/// Bytes read from a socket at once, before they are opened into the frame decoder's
+/// buffer (which so grows by at most this much per read): the buffer starts small (most
+/// connections carry small messages) and doubles while reads fill it, up to the max.
+const RAW_READ_LEN_MIN: usize = 16 * 1024;
+const RAW_READ_LEN_MAX: usize = 128 * 1024;
 /// Frames this long or longer (pieces) are read into a pooled buffer of their own.
 const BULK_FRAME_MIN: usize = 64 * 1024;
 /// Small frames are gathered into one write up to this many bytes.
 const WRITE_BATCH_MAX: usize = 64 * 1024;
+/// Most bytes of records sealed before they are written: bounds the writer's buffer.
+const SEALED_WRITE_MAX: usize = 256 * 1024;
+/// Incoming connections whose handshake is under way, per listener. Beyond it, accepted
+/// sockets are closed at once: a flood of stalled handshakes costs at most this many
+/// sockets (each for at most the handshake timeout) and never reaches the machine.
+const HANDSHAKES_IN_PROGRESS_MAX: usize = 64;
 /// After a machine closes a connection and its queue is written (a goodbye, an error),
 /// how long the remote has to close its side before the socket is cut.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
@@ -49,13 +62,17 @@ const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 /// What happened on a connection, for the machine that owns it.
 #[derive(Debug)]
 pub enum ConnEvent {
-    /// An outgoing connect succeeded.
-    Connected,
+    /// An outgoing connect and its handshake succeeded: the other end is `Remote`.
+    Connected(Remote),
     Message(Message),
     /// A `Piece` was written to the socket (flow control for the serving side).
     Sent,
     /// The connection failed to open, was closed by the remote, or broke.
     Closed,
+    /// An outgoing connection was closed by the other side during the handshake or before
+    /// it sent a single record: what a responder that does not serve our swarm does (a
+    /// wrong secret). For the machine this is `Closed`; the driver may tell the user.
+    Refused,
 }
 
 /// An event on connection `conn`.
@@ -63,6 +80,19 @@ pub enum ConnEvent {
 pub struct NetEvent {
     pub conn: ConnId,
     pub event: ConnEvent,
+}
+
+/// An incoming connection whose handshake is done: the machine may take it.
+pub struct Accepted {
+    stream: TcpStream,
+    records: Records,
+}
+
+impl Accepted {
+    /// Who the handshake proved is at the other end.
+    pub fn remote(&self) -> &Remote {
+        &self.records.remote
+    }
 }
 
 /// The machine's end of a connection: a queue to its writer.
@@ -102,13 +132,15 @@ impl WriterDone {
     }
 }
 
-/// Opens an outgoing connection in the background. Reports `Connected` (or `Closed`), then
-/// its messages. Messages queued before the connect finishes are sent after it.
+/// Opens an outgoing connection in the background and runs the initiator's handshake in
+/// the swarm of `security`. Reports `Connected` (or `Closed`, or `Refused`), then its
+/// messages. Messages queued before the connect finishes are sent after it.
 pub fn connect<E>(
     conn: ConnId,
     addr: String,
     events: Sender<E>,
     limiter: Option<Arc<RateLimiter>>,
+    security: Arc<Security>,
 ) -> ConnHandle
 where
     E: From<NetEvent> + Send + 'static,
@@ -116,58 +148,91 @@ where
     let (queue, queue_rx) = smol::channel::bounded(SEND_QUEUE_MAX);
     let (done_tx, writer_done) = smol::channel::bounded(1);
     smol::spawn(async move {
+        let failed = |event| {
+            let events = events.clone();
+            async move {
+                let _ = events.send(NetEvent::new(conn, event).into()).await;
+            }
+        };
         let connecting = async { Some(TcpStream::connect(addr.as_str()).await) };
         let timeout = async {
             Timer::after(CONNECT_TIMEOUT).await;
             None
         };
-        let stream = match future::or(connecting, timeout).await {
+        let mut stream = match future::or(connecting, timeout).await {
             Some(Ok(stream)) => stream,
             Some(Err(e)) => {
                 tracing::debug!(%conn, %addr, "connect failed: {e}");
-                let _ = events
-                    .send(NetEvent::new(conn, ConnEvent::Closed).into())
-                    .await;
-                drop(done_tx);
-                return;
+                return failed(ConnEvent::Closed).await;
             }
             None => {
                 tracing::debug!(%conn, %addr, "connect timed out");
-                let _ = events
-                    .send(NetEvent::new(conn, ConnEvent::Closed).into())
-                    .await;
-                drop(done_tx);
-                return;
+                return failed(ConnEvent::Closed).await;
             }
         };
         let _ = stream.set_nodelay(true);
+        let Some(secret) = &security.secret else {
+            tracing::debug!(%conn, %addr, "no swarm secret to dial with");
+            return failed(ConnEvent::Closed).await;
+        };
+        let records = secure::initiate(
+            &mut stream,
+            &security.key,
+            secret,
+            security.plaintext_records,
+        )
+        .await;
+        let records = match records {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::debug!(%conn, %addr, "{e}");
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                let event = match e {
+                    HandshakeError::TimedOut => ConnEvent::Closed,
+                    HandshakeError::Closed(_) | HandshakeError::Refused(_) => ConnEvent::Refused,
+                };
+                return failed(event).await;
+            }
+        };
+        let remote = records.remote.clone();
         if events
-            .send(NetEvent::new(conn, ConnEvent::Connected).into())
+            .send(NetEvent::new(conn, ConnEvent::Connected(remote)).into())
             .await
             .is_err()
         {
             return;
         }
-        run_streams(conn, stream, events, queue_rx, done_tx, limiter);
+        let streams = Streams {
+            conn,
+            stream,
+            records,
+            outgoing: true,
+        };
+        streams.run(events, queue_rx, done_tx, limiter);
     })
     .detach();
     ConnHandle { queue, writer_done }
 }
 
-/// Takes over an accepted connection.
+/// Takes over an accepted connection whose handshake is done.
 pub fn attach<E>(
     conn: ConnId,
-    stream: TcpStream,
+    accepted: Accepted,
     events: Sender<E>,
     limiter: Option<Arc<RateLimiter>>,
 ) -> ConnHandle
 where
     E: From<NetEvent> + Send + 'static,
 {
-    let _ = stream.set_nodelay(true);
     let (queue, queue_rx) = smol::channel::bounded(SEND_QUEUE_MAX);
     let (done_tx, writer_done) = smol::channel::bounded(1);
-    run_streams(conn, stream, events, queue_rx, done_tx, limiter);
+    let streams = Streams {
+        conn,
+        stream: accepted.stream,
+        records: accepted.records,
+        outgoing: false,
+    };
+    streams.run(events, queue_rx, done_tx, limiter);
     ConnHandle { queue, writer_done }
 }
 
@@ -177,59 +242,119 @@ impl NetEvent {
     }
 }
 
-fn run_streams<E>(
+/// A connection after its handshake, before its reader and writer tasks start.
+struct Streams {
     conn: ConnId,
     stream: TcpStream,
-    events: Sender<E>,
-    queue: Receiver<Message>,
-    done_tx: Sender<()>,
-    limiter: Option<Arc<RateLimiter>>,
-) where
-    E: From<NetEvent> + Send + 'static,
-{
-    let reader_stream = stream.clone();
-    let reader_events = events.clone();
-    smol::spawn(async move {
-        let why = read_loop(conn, reader_stream.clone(), &reader_events).await;
-        tracing::debug!(%conn, "reader ended: {why}");
-        let _ = reader_stream.shutdown(std::net::Shutdown::Both);
-        let _ = reader_events
-            .send(NetEvent::new(conn, ConnEvent::Closed).into())
-            .await;
-    })
-    .detach();
-    smol::spawn(async move {
-        let result = write_loop(conn, stream.clone(), &events, &queue, limiter).await;
-        match result {
-            Ok(()) => {
-                // The machine closed the connection and what was queued is written: end
-                // our side, and give the remote a moment to end its own before cutting.
-                let _ = stream.shutdown(std::net::Shutdown::Write);
-                drop(done_tx);
-                Timer::after(CLOSE_LINGER).await;
-                let _ = stream.shutdown(std::net::Shutdown::Both);
-                return;
+    records: Records,
+    /// Whether we dialed it: only then can a close before any record mean a refusal.
+    outgoing: bool,
+}
+
+impl Streams {
+    fn run<E>(
+        self,
+        events: Sender<E>,
+        queue: Receiver<Message>,
+        done_tx: Sender<()>,
+        limiter: Option<Arc<RateLimiter>>,
+    ) where
+        E: From<NetEvent> + Send + 'static,
+    {
+        let Streams {
+            conn,
+            stream,
+            records,
+            outgoing,
+        } = self;
+        let Records {
+            sealing, opening, ..
+        } = records;
+        let reader = WireReader {
+            stream: stream.clone(),
+            opening,
+            raw: vec![0; RAW_READ_LEN_MIN],
+            got_plaintext: false,
+        };
+        let reader_events = events.clone();
+        smol::spawn(async move {
+            let mut reader = reader;
+            let why = read_loop(conn, &mut reader, &reader_events).await;
+            tracing::debug!(%conn, "reader ended: {why}");
+            let _ = reader.stream.shutdown(std::net::Shutdown::Both);
+            let event = if outgoing && !reader.got_plaintext {
+                ConnEvent::Refused
+            } else {
+                ConnEvent::Closed
+            };
+            let _ = reader_events.send(NetEvent::new(conn, event).into()).await;
+        })
+        .detach();
+        smol::spawn(async move {
+            let result = write_loop(conn, stream.clone(), sealing, &events, &queue, limiter).await;
+            match result {
+                Ok(()) => {
+                    // The machine closed the connection and what was queued is written: end
+                    // our side, and give the remote a moment to end its own before cutting.
+                    let _ = stream.shutdown(std::net::Shutdown::Write);
+                    drop(done_tx);
+                    Timer::after(CLOSE_LINGER).await;
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(%conn, "writer failed: {e}");
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                    let _ = events
+                        .send(NetEvent::new(conn, ConnEvent::Closed).into())
+                        .await;
+                }
             }
-            Err(e) => {
-                tracing::debug!(%conn, "writer failed: {e}");
-                let _ = stream.shutdown(std::net::Shutdown::Both);
-                let _ = events
-                    .send(NetEvent::new(conn, ConnEvent::Closed).into())
-                    .await;
-            }
+            drop(done_tx);
+        })
+        .detach();
+    }
+}
+
+/// The socket's read side and the record layer's opening half: plaintext out.
+struct WireReader {
+    stream: TcpStream,
+    opening: Opening,
+    /// Bytes as read from the socket, before they are opened.
+    raw: Vec<u8>,
+    /// Whether any plaintext (a whole record) has arrived.
+    got_plaintext: bool,
+}
+
+impl WireReader {
+    /// Reads once from the socket and appends the plaintext of the records completed to
+    /// `out` (maybe none, for part of a record). `Ok(false)` at the end of the stream; `Err`
+    /// says why the connection must close.
+    async fn fill(&mut self, out: &mut BytesMut) -> Result<bool, String> {
+        let n = match self.stream.read(&mut self.raw).await {
+            Ok(0) => return Ok(false),
+            Ok(n) => n,
+            Err(e) => return Err(format!("read error: {e}")),
+        };
+        if n == self.raw.len() && n < RAW_READ_LEN_MAX {
+            self.raw.resize(n * 2, 0);
         }
-        drop(done_tx);
-    })
-    .detach();
+        let before = out.len();
+        self.opening
+            .open(&self.raw[..n], out)
+            .map_err(|e| format!("record refused: {e}"))?;
+        self.got_plaintext |= out.len() > before;
+        Ok(true)
+    }
 }
 
 /// Decodes frames until the stream ends or breaks the protocol; says why it stopped.
-async fn read_loop<E>(conn: ConnId, mut stream: TcpStream, events: &Sender<E>) -> String
+async fn read_loop<E>(conn: ConnId, reader: &mut WireReader, events: &Sender<E>) -> String
 where
     E: From<NetEvent>,
 {
     let mut decoder = FrameDecoder::new();
-    let remote = stream.peer_addr().ok();
+    let remote = reader.stream.peer_addr().ok();
     loop {
         loop {
             match decoder.next_message() {
@@ -249,7 +374,7 @@ where
             }
         }
         if let Some(len) = bulk_frame_len(&mut decoder) {
-            let message = match read_bulk_frame(&mut stream, decoder.buffer_mut(), len).await {
+            let message = match read_bulk_frame(reader, decoder.buffer_mut(), len).await {
                 Ok(message) => message,
                 Err(why) => return why,
             };
@@ -259,20 +384,10 @@ where
             }
             continue;
         }
-        let want = decoder.wanted_len().clamp(READ_LEN_MIN, READ_LEN_MAX);
-        let buf = decoder.buffer_mut();
-        let filled = buf.len();
-        buf.resize(filled + want, 0);
-        match stream.read(&mut buf[filled..]).await {
-            Ok(0) => {
-                buf.truncate(filled);
-                return "end of stream".into();
-            }
-            Ok(n) => buf.truncate(filled + n),
-            Err(e) => {
-                buf.truncate(filled);
-                return format!("read error: {e}");
-            }
+        match reader.fill(decoder.buffer_mut()).await {
+            Ok(true) => {}
+            Ok(false) => return "end of stream".into(),
+            Err(why) => return why,
         }
     }
 }
@@ -327,12 +442,12 @@ fn piece_data_offset() -> usize {
     })
 }
 
-/// Reads the rest of a bulk frame of `len` bytes straight from the socket into a pooled
-/// buffer (no reallocation of the decoder's buffer, no copy but the bytes already
-/// buffered) and decodes it. `buf` is the decoder's buffer, holding the frame's prefix and
-/// first bytes: they are taken out of it.
+/// Reads the rest of a bulk frame of `len` bytes into a pooled buffer (no reallocation of
+/// the decoder's buffer) and decodes it. `buf` is the decoder's buffer, holding the frame's
+/// prefix and first bytes: they are taken out of it, and it takes the plaintext as it is
+/// opened (anything past the frame stays there for the decoder).
 async fn read_bulk_frame(
-    stream: &mut TcpStream,
+    reader: &mut WireReader,
     buf: &mut BytesMut,
     len: usize,
 ) -> Result<Message, String> {
@@ -340,24 +455,29 @@ async fn read_bulk_frame(
         .take_aligned(len, piece_data_offset())
         .await;
     buf.advance(4);
-    let have = buf.len().min(len);
-    frame.as_mut()[..have].copy_from_slice(&buf[..have]);
-    buf.advance(have);
-    if let Err(e) = stream.read_exact(&mut frame.as_mut()[have..]).await {
-        return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
-            "end of stream".into()
-        } else {
-            format!("read error: {e}")
-        });
+    let mut filled = 0;
+    loop {
+        let take = buf.len().min(len - filled);
+        frame.as_mut()[filled..filled + take].copy_from_slice(&buf[..take]);
+        buf.advance(take);
+        filled += take;
+        if filled == len {
+            break;
+        }
+        if !reader.fill(buf).await? {
+            return Err("end of stream".into());
+        }
     }
     Message::decode(frame.into_bytes()).map_err(|e| format!("protocol error: {e}"))
 }
 
-/// Writes queued messages until the queue is closed (`Ok`) or the socket fails. Pieces are
-/// written as header then data, never copied into a frame.
+/// Writes queued messages until the queue is closed (`Ok`) or the socket fails. Small
+/// messages are encoded into one plaintext batch, sealed once per write; a `Piece`'s data
+/// is sealed straight from its buffer, a few records per write.
 async fn write_loop<E>(
     conn: ConnId,
     mut stream: TcpStream,
+    mut sealing: Sealing,
     events: &Sender<E>,
     queue: &Receiver<Message>,
     limiter: Option<Arc<RateLimiter>>,
@@ -365,7 +485,10 @@ async fn write_loop<E>(
 where
     E: From<NetEvent>,
 {
-    let mut batch = BytesMut::with_capacity(WRITE_BATCH_MAX);
+    let mut plain = BytesMut::with_capacity(WRITE_BATCH_MAX);
+    // Grows to what is written at once (at most a batch, or SEALED_WRITE_MAX of a block's
+    // records), so connections that carry small messages keep small buffers.
+    let mut wire = BytesMut::new();
     while let Ok(first) = queue.recv().await {
         let mut next = Some(first);
         while let Some(message) = next.take() {
@@ -373,39 +496,63 @@ where
                 if let Some(limiter) = &limiter {
                     limiter.acquire(data.len()).await;
                 }
-                batch.extend_from_slice(&header);
-                stream.write_all(&batch).await?;
-                batch.clear();
-                stream.write_all(data).await?;
+                plain.extend_from_slice(&header);
+                write_sealed(&mut stream, &mut sealing, &plain, &mut wire).await?;
+                plain.clear();
+                write_sealed(&mut stream, &mut sealing, data, &mut wire).await?;
                 if matches!(message, Message::Piece { .. }) {
                     let _ = events
                         .send(NetEvent::new(conn, ConnEvent::Sent).into())
                         .await;
                 }
             } else {
-                message.encode(&mut batch);
-                if batch.len() >= WRITE_BATCH_MAX {
-                    stream.write_all(&batch).await?;
-                    batch.clear();
+                message.encode(&mut plain);
+                if plain.len() >= WRITE_BATCH_MAX {
+                    write_sealed(&mut stream, &mut sealing, &plain, &mut wire).await?;
+                    plain.clear();
                 }
             }
             next = queue.try_recv().ok();
         }
-        if !batch.is_empty() {
-            stream.write_all(&batch).await?;
-            batch.clear();
+        if !plain.is_empty() {
+            write_sealed(&mut stream, &mut sealing, &plain, &mut wire).await?;
+            plain.clear();
         }
         stream.flush().await?;
     }
     Ok(())
 }
 
-/// Binds a listener and forwards each accepted stream to the machine as `wrap(stream)`.
-/// Returns the bound address (the actual port when 0 was asked for).
+/// Seals `plaintext` and writes it, at most [`SEALED_WRITE_MAX`] bytes of records at a
+/// time, so `wire` (reused) stays small whatever the size of a block. Unsealed
+/// (benchmarks) it is written as it is.
+async fn write_sealed(
+    stream: &mut TcpStream,
+    sealing: &mut Sealing,
+    plaintext: &[u8],
+    wire: &mut BytesMut,
+) -> io::Result<()> {
+    if sealing.is_plain() {
+        return stream.write_all(plaintext).await;
+    }
+    for piece in plaintext.chunks(SEALED_WRITE_MAX) {
+        sealing.seal(piece, wire).map_err(io::Error::other)?;
+        stream.write_all(wire).await?;
+        wire.clear();
+    }
+    Ok(())
+}
+
+/// Binds a listener; each accepted connection runs the responder's handshake in a task of
+/// its own (at most [`HANDSHAKES_IN_PROGRESS_MAX`] at once, within the handshake timeout),
+/// and only then is forwarded to the machine as `wrap(accepted)`. A connection whose
+/// handshake fails is closed; the machine never hears of it. Returns the bound address
+/// (the actual port when 0 was asked for).
 pub async fn listen<E>(
     addr: SocketAddr,
     events: Sender<E>,
-    wrap: fn(TcpStream) -> E,
+    wrap: fn(Accepted) -> E,
+    security: Arc<Security>,
 ) -> anyhow::Result<SocketAddr>
 where
     E: Send + 'static,
@@ -414,14 +561,43 @@ where
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
+    let handshakes = Arc::new(Semaphore::new(HANDSHAKES_IN_PROGRESS_MAX));
     smol::spawn(async move {
         loop {
+            if events.is_closed() {
+                return;
+            }
             match listener.accept().await {
                 Ok((stream, from)) => {
-                    tracing::trace!(%from, "accepted");
-                    if events.send(wrap(stream)).await.is_err() {
-                        return;
-                    }
+                    let Some(permit) = handshakes.try_acquire_arc() else {
+                        tracing::debug!(%from, "closed: too many handshakes in progress");
+                        continue;
+                    };
+                    let events = events.clone();
+                    let security = security.clone();
+                    smol::spawn(async move {
+                        let mut stream = stream;
+                        let _ = stream.set_nodelay(true);
+                        let records = secure::respond(
+                            &mut stream,
+                            &security.key,
+                            &security.keyring,
+                            security.plaintext_records,
+                        )
+                        .await;
+                        drop(permit);
+                        match records {
+                            Ok(records) => {
+                                tracing::trace!(%from, remote = ?records.remote, "accepted");
+                                let _ = events.send(wrap(Accepted { stream, records })).await;
+                            }
+                            Err(e) => {
+                                tracing::debug!(%from, "incoming connection closed: {e}");
+                                let _ = stream.shutdown(std::net::Shutdown::Both);
+                            }
+                        }
+                    })
+                    .detach();
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait instead of spinning.

@@ -86,9 +86,10 @@ fn address_after(stderr: ChildStderr, marker: &'static str, what: &str) -> Socke
         .unwrap_or_else(|e| panic!("{what} printed '{word}': {e}"))
 }
 
-pub fn start_tracker() -> (Proc, SocketAddr) {
+/// `p2p tracker` serving the swarm of the secret file `swarm`.
+pub fn start_tracker(swarm: &str) -> (Proc, SocketAddr) {
     let mut child = Command::new(p2p_bin())
-        .args(["tracker", "--listen", "127.0.0.1:0"])
+        .args(["tracker", "--listen", "127.0.0.1:0", "--secret-file", swarm])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -109,7 +110,7 @@ pub fn start_helper(tracker: SocketAddr, swarm: &str) -> (Proc, SocketAddr) {
             "helper",
             "--tracker",
             &tracker.to_string(),
-            "--swarm",
+            "--secret-file",
             swarm,
         ])
         .stdin(Stdio::null())
@@ -136,7 +137,7 @@ pub fn wait_for_peers(tracker: SocketAddr, swarm: &str, count: usize) {
                 "--json",
                 "--tracker",
                 &tracker.to_string(),
-                "--swarm",
+                "--secret-file",
                 swarm,
             ])
             .output()
@@ -168,7 +169,7 @@ pub fn start_fetch(
             "--json",
             "--tracker",
             &tracker.to_string(),
-            "--swarm",
+            "--secret-file",
             swarm,
         ])
         .arg("-o")

@@ -62,11 +62,24 @@ impl Driver {
         match action {
             PeerAction::Connect { conn, addr } => {
                 tracing::debug!(%conn, %addr, "connecting");
-                let handle = net::connect(conn, addr, self.events.clone(), self.limiter.clone());
+                if self.trackers.contains(&addr) {
+                    self.tracker_conns.insert(conn, addr.clone());
+                }
+                let handle = net::connect(
+                    conn,
+                    addr,
+                    self.events.clone(),
+                    self.limiter.clone(),
+                    self.security.clone(),
+                );
                 self.conns.insert(conn, handle);
             }
             PeerAction::Send { conn, message } => self.send(conn, message),
             PeerAction::Close { conn } => {
+                self.tracker_conns.remove(&conn);
+                if self.peer_keys.remove(&conn).is_some() {
+                    self.tell_peers();
+                }
                 if let Some(handle) = self.conns.remove(&conn) {
                     self.closing.push(handle.close());
                 }

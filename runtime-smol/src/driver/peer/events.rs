@@ -18,10 +18,12 @@ impl Driver {
         let now = clock::now();
         match event {
             Event::Net(net_event) => self.on_net(net_event),
-            Event::Accepted(stream) => match self.peer.accept(now) {
+            Event::Accepted(accepted) => match self.peer.accept(now, accepted.remote().clone()) {
                 Some(conn) => {
+                    self.peer_keys.insert(conn, accepted.remote().peer_id);
+                    self.tell_peers();
                     let handle =
-                        net::attach(conn, stream, self.events.clone(), self.limiter.clone());
+                        net::attach(conn, *accepted, self.events.clone(), self.limiter.clone());
                     self.conns.insert(conn, handle);
                 }
                 None => tracing::debug!("connection refused: at the connection limit"),
@@ -109,14 +111,53 @@ impl Driver {
             return;
         }
         match event {
-            ConnEvent::Connected => self.peer.handle_connected(now, conn),
+            ConnEvent::Connected(remote) => {
+                if !self.tracker_conns.contains_key(&conn) {
+                    self.peer_keys.insert(conn, remote.peer_id);
+                    self.tell_peers();
+                }
+                self.peer.handle_connected(now, conn, remote)
+            }
             ConnEvent::Message(message) => self.peer.handle_message(now, conn, message),
             ConnEvent::Sent => self.peer.handle_sent(now, conn),
             ConnEvent::Closed => {
                 self.conns.remove(&conn);
+                self.tracker_conns.remove(&conn);
+                if self.peer_keys.remove(&conn).is_some() {
+                    self.tell_peers();
+                }
+                self.peer.handle_closed(now, conn);
+            }
+            ConnEvent::Refused => {
+                self.conns.remove(&conn);
+                if self.peer_keys.remove(&conn).is_some() {
+                    self.tell_peers();
+                }
+                if let Some(addr) = self.tracker_conns.remove(&conn) {
+                    // Our own tracker turning us away is the user's concern (a wrong secret
+                    // file): said once per tracker, then retried quietly with backoff.
+                    if self.refused_by.insert(addr.clone()) {
+                        tracing::warn!(
+                            "the tracker at {addr} refused the handshake: it does not serve this swarm's secret; retrying"
+                        );
+                    } else {
+                        tracing::debug!(%addr, "the tracker refused the handshake");
+                    }
+                    let _ = self
+                        .user
+                        .try_send(super::UserEvent::TrackerRefused { addr });
+                }
                 self.peer.handle_closed(now, conn);
             }
         }
+    }
+
+    /// Tells the user which peers are connected now.
+    pub(super) fn tell_peers(&self) {
+        let mut peer_ids: Vec<_> = self.peer_keys.values().copied().collect();
+        peer_ids.sort_unstable();
+        peer_ids.dedup();
+        let _ = self.user.try_send(super::UserEvent::Peers { peer_ids });
     }
 
     /// A part file is ready (or could not be made): the download knows its paths, the peer

@@ -27,9 +27,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use async_net::TcpStream;
 use bytes::Bytes;
 use p2p_core::peer::{FetchSpec, Peer, PeerConfig, PeerNotice, RangeError, StoreOutcome};
+use p2p_core::secure::SwarmSecret;
 use p2p_core::{ConnId, ContentId, Manifest, PeerId};
 use smol::channel::{Receiver, Sender};
 use smol::{Timer, future};
@@ -37,10 +37,11 @@ use smol::{Timer, future};
 use self::actions::Deferred;
 use self::downloads::DownloadFiles;
 pub use self::handle::PeerHandle;
-use crate::io::clock;
-use crate::io::net::{self, ConnHandle, NetEvent, WriterDone};
+use crate::io::net::{self, Accepted, ConnHandle, NetEvent, WriterDone};
 use crate::io::rate_limit::RateLimiter;
+use crate::io::secure::Security;
 use crate::io::store::{Destination, Prepared};
+use crate::io::{clock, keys};
 
 /// How often the resume record of a running download is rewritten (at most).
 const RECORD_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -53,7 +54,8 @@ const PROGRESS_BACKLOG_MAX: usize = 256;
 /// How to run a peer.
 #[derive(Clone, Debug)]
 pub struct PeerOptions {
-    pub swarm: String,
+    /// The swarm's secret: every connection, to peers and trackers, proves it holds it.
+    pub secret: SwarmSecret,
     /// Where to accept peer connections (port 0: any free port). `None`: accept none, so
     /// this peer only downloads and serves no one.
     pub listen: Option<SocketAddr>,
@@ -73,7 +75,8 @@ pub struct PeerOptions {
 /// Everything the peer task reacts to.
 enum Event {
     Net(NetEvent),
-    Accepted(TcpStream),
+    /// Boxed: the record layer's state would make every event as large.
+    Accepted(Box<Accepted>),
     Publish {
         manifest: Manifest,
         file: File,
@@ -157,6 +160,11 @@ pub enum UserEvent {
         content_id: ContentId,
         reason: String,
     },
+    /// The tracker at `addr` closed our connection during the handshake or before it said
+    /// anything: it does not serve this swarm (a wrong secret), or it is not a p2p2 tracker.
+    TrackerRefused { addr: String },
+    /// The peers connected now, by their key's id (each proved by its handshake).
+    Peers { peer_ids: Vec<PeerId> },
 }
 
 /// Transfer totals of a peer, reported when it stops.
@@ -180,7 +188,17 @@ struct Driver {
     events: Sender<Event>,
     user: Sender<UserEvent>,
     limiter: Option<Arc<RateLimiter>>,
+    /// This peer's key and swarm, for every connection's handshake.
+    security: Arc<Security>,
     conns: HashMap<ConnId, ConnHandle>,
+    /// The trackers' addresses, and the outgoing connections to them: a refusal there is
+    /// told to the user.
+    trackers: Vec<String>,
+    tracker_conns: HashMap<ConnId, String>,
+    /// Trackers that refused our handshake at least once (each is warned about once).
+    refused_by: std::collections::HashSet<String>,
+    /// The peer connections open now, with the id their handshake proved (for the user).
+    peer_keys: std::collections::BTreeMap<ConnId, PeerId>,
     files: HashMap<ContentId, Arc<ContentFile>>,
     downloads: HashMap<ContentId, DownloadFiles>,
     next_record_flush: Option<std::time::Instant>,
@@ -196,14 +214,26 @@ struct Driver {
 /// Binds the listener (when asked) and starts the peer task.
 pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
     let (events, events_rx) = smol::channel::bounded(net::EVENT_QUEUE_MAX);
+    let key = keys::new_static_key();
+    // The machine's id must be the key's: the handshake proves that one to others.
+    let peer_id = key.peer_id();
+    let swarm = options.secret.tag().name();
+    let security = Arc::new(Security::peer(key, options.secret.clone()));
     let listen_addr = match options.listen {
-        Some(addr) => Some(net::listen(addr, events.clone(), Event::Accepted).await?),
+        Some(addr) => Some(
+            net::listen(
+                addr,
+                events.clone(),
+                |accepted| Event::Accepted(Box::new(accepted)),
+                security.clone(),
+            )
+            .await?,
+        ),
         None => None,
     };
-    let peer_id = PeerId(clock::random_u64());
     let mut config = PeerConfig {
         peer_id,
-        swarm: options.swarm.clone(),
+        swarm,
         listen_addr: listen_addr.map(|a| a.to_string()).unwrap_or_default(),
         trackers: options.trackers.clone(),
         rng_seed: clock::random_u64(),
@@ -232,7 +262,12 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
         events: events.clone(),
         user,
         limiter: options.upload_limit.map(RateLimiter::new),
+        security,
         conns: HashMap::new(),
+        trackers: options.trackers.clone(),
+        tracker_conns: HashMap::new(),
+        refused_by: Default::default(),
+        peer_keys: Default::default(),
         files: HashMap::new(),
         downloads: HashMap::new(),
         next_record_flush: None,
