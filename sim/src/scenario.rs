@@ -208,11 +208,6 @@ impl SimConfig {
             faults: FaultKnobs::default(),
         };
         let f = &mut config.faults;
-        // Every scenario runs with one outsider and one impostor knocking: the swarm is
-        // private whatever else goes wrong (the random one draws how many).
-        f.outsider_count = 1;
-        f.impostor_count = 1;
-        f.intruder_dial_interval_ms = rng.random_range(100..=1_000);
         match scenario {
             Scenario::FlashCrowd => {
                 config.arrival_window_ms = rng.random_range(0..=200);
@@ -269,8 +264,6 @@ impl SimConfig {
                     f.corrupt_peer_fraction = rng.random_range(0.05..=0.3);
                     f.corrupt_piece_probability = rng.random_range(0.1..=1.0);
                 }
-                f.outsider_count = rng.random_range(0..=2);
-                f.impostor_count = rng.random_range(0..=2);
                 if rng.random_bool(0.4) {
                     f.latency_spike_count = rng.random_range(1..=4);
                     f.latency_spike_factor = rng.random_range(5..=50);
@@ -278,6 +271,15 @@ impl SimConfig {
                 }
             }
         }
+        // Every scenario runs with intruders knocking: the swarm is private whatever else
+        // goes wrong. Drawn last, so each seed keeps the rest of its configuration.
+        f.outsider_count = 1;
+        f.impostor_count = 1;
+        if scenario == Scenario::Random {
+            f.outsider_count = rng.random_range(0..=2);
+            f.impostor_count = rng.random_range(0..=2);
+        }
+        f.intruder_dial_interval_ms = rng.random_range(100..=1_000);
         config.liveness_bound_ms = config.default_liveness_bound_ms();
         config
     }
