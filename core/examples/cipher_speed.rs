@@ -3,7 +3,8 @@
 //!
 //! cargo run --release -p p2p-core --features testkit --example cipher_speed
 
-// A benchmark measures wall time: the sans-IO rule (no clock in core) is for the library.
+// A benchmark measures wall time: it runs beside the core, not in it, so the sans-IO
+// clippy rules of `core/clippy.toml` do not apply here.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 use std::time::Instant;

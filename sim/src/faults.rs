@@ -41,6 +41,14 @@ pub struct FaultKnobs {
     pub latency_spike_count: u32,
     pub latency_spike_factor: u32,
     pub latency_spike_duration_ms_mean: u64,
+    /// Outsiders: nodes holding another swarm's secret that dial the tracker and peers
+    /// every `intruder_dial_interval_ms` of the fault phase; every handshake must fail.
+    pub outsider_count: u32,
+    /// Impostors: members (the right secret, their own key) that dial the same way and
+    /// send a `Hello` claiming another live peer's id; it must be refused, and the peer
+    /// they name neither evicted from the tracker nor banned.
+    pub impostor_count: u32,
+    pub intruder_dial_interval_ms: u64,
 }
 
 impl FaultKnobs {
@@ -71,6 +79,12 @@ impl FaultKnobs {
         if self.latency_spike_count > 0 {
             kinds.push("latency-spike");
         }
+        if self.outsider_count > 0 {
+            kinds.push("outsider");
+        }
+        if self.impostor_count > 0 {
+            kinds.push("impostor");
+        }
         kinds
     }
 }
@@ -84,7 +98,8 @@ impl fmt::Display for FaultKnobs {
              partition_count={} partition_duration_ms_mean={} swizzle_count={} swizzle_step_ms={} \
              slow_peer_fraction={:.2} slow_peer_capacity_factor={:.2} \
              corrupt_peer_fraction={:.2} corrupt_piece_probability={:.2} \
-             latency_spike_count={} latency_spike_factor={} latency_spike_duration_ms_mean={}",
+             latency_spike_count={} latency_spike_factor={} latency_spike_duration_ms_mean={} \
+             outsider_count={} impostor_count={} intruder_dial_interval_ms={}",
             self.peer_crash_probability,
             self.peer_restart_delay_ms_mean,
             self.peer_leave_probability,
@@ -101,6 +116,9 @@ impl fmt::Display for FaultKnobs {
             self.latency_spike_count,
             self.latency_spike_factor,
             self.latency_spike_duration_ms_mean,
+            self.outsider_count,
+            self.impostor_count,
+            self.intruder_dial_interval_ms,
         )
     }
 }

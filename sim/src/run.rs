@@ -57,6 +57,17 @@ impl fmt::Display for RunReport {
             done,
             self.completions.len(),
         )?;
+        writeln!(
+            f,
+            "handshakes: messages={} refused={} timed_out={}; intruders: dials={} outsiders_refused={} impostor_refused_by_tracker={} impostor_refused_by_peers={}",
+            self.stats.handshake_messages,
+            self.stats.handshakes_refused,
+            self.stats.handshakes_timed_out,
+            self.stats.intruder_dials,
+            self.stats.outsider_handshakes_refused,
+            self.stats.impostor_refused_by_tracker,
+            self.stats.impostor_refused_by_peers,
+        )?;
         writeln!(f, "{}", self.stats.kinds_summary())?;
         writeln!(f, "trace digest {:016x}", self.digest)?;
         for v in &self.violations {

@@ -13,7 +13,8 @@ use crate::faults::FaultKnobs;
 /// A named workload with its faults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
-    /// One seeder, many peers arriving at once; no faults.
+    /// One seeder, many peers arriving at once; no faults but the intruders every scenario
+    /// has.
     FlashCrowd,
     /// Peers arrive over time, crash, restart and leave.
     Churn,
@@ -270,6 +271,15 @@ impl SimConfig {
                 }
             }
         }
+        // Every scenario runs with intruders knocking: the swarm is private whatever else
+        // goes wrong. Drawn last, so each seed keeps the rest of its configuration.
+        f.outsider_count = 1;
+        f.impostor_count = 1;
+        if scenario == Scenario::Random {
+            f.outsider_count = rng.random_range(0..=2);
+            f.impostor_count = rng.random_range(0..=2);
+        }
+        f.intruder_dial_interval_ms = rng.random_range(100..=1_000);
         config.liveness_bound_ms = config.default_liveness_bound_ms();
         config
     }

@@ -11,10 +11,18 @@ pub const FIN_SIZE_BYTES: u64 = 40;
 
 /// What travels on a connection.
 pub enum Packet {
-    /// Boxed: packets sit in the event heap and the link queues, which move them around.
-    Message(Box<Message>),
+    /// Boxed: packets sit in the event heap and the link queues, which move them around
+    /// (one box for both kinds of data keeps a packet, and so an event, one word).
+    Data(Box<Data>),
     /// The sender closed its end after everything queued before.
     Fin,
+}
+
+/// The bytes a packet carries: a Noise handshake message, or a machine's message (which
+/// travels in records: see `world/secure.rs` for how its size is counted).
+pub enum Data {
+    Handshake(Vec<u8>),
+    Message(Message),
 }
 
 /// Which of a node's two links.
@@ -30,7 +38,8 @@ pub struct End {
     pub node: usize,
     /// The incarnation of the node's machine that owns this end.
     pub incarnation: u32,
-    /// The machine's id for it; `None` until the acceptor accepted.
+    /// The machine's id for it; `None` until the acceptor's machine accepted (after the
+    /// handshake: an open end without an id is a handshake in progress).
     pub local: Option<ConnId>,
     pub open: bool,
 }

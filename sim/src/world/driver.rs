@@ -2,7 +2,6 @@
 //! timer re-armed; what each action and notice does to the world; and a node's machine
 //! started (from its disk) or lost in a crash.
 
-use p2p_core::ids::PeerId;
 use p2p_core::peer::{Peer, PeerAction, PeerConfig, PeerNotice};
 use p2p_core::time::Instant;
 use p2p_core::tracker::{Tracker, TrackerConfig};
@@ -12,7 +11,7 @@ use crate::trace::DigestTag;
 use crate::violations::FailureKind;
 use crate::world::World;
 use crate::world::event::Event;
-use crate::world::node::{Life, Machine, Role, SWARM, TRACKER_NODE, panic_message};
+use crate::world::node::{Life, Machine, Role, TRACKER_NODE, panic_message};
 
 impl World {
     /// Gives `node`'s machine one input, then carries out everything it asks for.
@@ -160,15 +159,26 @@ impl World {
     pub(crate) fn start(&mut self, node: usize) {
         let now = self.now();
         let rng_seed = self.rng.next_u64();
+        // A new process makes a new static key, and speaks under its id.
+        let key = self.draw_key();
+        let peer_id = key.peer_id();
+        self.peer_owner.insert(peer_id, node);
         let n = &mut self.nodes[node];
+        n.peer_id = peer_id;
+        n.key = Some(key);
         n.life = Life::Up;
         n.disrupted_at = now;
         n.wake_at = None;
         n.same_instant_wakes = 0;
+        if n.role.is_intruder() {
+            self.start_intruder(node);
+            return;
+        }
         if n.role == Role::Tracker {
             let config = TrackerConfig {
                 peer_timeout: self.tracker_peer_timeout,
                 rng_seed,
+                tracker_id: peer_id,
                 ..TrackerConfig::default()
             };
             n.machine = Some(Machine::Tracker(Box::new(Tracker::new(config))));
@@ -178,17 +188,13 @@ impl World {
         self.start_peer(node, rng_seed);
     }
 
-    /// A peer's new process: a new identity, then it shares or downloads from its disk.
+    /// A peer's new process: its machine, then it shares or downloads from its disk.
     fn start_peer(&mut self, node: usize, rng_seed: u64) {
         let at = Instant::from_nanos(self.now());
         let tracker_addr = self.nodes[TRACKER_NODE].addr.clone();
-        // A new process draws a new identity.
-        let peer_id = PeerId(self.rng.next_u64() | 1);
-        self.nodes[node].peer_id = peer_id;
-        self.peer_owner.insert(peer_id, node);
         let config = PeerConfig {
-            peer_id,
-            swarm: SWARM.into(),
+            peer_id: self.nodes[node].peer_id,
+            swarm: self.nodes[node].secret.tag().name(),
             listen_addr: self.nodes[node].addr.clone(),
             trackers: vec![tracker_addr],
             rng_seed,

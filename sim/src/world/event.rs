@@ -66,6 +66,14 @@ pub(crate) enum Event {
     SynAck {
         conn: u64,
     },
+    /// The handshake of a connection must be done by now.
+    HandshakeTimeout {
+        conn: u64,
+    },
+    /// An intruder dials again.
+    IntruderDial {
+        node: usize,
+    },
     ConnectFailed {
         conn: u64,
     },
@@ -115,13 +123,15 @@ impl Event {
             Event::Heal => 16,
             Event::CheckTick => 17,
             Event::RecoveryCheck { .. } => 18,
+            Event::HandshakeTimeout { .. } => 19,
+            Event::IntruderDial { .. } => 20,
         }
     }
 }
 
 /// Names of the event kinds counted in [`Stats::events_by_kind`]; a `-stale` kind is an
 /// event superseded before it came due (a timer re-armed, a link re-planned), dropped unseen.
-pub const EVENT_KIND_NAMES: [&str; 19] = [
+pub const EVENT_KIND_NAMES: [&str; 21] = [
     "wake",
     "wake-stale",
     "link-done",
@@ -141,6 +151,8 @@ pub const EVENT_KIND_NAMES: [&str; 19] = [
     "heal",
     "check-tick",
     "recovery-check",
+    "handshake-timeout",
+    "intruder-dial",
 ];
 pub(crate) const WAKE: usize = 0;
 pub(crate) const WAKE_STALE: usize = 1;
@@ -165,6 +177,16 @@ pub struct Stats {
     pub crashes: u64,
     pub tracker_restarts: u64,
     pub connections_opened: u64,
+    /// Handshake messages sent; handshakes refused by either side, and not done in time.
+    pub handshake_messages: u64,
+    pub handshakes_refused: u64,
+    pub handshakes_timed_out: u64,
+    /// Intruders' dials; outsiders' handshakes refused; an impostor's `Hello`s refused
+    /// (answered with an `Error`) by the tracker and by peers.
+    pub intruder_dials: u64,
+    pub outsider_handshakes_refused: u64,
+    pub impostor_refused_by_tracker: u64,
+    pub impostor_refused_by_peers: u64,
 }
 
 impl Stats {

@@ -20,12 +20,15 @@ mod disk;
 mod driver;
 mod event;
 mod faults;
+mod intruders;
 mod liveness;
 mod network;
 mod node;
 mod recovery;
 mod safety;
+mod secure;
 mod sockets;
+mod trust;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -33,6 +36,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use p2p_core::ids::PeerId;
 use p2p_core::peer::{PeerAction, PeerConfig};
+use p2p_core::secure::{Keyring, SwarmSecret};
 use rand::{Rng, RngCore};
 use rand_chacha::ChaCha8Rng;
 
@@ -48,6 +52,8 @@ use liveness::Liveness;
 use network::Network;
 use recovery::Recovery;
 use safety::Safety;
+use secure::Handshakes;
+use trust::Trust;
 
 pub use event::Stats;
 pub use node::{Life, Role, TRACKER_NODE, install_panic_hook, sim_peer_config};
@@ -74,6 +80,12 @@ pub struct World {
     pub(crate) safety: Safety,
     pub(crate) liveness: Liveness,
     pub(crate) recovery: Recovery,
+    pub(crate) trust: Trust,
+    /// The swarm's secret: every member holds it, and the tracker serves its swarm.
+    pub(crate) swarm_secret: SwarmSecret,
+    pub(crate) handshakes: Handshakes,
+    /// Connection ids for the intruders' dials (they have no machine to hand them out).
+    pub(crate) next_intruder_conn: u64,
     pub(crate) stats: Stats,
     pub(crate) heal_at: Nanos,
     pub(crate) healed: bool,
@@ -99,11 +111,45 @@ impl World {
             config.chunk_size_bytes,
             rng.next_u64(),
         );
+        // One swarm per run, its secret made from the seed as the runtime makes it from
+        // the OS.
+        let mut secret_bytes = [0u8; 32];
+        rng.fill_bytes(&mut secret_bytes);
+        let swarm_secret = SwarmSecret::from_bytes(secret_bytes);
         let node_count = config.peer_count as usize + 2;
         let mut nodes = Vec::with_capacity(node_count);
         let mut network = Network::new(config.jitter_ms_max);
         for index in 0..node_count {
-            nodes.push(new_node(index, &config, &source, &mut network, &mut rng));
+            let role = match index {
+                TRACKER_NODE => Role::Tracker,
+                SEEDER_NODE => Role::Seeder,
+                _ => Role::Leecher,
+            };
+            let mut node = new_node(index, role, &config, &source, &mut network, &mut rng);
+            node.secret = swarm_secret.clone();
+            node.keyring = Keyring::of(swarm_secret.clone());
+            nodes.push(node);
+        }
+        let outsiders = config.faults.outsider_count as usize;
+        let impostors = config.faults.impostor_count as usize;
+        for k in 0..outsiders + impostors {
+            let index = nodes.len();
+            let role = if k < outsiders {
+                Role::Outsider
+            } else {
+                Role::Impostor
+            };
+            let mut node = new_node(index, role, &config, &source, &mut network, &mut rng);
+            node.secret = if role == Role::Outsider {
+                // Another swarm's secret: the outsider's handshakes name a swarm nobody
+                // here serves.
+                let mut bytes = [0u8; 32];
+                rng.fill_bytes(&mut bytes);
+                SwarmSecret::from_bytes(bytes)
+            } else {
+                swarm_secret.clone()
+            };
+            nodes.push(node);
         }
         let peer_config_template = sim_peer_config();
         let mut world = World {
@@ -118,6 +164,10 @@ impl World {
             safety: Safety::new(&peer_config_template),
             liveness: Liveness::new(config.liveness_bound_ms),
             recovery: Recovery::new(config.recovery_bound_ms),
+            trust: Trust::new(swarm_secret.clone()),
+            swarm_secret,
+            handshakes: Handshakes::default(),
+            next_intruder_conn: 1,
             stats: Stats::default(),
             heal_at: config.fault_phase(),
             healed: false,
@@ -141,6 +191,10 @@ impl World {
         self.queue.schedule(0, Event::Join { node: TRACKER_NODE });
         self.queue.schedule(0, Event::Join { node: SEEDER_NODE });
         let window = self.config.arrival_window_ms * NANOS_PER_MS;
+        // Intruders knock from the start (see `intruders.rs`).
+        for node in node_count..self.nodes.len() {
+            self.queue.schedule(0, Event::Join { node });
+        }
         for node in 2..node_count {
             let at = if window == 0 {
                 0
@@ -228,6 +282,8 @@ impl World {
                 .arrive((conn, dir), size, packet, &mut self.queue),
             Event::Syn { conn } => self.on_syn(conn),
             Event::SynAck { conn } => self.on_syn_ack(conn),
+            Event::HandshakeTimeout { conn } => self.on_handshake_timeout(conn),
+            Event::IntruderDial { node } => self.on_intruder_dial(node),
             Event::ConnectFailed { conn } => self.on_connect_failed(conn),
             Event::Broken {
                 node,
@@ -354,16 +410,12 @@ impl World {
 /// from `rng` in a fixed order; its network interface is added to `network`.
 fn new_node(
     index: usize,
+    role: Role,
     config: &SimConfig,
     source: &SourceFile,
     network: &mut Network,
     rng: &mut ChaCha8Rng,
 ) -> Node {
-    let role = match index {
-        TRACKER_NODE => Role::Tracker,
-        SEEDER_NODE => Role::Seeder,
-        _ => Role::Leecher,
-    };
     let addr = match role {
         Role::Tracker => "tracker:7000".to_string(),
         _ => format!("node{index}:7000"),
@@ -405,6 +457,9 @@ fn new_node(
         wake_at: None,
         same_instant_wakes: 0,
         peer_id: PeerId(0),
+        key: None,
+        secret: SwarmSecret::from_bytes([0; 32]),
+        keyring: Keyring::new(),
         joined_at: None,
         disrupted_at: 0,
         completed_at: None,

@@ -16,7 +16,7 @@
 //! Longer than its siblings on purpose: one model read top to bottom (the interfaces, then a
 //! connection's life, then a packet's way over the two links).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use p2p_core::ids::ConnId;
 use p2p_core::wire::Message;
@@ -25,7 +25,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::event_queue::{EventQueue, NANOS_PER_MS, Nanos};
 use crate::link::{FlowKey, Link};
-use crate::world::connection::{Conn, End, FIN_SIZE_BYTES, LinkSide, Packet};
+use crate::world::connection::{Conn, Data, End, FIN_SIZE_BYTES, LinkSide, Packet};
 use crate::world::event::Event;
 use crate::world::node::Node;
 
@@ -42,14 +42,26 @@ struct Interface {
     latency_factor: u32,
     /// Local connection id → (simulator connection, which end this node is).
     local_conns: BTreeMap<ConnId, (u64, usize)>,
+    /// Connections this node took a SYN for whose handshake is not done: its end has no
+    /// machine id yet, but a crash or a partition must break it all the same.
+    handshaking: BTreeSet<u64>,
 }
 
-/// What the network hands a machine when a packet is off the receiver's download link.
+/// What the network hands the world when a packet is off the receiver's download link.
 pub(crate) enum Delivery {
+    /// A handshake message, for end `end` of connection `conn` (which may have no machine
+    /// id yet).
+    Handshake {
+        conn: u64,
+        end: usize,
+        bytes: Vec<u8>,
+    },
     Message {
         node: usize,
         local: ConnId,
-        message: Box<Message>,
+        /// The node at the other end, for the trust checker.
+        from: usize,
+        message: Message,
     },
     /// The remote end closed, after everything it sent.
     Closed { node: usize, local: ConnId },
@@ -97,6 +109,7 @@ impl Network {
             latency_half,
             latency_factor: 1,
             local_conns: BTreeMap::new(),
+            handshaking: BTreeSet::new(),
         });
     }
 
@@ -128,12 +141,14 @@ impl Network {
         self.interfaces[node].latency_factor = factor;
     }
 
-    /// Accepted connections whose two ends can no longer reach each other.
+    /// Taken connections (accepted, or in their handshake) whose two ends can no longer
+    /// reach each other.
     pub fn crossing_conns(&self) -> Vec<u64> {
         self.conns
             .iter()
             .filter(|(_, c)| {
-                c.ends[1].local.is_some() && !self.reachable(c.ends[0].node, c.ends[1].node)
+                let taken = c.ends[1].local.is_some() || c.ends[1].open;
+                taken && !self.reachable(c.ends[0].node, c.ends[1].node)
             })
             .map(|(&id, _)| id)
             .collect()
@@ -196,16 +211,28 @@ impl Network {
         Some((from, to))
     }
 
-    /// The target's machine accepted the connection as `local`.
-    pub fn accepted(&mut self, id: u64, node: usize, incarnation: u32, local: ConnId) {
+    /// The target took the SYN: its end is open, and its handshake starts. Its machine
+    /// hears of the connection only when the handshake is done ([`Network::accepted`]).
+    pub fn syn_taken(&mut self, id: u64, node: usize, incarnation: u32) {
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.ends[1] = End {
                 node,
                 incarnation,
-                local: Some(local),
+                local: None,
                 open: true,
             };
+            self.interfaces[node].handshaking.insert(id);
         }
+    }
+
+    /// The target's machine accepted the connection as `local`, its handshake done.
+    pub fn accepted(&mut self, id: u64, local: ConnId) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let node = conn.ends[1].node;
+        conn.ends[1].local = Some(local);
+        self.interfaces[node].handshaking.remove(&id);
         self.interfaces[node].local_conns.insert(local, (id, 1));
     }
 
@@ -215,10 +242,9 @@ impl Network {
         end.open.then_some(end)
     }
 
-    /// The node that accepted connection `id`.
-    pub fn acceptor_of(&self, id: u64) -> Option<usize> {
-        let end = self.conns.get(&id)?.ends[1];
-        end.local.map(|_| end.node)
+    /// End `end` (0 dialled, 1 accepted) of connection `id`, while the connection lives.
+    pub fn end(&self, id: u64, end: usize) -> Option<End> {
+        self.conns.get(&id).map(|c| c.ends[end])
     }
 
     /// The connection was refused or lost: forgotten; the dialling end, if still open.
@@ -233,29 +259,26 @@ impl Network {
         Some(end)
     }
 
-    /// Queues `message` on the sender's upload link. Returns, for a `Piece`, how many pieces
+    /// Queues `data` on the sender's upload link. Returns, for a `Piece`, how many pieces
     /// are now queued on that connection in that direction.
     pub fn send(
         &mut self,
         node: usize,
         (id, end): (u64, usize),
         size: u64,
-        message: Message,
+        data: Data,
         queue: &mut EventQueue<Event>,
     ) -> Option<u32> {
         let now = queue.now();
-        let is_piece = matches!(message, Message::Piece { .. });
+        let is_piece = matches!(data, Data::Message(Message::Piece { .. }));
         let mut pieces_queued = None;
         if is_piece && let Some(conn) = self.conns.get_mut(&id) {
             conn.pieces_queued[end] += 1;
             pieces_queued = Some(conn.pieces_queued[end]);
         }
-        self.interfaces[node].upload.push(
-            now,
-            (id, end as u8),
-            size,
-            Packet::Message(Box::new(message)),
-        );
+        self.interfaces[node]
+            .upload
+            .push(now, (id, end as u8), size, Packet::Data(Box::new(data)));
         self.arm_link(node, LinkSide::Upload, queue);
         pieces_queued
     }
@@ -263,13 +286,29 @@ impl Network {
     /// `node`'s machine closes `local`: the FIN follows what it queued. Returns whether the
     /// connection was still known to the node.
     pub fn close(&mut self, node: usize, local: ConnId, queue: &mut EventQueue<Event>) -> bool {
-        let now = queue.now();
         let Some((id, end)) = self.interfaces[node].local_conns.remove(&local) else {
             return false;
         };
+        self.close_end(node, (id, end), queue);
+        true
+    }
+
+    /// `node` closes its end `end` of connection `id` (by its machine, or by the world when
+    /// a handshake fails): the FIN follows what it queued.
+    pub fn close_end(
+        &mut self,
+        node: usize,
+        (id, end): (u64, usize),
+        queue: &mut EventQueue<Event>,
+    ) {
+        let now = queue.now();
+        self.interfaces[node].handshaking.remove(&id);
         let Some(conn) = self.conns.get_mut(&id) else {
-            return true;
+            return;
         };
+        if !conn.ends[end].open {
+            return;
+        }
         conn.ends[end].open = false;
         let other = conn.ends[1 - end];
         // Whatever the other side still sends us is discarded (our socket is gone).
@@ -288,10 +327,9 @@ impl Network {
                 .upload
                 .push(now, (id, end as u8), FIN_SIZE_BYTES, Packet::Fin);
             self.arm_link(node, LinkSide::Upload, queue);
-        } else if other.local.is_none() || !other.open {
+        } else {
             self.conns.remove(&id);
         }
-        true
     }
 
     /// The connection dies under both ends (crash or partition); every open end on a live
@@ -308,6 +346,7 @@ impl Network {
         let Some(conn) = self.conns.remove(&id) else {
             return;
         };
+        self.interfaces[conn.ends[1].node].handshaking.remove(&id);
         for dir in 0..2 {
             let flow = (id, dir as u8);
             let sender = conn.ends[dir].node;
@@ -355,11 +394,9 @@ impl Network {
         rng: &mut ChaCha8Rng,
     ) {
         let now = queue.now();
-        let conns: Vec<u64> = self.interfaces[node]
-            .local_conns
-            .values()
-            .map(|&(c, _)| c)
-            .collect();
+        let interface = &mut self.interfaces[node];
+        let mut conns: Vec<u64> = interface.local_conns.values().map(|&(c, _)| c).collect();
+        conns.extend(std::mem::take(&mut interface.handshaking));
         for conn in conns {
             self.break_conn(conn, true, nodes, queue, rng);
         }
@@ -455,8 +492,8 @@ impl Network {
         let sender = conn.ends[dir];
         let receiver = conn.ends[1 - dir];
         let mut piece_sent_on = None;
-        if let Packet::Message(message) = packet
-            && let Message::Piece { .. } = **message
+        if let Packet::Data(data) = packet
+            && let Data::Message(Message::Piece { .. }) = **data
         {
             conn.pieces_queued[dir] = conn.pieces_queued[dir].saturating_sub(1);
             if sender.open {
@@ -531,17 +568,24 @@ impl Network {
         let now = queue.now();
         let conn = self.conns.get_mut(&id)?;
         let receiver = conn.ends[1 - dir];
-        let local = receiver.local?;
         if !receiver.open {
             return None;
         }
         let node = receiver.node;
         match packet {
-            Packet::Message(message) => Some(Delivery::Message {
-                node,
-                local,
-                message,
-            }),
+            Packet::Data(data) => match *data {
+                Data::Handshake(bytes) => Some(Delivery::Handshake {
+                    conn: id,
+                    end: 1 - dir,
+                    bytes,
+                }),
+                Data::Message(message) => Some(Delivery::Message {
+                    node,
+                    local: receiver.local?,
+                    from: conn.ends[dir].node,
+                    message,
+                }),
+            },
             Packet::Fin => {
                 conn.ends[1 - dir].open = false;
                 let both_closed = !conn.ends[dir].open;
@@ -552,6 +596,9 @@ impl Network {
                 let outgoing = (id, (1 - dir) as u8);
                 self.interfaces[node].upload.remove_flow(now, outgoing);
                 self.arm_link(node, LinkSide::Upload, queue);
+                self.interfaces[node].handshaking.remove(&id);
+                // An end still in its handshake has no machine to tell.
+                let local = receiver.local?;
                 self.interfaces[node].local_conns.remove(&local);
                 Some(Delivery::Closed { node, local })
             }

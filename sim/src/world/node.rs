@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use p2p_core::ids::{ConnId, PeerId};
 use p2p_core::peer::{Peer, PeerAction, PeerConfig};
-use p2p_core::secure::Remote;
+use p2p_core::secure::{Keyring, Remote, StaticKey, SwarmSecret};
 use p2p_core::time::Instant;
 use p2p_core::tracker::{Tracker, TrackerAction};
 use p2p_core::wire::Message;
@@ -15,16 +15,26 @@ use p2p_core::wire::Message;
 use crate::event_queue::Nanos;
 use crate::storage::Disk;
 
-/// Node 0 is the tracker, node 1 the seeder, the rest downloading peers.
+/// Node 0 is the tracker, node 1 the seeder, then the downloading peers, then the
+/// intruders (see `intruders.rs`).
 pub const TRACKER_NODE: usize = 0;
 pub const SEEDER_NODE: usize = 1;
-pub const SWARM: &str = "sim";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Tracker,
     Seeder,
     Leecher,
+    /// Holds another swarm's secret; no machine, driven by the world.
+    Outsider,
+    /// Holds the secret and its own key, and claims another peer's id; no machine.
+    Impostor,
+}
+
+impl Role {
+    pub fn is_intruder(self) -> bool {
+        matches!(self, Role::Outsider | Role::Impostor)
+    }
 }
 
 /// Where a node is in its life.
@@ -79,15 +89,6 @@ impl Machine {
         }
     }
 
-    /// The id this machine's key speaks under; the swarm a peer is in (a tracker serves
-    /// whichever swarm a dialler proves).
-    pub(crate) fn identity(&self) -> (PeerId, Option<&str>) {
-        match self {
-            Machine::Tracker(t) => (t.config().tracker_id, None),
-            Machine::Peer(p) => (p.peer_id(), Some(p.swarm())),
-        }
-    }
-
     /// The next action, with a tracker's actions put in the peer's terms.
     pub(crate) fn poll_action(&mut self) -> Option<PeerAction> {
         match self {
@@ -128,7 +129,14 @@ pub(crate) struct Node {
     pub has_manifest: bool,
     pub(crate) wake_at: Option<Nanos>,
     pub(crate) same_instant_wakes: u32,
+    /// The id of the current process's key (`key`), which its machine speaks under.
     pub peer_id: PeerId,
+    /// The current process's static key: a new one at every start.
+    pub key: Option<StaticKey>,
+    /// The swarm secret this node holds (a member's is the world's), and the secrets it
+    /// accepts handshakes for.
+    pub secret: SwarmSecret,
+    pub keyring: Keyring,
     pub joined_at: Option<Nanos>,
     /// Last crash, restart or partition change touching this node.
     pub disrupted_at: Nanos,

@@ -1,22 +1,23 @@
 //! Where the machines meet the network model: a machine's `Connect`, `Send` and `Close`
 //! handed to the network (with what the simulator does to a message on its way: corrupt
 //! peers flip a bit, `--codec-roundtrip` re-decodes it, the safety checker looks at it),
-//! and the network's events handed to the machines as `handle_connected`, `accept`,
-//! `handle_message`, `handle_sent` and `handle_closed`.
+//! and the network's events handed to the machines as `handle_message`, `handle_sent` and
+//! `handle_closed` (a connection's handshake, which ends in `accept` and
+//! `handle_connected`, is `secure.rs`).
 
 use bytes::Bytes;
 use p2p_core::ids::ConnId;
-use p2p_core::secure::Remote;
 use p2p_core::wire::Message;
 use rand::Rng;
 
 use crate::trace::{DigestTag, describe, message_name, wire_facts};
 use crate::violations::FailureKind;
 use crate::world::World;
-use crate::world::connection::LinkSide;
+use crate::world::connection::{Data, LinkSide};
 use crate::world::event::{Event, LINK_DONE, LINK_DONE_EARLY, LINK_DONE_STALE};
 use crate::world::network::Delivery;
-use crate::world::node::{Life, Machine};
+use crate::world::node::{Life, Machine, Role, TRACKER_NODE};
+use crate::world::secure::record_wire_size;
 
 // ---------------------------------------------------------------------- machine → network
 
@@ -51,7 +52,8 @@ impl World {
         if self.config.codec_roundtrip {
             self.codec_roundtrip(&mut message);
         }
-        let (kind, size) = wire_facts(&message, &mut self.frame_scratch);
+        let (kind, frame_len) = wire_facts(&message, &mut self.frame_scratch);
+        let size = record_wire_size(frame_len);
         self.stats.messages_sent += 1;
         self.stats
             .messages_by_kind
@@ -64,9 +66,9 @@ impl World {
             &[node as u64, local.0, u64::from(kind), size],
         );
         self.trace(|| format!("node{node} send {local} {}", describe(&message)));
-        let pieces_queued = self
-            .network
-            .send(node, conn, size, message, &mut self.queue);
+        let pieces_queued =
+            self.network
+                .send(node, conn, size, Data::Message(message), &mut self.queue);
         if let Some(queued) = pieces_queued {
             self.safety
                 .on_pieces_queued(&mut self.violations, now, &self.nodes[node], queued);
@@ -124,7 +126,8 @@ impl World {
 // ---------------------------------------------------------------------- network → machine
 
 impl World {
-    /// A SYN reached its target: its machine accepts, or the dialler hears of a failure.
+    /// A SYN reached its target: if it listens, the handshake starts; otherwise the dialler
+    /// hears of a failure.
     pub(crate) fn on_syn(&mut self, id: u64) {
         let now = self.now();
         let Some((from, to)) = self.network.syn_arrived(id) else {
@@ -138,22 +141,9 @@ impl World {
                 .schedule(now + back, Event::ConnectFailed { conn: id });
             return;
         }
-        let Some(dialler) = self.remote_of(from.node, None) else {
-            self.queue
-                .schedule(now + back, Event::ConnectFailed { conn: id });
-            return;
-        };
-        let mut accepted = None;
-        self.drive(to, |m, now| accepted = m.accept(now, dialler));
-        self.digest
-            .mix_tagged(DigestTag::Accept, &[id, accepted.map_or(0, |c| c.0)]);
-        let Some(local) = accepted else {
-            self.queue
-                .schedule(now + back, Event::ConnectFailed { conn: id });
-            return;
-        };
         let incarnation = self.nodes[to].incarnation;
-        self.network.accepted(id, to, incarnation, local);
+        self.network.syn_taken(id, to, incarnation);
+        self.handshake_begin(id, to);
         self.queue.schedule(now + back, Event::SynAck { conn: id });
     }
 
@@ -161,33 +151,9 @@ impl World {
         let Some(end) = self.network.syn_ack_arrived(id) else {
             return;
         };
-        self.digest.mix_tagged(DigestTag::Connected, &[id]);
-        if let Some(local) = end.local {
-            self.trace(|| format!("node{} connected {local}", end.node));
-            let swarm = self.remote_of(end.node, None).map(|r| r.swarm);
-            let Some(acceptor) = self
-                .network
-                .acceptor_of(id)
-                .and_then(|n| self.remote_of(n, swarm))
-            else {
-                return;
-            };
-            self.drive(end.node, |m, now| {
-                if let Machine::Peer(p) = m {
-                    p.handle_connected(now, local, acceptor);
-                }
-            });
-        }
-    }
-
-    /// Who node `node` is, as a handshake with it would prove: its id, and its swarm (for a
-    /// tracker, the swarm the dialler is in).
-    fn remote_of(&self, node: usize, dialler_swarm: Option<String>) -> Option<Remote> {
-        let (peer_id, swarm) = self.nodes[node].machine.as_ref()?.identity();
-        Some(Remote {
-            peer_id,
-            swarm: swarm.map(str::to_string).or(dialler_swarm)?,
-        })
+        self.digest.mix_tagged(DigestTag::SynAck, &[id]);
+        self.trace(|| format!("node{} syn-ack {id}", end.node));
+        self.handshake_dial(id, end.node);
     }
 
     pub(crate) fn on_connect_failed(&mut self, id: u64) {
@@ -268,15 +234,47 @@ impl World {
     /// A packet left the receiver's download link: the machine gets it.
     fn deliver(&mut self, delivery: Delivery) {
         match delivery {
+            Delivery::Handshake { conn, end, bytes } => {
+                self.on_handshake_bytes(conn, end, bytes);
+            }
             Delivery::Message {
                 node,
                 local,
+                from,
                 message,
             } => {
                 self.digest
                     .mix_tagged(DigestTag::Receive, &[node as u64, local.0]);
                 self.trace(|| format!("node{node} recv {local} {}", describe(&message)));
-                self.drive(node, |m, now| m.handle_message(now, local, *message));
+                let now = self.now();
+                self.trust.on_message(
+                    &mut self.violations,
+                    now,
+                    (&self.nodes[node], &self.nodes[from]),
+                );
+                if self.nodes[node].role.is_intruder() {
+                    self.intruder_heard((node, local), from, &message);
+                    return;
+                }
+                // An impostor's claim must leave the peer it names known to the tracker.
+                let claimed = match &message {
+                    Message::Hello { peer_id, .. }
+                        if node == TRACKER_NODE && self.nodes[from].role == Role::Impostor =>
+                    {
+                        Some((*peer_id, self.tracker_knows(*peer_id)))
+                    }
+                    _ => None,
+                };
+                self.drive(node, |m, now| m.handle_message(now, local, message));
+                if let Some((victim, before)) = claimed {
+                    let after = self.tracker_knows(victim);
+                    self.trust.on_impostor_hello(
+                        &mut self.violations,
+                        now,
+                        (&self.nodes[from], victim),
+                        (before, after),
+                    );
+                }
             }
             Delivery::Closed { node, local } => {
                 self.digest
