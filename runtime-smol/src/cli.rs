@@ -42,9 +42,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run a tracker for the swarms whose secrets it is given: it keeps track of their peers
-    /// and who holds which chunks. A connection in any other swarm is closed during its
-    /// handshake.
+    /// Run a tracker for the swarms whose secrets it is given.
+    ///
+    /// It keeps track of their peers and who holds which chunks. A connection in any other
+    /// swarm is closed during its handshake.
     #[command(after_help = "\
 Examples:
   p2p new-secret swarm.key                                   # once; give it to every member
@@ -64,9 +65,11 @@ manifests of the files they publish; it never tells one swarm about another.")]
         secret_files: Vec<PathBuf>,
     },
 
-    /// Make a new random swarm secret and write it to FILE (created readable by you alone;
-    /// never replaced). Give the file to a standalone tracker (`p2p tracker --secret-file`)
-    /// and to the members of the swarm (`p2p share --secret-file` and the like).
+    /// Make a new random swarm secret and write it to FILE.
+    ///
+    /// The file is created readable by you alone and never replaced. Give it to a standalone
+    /// tracker (`p2p tracker --secret-file`) and to the members of the swarm (`p2p share
+    /// --secret-file` and the like): whoever has it can join the swarm.
     #[command(after_help = "\
 Examples:
   p2p new-secret swarm.key

@@ -66,7 +66,7 @@ async fn query(tracker: &str, secret: &SwarmSecret, request: Message) -> anyhow:
             .with_context(|| format!("cannot connect to the tracker at {tracker}"))?;
         stream.set_nodelay(true)?;
         let key = keys::new_static_key();
-        let plaintext = std::env::var_os(secure::PLAINTEXT_RECORDS_VAR).is_some_and(|v| v == "1");
+        let plaintext = secure::plaintext_records();
         let Records {
             mut sealing,
             mut opening,

@@ -6,12 +6,11 @@
 //! the socket and is logged at debug level only (it is what outsiders and broken links
 //! produce, not our failure).
 
-use std::time::Duration;
-
 use async_net::TcpStream;
 use bytes::BytesMut;
 use p2p_core::secure::{
-    Handshake, Keyring, Opener, Remote, Sealer, SecureError, Session, StaticKey, SwarmSecret,
+    HANDSHAKE_TIMEOUT, Handshake, Keyring, Opener, Remote, Sealer, SecureError, Session, StaticKey,
+    SwarmSecret,
 };
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Timer, future};
@@ -63,8 +62,14 @@ impl Security {
     }
 }
 
+/// Whether this process runs with the record layer off ([`PLAINTEXT_RECORDS_VAR`]).
+pub fn plaintext_records() -> bool {
+    std::env::var_os(PLAINTEXT_RECORDS_VAR).is_some_and(|v| v == "1")
+}
+
+/// The same, said once per machine so that a benchmark run is never mistaken for a real one.
 fn plaintext_records_from_env() -> bool {
-    let on = std::env::var_os(PLAINTEXT_RECORDS_VAR).is_some_and(|v| v == "1");
+    let on = plaintext_records();
     if on {
         tracing::warn!(
             "{PLAINTEXT_RECORDS_VAR}=1: frames are sent unsealed after the handshake (benchmarks only)"
@@ -92,7 +97,7 @@ impl std::fmt::Display for HandshakeError {
             HandshakeError::TimedOut => write!(
                 f,
                 "handshake took longer than {} s",
-                p2p_core::secure::HANDSHAKE_TIMEOUT.as_secs()
+                HANDSHAKE_TIMEOUT.as_secs()
             ),
         }
     }
@@ -186,14 +191,10 @@ async fn run(
         })
     };
     let timeout = async {
-        Timer::after(handshake_timeout()).await;
+        Timer::after(HANDSHAKE_TIMEOUT).await;
         Err(HandshakeError::TimedOut)
     };
     future::or(work, timeout).await
-}
-
-fn handshake_timeout() -> Duration {
-    p2p_core::secure::HANDSHAKE_TIMEOUT
 }
 
 /// The writer's half: plaintext in, records out.
