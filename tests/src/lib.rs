@@ -838,3 +838,20 @@ pub fn send_and_collect(addr: SocketAddr, bytes: &[u8], within: Duration) -> (bo
     }
     (false, received)
 }
+
+/// Every file under `dir`, recursively (to check what a command left on disk).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}

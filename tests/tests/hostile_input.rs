@@ -4,7 +4,7 @@
 //! a clear message and exit 2.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use p2p_tests::*;
@@ -89,23 +89,6 @@ fn hostile_bytes_to_tracker_and_peer() {
     drop(held);
 }
 
-/// Every file under `root`, recursively.
-fn all_files(root: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                found.push(path);
-            }
-        }
-    }
-    found
-}
-
 #[test]
 fn manifest_named_dot_dot_escape_stays_in_the_output_dir() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,7 +131,7 @@ fn manifest_named_dot_dot_escape_stays_in_the_output_dir() {
     assert_file_eq(&path, &data);
     assert!(!dir.path().join("a/escape").exists(), "escaped to a/escape");
     assert!(!dir.path().join("escape").exists());
-    let mut files = all_files(dir.path());
+    let mut files = files_under(dir.path());
     files.retain(|f| !f.ends_with("swarm.key"));
     assert_eq!(
         files,
@@ -198,7 +181,7 @@ fn malformed_ticket_exits_2_with_a_clear_message() {
         "{stderr}"
     );
     assert_eq!(
-        all_files(dir.path()),
+        files_under(dir.path()),
         Vec::<PathBuf>::new(),
         "nothing written"
     );

@@ -14,23 +14,6 @@ use p2p_tests::*;
 
 const SIZE: usize = 4 * 1024 * 1024 + 4321;
 
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                found.push(path);
-            }
-        }
-    }
-    found
-}
-
 /// `ticket` with the lowest bit of its swarm secret flipped.
 fn flip_secret_bit(ticket: &str) -> String {
     let mut fields: Vec<String> = ticket.split(':').map(str::to_string).collect();
