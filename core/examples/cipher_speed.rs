@@ -1,5 +1,6 @@
 //! The record layer's speed with each AEAD Noise offers, on this machine: seal and open
-//! 1 GiB through `Sealer` and `Opener` as the runtime uses them. Chose `NOISE_PARAMS`.
+//! 1 GiB through `Sealer` and `Opener` as the runtime uses them (ring's primitives, as the
+//! handshake resolves them). Chose `NOISE_PARAMS`.
 //!
 //! cargo run --release -p p2p-core --features testkit --example cipher_speed
 
