@@ -96,6 +96,9 @@ pub enum SecureError {
     BadRemoteKey,
     /// The record counter ran out (after 2^64 records): never in practice.
     Exhausted,
+    /// The caller's buffer has no room for what a record layer call writes: a driver's
+    /// bug, never the remote's doing.
+    BufferTooSmall,
 }
 
 impl fmt::Display for SecureError {
@@ -110,6 +113,7 @@ impl fmt::Display for SecureError {
             SecureError::Unexpected => f.write_str("bytes out of turn in the handshake"),
             SecureError::BadRemoteKey => f.write_str("the remote's static key is malformed"),
             SecureError::Exhausted => f.write_str("record counter exhausted"),
+            SecureError::BufferTooSmall => f.write_str("buffer too small for the record"),
         }
     }
 }

@@ -72,10 +72,20 @@ fn records_round_trip_in_both_directions_across_record_boundaries() {
         wire.len(),
         record::sealed_len(big.len()) + record::sealed_len(4)
     );
-    // Fed in odd pieces, so records split across inputs.
+    // Fed in odd pieces, so records (and their length prefixes) split across inputs.
     let mut plain = BytesMut::new();
-    for piece in wire.chunks(7919) {
-        r.opener.open(piece, &mut plain).unwrap();
+    let mut at = 0;
+    for (n, len) in [1, 1, 3, 7919, 1, 65_537, 2]
+        .into_iter()
+        .cycle()
+        .enumerate()
+    {
+        if at == wire.len() || n > 10_000 {
+            break;
+        }
+        let end = (at + len).min(wire.len());
+        r.opener.open(&wire[at..end], &mut plain).unwrap();
+        at = end;
     }
     assert_eq!(r.opener.pending_len(), 0);
     assert_eq!(&plain[..big.len()], &big[..]);
@@ -86,6 +96,37 @@ fn records_round_trip_in_both_directions_across_record_boundaries() {
     let mut plain = BytesMut::new();
     i.opener.open(&back, &mut plain).unwrap();
     assert_eq!(&plain[..], b"welcome");
+}
+
+#[test]
+fn records_open_one_by_one_into_the_callers_buffer() {
+    let (mut i, mut r) = pair(&secret(9), &Keyring::of(secret(9))).unwrap();
+    let block: Vec<u8> = (0..100_000u32).map(|n| (n % 253) as u8).collect();
+    let mut wire = vec![0u8; record::sealed_len(block.len())];
+    let sealed = wire.len();
+    let tight = i.sealer.seal_into(&block, &mut wire[..sealed - 1]);
+    assert_eq!(tight, Err(SecureError::BufferTooSmall));
+    assert_eq!(i.sealer.seal_into(&block, &mut wire), Ok(sealed));
+
+    // Each record into the block's place, with room for the tag after its plaintext.
+    let mut out = vec![0u8; block.len() + TAG_LEN];
+    let (mut at, mut filled) = (0, 0);
+    while at < wire.len() {
+        let len = record::record_len(&wire[at..]).unwrap().unwrap();
+        let plain = record::record_plaintext_len(len);
+        let record = &wire[at..at + len];
+        let no_room = r
+            .opener
+            .open_record(record, &mut out[filled..filled + plain]);
+        assert_eq!(no_room, Err(SecureError::BufferTooSmall));
+        assert_eq!(r.opener.open_record(record, &mut out[filled..]), Ok(plain));
+        at += len;
+        filled += plain;
+    }
+    assert_eq!(&out[..block.len()], &block[..]);
+    // A prefix that no sealer writes (shorter than a tag), and one still incomplete.
+    assert_eq!(record::record_len(&[0, 15]), Err(SecureError::Decrypt));
+    assert_eq!(record::record_len(&[1]), Ok(None));
 }
 
 #[test]

@@ -103,6 +103,12 @@ fn aligned_start(vec: &[u8], aligned_at: usize) -> usize {
 }
 
 impl PooledBuf {
+    /// Drops the bytes past `len` (a buffer taken a little longer than what it ends up
+    /// holding).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
     /// The buffer as `Bytes`, without a copy.
     pub fn into_bytes(self) -> Bytes {
         Bytes::from_owner(self)

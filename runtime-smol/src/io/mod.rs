@@ -1,4 +1,5 @@
-//! The runtime's I/O: connections (`net`) and their secure sessions (`secure`), keys and
+//! The runtime's I/O: connections (`net`), their secure sessions (`secure`) and the
+//! reading of their records (`record_reader`), keys and
 //! secret files (`keys`), the machines' clock and seeds (`clock`), the
 //! upload cap (`rate_limit`), files on disk (`store`) and a download's resume record
 //! (`record`), the block buffers sockets and files share (`buffer_pool`), HTTP to an
@@ -13,6 +14,7 @@ pub mod keys;
 pub mod net;
 pub mod rate_limit;
 pub mod record;
+pub mod record_reader;
 pub mod secure;
 pub mod signals;
 pub mod store;

@@ -16,16 +16,18 @@ use std::time::Duration;
 use anyhow::Context;
 use async_net::{TcpListener, TcpStream};
 use bytes::{Buf, BytesMut};
-use p2p_core::secure::Remote;
+use p2p_core::secure::record::sealed_len;
+use p2p_core::secure::{Remote, TAG_LEN};
 use p2p_core::{ConnId, FrameDecoder, Message};
 use smol::channel::{Receiver, Sender, TrySendError};
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::io::AsyncWriteExt;
 use smol::lock::Semaphore;
 use smol::{Timer, future};
 
 use crate::io::buffer_pool;
 use crate::io::rate_limit::RateLimiter;
-use crate::io::secure::{self, HandshakeError, Opening, Records, Sealing, Security};
+use crate::io::record_reader::RecordReader;
+use crate::io::secure::{self, HandshakeError, Records, Sealing, Security};
 
 /// Messages queued for one connection's writer. The core bounds what it sends (pieces in
 /// flight per connection, requests in flight per peer), so a queue this long is only full
@@ -35,16 +37,11 @@ pub const SEND_QUEUE_MAX: usize = 4096;
 pub const EVENT_QUEUE_MAX: usize = 1024;
 /// How long an outgoing connect may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Bytes read from a socket at once, before they are opened into the frame decoder's
-/// buffer (which so grows by at most this much per read): the buffer starts small (most
-/// connections carry small messages) and doubles while reads fill it, up to the max.
-const RAW_READ_LEN_MIN: usize = 16 * 1024;
-const RAW_READ_LEN_MAX: usize = 128 * 1024;
 /// Frames this long or longer (pieces) are read into a pooled buffer of their own.
 const BULK_FRAME_MIN: usize = 64 * 1024;
 /// Small frames are gathered into one write up to this many bytes.
 const WRITE_BATCH_MAX: usize = 64 * 1024;
-/// Most bytes of records sealed before they are written: bounds the writer's buffer.
+/// Most bytes of plaintext sealed before they are written: bounds the writer's buffer.
 const SEALED_WRITE_MAX: usize = 256 * 1024;
 /// Incoming connections whose handshake is under way, per listener. Beyond it, accepted
 /// sockets are closed at once: a flood of stalled handshakes costs at most this many
@@ -270,19 +267,14 @@ impl Streams {
         let Records {
             sealing, opening, ..
         } = records;
-        let reader = WireReader {
-            stream: stream.clone(),
-            opening,
-            raw: vec![0; RAW_READ_LEN_MIN],
-            got_plaintext: false,
-        };
+        let reader = RecordReader::new(stream.clone(), opening);
         let reader_events = events.clone();
         smol::spawn(async move {
             let mut reader = reader;
             let why = read_loop(conn, &mut reader, &reader_events).await;
             tracing::debug!(%conn, "reader ended: {why}");
-            let _ = reader.stream.shutdown(std::net::Shutdown::Both);
-            let event = if outgoing && !reader.got_plaintext {
+            let _ = reader.stream().shutdown(std::net::Shutdown::Both);
+            let event = if outgoing && !reader.got_plaintext() {
                 ConnEvent::Refused
             } else {
                 ConnEvent::Closed
@@ -316,45 +308,13 @@ impl Streams {
     }
 }
 
-/// The socket's read side and the record layer's opening half: plaintext out.
-struct WireReader {
-    stream: TcpStream,
-    opening: Opening,
-    /// Bytes as read from the socket, before they are opened.
-    raw: Vec<u8>,
-    /// Whether any plaintext (a whole record) has arrived.
-    got_plaintext: bool,
-}
-
-impl WireReader {
-    /// Reads once from the socket and appends the plaintext of the records completed to
-    /// `out` (maybe none, for part of a record). `Ok(false)` at the end of the stream; `Err`
-    /// says why the connection must close.
-    async fn fill(&mut self, out: &mut BytesMut) -> Result<bool, String> {
-        let n = match self.stream.read(&mut self.raw).await {
-            Ok(0) => return Ok(false),
-            Ok(n) => n,
-            Err(e) => return Err(format!("read error: {e}")),
-        };
-        if n == self.raw.len() && n < RAW_READ_LEN_MAX {
-            self.raw.resize(n * 2, 0);
-        }
-        let before = out.len();
-        self.opening
-            .open(&self.raw[..n], out)
-            .map_err(|e| format!("record refused: {e}"))?;
-        self.got_plaintext |= out.len() > before;
-        Ok(true)
-    }
-}
-
 /// Decodes frames until the stream ends or breaks the protocol; says why it stopped.
-async fn read_loop<E>(conn: ConnId, reader: &mut WireReader, events: &Sender<E>) -> String
+async fn read_loop<E>(conn: ConnId, reader: &mut RecordReader, events: &Sender<E>) -> String
 where
     E: From<NetEvent>,
 {
     let mut decoder = FrameDecoder::new();
-    let remote = reader.stream.peer_addr().ok();
+    let remote = reader.stream().peer_addr().ok();
     loop {
         loop {
             match decoder.next_message() {
@@ -444,30 +404,27 @@ fn piece_data_offset() -> usize {
 
 /// Reads the rest of a bulk frame of `len` bytes into a pooled buffer (no reallocation of
 /// the decoder's buffer) and decodes it. `buf` is the decoder's buffer, holding the frame's
-/// prefix and first bytes: they are taken out of it, and it takes the plaintext as it is
-/// opened (anything past the frame stays there for the decoder).
+/// prefix and first bytes: they are taken out of it; the rest of the frame is opened
+/// straight into the pooled buffer (anything past the frame goes back to `buf`).
 async fn read_bulk_frame(
-    reader: &mut WireReader,
+    reader: &mut RecordReader,
     buf: &mut BytesMut,
     len: usize,
 ) -> Result<Message, String> {
+    // Room for a record's tag past the frame: the last record opens in place too.
     let mut frame = buffer_pool::recv_pool()
-        .take_aligned(len, piece_data_offset())
+        .take_aligned(len + TAG_LEN, piece_data_offset())
         .await;
     buf.advance(4);
-    let mut filled = 0;
-    loop {
-        let take = buf.len().min(len - filled);
-        frame.as_mut()[filled..filled + take].copy_from_slice(&buf[..take]);
-        buf.advance(take);
-        filled += take;
-        if filled == len {
-            break;
-        }
-        if !reader.fill(buf).await? {
-            return Err("end of stream".into());
-        }
+    let have = buf.len().min(len);
+    frame.as_mut()[..have].copy_from_slice(&buf[..have]);
+    buf.advance(have);
+    if have < len {
+        reader
+            .fill_exact(&mut frame.as_mut()[have..], len - have, buf)
+            .await?;
     }
+    frame.truncate(len);
     Message::decode(frame.into_bytes()).map_err(|e| format!("protocol error: {e}"))
 }
 
@@ -486,9 +443,9 @@ where
     E: From<NetEvent>,
 {
     let mut plain = BytesMut::with_capacity(WRITE_BATCH_MAX);
-    // Grows to what is written at once (at most a batch, or SEALED_WRITE_MAX of a block's
-    // records), so connections that carry small messages keep small buffers.
-    let mut wire = BytesMut::new();
+    // Grows to what is sealed at once (at most a batch, or SEALED_WRITE_MAX of a block),
+    // so connections that carry small messages keep small buffers; never zeroed again.
+    let mut wire = Vec::new();
     while let Ok(first) = queue.recv().await {
         let mut next = Some(first);
         while let Some(message) = next.take() {
@@ -523,22 +480,25 @@ where
     Ok(())
 }
 
-/// Seals `plaintext` and writes it, at most [`SEALED_WRITE_MAX`] bytes of records at a
-/// time, so `wire` (reused) stays small whatever the size of a block. Unsealed
-/// (benchmarks) it is written as it is.
+/// Seals `plaintext` and writes it, at most [`SEALED_WRITE_MAX`] bytes of it at a time, so
+/// `wire` (reused) stays small whatever the size of a block. Unsealed (benchmarks) it is
+/// written as it is.
 async fn write_sealed(
     stream: &mut TcpStream,
     sealing: &mut Sealing,
     plaintext: &[u8],
-    wire: &mut BytesMut,
+    wire: &mut Vec<u8>,
 ) -> io::Result<()> {
-    if sealing.is_plain() {
+    let Sealing::Sealed(sealer) = sealing else {
         return stream.write_all(plaintext).await;
-    }
+    };
     for piece in plaintext.chunks(SEALED_WRITE_MAX) {
-        sealing.seal(piece, wire).map_err(io::Error::other)?;
-        stream.write_all(wire).await?;
-        wire.clear();
+        let need = sealed_len(piece.len());
+        if wire.len() < need {
+            wire.resize(need, 0);
+        }
+        let n = sealer.seal_into(piece, wire).map_err(io::Error::other)?;
+        stream.write_all(&wire[..n]).await?;
     }
     Ok(())
 }

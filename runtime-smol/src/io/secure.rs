@@ -215,10 +215,6 @@ impl Sealing {
             }
         }
     }
-
-    pub fn is_plain(&self) -> bool {
-        matches!(self, Sealing::Plain)
-    }
 }
 
 /// The reader's half: bytes from the wire in, plaintext out.
