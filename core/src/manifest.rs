@@ -12,6 +12,7 @@
 //! compression function over a fixed number of blocks.
 
 use std::fmt;
+use std::sync::Arc;
 
 use sha2::digest::block_buffer;
 use sha2::digest::consts::U64;
@@ -54,7 +55,9 @@ pub struct Manifest {
     /// Every chunk but the last is exactly this long.
     pub chunk_size: u32,
     /// For each chunk, SHA-256's chaining value after it; for the last, the file's SHA-256.
-    pub chunk_hashes: Vec<Sha256Digest>,
+    /// Shared: a manifest is cloned into every reply that carries it, and a flood of
+    /// requests for a large one must not copy it each time.
+    pub chunk_hashes: Arc<[Sha256Digest]>,
 }
 
 /// Why a manifest is unusable.
@@ -193,7 +196,7 @@ impl Manifest {
         hasher.update(self.size.to_be_bytes());
         hasher.update(self.chunk_size.to_be_bytes());
         hasher.update((self.chunk_hashes.len() as u64).to_be_bytes());
-        for hash in &self.chunk_hashes {
+        for hash in self.chunk_hashes.iter() {
             hasher.update(hash);
         }
         ContentId(hasher.finalize().into())
@@ -372,7 +375,7 @@ impl ManifestBuilder {
             name: self.name,
             size: self.size,
             chunk_size: self.chunk_size,
-            chunk_hashes: self.chunk_hashes,
+            chunk_hashes: self.chunk_hashes.into(),
         };
         manifest.validate()?;
         Ok(manifest)
@@ -463,7 +466,9 @@ mod tests {
         b.name = "b".into();
         assert_eq!(a.content_id(), b.content_id());
         assert!(b.verify(a.content_id()).is_ok());
-        b.chunk_hashes[0][0] ^= 1;
+        let mut hashes = b.chunk_hashes.to_vec();
+        hashes[0][0] ^= 1;
+        b.chunk_hashes = hashes.into();
         assert!(matches!(
             b.verify(a.content_id()),
             Err(ManifestError::IdMismatch { .. })
@@ -480,7 +485,7 @@ mod tests {
             name: "x".into(),
             size: 100,
             chunk_size: CHUNK_SIZE_MIN,
-            chunk_hashes: vec![],
+            chunk_hashes: Arc::new([]),
         };
         assert!(matches!(
             bad.validate(),

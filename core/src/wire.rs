@@ -359,7 +359,7 @@ impl Message {
 
     /// This message as one frame.
     pub fn to_frame(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.encoded_len_hint());
+        let mut out = BytesMut::with_capacity(self.encoded_len_estimate());
         self.encode(&mut out);
         out.freeze()
     }
@@ -380,20 +380,58 @@ impl Message {
         Some((header.freeze(), data))
     }
 
-    /// Capacity to reserve for the encoded frame: at least its size for bulk messages and
-    /// manifests (whose size is dominated by data and hashes), a small guess for the rest.
-    pub(crate) fn encoded_len_hint(&self) -> usize {
+    /// At least the size of the encoded frame, cheaply (no encoding): what a send queue
+    /// counts a message for, and the capacity to reserve to encode it.
+    pub fn encoded_len_estimate(&self) -> usize {
+        // Every fixed-size field of a message, or of one list element, fits in these.
+        const FIXED: usize = 128;
+        const ELEMENT: usize = 64;
         match self {
-            Message::Piece { data, .. } | Message::DeliverRange { data, .. } => 64 + data.len(),
+            Message::Piece { data, .. } | Message::DeliverRange { data, .. } => FIXED + data.len(),
             Message::Announce { manifest, chunks } => {
-                128 + manifest.name.len()
+                FIXED
+                    + manifest.name.len()
                     + manifest.chunk_hashes.len() * 32
                     + chunks.as_bitfield().len()
             }
             Message::ManifestReply { manifest } => {
-                128 + manifest.name.len() + manifest.chunk_hashes.len() * 32
+                FIXED + manifest.name.len() + manifest.chunk_hashes.len() * 32
             }
-            _ => 256,
+            Message::Bitfield { chunks, .. } => FIXED + chunks.as_bitfield().len(),
+            Message::Have { chunk_indices, .. } => FIXED + chunk_indices.len() * 4,
+            Message::FileList { files } => {
+                FIXED + files.iter().map(|f| ELEMENT + f.name.len()).sum::<usize>()
+            }
+            Message::Located { peers, .. } => {
+                let each =
+                    |p: &PeerChunks| ELEMENT + p.listen_addr.len() + p.chunks.as_bitfield().len();
+                FIXED + peers.iter().map(each).sum::<usize>()
+            }
+            Message::PeerList { peers } => {
+                FIXED
+                    + peers
+                        .iter()
+                        .map(|p| ELEMENT + p.listen_addr.len())
+                        .sum::<usize>()
+            }
+            Message::PeerExchange { peers, .. } => {
+                FIXED
+                    + peers
+                        .iter()
+                        .map(|(_, addr)| ELEMENT + addr.len())
+                        .sum::<usize>()
+            }
+            Message::Hello {
+                listen_addr, swarm, ..
+            } => FIXED + listen_addr.len() + swarm.len(),
+            Message::OfferJob { url, validator, .. } => FIXED + url.len() + validator.len(),
+            Message::Error { message: text, .. }
+            | Message::RangeFailed { reason: text, .. }
+            | Message::EndJob { reason: text, .. }
+            | Message::SetOrigin { origin: text, .. }
+            | Message::FindOrigin { origin: text }
+            | Message::OriginResult { origin: text, .. } => FIXED + text.len(),
+            _ => FIXED,
         }
     }
 
@@ -643,7 +681,7 @@ fn put_manifest(out: &mut BytesMut, manifest: &Manifest) {
     out.put_u64(manifest.size);
     out.put_u32(manifest.chunk_size);
     out.put_u32(manifest.chunk_hashes.len() as u32);
-    for hash in &manifest.chunk_hashes {
+    for hash in manifest.chunk_hashes.iter() {
         out.put_slice(hash);
     }
 }
@@ -755,7 +793,7 @@ impl Reader {
             name,
             size,
             chunk_size,
-            chunk_hashes,
+            chunk_hashes: chunk_hashes.into(),
         };
         manifest.validate().map_err(WireError::BadManifest)?;
         Ok(manifest)

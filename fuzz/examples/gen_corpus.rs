@@ -51,7 +51,7 @@ fn manifest_seeds() {
         name: "../../etc/CON.txt".into(),
         size: 1,
         chunk_size: 16 * 1024,
-        chunk_hashes: vec![[9; 32]],
+        chunk_hashes: vec![[9; 32]].into(),
     };
     let frame = Message::ManifestReply { manifest: tricky }.to_frame();
     let mut reply = vec![0u8];

@@ -183,6 +183,7 @@ impl Peer {
                 .coop
                 .has_active_fetch()
                 .then_some(self.next_helper_scan_at),
+            Timer::ServingStalls => self.serving.deadline(),
         }
     }
 
@@ -370,15 +371,17 @@ impl Peer {
     }
 
     /// The driver wrote a `Piece` we sent on `conn` to the socket: room for another read.
-    pub fn handle_sent(&mut self, _now: Instant, conn: ConnId) {
+    pub fn handle_sent(&mut self, now: Instant, conn: ConnId) {
         self.serving.on_sent(conn, &self.config, &mut self.out);
+        self.serving.arm_stall_check(now);
     }
 
     /// A `ReadChunk` finished.
-    pub fn handle_read(&mut self, _now: Instant, token: u64, result: Result<Bytes, String>) {
+    pub fn handle_read(&mut self, now: Instant, token: u64, result: Result<Bytes, String>) {
         self.uploaded_bytes += self
             .serving
             .on_read(token, result, &self.config, &mut self.out);
+        self.serving.arm_stall_check(now);
     }
 
     /// A `StoreChunk` finished.
@@ -461,6 +464,17 @@ impl Peer {
                 // New helpers may have joined the swarm since the job started.
                 self.next_helper_scan_at = now + self.config.locate_interval;
                 self.tracker.send(&mut self.out, Message::ListPeers);
+            }
+            Timer::ServingStalls => {
+                for conn in self.serving.check_stalls(now) {
+                    // Nothing written for a minute with blocks waiting: it is not reading.
+                    let message = "stopped reading the blocks it asked for".to_string();
+                    let code = crate::wire::error_code::TIMED_OUT;
+                    self.out.send(conn, Message::Error { code, message });
+                    self.close(conn);
+                }
+                // The budget stalled connections held goes to the others.
+                self.serving.pump(&self.config, &mut self.out);
             }
         }
     }

@@ -4,8 +4,16 @@
 //!
 //! A request is read from disk by the driver (`ReadChunk`), sent as a `Piece`, and counted
 //! in flight until the driver reports it written to the socket (`handle_sent`).
+//!
+//! A requester that stops reading keeps its blocks in flight forever. So the uplink's
+//! budget counts only connections whose blocks move: one that has written nothing for a
+//! whole [`STALL_CHECK_INTERVAL`] is stalled (its blocks leave the total, and it gets no
+//! more until one is written), and one stalled for [`STALLED_CHECKS_TO_CLOSE`] checks in a
+//! row is closed. A non-reading member of the swarm can so hold at most its own share,
+//! never everyone's.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -15,11 +23,18 @@ use super::output::Output;
 use crate::chunkset::ChunkSet;
 use crate::ids::{ConnId, ContentId};
 use crate::manifest::Manifest;
+use crate::time::Instant;
 use crate::wire::{BLOCK_LEN_MAX, Message};
 
 /// Only the head of each queue is ranked beyond this: bounds the work per block whatever a
 /// requester queues.
 const RANKED_PER_QUEUE: usize = 32;
+/// How often connections with blocks in flight are checked for progress. A connection
+/// that wrote no block during a whole interval (under 1 MiB in 5 s: about 200 KiB/s) is
+/// stalled until it writes one.
+pub(crate) const STALL_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// Checks in a row a connection may stay stalled before it is closed (a minute).
+pub(crate) const STALLED_CHECKS_TO_CLOSE: u32 = 12;
 
 /// A request we are serving.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +101,17 @@ struct ConnQueue {
     requests: VecDeque<ServeRequest>,
     /// Reads in flight plus pieces handed to the driver and not yet written.
     blocks_in_flight: u32,
+    /// A piece was written since the last stall check.
+    sent_since_check: bool,
+    /// Stall checks in a row that found blocks in flight and none written.
+    stalled_checks: u32,
+}
+
+impl ConnQueue {
+    /// Whether the connection is stalled: its blocks leave the uplink's budget.
+    fn is_stalled(&self) -> bool {
+        self.stalled_checks > 0
+    }
 }
 
 pub(crate) struct Serving {
@@ -94,10 +120,10 @@ pub(crate) struct Serving {
     queues: BTreeMap<ConnId, ConnQueue>,
     /// Reads handed to the driver, by token.
     reads: BTreeMap<u64, (ConnId, ServeRequest)>,
-    /// Blocks being read or written out, over all connections.
-    blocks_in_flight_total: u32,
     /// The connection served last: serving goes round the connections from there.
     cursor: ConnId,
+    /// When connections with blocks in flight are next checked for progress.
+    stall_check_at: Option<Instant>,
 }
 
 impl Serving {
@@ -106,9 +132,59 @@ impl Serving {
             held: BTreeMap::new(),
             queues: BTreeMap::new(),
             reads: BTreeMap::new(),
-            blocks_in_flight_total: 0,
             cursor: ConnId(0),
+            stall_check_at: None,
         }
+    }
+
+    /// Blocks being read or written out on connections that are not stalled: what the
+    /// uplink's budget counts.
+    fn moving_blocks(&self) -> u32 {
+        self.queues
+            .values()
+            .filter(|q| !q.is_stalled())
+            .map(|q| q.blocks_in_flight)
+            .sum()
+    }
+
+    fn any_in_flight(&self) -> bool {
+        self.queues.values().any(|q| q.blocks_in_flight > 0)
+    }
+
+    /// When the stall check is due, if any block is in flight.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.stall_check_at.filter(|_| self.any_in_flight())
+    }
+
+    /// Schedules the stall check once blocks are in flight (after anything that may
+    /// have sent some).
+    pub(crate) fn arm_stall_check(&mut self, now: Instant) {
+        if self.any_in_flight() {
+            self.stall_check_at
+                .get_or_insert(now + STALL_CHECK_INTERVAL);
+        } else {
+            self.stall_check_at = None;
+        }
+    }
+
+    /// The stall check: marks the connections that wrote nothing since the last one as
+    /// stalled, and returns those stalled too long, for the caller to close.
+    pub(crate) fn check_stalls(&mut self, now: Instant) -> Vec<ConnId> {
+        let mut to_close = Vec::new();
+        for (&conn, queue) in &mut self.queues {
+            if queue.blocks_in_flight > 0 && !queue.sent_since_check {
+                queue.stalled_checks += 1;
+                if queue.stalled_checks >= STALLED_CHECKS_TO_CLOSE {
+                    to_close.push(conn);
+                }
+            } else {
+                queue.stalled_checks = 0;
+            }
+            queue.sent_since_check = false;
+        }
+        self.stall_check_at = None;
+        self.arm_stall_check(now);
+        to_close
     }
 
     /// The bitfield, or `NotFound`, answering an `Interested`.
@@ -170,7 +246,8 @@ impl Serving {
             && queue.blocks_in_flight > 0
         {
             queue.blocks_in_flight -= 1;
-            self.blocks_in_flight_total = self.blocks_in_flight_total.saturating_sub(1);
+            queue.sent_since_check = true;
+            queue.stalled_checks = 0;
         }
         self.pump(config, out);
     }
@@ -205,10 +282,7 @@ impl Serving {
                 sent
             }
             _ => {
-                if queue.blocks_in_flight > 0 {
-                    queue.blocks_in_flight -= 1;
-                    self.blocks_in_flight_total = self.blocks_in_flight_total.saturating_sub(1);
-                }
+                queue.blocks_in_flight = queue.blocks_in_flight.saturating_sub(1);
                 out.send(conn, request.reject());
                 self.pump(config, out);
                 0
@@ -219,11 +293,7 @@ impl Serving {
     /// A connection is gone: its queue goes, and its blocks in flight will never be
     /// reported sent.
     pub(crate) fn conn_closed(&mut self, conn: ConnId) {
-        if let Some(queue) = self.queues.remove(&conn) {
-            self.blocks_in_flight_total = self
-                .blocks_in_flight_total
-                .saturating_sub(queue.blocks_in_flight);
-        }
+        self.queues.remove(&conn);
         self.reads.retain(|_, (c, _)| *c != conn);
     }
 
@@ -239,7 +309,7 @@ impl Serving {
     /// has sent least (see [`Held::serve_rank`]), ties going round the connections, so a
     /// seeder hands every chunk out once before any twice.
     pub(crate) fn pump(&mut self, config: &PeerConfig, out: &mut Output) {
-        while self.blocks_in_flight_total < config.serve_blocks_in_flight_total_max {
+        while self.moving_blocks() < config.serve_blocks_in_flight_total_max {
             let Some((rank, conn, position)) = self.best_queued(config) else {
                 return;
             };
@@ -265,7 +335,6 @@ impl Serving {
                 *n = n.saturating_add(1);
             }
             queue.blocks_in_flight += 1;
-            self.blocks_in_flight_total += 1;
             let token = out.next_token();
             self.reads.insert(token, (conn, request));
             out.push(PeerAction::ReadChunk {
@@ -304,7 +373,7 @@ impl Serving {
             .range(ConnId(cursor.0 + 1)..)
             .chain(self.queues.range(..=cursor));
         for (&id, queue) in round {
-            if queue.blocks_in_flight >= per_conn_max {
+            if queue.blocks_in_flight >= per_conn_max || queue.is_stalled() {
                 continue;
             }
             for (position, request) in queue.requests.iter().take(RANKED_PER_QUEUE).enumerate() {

@@ -302,6 +302,7 @@ impl Peer {
         for content_id in self.downloads.ids() {
             self.pump_download(now, content_id);
         }
+        self.serving.arm_stall_check(now);
     }
 
     fn pump_download(&mut self, now: Instant, content_id: ContentId) {

@@ -26,17 +26,20 @@ pub(crate) enum Timer {
     Coop,
     /// A running fetch asks the tracker for helpers that joined since.
     HelperScan,
+    /// Connections with blocks in flight are checked for progress (see `serving`).
+    ServingStalls,
 }
 
 impl Timer {
     /// Every kind, in the order `handle_timeout` runs them.
-    pub(crate) const ALL: [Timer; 6] = [
+    pub(crate) const ALL: [Timer; 7] = [
         Timer::TrackerSession,
         Timer::HavesFlush,
         Timer::Connections,
         Timer::Downloads,
         Timer::Coop,
         Timer::HelperScan,
+        Timer::ServingStalls,
     ];
 
     fn index(self) -> usize {

@@ -91,7 +91,7 @@ pub fn manifest_upto(u: &mut Unstructured<'_>, max_chunks: u32) -> Result<Manife
         name,
         size,
         chunk_size,
-        chunk_hashes,
+        chunk_hashes: chunk_hashes.into(),
     };
     debug_assert!(manifest.validate().is_ok());
     Ok(manifest)

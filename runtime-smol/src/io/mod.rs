@@ -1,5 +1,6 @@
-//! The runtime's I/O: connections (`net`), their secure sessions (`secure`) and the
-//! reading of their records (`record_reader`), keys and
+//! The runtime's I/O: connections (`net`), their secure sessions (`secure`), the
+//! reading of their records (`record_reader`) and their bounded send queues
+//! (`send_queue`), keys and
 //! secret files (`keys`), the machines' clock and seeds (`clock`), the
 //! upload cap (`rate_limit`), files on disk (`store`) and a download's resume record
 //! (`record`), the block buffers sockets and files share (`buffer_pool`), HTTP to an
@@ -16,5 +17,6 @@ pub mod rate_limit;
 pub mod record;
 pub mod record_reader;
 pub mod secure;
+pub mod send_queue;
 pub mod signals;
 pub mod store;

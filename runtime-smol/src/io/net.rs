@@ -19,7 +19,7 @@ use bytes::{Buf, BytesMut};
 use p2p_core::secure::record::sealed_len;
 use p2p_core::secure::{Remote, TAG_LEN};
 use p2p_core::{ConnId, FrameDecoder, Message};
-use smol::channel::{Receiver, Sender, TrySendError};
+use smol::channel::{Receiver, Sender};
 use smol::io::AsyncWriteExt;
 use smol::lock::Semaphore;
 use smol::{Timer, future};
@@ -28,11 +28,8 @@ use crate::io::buffer_pool;
 use crate::io::rate_limit::RateLimiter;
 use crate::io::record_reader::RecordReader;
 use crate::io::secure::{self, HandshakeError, Records, Sealing, Security};
+use crate::io::send_queue::{SendQueue, SendQueueRx, send_queue};
 
-/// Messages queued for one connection's writer. The core bounds what it sends (pieces in
-/// flight per connection, requests in flight per peer), so a queue this long is only full
-/// when the remote stopped reading: the connection is then closed.
-pub const SEND_QUEUE_MAX: usize = 4096;
 /// Events queued for a machine task from all its sockets and workers.
 pub const EVENT_QUEUE_MAX: usize = 1024;
 /// How long an outgoing connect may take.
@@ -41,6 +38,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BULK_FRAME_MIN: usize = 64 * 1024;
 /// Small frames are gathered into one write up to this many bytes.
 const WRITE_BATCH_MAX: usize = 64 * 1024;
+/// A writer's plaintext buffer grown past this (by one large message) is released.
+const PLAIN_KEPT_MAX: usize = 4 * WRITE_BATCH_MAX;
 /// Most bytes of plaintext sealed before they are written: bounds the writer's buffer.
 const SEALED_WRITE_MAX: usize = 256 * 1024;
 /// Incoming connections whose handshake is under way, per listener. Beyond it, accepted
@@ -94,7 +93,7 @@ impl Accepted {
 
 /// The machine's end of a connection: a queue to its writer.
 pub struct ConnHandle {
-    queue: Sender<Message>,
+    queue: SendQueue,
     /// Closed when the writer task ends, so a shutdown can wait for goodbyes to go out.
     writer_done: Receiver<()>,
 }
@@ -103,11 +102,7 @@ impl ConnHandle {
     /// Queues a message. `Err` when the queue is full (the remote is not reading) or the
     /// writer is gone: the caller closes the connection.
     pub fn send(&self, message: Message) -> Result<(), &'static str> {
-        match self.queue.try_send(message) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err("send queue full: the remote is not reading"),
-            Err(TrySendError::Closed(_)) => Err("connection already closed"),
-        }
+        self.queue.try_send(message)
     }
 
     /// Closes the connection once what is queued is written. The returned handle tells
@@ -142,7 +137,7 @@ pub fn connect<E>(
 where
     E: From<NetEvent> + Send + 'static,
 {
-    let (queue, queue_rx) = smol::channel::bounded(SEND_QUEUE_MAX);
+    let (queue, queue_rx) = send_queue();
     let (done_tx, writer_done) = smol::channel::bounded(1);
     smol::spawn(async move {
         let failed = |event| {
@@ -221,7 +216,7 @@ pub fn attach<E>(
 where
     E: From<NetEvent> + Send + 'static,
 {
-    let (queue, queue_rx) = smol::channel::bounded(SEND_QUEUE_MAX);
+    let (queue, queue_rx) = send_queue();
     let (done_tx, writer_done) = smol::channel::bounded(1);
     let streams = Streams {
         conn,
@@ -252,7 +247,7 @@ impl Streams {
     fn run<E>(
         self,
         events: Sender<E>,
-        queue: Receiver<Message>,
+        queue: SendQueueRx,
         done_tx: Sender<()>,
         limiter: Option<Arc<RateLimiter>>,
     ) where
@@ -436,7 +431,7 @@ async fn write_loop<E>(
     mut stream: TcpStream,
     mut sealing: Sealing,
     events: &Sender<E>,
-    queue: &Receiver<Message>,
+    queue: &SendQueueRx,
     limiter: Option<Arc<RateLimiter>>,
 ) -> io::Result<()>
 where
@@ -446,7 +441,7 @@ where
     // Grows to what is sealed at once (at most a batch, or SEALED_WRITE_MAX of a block),
     // so connections that carry small messages keep small buffers; never zeroed again.
     let mut wire = Vec::new();
-    while let Ok(first) = queue.recv().await {
+    while let Some(first) = queue.recv().await {
         let mut next = Some(first);
         while let Some(message) = next.take() {
             if let Some((header, data)) = message.split_bulk() {
@@ -469,13 +464,17 @@ where
                     plain.clear();
                 }
             }
-            next = queue.try_recv().ok();
+            next = queue.try_recv();
         }
         if !plain.is_empty() {
             write_sealed(&mut stream, &mut sealing, &plain, &mut wire).await?;
             plain.clear();
         }
         stream.flush().await?;
+        if plain.capacity() > PLAIN_KEPT_MAX {
+            // A large reply (a manifest) grew it: give the memory back.
+            plain = BytesMut::with_capacity(WRITE_BATCH_MAX);
+        }
     }
     Ok(())
 }
