@@ -184,3 +184,41 @@ fn a_requester_that_reads_slowly_is_never_stalled() {
         pending.len()
     );
 }
+
+#[test]
+fn stalled_requesters_together_hold_at_most_one_budget() {
+    let (mut p, m) = seeder();
+    let slots = PeerConfig::default().serve_blocks_in_flight_total_max as usize;
+    let first = connect(&mut p, 2);
+    let second = connect(&mut p, 3);
+    for chunk in 0..8 {
+        request(&mut p, at(0), &m, first, chunk);
+    }
+    assert_eq!(step(&mut p, at(0)).1.len(), slots);
+    drain(&mut p);
+    for chunk in 8..16 {
+        request(&mut p, at(0), &m, second, chunk);
+    }
+    // The first stalls, the second takes the budget it left and stalls too: together they
+    // would hold two budgets of blocks, so the one stalled longest is closed.
+    let mut now = at(0);
+    let mut first_closed = false;
+    while now < at(30) && !first_closed {
+        now = next_wakeup(&p, now);
+        for conn in [first, second] {
+            p.handle_message(now, conn, Message::Ping { nonce: 4 });
+        }
+        p.handle_timeout(now);
+        let (actions, _) = step(&mut p, now);
+        first_closed = closed(&actions, first);
+        assert!(
+            !closed(&actions, second),
+            "the one stalled later went first"
+        );
+    }
+    assert!(
+        first_closed,
+        "two stalled requesters hold two budgets at {now:?}"
+    );
+    assert!(now < at(55), "closed for holding too much, before a minute");
+}

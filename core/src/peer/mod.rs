@@ -466,8 +466,9 @@ impl Peer {
                 self.tracker.send(&mut self.out, Message::ListPeers);
             }
             Timer::ServingStalls => {
-                for conn in self.serving.check_stalls(now) {
-                    // Nothing written for a minute with blocks waiting: it is not reading.
+                for conn in self.serving.check_stalls(now, &self.config) {
+                    // Nothing written for a minute with blocks waiting (or stalled longest
+                    // while stalled ones hold too much): it is not reading.
                     let message = "stopped reading the blocks it asked for".to_string();
                     let code = crate::wire::error_code::TIMED_OUT;
                     self.out.send(conn, Message::Error { code, message });

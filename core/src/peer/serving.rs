@@ -30,11 +30,13 @@ use crate::wire::{BLOCK_LEN_MAX, Message};
 /// requester queues.
 const RANKED_PER_QUEUE: usize = 32;
 /// How often connections with blocks in flight are checked for progress. A connection
-/// that wrote no block during a whole interval (under 1 MiB in 5 s: about 200 KiB/s) is
-/// stalled until it writes one.
-pub(crate) const STALL_CHECK_INTERVAL: Duration = Duration::from_secs(5);
-/// Checks in a row a connection may stay stalled before it is closed (a minute).
-pub(crate) const STALLED_CHECKS_TO_CLOSE: u32 = 12;
+/// that wrote no block during a whole interval (under 1 MiB in 2 s: a slow link, or one
+/// not read) is stalled until it writes one: it keeps what it has, and the budget it held
+/// goes to the others meanwhile.
+pub(crate) const STALL_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// Checks in a row a connection may stay stalled before it is closed (a minute: under
+/// 1 MiB a minute is not a link anyone downloads over).
+pub(crate) const STALLED_CHECKS_TO_CLOSE: u32 = 30;
 
 /// A request we are serving.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,8 +170,10 @@ impl Serving {
     }
 
     /// The stall check: marks the connections that wrote nothing since the last one as
-    /// stalled, and returns those stalled too long, for the caller to close.
-    pub(crate) fn check_stalls(&mut self, now: Instant) -> Vec<ConnId> {
+    /// stalled, and returns those to close: stalled too long, or stalled longest while
+    /// stalled connections hold more blocks than the budget (the driver's buffers for
+    /// blocks are sized for the budget twice: moving and stalled).
+    pub(crate) fn check_stalls(&mut self, now: Instant, config: &PeerConfig) -> Vec<ConnId> {
         let mut to_close = Vec::new();
         for (&conn, queue) in &mut self.queues {
             if queue.blocks_in_flight > 0 && !queue.sent_since_check {
@@ -181,6 +185,22 @@ impl Serving {
                 queue.stalled_checks = 0;
             }
             queue.sent_since_check = false;
+        }
+        let mut stalled: Vec<(u32, ConnId, u32)> = self
+            .queues
+            .iter()
+            .filter(|(conn, q)| q.is_stalled() && !to_close.contains(conn))
+            .map(|(&conn, q)| (q.stalled_checks, conn, q.blocks_in_flight))
+            .collect();
+        // Longest stalled last, so they are closed first.
+        stalled.sort_by_key(|&(checks, conn, _)| (checks, std::cmp::Reverse(conn)));
+        let mut held: u32 = stalled.iter().map(|s| s.2).sum();
+        while held > config.serve_blocks_in_flight_total_max {
+            let Some((_, conn, blocks)) = stalled.pop() else {
+                break;
+            };
+            held -= blocks;
+            to_close.push(conn);
         }
         self.stall_check_at = None;
         self.arm_stall_check(now);

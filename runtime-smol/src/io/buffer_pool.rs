@@ -14,7 +14,9 @@ pub const DIRECT_ALIGN: usize = 4096;
 /// frame fields around it.
 pub const POOL_BUF_LEN: usize = p2p_core::wire::BLOCK_LEN_MAX as usize + 4096;
 /// Buffers for blocks read from disk to send: all connections of the process share them,
-/// so a seeder's memory does not grow with the number of peers it serves.
+/// so a seeder's memory does not grow with the number of peers it serves. Twice the
+/// core's serving budget (`serve_blocks_in_flight_total_max`): blocks moving, and blocks
+/// held by stalled requesters, which the core keeps within one budget too.
 const SEND_BUFFERS: usize = 8;
 /// Buffers for blocks received: a bulk frame is read from the socket straight into one,
 /// and it is reused once the block is stored.

@@ -49,6 +49,10 @@ const HANDSHAKES_IN_PROGRESS_MAX: usize = 64;
 /// After a machine closes a connection and its queue is written (a goodbye, an error),
 /// how long the remote has to close its side before the socket is cut.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
+/// After a machine closes a connection, how long what is queued has to be written: a
+/// remote that does not read (the usual reason to close it) must not keep the socket and
+/// the blocks queued for it.
+const CLOSE_FLUSH_MAX: Duration = Duration::from_secs(5);
 /// After a failed accept (out of file descriptors and the like), how long the listener
 /// waits before it tries again.
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
@@ -278,7 +282,16 @@ impl Streams {
         })
         .detach();
         smol::spawn(async move {
-            let result = write_loop(conn, stream.clone(), sealing, &events, &queue, limiter).await;
+            let writing = write_loop(conn, stream.clone(), sealing, &events, &queue, limiter);
+            let flush_deadline = async {
+                queue.closed().await;
+                Timer::after(CLOSE_FLUSH_MAX).await;
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "closed, and what was queued was not read in time",
+                ))
+            };
+            let result = future::or(writing, flush_deadline).await;
             match result {
                 Ok(()) => {
                     // The machine closed the connection and what was queued is written: end

@@ -93,12 +93,15 @@ struct Queued {
 pub struct SendQueue {
     tx: Sender<Queued>,
     counter: Arc<Counter>,
+    /// Closed with the queue, so the writer hears of it while it is blocked writing.
+    closing: Sender<()>,
 }
 
 /// The writer's end.
 pub struct SendQueueRx {
     rx: Receiver<Queued>,
     counter: Arc<Counter>,
+    closing: Receiver<()>,
 }
 
 /// A queue for one connection, in the process's budget.
@@ -113,11 +116,18 @@ fn send_queue_in(max: usize, budget: &'static Budget) -> (SendQueue, SendQueueRx
         max,
         budget,
     });
+    let (closing, closing_rx) = smol::channel::bounded(1);
     let rx = SendQueueRx {
         rx,
         counter: counter.clone(),
+        closing: closing_rx,
     };
-    (SendQueue { tx, counter }, rx)
+    let tx = SendQueue {
+        tx,
+        counter,
+        closing,
+    };
+    (tx, rx)
 }
 
 impl SendQueue {
@@ -141,6 +151,7 @@ impl SendQueue {
     /// No more messages: the writer ends once the queue is empty.
     pub fn close(&self) {
         self.tx.close();
+        self.closing.close();
     }
 }
 
@@ -155,6 +166,12 @@ impl SendQueueRx {
     pub fn try_recv(&self) -> Option<Message> {
         let queued = self.rx.try_recv().ok()?;
         Some(self.taken(queued))
+    }
+
+    /// Resolves once the machine has closed the queue (messages may still be queued).
+    pub async fn closed(&self) {
+        // Nothing is ever sent on it: `recv` returns when it is closed.
+        let _ = self.closing.recv().await;
     }
 
     fn taken(&self, queued: Queued) -> Message {
