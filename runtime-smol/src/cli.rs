@@ -67,10 +67,10 @@ a member cannot point the others at someone else's address.")]
         /// `p2p new-secret`). Repeatable. At least one is needed.
         #[arg(long = "secret-file", value_name = "FILE")]
         secret_files: Vec<PathBuf>,
-        /// List peers at the address they claim instead of the IP their connection came
-        /// from (with the port they claim). Only when peers reach this tracker through a
-        /// proxy or NAT the other peers do not: any member can then point the others at
-        /// any address.
+        /// List each peer at the address it claims. Without it, a peer is listed at the IP
+        /// its connection came from, with the port it claims. Only for peers that reach this
+        /// tracker through a proxy or NAT the other peers do not pass: with it, any member
+        /// can point the others at any address.
         #[arg(long)]
         trust_claimed_addresses: bool,
     },
