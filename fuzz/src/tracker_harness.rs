@@ -181,7 +181,9 @@ impl TrackerHarness {
         let now = self.now;
         match byte(u) % OPS {
             ACCEPT => {
-                let conn = self.tracker.accept(now, remote(byte(u)));
+                // From any of the addresses (or none) the driver could report.
+                let from = (*u.choose(&ADDRS).unwrap_or(&"")).to_string();
+                let conn = self.tracker.accept(now, remote(byte(u)), from);
                 assert!(self.live.insert(conn), "accept reused open {conn}");
                 assert!(!self.conns.contains(&conn), "accept reused {conn}");
                 self.conns.push(conn);

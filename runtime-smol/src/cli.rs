@@ -51,10 +51,14 @@ Examples:
   p2p new-secret swarm.key                                   # once; give it to every member
   p2p tracker --secret-file swarm.key                        # 127.0.0.1:7070
   p2p tracker --listen 0.0.0.0:7070 --secret-file office.key --secret-file lab.key
+  p2p tracker --listen 0.0.0.0:7070 --secret-file swarm.key --trust-claimed-addresses
 
 Secrets are read from files only (a secret on a command line shows in `ps`). The tracker
 learns, for each of its swarms, the peers' key fingerprints and addresses and the names and
-manifests of the files they publish; it never tells one swarm about another.")]
+manifests of the files they publish; it never tells one swarm about another.
+
+A peer is listed at the IP its connection came from, with the port it says it listens on:
+a member cannot point the others at someone else's address.")]
     Tracker {
         /// Address to listen on.
         #[arg(long, default_value = DEFAULT_TRACKER_ADDR, value_name = "ADDR")]
@@ -63,6 +67,12 @@ manifests of the files they publish; it never tells one swarm about another.")]
         /// `p2p new-secret`). Repeatable. At least one is needed.
         #[arg(long = "secret-file", value_name = "FILE")]
         secret_files: Vec<PathBuf>,
+        /// List each peer at the address it claims. Without it, a peer is listed at the IP
+        /// its connection came from, with the port it claims. Only for peers that reach this
+        /// tracker through a proxy or NAT the other peers do not pass: with it, any member
+        /// can point the others at any address.
+        #[arg(long)]
+        trust_claimed_addresses: bool,
     },
 
     /// Make a new random swarm secret and write it to FILE.
@@ -239,7 +249,8 @@ pub struct GetArgs {
     /// Progress and the result as JSON lines on standard output.
     #[arg(long)]
     pub json: bool,
-    /// Replace an existing file with other content at the destination.
+    /// Replace an existing file with other content at the destination. Never writes
+    /// through a symbolic link at NAME.part or NAME.part.p2p: those are refused.
     #[arg(long)]
     pub force: bool,
     /// Cap on upload speed, bytes per second.
@@ -284,7 +295,8 @@ pub struct FetchArgs {
     /// Progress, who fetched which range, and the result as JSON lines on standard output.
     #[arg(long)]
     pub json: bool,
-    /// Replace an existing file at the destination.
+    /// Replace an existing file at the destination. Never writes through a symbolic link
+    /// at NAME.part: that is refused.
     #[arg(long)]
     pub force: bool,
 }

@@ -14,6 +14,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
 use crate::commands::{demo, fetch, get, helper, progress, query, share, tracker};
+use crate::driver::tracker::ListedAddresses;
 use crate::io::keys;
 use crate::io::signals::StopSignals;
 
@@ -58,7 +59,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Tracker {
                 listen,
                 secret_files,
-            } => tracker::run(listen, &secret_files, &mut signals).await,
+                trust_claimed_addresses,
+            } => {
+                let addresses = if trust_claimed_addresses {
+                    ListedAddresses::Claimed
+                } else {
+                    ListedAddresses::Observed
+                };
+                tracker::run(listen, &secret_files, addresses, &mut signals).await
+            }
             Command::NewSecret { file } => tracker::new_secret(&file),
             Command::Share {
                 files,

@@ -101,10 +101,10 @@ impl PeerConn {
     fn claims_other_id(&self, claimed: PeerId) -> Option<Handshake> {
         match self.authenticated {
             Some(id) if id == claimed => None,
-            Some(id) => Some(Handshake::Refused(format!(
+            Some(id) => Some(Handshake::Impostor(format!(
                 "claims peer id {claimed}, but its key is {id}'s"
             ))),
-            None => Some(Handshake::Refused("no authenticated key".into())),
+            None => Some(Handshake::Impostor("no authenticated key".into())),
         }
     }
 }
@@ -115,6 +115,10 @@ pub(crate) enum Handshake {
     Identified(PeerId),
     /// The remote broke the protocol or is not of our swarm.
     Refused(String),
+    /// The remote claimed an id its key is not: refused with `IDENTITY_MISMATCH`, as the
+    /// tracker refuses such a `Hello`, so the other side can tell an impostor's refusal
+    /// from a protocol error.
+    Impostor(String),
     /// The connection is ready: the message is for the other parts.
     Ready(Message),
 }
@@ -503,5 +507,54 @@ impl Connections {
         self.conns.clear();
         self.deadlines.clear();
         self.by_peer.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ids::PeerId;
+    use crate::peer::{Peer, PeerAction, PeerConfig};
+    use crate::secure::Remote;
+    use crate::testkit::remote::{accept_as, hello};
+    use crate::time::Instant;
+    use crate::wire::{Message, error_code};
+
+    /// A `Hello` under another id than the connection's key is refused with the code the
+    /// tracker uses for it, not as a malformed message.
+    #[test]
+    fn an_impostors_hello_is_refused_with_identity_mismatch() {
+        let mut peer = Peer::new(
+            PeerConfig {
+                peer_id: PeerId(1),
+                swarm: "s".into(),
+                listen_addr: "me:1".into(),
+                ..PeerConfig::default()
+            },
+            Instant::ZERO,
+        );
+        let key_of_3 = Remote {
+            peer_id: PeerId(3),
+            swarm: "s".into(),
+        };
+        let (conn, actions) = accept_as(
+            &mut peer,
+            Instant::ZERO,
+            key_of_3,
+            hello(PeerId(2), "x:1", "s"),
+        )
+        .unwrap();
+        assert!(
+            matches!(
+                actions.as_slice(),
+                [
+                    PeerAction::Send {
+                        conn: c1,
+                        message: Message::Error { code: error_code::IDENTITY_MISMATCH, message },
+                    },
+                    PeerAction::Close { conn: c2 },
+                ] if *c1 == conn && *c2 == conn && message.contains("claims peer id")
+            ),
+            "{actions:?}"
+        );
     }
 }

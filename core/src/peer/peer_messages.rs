@@ -12,7 +12,7 @@ use super::{Peer, PeerAction};
 use crate::chunkset::ChunkSet;
 use crate::ids::{ConnId, ContentId, PeerId};
 use crate::time::Instant;
-use crate::wire::Message;
+use crate::wire::{Message, error_code};
 
 impl Peer {
     // ------------------------------------------------------------------ peer messages
@@ -25,6 +25,9 @@ impl Peer {
             None => {}
             Some(Handshake::Identified(peer_id)) => self.identified(now, conn, peer_id),
             Some(Handshake::Refused(reason)) => self.refuse(conn, reason),
+            Some(Handshake::Impostor(reason)) => {
+                self.refuse_with(conn, error_code::IDENTITY_MISMATCH, reason)
+            }
             Some(Handshake::Ready(message)) => self.on_ready_message(now, conn, message),
         }
     }

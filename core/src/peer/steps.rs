@@ -334,10 +334,15 @@ impl Peer {
 
     /// Sends an error and closes: the remote broke the protocol or is not for us.
     pub(super) fn refuse(&mut self, conn: ConnId, reason: String) {
+        self.refuse_with(conn, crate::wire::error_code::BAD_MESSAGE, reason);
+    }
+
+    /// [`Self::refuse`] with an error code other than `BAD_MESSAGE`.
+    pub(super) fn refuse_with(&mut self, conn: ConnId, code: u16, reason: String) {
         self.out.send(
             conn,
             Message::Error {
-                code: crate::wire::error_code::BAD_MESSAGE,
+                code,
                 message: reason,
             },
         );

@@ -393,7 +393,9 @@ impl Swarm {
         let accepted = match self.nodes.get_mut(to).map(|n| &mut n.machine) {
             Some(Machine::Tracker(t)) => {
                 acceptor.peer_id = t.config().tracker_id;
-                Some(t.accept(now, dialer))
+                // The dialer's own address: the kit's connections come from where peers
+                // listen.
+                Some(t.accept(now, dialer, addr.to_string()))
             }
             Some(Machine::Peer(p)) => {
                 acceptor.peer_id = p.peer_id();

@@ -11,6 +11,8 @@ use crate::time::Instant;
 struct Conn {
     /// Who the secure handshake proved is at the other end: its `Hello` must say the same.
     remote: Remote,
+    /// The address the connection came from, as the driver saw it.
+    from: String,
     /// The session, once `Hello` was accepted.
     peer: Option<PeerId>,
     /// When the connection is dropped unless something arrives first.
@@ -28,13 +30,14 @@ pub(super) struct Connections {
 impl Connections {
     /// A new connection from `remote`, with no session yet, dropped at `deadline` unless
     /// it speaks.
-    pub(super) fn accept(&mut self, deadline: Instant, remote: Remote) -> ConnId {
+    pub(super) fn accept(&mut self, deadline: Instant, remote: Remote, from: String) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         self.conns.insert(
             conn,
             Conn {
                 remote,
+                from,
                 peer: None,
                 deadline,
             },
@@ -48,9 +51,12 @@ impl Connections {
         self.conns.get(&conn).map(|state| state.peer)
     }
 
-    /// Who is at the other end of `conn`, as its handshake proved.
-    pub(super) fn remote_of(&self, conn: ConnId) -> Option<&Remote> {
-        self.conns.get(&conn).map(|state| &state.remote)
+    /// Who is at the other end of `conn`, as its handshake proved, and the address the
+    /// connection came from.
+    pub(super) fn remote_of(&self, conn: ConnId) -> Option<(&Remote, &str)> {
+        self.conns
+            .get(&conn)
+            .map(|state| (&state.remote, state.from.as_str()))
     }
 
     /// Something arrived on `conn`: push its deadline back.

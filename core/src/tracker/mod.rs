@@ -22,6 +22,8 @@
 //! - `ListFiles` lists only files the live sources can supply whole; `Locate` and
 //!   `GetManifest` still answer for a delisted file as long as some live peer holds a chunk.
 //! - `Locate` for unknown content answers `Located` with no peers (not `NotFound`).
+//! - A peer is listed at the IP its connection came from with the port its `Hello` claims
+//!   (unless `trust_claimed_addresses`); a `listen_addr` without a port is refused.
 //! - After the machine emits `Close` it has forgotten the connection: a later
 //!   `handle_closed` or `handle_message` for it is ignored.
 //!
@@ -92,6 +94,12 @@ pub struct TrackerConfig {
     pub rng_seed: u64,
     /// The tracker's own id, sent in `Welcome`.
     pub tracker_id: PeerId,
+    /// List each peer at the address its `Hello` claims. Off (the default): at the IP its
+    /// connection came from, with the port it claims, so that no member can point the
+    /// others at a third party's address. On only where the operator knows better than
+    /// the connection (peers reaching the tracker through a proxy or a NAT that others
+    /// do not go through).
+    pub trust_claimed_addresses: bool,
 }
 
 impl Default for TrackerConfig {
@@ -103,6 +111,7 @@ impl Default for TrackerConfig {
             manifest_bytes_max: MANIFEST_BYTES_MAX_DEFAULT,
             rng_seed: 0,
             tracker_id: PeerId(0),
+            trust_claimed_addresses: false,
         }
     }
 }
@@ -148,10 +157,14 @@ impl Tracker {
     }
 
     /// A connection was accepted and its secure handshake proved `remote` at the other end
-    /// (a key of one of the swarms this tracker serves); the machine hands out its id. It must say `Hello` within
-    /// `peer_timeout`.
-    pub fn accept(&mut self, now: Instant, remote: Remote) -> ConnId {
-        self.conns.accept(now + self.config.peer_timeout, remote)
+    /// (a key of one of the swarms this tracker serves); the machine hands out its id. It
+    /// must say `Hello` within `peer_timeout`. `from` is the address the connection came
+    /// from, as the driver saw it (`IP:PORT`, IPv6 in brackets; an IPv4-mapped IPv6
+    /// address given as the IPv4 one): the peer is listed at its IP (see
+    /// [`TrackerConfig::trust_claimed_addresses`]).
+    pub fn accept(&mut self, now: Instant, remote: Remote, from: String) -> ConnId {
+        self.conns
+            .accept(now + self.config.peer_timeout, remote, from)
     }
 
     /// A decoded message arrived on `conn`.

@@ -3,7 +3,7 @@
 //! for (queries, the content registry, origins), and closing a connection with its session.
 
 use super::registry::validate_announce;
-use super::sessions::Session;
+use super::sessions::{Session, listed_addr};
 use super::{Tracker, TrackerAction, origins, queries};
 use crate::chunkset::ChunkSet;
 use crate::ids::{ConnId, PeerId};
@@ -31,9 +31,10 @@ impl Tracker {
             );
             return;
         }
-        let Some(remote) = self.conns.remote_of(conn).cloned() else {
+        let Some((remote, from)) = self.conns.remote_of(conn) else {
             return;
         };
+        let (remote, from) = (remote.clone(), from.to_owned());
         if peer_id != remote.peer_id || swarm != remote.swarm {
             // Only the holder of a key speaks under its id, and only in the swarm whose
             // secret it proved: a claim to anything else is refused, and the session of
@@ -48,6 +49,14 @@ impl Tracker {
             );
             return;
         }
+        let listen_addr =
+            match listed_addr(&listen_addr, &from, self.config.trust_claimed_addresses) {
+                Ok(addr) => addr,
+                Err(reason) => {
+                    self.fail(conn, error_code::BAD_MESSAGE, reason);
+                    return;
+                }
+            };
         self.replace_session(peer_id);
         self.conns.bind(conn, peer_id);
         self.registry.join(&swarm, peer_id);

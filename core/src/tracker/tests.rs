@@ -68,8 +68,11 @@ impl Harness {
         }
     }
 
+    /// A peer that listens at `addr` connects from the same host.
     fn connect(&mut self, peer: u64, addr: &str, swarm: &str) -> ConnId {
-        let conn = self.tracker.accept(self.now, remote(peer, swarm));
+        let conn = self
+            .tracker
+            .accept(self.now, remote(peer, swarm), seen_from(addr));
         let reply = self.ask(conn, hello(peer, addr, swarm));
         assert_eq!(
             reply,
@@ -125,6 +128,15 @@ impl Harness {
     }
 }
 
+/// The address a connection from the host of `listen_addr` comes from (from an ephemeral
+/// port); loopback for a client that listens nowhere.
+fn seen_from(listen_addr: &str) -> String {
+    let host = listen_addr
+        .rsplit_once(':')
+        .map_or("127.0.0.1", |(host, _)| host);
+    format!("{host}:50000")
+}
+
 /// The key and swarm a connection's handshake proved.
 fn remote(peer: u64, swarm: &str) -> Remote {
     Remote {
@@ -167,7 +179,7 @@ fn hello_gets_welcome() {
 #[test]
 fn version_mismatch_is_refused_naming_both_versions() {
     let mut h = Harness::new();
-    let conn = h.tracker.accept(h.now, remote(1, "s"));
+    let conn = h.tracker.accept(h.now, remote(1, "s"), seen_from("a:1"));
     let actions = h.send(
         conn,
         Message::Hello {
@@ -193,7 +205,7 @@ fn version_mismatch_is_refused_naming_both_versions() {
 #[test]
 fn message_before_hello_is_refused() {
     let mut h = Harness::new();
-    let conn = h.tracker.accept(h.now, remote(1, "s"));
+    let conn = h.tracker.accept(h.now, remote(1, "s"), seen_from("a:1"));
     let actions = h.send(conn, Message::ListFiles);
     assert_fatal(&actions, conn, error_code::HELLO_REQUIRED);
     assert_eq!(h.tracker.conn_count(), 0);
@@ -202,7 +214,7 @@ fn message_before_hello_is_refused() {
 #[test]
 fn connection_without_hello_times_out() {
     let mut h = Harness::new();
-    let conn = h.tracker.accept(h.now, remote(1, "s"));
+    let conn = h.tracker.accept(h.now, remote(1, "s"), seen_from("a:1"));
     assert_eq!(h.tracker.poll_timeout(), Some(h.now + TIMEOUT));
     h.advance(TIMEOUT);
     h.tracker.handle_timeout(h.now);
@@ -613,7 +625,7 @@ fn hello_under_another_key_or_swarm_is_refused_and_the_real_peer_keeps_its_sessi
     let real = h.connect(1, "a:1", "s");
     h.announce(real, &m, ChunkSet::full(1));
     // Peer 2's key, claiming peer 1's id: refused, and peer 1 is not evicted.
-    let thief = h.tracker.accept(h.now, remote(2, "s"));
+    let thief = h.tracker.accept(h.now, remote(2, "s"), seen_from("evil:1"));
     let actions = h.send(thief, hello(1, "evil:1", "s"));
     let text = assert_fatal(&actions, thief, error_code::IDENTITY_MISMATCH);
     assert!(text.contains("claims peer"), "{text}");
@@ -626,11 +638,86 @@ fn hello_under_another_key_or_swarm_is_refused_and_the_real_peer_keeps_its_sessi
         "the thief's address was not taken"
     );
     // A key of swarm "t" naming swarm "s" in its Hello: refused too.
-    let stray = h.tracker.accept(h.now, remote(3, "t"));
+    let stray = h.tracker.accept(h.now, remote(3, "t"), seen_from("c:1"));
     let actions = h.send(stray, hello(3, "c:1", "s"));
     assert_fatal(&actions, stray, error_code::IDENTITY_MISMATCH);
     assert!(!h.tracker.is_peer_known(PeerId(3)));
     assert_eq!(h.list_files(real).len(), 1);
+}
+
+#[test]
+fn a_peer_is_listed_at_the_ip_its_connection_came_from_with_the_port_it_claims() {
+    for (trust, expected) in [(false, "127.0.0.1:7000"), (true, "10.9.9.9:7000")] {
+        let mut h = Harness::with(TrackerConfig {
+            tracker_id: PeerId(0x7777),
+            trust_claimed_addresses: trust,
+            ..TrackerConfig::default()
+        });
+        let m = manifest("f", 1, 1);
+        // Claims a third party's address; connects from loopback.
+        let liar = h
+            .tracker
+            .accept(h.now, remote(1, "s"), "127.0.0.1:50000".into());
+        h.ask(liar, hello(1, "10.9.9.9:7000", "s"));
+        h.announce(liar, &m, ChunkSet::full(1));
+        let asker = h.connect(2, "", "s");
+        assert_eq!(
+            h.list_peers(asker)[0].listen_addr,
+            expected,
+            "trust {trust}"
+        );
+        assert_eq!(h.locate(asker, m.content_id())[0].listen_addr, expected);
+    }
+}
+
+#[test]
+fn an_unspecified_or_ipv6_listen_address_is_filled_in_and_a_portless_one_refused() {
+    for trust in [false, true] {
+        let mut h = Harness::with(TrackerConfig {
+            tracker_id: PeerId(0x7777),
+            trust_claimed_addresses: trust,
+            ..TrackerConfig::default()
+        });
+        let asker = h.connect(9, "", "s");
+        for (peer, claimed, from, listed) in [
+            (1, "0.0.0.0:7001", "10.1.2.3:50000", "10.1.2.3:7001"),
+            (2, "[::]:7002", "[fe80::1%2]:50000", "[fe80::1%2]:7002"),
+        ] {
+            let conn = h.tracker.accept(h.now, remote(peer, "s"), from.into());
+            h.ask(conn, hello(peer, claimed, "s"));
+            let peers = h.list_peers(asker);
+            let entry = peers.iter().find(|p| p.peer_id == PeerId(peer)).unwrap();
+            assert_eq!(entry.listen_addr, listed, "trust {trust}");
+        }
+        for claimed in ["host", "host:", "host:0", "host:70000", ":"] {
+            let conn = h.tracker.accept(h.now, remote(3, "s"), seen_from("h:1"));
+            let actions = h.send(conn, hello(3, claimed, "s"));
+            assert_fatal(&actions, conn, error_code::BAD_MESSAGE);
+            assert!(!h.tracker.is_peer_known(PeerId(3)), "{claimed}");
+        }
+    }
+}
+
+#[test]
+fn the_same_key_again_replaces_its_session_another_key_cannot() {
+    let mut h = Harness::new();
+    let m = manifest("f", 1, 1);
+    let first = h.connect(1, "a:1", "s");
+    h.announce(first, &m, ChunkSet::full(1));
+    // Keys 2 and 3 claiming peer 1, from anywhere: refused; peer 1 keeps its session.
+    for (key, from) in [(2, "a:50001"), (3, "evil:50000")] {
+        let thief = h.tracker.accept(h.now, remote(key, "s"), from.into());
+        let actions = h.send(thief, hello(1, "a:1", "s"));
+        assert_fatal(&actions, thief, error_code::IDENTITY_MISMATCH);
+        assert_eq!(h.tracker.known_files("s").len(), 1);
+    }
+    // Key 1 again (its process reconnected, maybe from another address): the newest
+    // connection wins, as only the key's holder can make it.
+    let second = h.tracker.accept(h.now, remote(1, "s"), "b:50000".into());
+    let actions = h.send(second, hello(1, "a:1", "s"));
+    assert_fatal(&actions[..2], first, error_code::SESSION_REPLACED);
+    let asker = h.connect(4, "", "s");
+    assert_eq!(h.list_peers(asker)[0].listen_addr, "b:1");
 }
 
 #[test]
@@ -639,7 +726,7 @@ fn duplicate_peer_id_replaces_the_old_session() {
     let m = manifest("f", 1, 1);
     let old = h.connect(1, "a:1", "s");
     h.announce(old, &m, ChunkSet::full(1));
-    let new = h.tracker.accept(h.now, remote(1, "s"));
+    let new = h.tracker.accept(h.now, remote(1, "s"), seen_from("a:1"));
     let actions = h.send(new, hello(1, "a:2", "s"));
     assert_eq!(actions.len(), 3, "{actions:?}");
     assert_fatal(&actions[..2], old, error_code::SESSION_REPLACED);
@@ -719,8 +806,13 @@ fn locate_samples_a_bounded_mix_deterministically() {
 
 #[test]
 fn replies_fit_in_one_frame() {
-    let mut h = Harness::new();
-    let addr = "x".repeat(STRING_LEN_MAX);
+    // Addresses as long as the wire allows: only claimed ones can be.
+    let mut h = Harness::with(TrackerConfig {
+        tracker_id: PeerId(0x7777),
+        trust_claimed_addresses: true,
+        ..TrackerConfig::default()
+    });
+    let addr = format!("{}:1", "x".repeat(STRING_LEN_MAX - 2));
     let count = FRAME_LEN_MAX as usize / (STRING_LEN_MAX + 46) + 10;
     let mut conn = ConnId(0);
     for id in 0..count as u64 {
@@ -783,7 +875,9 @@ fn random_operations_keep_the_counters_true() {
                 let peer = rng.random_range(0..6u64);
                 let addr = if peer == 5 { "" } else { "p:1" };
                 let swarm = if rng.random_bool(0.8) { "s" } else { "t" };
-                let conn = h.tracker.accept(h.now, remote(peer, swarm));
+                let conn = h
+                    .tracker
+                    .accept(h.now, remote(peer, swarm), seen_from(addr));
                 conns.push(conn);
                 h.tracker
                     .handle_message(h.now, conn, hello(peer, addr, swarm));

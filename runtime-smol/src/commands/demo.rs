@@ -167,7 +167,8 @@ async fn run_round(
 ) -> anyhow::Result<Round> {
     // A swarm of its own per round, as `p2p share` makes.
     let secret = keys::new_secret();
-    let tracker = tracker::start(LOOPBACK_ANY, Keyring::of(secret.clone())).await?;
+    let keyring = Keyring::of(secret.clone());
+    let tracker = tracker::start(LOOPBACK_ANY, keyring, tracker::ListedAddresses::Observed).await?;
     let trackers = vec![tracker.addr.to_string()];
     let seeder = start_seeder(options, manifest, source, &trackers, &secret).await?;
 

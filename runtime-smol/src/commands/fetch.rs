@@ -10,14 +10,13 @@
 //! (`set_origin`), so the next fetch of the same URL in the swarm comes from peers.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget};
 use p2p_core::ids::to_hex;
 use p2p_core::manifest::CHUNK_SIZE_DEFAULT;
@@ -180,28 +179,12 @@ async fn from_swarm(
 }
 
 /// Refuses to replace an existing file without `--force`, then creates `NAME.part` at its
-/// full size, for ranges to be written in place.
+/// full size, for ranges to be written in place (never through a link: see `store`).
 async fn create_part(paths: &PartPaths, size: u64, force: bool) -> anyhow::Result<File> {
-    if paths.final_path.exists() && !force {
-        anyhow::bail!(
-            "{} already exists; --force replaces it",
-            paths.final_path.display()
-        );
-    }
-    let part = paths.part.clone();
-    smol::unblock(move || -> anyhow::Result<File> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&part)
-            .with_context(|| format!("cannot create {}", part.display()))?;
-        file.set_len(size)
-            .with_context(|| format!("cannot make room for {}", part.display()))?;
-        Ok(file)
-    })
-    .await
+    let paths = paths.clone();
+    smol::unblock(move || store::create_part(&paths, size, force))
+        .await
+        .map_err(anyhow::Error::msg)
 }
 
 /// Every byte into the part file: with the swarm's helpers when the origin takes ranges,
@@ -266,7 +249,8 @@ async fn check_and_finalize(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let manifest = store::hash_file(&paths.part, &name, CHUNK_SIZE_DEFAULT)
+        // Through the handle the ranges were written through, not the name.
+        let manifest = store::hash_open_file(&file, &name, CHUNK_SIZE_DEFAULT)
             .map_err(|e| format!("cannot read {} back: {e:#}", paths.part.display()))?;
         let sha256 = to_hex(&manifest.file_sha256());
         if let Some(expected) = expected_sha256

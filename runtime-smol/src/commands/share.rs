@@ -126,16 +126,19 @@ fn swarm_secret(options: &ShareOptions) -> anyhow::Result<SwarmSecret> {
 }
 
 /// An in-process tracker serving `secret`'s swarm, on the default address, or on any free
-/// port when that is taken.
+/// port when that is taken. It lists peers at the IP their connection came from, as a
+/// standalone tracker does by default: it listens on loopback, where that IP is the one
+/// they claim anyway, and there is no case for trusting claims it cannot check.
 async fn start_embedded_tracker(secret: &SwarmSecret) -> anyhow::Result<tracker::TrackerHandle> {
     // The default address is a constant that parses.
     let default: SocketAddr = DEFAULT_TRACKER_ADDR.parse().unwrap();
     let keyring = Keyring::of(secret.clone());
-    match tracker::start(default, keyring.clone()).await {
+    let addresses = tracker::ListedAddresses::Observed;
+    match tracker::start(default, keyring.clone(), addresses).await {
         Ok(tracker) => Ok(tracker),
         Err(e) => {
             tracing::info!("{e:#}; the embedded tracker takes a free port instead");
-            tracker::start(SocketAddr::from(([127, 0, 0, 1], 0)), keyring).await
+            tracker::start(SocketAddr::from(([127, 0, 0, 1], 0)), keyring, addresses).await
         }
     }
 }

@@ -8,17 +8,23 @@ use std::process::ExitCode;
 use p2p_core::secure::Keyring;
 
 use crate::UsageError;
-use crate::driver::tracker;
+use crate::driver::tracker::{self, ListedAddresses};
 use crate::io::keys;
 use crate::io::signals::StopSignals;
 
 pub async fn run(
     listen: SocketAddr,
     secret_files: &[PathBuf],
+    addresses: ListedAddresses,
     signals: &mut StopSignals,
 ) -> anyhow::Result<ExitCode> {
     let keyring = keyring_of(secret_files)?;
-    let tracker = tracker::start(listen, keyring.clone()).await?;
+    let tracker = tracker::start(listen, keyring.clone(), addresses).await?;
+    if addresses == ListedAddresses::Claimed {
+        tracing::warn!(
+            "--trust-claimed-addresses: peers are listed at the addresses they claim; any member can point the others at any address"
+        );
+    }
     eprintln!(
         "tracker listening on {}; serving {} swarm(s); Ctrl-C to stop",
         tracker.addr,

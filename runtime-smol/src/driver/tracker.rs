@@ -2,7 +2,7 @@
 //! feeds it their messages and its timer, and carries out its sends and closes.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use p2p_core::ConnId;
@@ -44,9 +44,22 @@ impl TrackerHandle {
     }
 }
 
+/// Where a tracker lists a peer (see `TrackerConfig::trust_claimed_addresses`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListedAddresses {
+    /// At the IP its connection came from, with the port it claims: the default.
+    Observed,
+    /// At the address it claims (`p2p tracker --trust-claimed-addresses`).
+    Claimed,
+}
+
 /// Binds `listen` and starts a tracker there, serving the swarms of `keyring`: a
 /// connection whose handshake names another swarm is closed before the tracker hears of it.
-pub async fn start(listen: SocketAddr, keyring: Keyring) -> anyhow::Result<TrackerHandle> {
+pub async fn start(
+    listen: SocketAddr,
+    keyring: Keyring,
+    addresses: ListedAddresses,
+) -> anyhow::Result<TrackerHandle> {
     let (events, events_rx) = smol::channel::bounded(net::EVENT_QUEUE_MAX);
     let key = keys::new_static_key();
     let tracker_id = key.peer_id();
@@ -61,6 +74,7 @@ pub async fn start(listen: SocketAddr, keyring: Keyring) -> anyhow::Result<Track
     let config = TrackerConfig {
         rng_seed: clock::random_u64(),
         tracker_id,
+        trust_claimed_addresses: addresses == ListedAddresses::Claimed,
         ..TrackerConfig::default()
     };
     let mut tracker = Tracker::new(config);
@@ -78,8 +92,12 @@ pub async fn start(listen: SocketAddr, keyring: Keyring) -> anyhow::Result<Track
             match next {
                 Some(Event::Stop) => break,
                 Some(Event::Accepted(accepted)) => {
-                    let conn = tracker.accept(now, accepted.remote().clone());
-                    conns.insert(conn, net::attach(conn, *accepted, sender.clone(), None));
+                    // A socket that cannot say where it comes from is already broken:
+                    // dropped, it is closed.
+                    if let Some(from) = accepted.peer_addr() {
+                        let conn = tracker.accept(now, accepted.remote().clone(), observed(from));
+                        conns.insert(conn, net::attach(conn, *accepted, sender.clone(), None));
+                    }
                 }
                 Some(Event::Net(NetEvent { conn, event })) if conns.contains_key(&conn) => {
                     match event {
@@ -106,6 +124,16 @@ pub async fn start(listen: SocketAddr, keyring: Keyring) -> anyhow::Result<Track
     });
     tracing::info!(%addr, "tracker listening");
     Ok(TrackerHandle { addr, events, task })
+}
+
+/// The address a connection came from, as the tracker machine takes it: an IPv4 client
+/// of a listener on `[::]` (`::ffff:a.b.c.d`) as the IPv4 address it is; IPv6 in brackets,
+/// with its scope (a link-local address needs it).
+fn observed(from: SocketAddr) -> String {
+    match from.ip().to_canonical() {
+        ip @ IpAddr::V4(_) => SocketAddr::new(ip, from.port()).to_string(),
+        IpAddr::V6(_) => from.to_string(),
+    }
 }
 
 /// Carries out every action the tracker has queued: all of them are drained first, then
@@ -142,5 +170,18 @@ fn drain(tracker: &mut Tracker, conns: &mut HashMap<ConnId, ConnHandle>) {
         for conn in closed {
             tracker.handle_closed(now, conn);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observed_addresses_are_canonical_and_keep_their_scope() {
+        let seen = |addr: &str| observed(addr.parse().unwrap());
+        assert_eq!(seen("127.0.0.1:5000"), "127.0.0.1:5000");
+        assert_eq!(seen("[::ffff:10.1.2.3]:5000"), "10.1.2.3:5000");
+        assert_eq!(seen("[fe80::1%2]:5000"), "[fe80::1%2]:5000");
     }
 }

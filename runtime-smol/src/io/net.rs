@@ -93,6 +93,11 @@ impl Accepted {
     pub fn remote(&self) -> &Remote {
         &self.records.remote
     }
+
+    /// The address the connection came from; `None` if the socket cannot say (it broke).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.stream.peer_addr().ok()
+    }
 }
 
 /// The machine's end of a connection: a queue to its writer.

@@ -1,11 +1,13 @@
 //! The resume record of a download: which chunks of `NAME.part` are verified, kept beside
 //! it as `NAME.part.p2p` so that a download stopped in any way resumes where it was.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use p2p_core::{ChunkSet, ContentId};
+
+use crate::io::no_follow;
 
 /// First bytes of a resume record, with its format version.
 const RECORD_MAGIC: &[u8; 8] = b"p2prec1\n";
@@ -22,7 +24,10 @@ pub struct Record {
     pub chunks: ChunkSet,
 }
 
-/// Writes the record atomically: a temporary file beside it, then a rename.
+/// Writes the record atomically: a temporary file beside it, then a rename. Neither follows
+/// a link planted at either name: the temporary file is created exclusively (one left by a
+/// crash, or a link, is removed first: removing a link leaves its target alone), and the
+/// rename replaces a link at `path` itself, not what it points to.
 pub fn write_record(path: &Path, record: &Record) -> io::Result<()> {
     let mut bytes = Vec::with_capacity(
         RECORD_MAGIC.len() + CONTENT_ID_LEN + CHUNK_COUNT_LEN + record.chunks.as_bitfield().len(),
@@ -34,16 +39,22 @@ pub fn write_record(path: &Path, record: &Record) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    {
-        let mut file = File::create(&tmp)?;
-        file.write_all(&bytes)?;
-    }
+    let mut file = match no_follow::create_new(&tmp) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_file(&tmp)?;
+            no_follow::create_new(&tmp)?
+        }
+        other => other?,
+    };
+    file.write_all(&bytes)?;
+    drop(file);
     fs::rename(&tmp, path)
 }
 
-/// Reads a record. `Ok(None)` when there is none or it is not a record this version wrote.
+/// Reads a record. `Ok(None)` when there is none or it is not a record this version wrote;
+/// an error for a link at `path` (never followed).
 pub fn read_record(path: &Path) -> io::Result<Option<Record>> {
-    let bytes = match fs::read(path) {
+    let bytes = match no_follow::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -82,5 +93,29 @@ mod tests {
         assert_eq!(read_record(&dir.path().join("missing")).unwrap(), None);
         fs::write(&path, b"not a record").unwrap();
         assert_eq!(read_record(&path).unwrap(), None);
+    }
+
+    #[test]
+    fn a_planted_link_is_neither_read_nor_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("precious");
+        fs::write(&target, b"precious").unwrap();
+        let path = dir.path().join("f.part.p2p");
+        let record = Record {
+            content_id: ContentId([7; 32]),
+            chunks: ChunkSet::new(3),
+        };
+        // At the record's own name: refused when read, replaced (the link, not its target)
+        // when written.
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        assert!(read_record(&path).is_err());
+        write_record(&path, &record).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"precious");
+        assert_eq!(read_record(&path).unwrap(), Some(record.clone()));
+        // At the temporary file's name.
+        std::os::unix::fs::symlink(&target, dir.path().join("f.part.p2p.tmp")).unwrap();
+        write_record(&path, &record).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"precious");
+        assert_eq!(read_record(&path).unwrap(), Some(record));
     }
 }

@@ -1,6 +1,7 @@
 //! Files on disk: hashing a file into a manifest, the `NAME.part` file a download writes
 //! into (its resume record is `record`), positional chunk reads and verified writes, and
-//! the final sync and rename.
+//! the final sync and rename. The part file and its record are opened and renamed through
+//! `no_follow`: a link planted at their names is refused, never written through.
 //!
 //! Every function here blocks: the peer task runs them on smol's blocking pool. Reads and
 //! writes are positional (`read_exact_at`, `write_all_at`) on a shared `File`, so any
@@ -20,6 +21,7 @@ use p2p_core::{ChunkCheck, ChunkSet, ContentId, ManifestBuilder};
 use sha2::{Digest, Sha256};
 
 use crate::io::buffer_pool::{DIRECT_ALIGN, send_pool};
+use crate::io::no_follow;
 use crate::io::record::{Record, read_record, write_record};
 
 /// Bytes read at once when hashing a file.
@@ -35,15 +37,23 @@ pub const RECORD_SUFFIX: &str = ".p2p";
 /// continues from the previous chunk's (see `p2p_core::manifest`), so chunks cannot be
 /// hashed apart.
 pub fn hash_file(path: &Path, name: &str, chunk_size: u32) -> anyhow::Result<Manifest> {
-    let mut file = File::open(path)?;
+    hash_open_file(&File::open(path)?, name, chunk_size)
+}
+
+/// [`hash_file`] of a file already open: a part file is hashed through the handle it was
+/// written through, not by a name someone may have pointed elsewhere since. Positional
+/// reads from the start, whatever the handle's cursor.
+pub fn hash_open_file(file: &File, name: &str, chunk_size: u32) -> anyhow::Result<Manifest> {
     let mut builder = ManifestBuilder::new(name, chunk_size)?;
     let mut buf = vec![0u8; HASH_READ_LEN];
+    let mut offset = 0u64;
     loop {
-        let n = file.read(&mut buf)?;
+        let n = file.read_at(&mut buf, offset)?;
         if n == 0 {
             break;
         }
         builder.update(&buf[..n]);
+        offset += n as u64;
     }
     Ok(builder.finish()?)
 }
@@ -270,7 +280,7 @@ pub struct Prepared {
 /// Makes room for a download: finds the final path, refuses to replace a different file
 /// there without `force`, resumes from `NAME.part` when its record is for this content (the
 /// chunks it lists are verified again, not trusted), or else creates a preallocated part
-/// file and a fresh record.
+/// file and a fresh record. A link at `NAME.part` or `NAME.part.p2p` is refused.
 pub fn prepare_download(
     destination: &Destination,
     force: bool,
@@ -287,12 +297,17 @@ pub fn prepare_download(
         return Err(format!("directory {} does not exist", parent.display()));
     }
     let chunk_count = manifest.chunk_count();
-    if let Ok(meta) = fs::metadata(&paths.final_path) {
-        if meta.is_dir() {
+    // A link at the final path counts as something there, even one pointing nowhere: the
+    // final rename would replace it.
+    if fs::symlink_metadata(&paths.final_path).is_ok() {
+        let meta = fs::metadata(&paths.final_path).ok();
+        if meta.as_ref().is_some_and(|meta| meta.is_dir()) {
             return Err(format!("{shown} is a directory"));
         }
         // Same bytes already there (a second get into the same place): nothing to do.
-        if meta.len() == manifest.size {
+        if let Some(meta) = meta
+            && meta.len() == manifest.size
+        {
             let file =
                 File::open(&paths.final_path).map_err(|e| format!("cannot open {shown}: {e}"))?;
             let have = verify_chunks(&file, manifest, 0..chunk_count);
@@ -313,21 +328,23 @@ pub fn prepare_download(
             ));
         }
     }
-    let open = |create: bool| {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .truncate(false)
-            .open(&paths.part)
+    // The record first, so that a link there is refused before anything is created.
+    let record = match read_record(&paths.record) {
+        Ok(record) => record,
+        Err(_) if no_follow::is_link(&paths.record) => {
+            return Err(no_follow::link_refused(&paths.record));
+        }
+        // An unreadable record is no record: the download starts over.
+        Err(_) => None,
     };
-    let record = read_record(&paths.record).ok().flatten();
-    let resumable = record
-        .as_ref()
-        .is_some_and(|r| r.content_id == content_id && r.chunks.len() == chunk_count)
-        && fs::metadata(&paths.part).is_ok_and(|m| m.len() == manifest.size);
-    let (file, have) = if resumable {
-        let file = open(false).map_err(|e| format!("cannot open {}: {e}", paths.part.display()))?;
+    let (file, existed) = no_follow::open_or_create(&paths.part)
+        .map_err(|e| no_follow::describe_open_error(&paths.part, "open", &e))?;
+    let resumable = existed
+        && record
+            .as_ref()
+            .is_some_and(|r| r.content_id == content_id && r.chunks.len() == chunk_count)
+        && file.metadata().is_ok_and(|m| m.len() == manifest.size);
+    let have = if resumable {
         // `resumable` checked the record exists.
         let listed = record.map(|r| r.chunks).unwrap_or_default();
         let have = verify_chunks(&file, manifest, listed.iter());
@@ -338,14 +355,10 @@ pub fn prepare_download(
             chunk_count,
             have.count()
         );
-        (file, have)
+        have
     } else {
-        let file =
-            open(true).map_err(|e| format!("cannot create {}: {e}", paths.part.display()))?;
-        file.set_len(0)
-            .and_then(|()| file.set_len(manifest.size))
-            .map_err(|e| format!("cannot preallocate {}: {e}", paths.part.display()))?;
-        (file, ChunkSet::new(chunk_count))
+        preallocate(&file, &paths.part, manifest.size)?;
+        ChunkSet::new(chunk_count)
     };
     write_record(
         &paths.record,
@@ -363,6 +376,29 @@ pub fn prepare_download(
         in_place: false,
         sha256: to_hex(&manifest.file_sha256()),
     })
+}
+
+/// Empties a part file (a stale one may hold anything) and gives it its full size.
+fn preallocate(file: &File, part: &Path, size: u64) -> Result<(), String> {
+    file.set_len(0)
+        .and_then(|()| file.set_len(size))
+        .map_err(|e| format!("cannot preallocate {}: {e}", part.display()))
+}
+
+/// The part file of a cooperative fetch, which does not resume: refuses a final path where
+/// something exists without `force`, then creates `NAME.part` (or empties the regular file
+/// left there) at its full size. A link at `NAME.part` is refused.
+pub fn create_part(paths: &PartPaths, size: u64, force: bool) -> Result<File, String> {
+    if !force && fs::symlink_metadata(&paths.final_path).is_ok() {
+        return Err(format!(
+            "{} already exists; --force replaces it, or -o chooses another path",
+            paths.final_path.display()
+        ));
+    }
+    let (file, _) = no_follow::open_or_create(&paths.part)
+        .map_err(|e| no_follow::describe_open_error(&paths.part, "create", &e))?;
+    preallocate(&file, &paths.part, size)?;
+    Ok(file)
 }
 
 /// Which of `candidates` hash to what the manifest says.
@@ -400,17 +436,23 @@ pub fn sync_part(file: &File, paths: &PartPaths) -> Result<(), String> {
         .map_err(|e| format!("cannot sync {}: {e}", paths.part.display()))
 }
 
-/// Renames a synced part file to its final name (refusing to replace a file that appeared
-/// meanwhile, unless `force`), syncs the directory, and removes the record.
+/// Renames a synced part file to its final name (refusing to replace anything that appeared
+/// there meanwhile, even a link, unless `force`), syncs the directory, and removes the
+/// record.
 pub fn rename_part(paths: &PartPaths, force: bool) -> Result<(), String> {
-    if paths.final_path.exists() && !force {
-        return Err(format!(
-            "{} appeared while downloading; the download is kept in {}",
-            paths.final_path.display(),
-            paths.part.display()
-        ));
-    }
-    fs::rename(&paths.part, &paths.final_path).map_err(|e| {
+    let renamed = if force {
+        fs::rename(&paths.part, &paths.final_path)
+    } else {
+        no_follow::rename_no_replace(&paths.part, &paths.final_path)
+    };
+    renamed.map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            return format!(
+                "{} appeared while downloading; the download is kept in {}",
+                paths.final_path.display(),
+                paths.part.display()
+            );
+        }
         format!(
             "cannot rename {} to {}: {e}",
             paths.part.display(),
@@ -552,6 +594,80 @@ mod tests {
         fs::write(dir.path().join("f"), &data).unwrap();
         let prepared = prepare_download(&destination, false, content_id, &manifest).unwrap();
         assert!(prepared.in_place && prepared.have.is_full());
+    }
+
+    #[test]
+    fn a_linked_part_or_record_is_refused_and_its_target_untouched() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("precious");
+        fs::write(&target, b"precious bytes").unwrap();
+        let data = sample(40_000);
+        let manifest = manifest_of(&data, "f");
+        let content_id = manifest.content_id();
+        let destination = Destination::Dir(dir.path().to_path_buf());
+        let paths = PartPaths::for_final(dir.path().join("f"));
+        for link in [&paths.part, &paths.record] {
+            symlink(&target, link).unwrap();
+            for force in [false, true] {
+                let err = prepare_download(&destination, force, content_id, &manifest).unwrap_err();
+                assert!(
+                    err.contains("symbolic link") && err.contains("remove"),
+                    "{err}"
+                );
+            }
+            let size = data.len() as u64;
+            if link == &paths.part {
+                let err = create_part(&paths, size, false).unwrap_err();
+                assert!(err.contains("symbolic link"), "{err}");
+            }
+            assert_eq!(fs::read(&target).unwrap(), b"precious bytes");
+            fs::remove_file(link).unwrap();
+        }
+        assert!(!paths.final_path.exists());
+    }
+
+    #[test]
+    fn a_link_at_the_final_path_is_not_replaced_without_force() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let data = sample(40_000);
+        let manifest = manifest_of(&data, "f");
+        let content_id = manifest.content_id();
+        let destination = Destination::Dir(dir.path().to_path_buf());
+        let final_path = dir.path().join("f");
+        // Dangling: `exists()` says no, but the rename would replace it.
+        symlink(dir.path().join("nowhere"), &final_path).unwrap();
+        let err = prepare_download(&destination, false, content_id, &manifest).unwrap_err();
+        assert!(err.contains("--force"), "{err}");
+        let err = create_part(&PartPaths::for_final(final_path.clone()), 10, false).unwrap_err();
+        assert!(err.contains("--force"), "{err}");
+        // Appearing during the download: the part file is kept, the link too.
+        fs::remove_file(&final_path).unwrap();
+        let prepared = prepare_download(&destination, false, content_id, &manifest).unwrap();
+        symlink(dir.path().join("nowhere"), &final_path).unwrap();
+        let err = finalize(&prepared.file, &prepared.paths, false).unwrap_err();
+        assert!(err.contains("appeared while downloading"), "{err}");
+        assert!(prepared.paths.part.exists() && no_follow::is_link(&final_path));
+        // With force, the link itself is replaced; nothing is written where it pointed.
+        finalize(&prepared.file, &prepared.paths, true).unwrap();
+        assert!(!no_follow::is_link(&final_path) && !dir.path().join("nowhere").exists());
+    }
+
+    #[test]
+    fn a_stale_part_without_a_record_is_emptied_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = sample(40_000);
+        let manifest = manifest_of(&data, "f");
+        let destination = Destination::Dir(dir.path().to_path_buf());
+        fs::write(dir.path().join("f.part"), b"stale").unwrap();
+        let prepared =
+            prepare_download(&destination, false, manifest.content_id(), &manifest).unwrap();
+        assert!(prepared.have.is_empty());
+        let mut head = [0u8; 5];
+        prepared.file.read_exact_at(&mut head, 0).unwrap();
+        assert_eq!(head, [0; 5]);
     }
 
     #[test]

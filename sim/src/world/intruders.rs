@@ -78,9 +78,8 @@ impl World {
     }
 
     /// A message reached an intruder: whatever it is, the intruder is done with that
-    /// connection. An `Error` is the refusal of its `Hello` (the tracker's code is
-    /// `IDENTITY_MISMATCH`; a peer's, at this writing, `BAD_MESSAGE`); a `Welcome` would
-    /// mean its claim was believed.
+    /// connection. An `Error` is the refusal of its `Hello` (`IDENTITY_MISMATCH`, from the
+    /// tracker and from peers alike); a `Welcome` would mean its claim was believed.
     pub(crate) fn intruder_heard(
         &mut self,
         (node, local): (usize, ConnId),

@@ -82,9 +82,10 @@ impl Machine {
         }
     }
 
-    pub(crate) fn accept(&mut self, now: Instant, remote: Remote) -> Option<ConnId> {
+    /// A connection from `remote`, dialled from the node at `from`.
+    pub(crate) fn accept(&mut self, now: Instant, remote: Remote, from: String) -> Option<ConnId> {
         match self {
-            Machine::Tracker(t) => Some(t.accept(now, remote)),
+            Machine::Tracker(t) => Some(t.accept(now, remote, from)),
             Machine::Peer(p) => p.accept(now, remote),
         }
     }

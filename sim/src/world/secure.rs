@@ -182,7 +182,9 @@ impl World {
         self.trace(|| format!("node{node} session {id} with {}", remote.peer_id));
         if end == ACCEPTOR {
             let mut accepted = None;
-            self.drive(node, |m, now| accepted = m.accept(now, remote));
+            // The tracker lists the dialler at its node's address (the port it claims).
+            let from = self.nodes[there.node].addr.clone();
+            self.drive(node, |m, now| accepted = m.accept(now, remote, from));
             self.digest
                 .mix_tagged(DigestTag::Accept, &[id, accepted.map_or(0, |c| c.0)]);
             match accepted {

@@ -247,11 +247,11 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
         config.origin_connections = n.max(1);
     }
     tracing::info!(%peer_id, listen = %config.listen_addr, trackers = ?config.trackers, "peer starting");
-    if let Some(listen) = listen_addr.filter(|a| a.ip().is_unspecified())
+    if let Some(listen) = listen_addr.filter(|a| !a.ip().is_loopback())
         && let Some(tracker) = options.trackers.iter().find(|t| is_loopback_addr(t))
     {
-        // The tracker lists a peer on every interface at the address its connection came
-        // from: here a loopback one, which no other machine can dial.
+        // The tracker lists a peer at the IP its connection came from (unless it trusts
+        // claimed addresses): here a loopback one, which no other machine can dial.
         tracing::warn!(
             "serving on {listen} for other machines, but the tracker {tracker} is reached over loopback, so it lists this peer at a loopback address only this machine can reach; give the tracker's LAN address (--tracker HOST:PORT)"
         );
