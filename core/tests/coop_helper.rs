@@ -204,3 +204,36 @@ fn a_url_refused_by_policy_is_not_fetched_again() {
     p.handle_message(Instant::ZERO, conn, offer(7));
     assert_eq!(asks(&drain(&mut p)), 0);
 }
+
+#[test]
+fn a_job_without_work_is_not_asked_again_when_another_jobs_range_finishes() {
+    let mut p = helper(1);
+    let (a, b) = (fetcher(&mut p, 2), fetcher(&mut p, 3));
+    p.handle_message(Instant::ZERO, a, offer(1));
+    p.handle_message(Instant::ZERO, b, offer(2));
+    assert_eq!(asks(&drain(&mut p)), 2);
+    p.handle_message(Instant::ZERO, a, Message::NoWork { job_id: 1 });
+    p.handle_message(Instant::ZERO, b, assign(2, 0));
+    let token = fetches(&drain(&mut p))[0];
+    p.handle_range_fetched(
+        Instant::ZERO,
+        token,
+        Ok(Bytes::from(vec![0; RANGE as usize])),
+    );
+    let actions = drain(&mut p);
+    let asked: Vec<ConnId> = actions
+        .iter()
+        .filter_map(|a| match a {
+            PeerAction::Send {
+                conn,
+                message: Message::TakeWork { .. },
+            } => Some(*conn),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        asked,
+        vec![b],
+        "only the job whose range finished asks again"
+    );
+}

@@ -49,6 +49,7 @@ impl Coop {
                             asks_outstanding: 0,
                             fetching: 0,
                             refused: None,
+                            waiting_for_total: false,
                         };
                         self.helping.insert(job_id, job);
                     }
@@ -178,9 +179,16 @@ impl Coop {
             };
             ctx.out.send(conn, message);
         }
-        // A slot freed: any job may use it (one may have waited on fetches of ended jobs).
-        let jobs: Vec<u64> = self.helping.keys().copied().collect();
-        for job_id in jobs {
+        // A slot freed: this job asks again, and so does any job that found the total busy
+        // (with fetches of jobs that have ended, say). Jobs told there was no work are not
+        // asked for: their fetcher offers again when it has some.
+        let waiting: Vec<u64> = self
+            .helping
+            .iter()
+            .filter(|(id, j)| **id == job_id || j.waiting_for_total)
+            .map(|(id, _)| *id)
+            .collect();
+        for job_id in waiting {
             self.ask_for_work(ctx, job_id);
         }
         uploaded_bytes
@@ -211,6 +219,7 @@ impl Coop {
             return;
         };
         if job.refused.is_some() {
+            job.waiting_for_total = false;
             return;
         }
         while job.slots_busy() < slots && busy_total < total_max {
@@ -218,5 +227,6 @@ impl Coop {
             busy_total += 1;
             ctx.out.send(job.fetcher_conn, Message::TakeWork { job_id });
         }
+        job.waiting_for_total = job.slots_busy() < slots;
     }
 }

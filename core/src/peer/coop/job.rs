@@ -142,6 +142,9 @@ pub struct HelperJob {
     /// This peer's origin policy refused the job's URL (the reason): it asks for no more
     /// ranges and answers any it was already promised with a failure, without fetching.
     pub(crate) refused: Option<String>,
+    /// Slots of this job stayed free because the helper's total was busy: it asks when a
+    /// fetch of any job finishes.
+    pub(crate) waiting_for_total: bool,
 }
 
 impl HelperJob {
