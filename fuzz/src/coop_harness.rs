@@ -329,7 +329,7 @@ impl CoopHarness {
             }
             WRITTEN => {
                 let k = byte(u) as usize;
-                let ok = byte(u) % 4 != 0;
+                let ok = !byte(u).is_multiple_of(4);
                 if !self.writes.is_empty() {
                     let token = self.writes.remove(k % self.writes.len());
                     let result = if ok { Ok(()) } else { Err("disk".into()) };
