@@ -88,9 +88,15 @@ Examples:
   p2p share movie.mkv                      # new swarm, embedded tracker; the ticket says where
   p2p share a.bin b.bin --tracker 10.0.0.5:7070 --secret-file swarm.key --listen 0.0.0.0:7000
   TICKET=$(p2p share big.iso | head -1)    # tickets alone on standard output
+  p2p share a.iso --secret-file lan.key --tracker 10.0.0.5:7070 --allow-private-origins
 
 The ticket carries the swarm's secret: whoever has it can download the file and join the
-swarm. Without --secret-file, each run makes a new swarm (a new secret).")]
+swarm. Without --secret-file, each run makes a new swarm (a new secret).
+
+A sharer helps other members' `p2p fetch` downloads (unless --no-help), fetching only what
+its origin policy allows: public http(s) origins; private ones with
+--allow-private-origins; exactly the --allow-origin HOST:PORT ones whatever their address
+(see `p2p helper --help`).")]
     Share {
         /// Files to publish.
         #[arg(required = true, value_name = "FILE")]
