@@ -90,7 +90,11 @@ fn ticket_seeds() {
     write(
         "ticket",
         "hand-written",
-        format!("  p2p2:{id}:{}:my file.txt:localhost:7000\n", "5e".repeat(32)).as_bytes(),
+        format!(
+            "  p2p2:{id}:{}:my file.txt:localhost:7000\n",
+            "5e".repeat(32)
+        )
+        .as_bytes(),
     );
 }
 
@@ -228,6 +232,12 @@ fn peer_seeds() {
     let _ = pops::ACCEPT;
 }
 
+fn coop_seeds() {
+    for (name, seed) in p2p_fuzz::coop_harness::seeds() {
+        write("coop", &name, &seed);
+    }
+}
+
 /// The secure layer's targets read op bytes: these run a whole handshake untouched (every
 /// flight passed whole), then one with each kind of meddling; and a record stream written
 /// small, across a record boundary, and meddled with.
@@ -263,6 +273,7 @@ fn main() {
         write("wire_roundtrip", &format!("{v:02}"), &seed);
     }
     secure_seeds();
+    coop_seeds();
     // Sanity: every tracker and peer seed runs clean.
     for entry in fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/tracker")).unwrap()
     {

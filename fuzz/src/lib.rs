@@ -7,6 +7,7 @@
 //! [`peer_harness`]) so that seed corpora can be written from valid traffic by
 //! `examples/gen_corpus.rs`, and so a crashing input can be replayed in a plain test.
 
+pub mod coop_harness;
 pub mod peer_harness;
 pub mod tracker_harness;
 

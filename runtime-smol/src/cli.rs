@@ -98,9 +98,15 @@ Examples:
   p2p share movie.mkv                      # new swarm, embedded tracker; the ticket says where
   p2p share a.bin b.bin --tracker 10.0.0.5:7070 --secret-file swarm.key --listen 0.0.0.0:7000
   TICKET=$(p2p share big.iso | head -1)    # tickets alone on standard output
+  p2p share a.iso --secret-file lan.key --tracker 10.0.0.5:7070 --allow-private-origins
 
 The ticket carries the swarm's secret: whoever has it can download the file and join the
-swarm. Without --secret-file, each run makes a new swarm (a new secret).")]
+swarm. Without --secret-file, each run makes a new swarm (a new secret).
+
+A sharer helps other members' `p2p fetch` downloads (unless --no-help), fetching only what
+its origin policy allows: public http(s) origins; private ones with
+--allow-private-origins; exactly the --allow-origin HOST:PORT ones whatever their address
+(see `p2p helper --help`).")]
     Share {
         /// Files to publish.
         #[arg(required = true, value_name = "FILE")]
@@ -128,6 +134,8 @@ swarm. Without --secret-file, each run makes a new swarm (a new secret).")]
         /// Requests kept in flight to an origin when helping.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
         origin_connections: Option<u32>,
+        #[command(flatten)]
+        origins: OriginArgs,
     },
 
     /// Download a file from the swarm, then print its path and SHA-256.
@@ -158,7 +166,17 @@ Examples:
     /// Help other peers' cooperative origin downloads; serves no files of its own.
     #[command(after_help = "\
 Examples:
-  p2p helper --tracker 10.0.0.5:7070 --secret-file swarm.key --listen 0.0.0.0:0")]
+  p2p helper --tracker 10.0.0.5:7070 --secret-file swarm.key --listen 0.0.0.0:0
+  p2p helper --secret-file swarm.key --allow-private-origins       # origins on the LAN too
+  p2p helper --secret-file swarm.key --allow-origin 127.0.0.1:3142 # and a local cache
+
+What a helper fetches: the URL comes from another member, so only http(s) URLs whose
+host resolves to public addresses, never loopback, link-local (cloud metadata), multicast
+or broadcast ones; private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7) only
+with --allow-private-origins; an origin named by --allow-origin whatever its address. Every
+redirect is checked the same way, https never leads to http, and the connection goes to
+the address that was checked. A refused range tells the fetcher only 'refused by origin
+policy'; the reason is in this helper's log.")]
     Helper {
         #[arg(long, default_value = DEFAULT_TRACKER_ADDR, value_name = "ADDR")]
         tracker: String,
@@ -171,6 +189,8 @@ Examples:
         /// Requests kept in flight to an origin.
         #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
         origin_connections: u32,
+        #[command(flatten)]
+        origins: OriginArgs,
     },
 
     /// List the files a tracker knows in a swarm.
@@ -299,6 +319,28 @@ pub struct FetchArgs {
     /// at NAME.part: that is refused.
     #[arg(long)]
     pub force: bool,
+}
+
+/// What a helper may fetch for other peers (`p2p helper`, `p2p share`).
+#[derive(Args, Debug)]
+pub struct OriginArgs {
+    /// When helping, also fetch from private networks (10/8, 172.16/12, 192.168/16,
+    /// 100.64/10, fc00::/7): for origins on this LAN. Loopback and link-local stay refused.
+    #[arg(long)]
+    pub allow_private_origins: bool,
+    /// When helping, fetch from this origin whatever its address, loopback included (a
+    /// local artifact cache, say): exactly this host name or IP and port. Repeatable.
+    #[arg(long = "allow-origin", value_name = "HOST:PORT", value_parser = crate::io::origin_policy::parse_allowed_origin)]
+    pub allow_origin: Vec<String>,
+}
+
+impl OriginArgs {
+    pub fn policy(self) -> crate::io::origin_policy::OriginPolicy {
+        crate::io::origin_policy::OriginPolicy {
+            allow_private: self.allow_private_origins,
+            allowed_origins: self.allow_origin,
+        }
+    }
 }
 
 /// A SHA-256 as 64 hex digits, lowercased (how `p2p get` and `sha256sum` print it).

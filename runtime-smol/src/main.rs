@@ -78,6 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 upload_limit,
                 no_help,
                 origin_connections,
+                origins,
             } => {
                 let options = share::ShareOptions {
                     files,
@@ -88,6 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     upload_limit,
                     help_others: !no_help,
                     origin_connections,
+                    origin_policy: origins.policy(),
                 };
                 share::run(options, &mut signals).await
             }
@@ -98,9 +100,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 secret_file,
                 listen,
                 origin_connections,
+                origins,
             } => {
                 let secret = keys::read_one_secret(&secret_file)?;
-                helper::run(tracker, listen, origin_connections, secret, &mut signals).await
+                let options = helper::HelperOptions {
+                    tracker,
+                    listen,
+                    origin_connections,
+                    origin_policy: origins.policy(),
+                };
+                helper::run(options, secret, &mut signals).await
             }
             Command::Ls {
                 tracker,

@@ -33,7 +33,7 @@ fn coop_run(origin: &Origin, data: &[u8], participants: usize) -> (f64, f64, usi
     let swarm = p2p_tests::new_swarm(swarm_dir.path());
     let (_tracker, tracker) = start_tracker(&swarm);
     let helpers: Vec<_> = (1..participants)
-        .map(|_| start_helper(tracker, &swarm))
+        .map(|_| start_helper(tracker, &swarm, origin.addr))
         .collect();
     wait_for_peers(tracker, &swarm, participants - 1);
     let dir = tempfile::tempdir().unwrap();

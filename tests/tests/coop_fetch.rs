@@ -38,7 +38,9 @@ fn one_fetcher_and_three_helpers_get_identical_bytes_and_all_take_ranges() {
     let swarm_dir = tempfile::tempdir().unwrap();
     let swarm = &p2p_tests::new_swarm(swarm_dir.path());
     let (_tracker, tracker) = start_tracker(swarm);
-    let helpers: Vec<_> = (0..3).map(|_| start_helper(tracker, swarm)).collect();
+    let helpers: Vec<_> = (0..3)
+        .map(|_| start_helper(tracker, swarm, origin.addr))
+        .collect();
     wait_for_peers(tracker, swarm, 3);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("file.bin");
@@ -91,7 +93,9 @@ fn a_helper_killed_mid_job_does_not_stop_the_download() {
     let swarm_dir = tempfile::tempdir().unwrap();
     let swarm = &p2p_tests::new_swarm(swarm_dir.path());
     let (_tracker, tracker) = start_tracker(swarm);
-    let mut helpers: Vec<_> = (0..3).map(|_| start_helper(tracker, swarm)).collect();
+    let mut helpers: Vec<_> = (0..3)
+        .map(|_| start_helper(tracker, swarm, origin.addr))
+        .collect();
     wait_for_peers(tracker, swarm, 3);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("file.bin");
@@ -135,7 +139,9 @@ fn an_origin_that_changes_mid_job_aborts_cleanly() {
     let swarm_dir = tempfile::tempdir().unwrap();
     let swarm = &p2p_tests::new_swarm(swarm_dir.path());
     let (_tracker, tracker) = start_tracker(swarm);
-    let _helpers: Vec<_> = (0..2).map(|_| start_helper(tracker, swarm)).collect();
+    let _helpers: Vec<_> = (0..2)
+        .map(|_| start_helper(tracker, swarm, origin.addr))
+        .collect();
     wait_for_peers(tracker, swarm, 2);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("file.bin");
@@ -169,7 +175,7 @@ fn a_second_fetch_of_the_same_url_comes_from_peers() {
     let swarm_dir = tempfile::tempdir().unwrap();
     let swarm = &p2p_tests::new_swarm(swarm_dir.path());
     let (_tracker, tracker) = start_tracker(swarm);
-    let _helper = start_helper(tracker, swarm);
+    let _helper = start_helper(tracker, swarm, origin.addr);
     wait_for_peers(tracker, swarm, 1);
     let dir = tempfile::tempdir().unwrap();
     let url = origin.url("again.bin");

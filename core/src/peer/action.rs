@@ -65,6 +65,9 @@ pub enum PeerAction {
         validator: String,
         offset: u64,
         length: u32,
+        /// For another peer's job, at a URL that peer chose: the driver fetches only what
+        /// its origin policy allows. `false`: this peer's own fetch, of the user's URL.
+        helping: bool,
     },
     /// Write a fetched range of a cooperative download at `offset` of its file; report
     /// `handle_range_written`.

@@ -33,7 +33,7 @@ use rand_chacha::ChaCha8Rng;
 pub use action::{PeerAction, PeerNotice, StoreOutcome};
 pub use config::PeerConfig;
 pub use coop::RANGE_LEN_MIN;
-pub use coop::{FetchSpec, RangeError};
+pub use coop::{FetchSpec, HELPER_JOBS_MAX, RangeError, helper_fetches_max};
 pub use download::DownloadPhase;
 pub use download::scheduler::SchedulerConfig;
 

@@ -45,6 +45,7 @@ impl MemoryOrigin {
         match self.files.get(url) {
             Some((current, _)) if current != validator => Err(RangeError {
                 fatal: true,
+                refused: false,
                 reason: "the origin's validator changed".into(),
             }),
             Some((_, bytes)) => {
@@ -54,6 +55,7 @@ impl MemoryOrigin {
             }
             None => Err(RangeError {
                 fatal: true,
+                refused: false,
                 reason: "404".into(),
             }),
         }

@@ -345,6 +345,7 @@ impl Swarm {
                 validator,
                 offset,
                 length,
+                ..
             } => {
                 let result = self.origin.fetch(&url, &validator, offset, length);
                 let due = now + MemoryOrigin::response_time(length);

@@ -253,6 +253,7 @@ async fn start_seeder(
         locate_interval: Some(DEMO_LOCATE_INTERVAL),
         help_others: false,
         origin_connections: None,
+        origin_policy: Default::default(),
     })
     .await?;
     seeder
@@ -286,6 +287,7 @@ async fn start_getters(
             locate_interval: Some(DEMO_LOCATE_INTERVAL),
             help_others: false,
             origin_connections: None,
+            origin_policy: Default::default(),
         })
         .await?;
         peer.download(content_id, None, Destination::Dir(out), false, None)

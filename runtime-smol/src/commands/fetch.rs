@@ -63,6 +63,7 @@ pub async fn run(args: FetchArgs, signals: &mut StopSignals) -> anyhow::Result<E
         locate_interval: None,
         help_others: false,
         origin_connections: Some(args.origin_connections),
+        origin_policy: Default::default(),
     })
     .await?;
 

@@ -68,6 +68,7 @@ pub async fn run(args: GetArgs, signals: &mut StopSignals) -> anyhow::Result<Exi
         locate_interval: None,
         help_others: false,
         origin_connections: None,
+        origin_policy: Default::default(),
     })
     .await?;
     peer.download(

@@ -14,6 +14,7 @@ use p2p_core::{Manifest, Ticket};
 use crate::cli::DEFAULT_TRACKER_ADDR;
 use crate::driver::peer::{self, PeerOptions};
 use crate::driver::tracker;
+use crate::io::origin_policy::OriginPolicy;
 use crate::io::signals::StopSignals;
 use crate::io::{keys, store};
 
@@ -27,6 +28,8 @@ pub struct ShareOptions {
     /// Take ranges of other peers' cooperative origin downloads.
     pub help_others: bool,
     pub origin_connections: Option<u32>,
+    /// What it may fetch when helping.
+    pub origin_policy: OriginPolicy,
 }
 
 pub async fn run(options: ShareOptions, signals: &mut StopSignals) -> anyhow::Result<ExitCode> {
@@ -53,6 +56,7 @@ pub async fn run(options: ShareOptions, signals: &mut StopSignals) -> anyhow::Re
         locate_interval: None,
         help_others: options.help_others,
         origin_connections: options.origin_connections,
+        origin_policy: options.origin_policy.clone(),
     })
     .await?;
     let serving = peer.listen_addr.map(|a| a.to_string()).unwrap_or_default();

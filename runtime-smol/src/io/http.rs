@@ -4,9 +4,14 @@
 //! Everything here blocks (ureq): callers run it on smol's blocking pool with
 //! `smol::unblock`. One agent per process keeps connections alive between ranges, so a
 //! participant with one request in flight uses one connection to the origin.
+//!
+//! Ranges fetched for another peer's job go through a helper's own agent
+//! ([`helping_agent`]), which connects only to addresses its [`OriginPolicy`] allows,
+//! follows redirects itself, checking each, and tells the fetcher only coarse reasons.
 
 use std::fs::File;
 use std::io::Read;
+use std::net::IpAddr;
 use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -14,7 +19,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use p2p_core::peer::RangeError;
 use ureq::Agent;
-use ureq::http::{HeaderMap, Response};
+use ureq::config::Config;
+use ureq::http::{HeaderMap, Response, Uri};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+
+use super::origin_policy::OriginPolicy;
 
 /// Connecting to the origin.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,6 +32,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A whole range's body (1 MiB by default).
 const RANGE_BODY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Most redirects a helper follows for one range.
+const HELPER_REDIRECTS_MAX: u32 = 5;
+
+/// What a helper tells a fetcher when its origin policy refuses the URL or a redirect.
+pub const REFUSED_BY_POLICY: &str = "refused by origin policy";
+/// What a helper tells a fetcher when the origin could not be reached or spoke no HTTP:
+/// nothing finer (refused, timed out, not HTTP), so a member cannot map what the helper
+/// reaches. The details go to the helper's log.
+pub const ORIGIN_ERROR: &str = "origin error";
 
 /// What `HEAD` says about the file at a URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +76,73 @@ fn agent(body_timeout: Option<Duration>) -> Agent {
     match body_timeout {
         Some(t) => RANGES.get_or_init(|| make(Some(t))).clone(),
         None => WHOLE.get_or_init(|| make(None)).clone(),
+    }
+}
+
+/// The agent a helper fetches others' ranges with. Its resolver hands ureq only addresses
+/// the policy allowed, so the connection goes to what was checked (no second lookup for a
+/// rebinding DNS server to answer differently); it follows no redirects itself (see
+/// [`fetch_range_helping`]) and uses no proxy from the environment (a proxy would resolve
+/// and connect on the helper's behalf, past the policy).
+pub fn helping_agent(policy: OriginPolicy) -> Agent {
+    let config: Config = Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_recv_response(Some(RESPONSE_TIMEOUT))
+        .timeout_recv_body(Some(RANGE_BODY_TIMEOUT))
+        .user_agent(concat!("p2p/", env!("CARGO_PKG_VERSION")))
+        .max_redirects(0)
+        .proxy(None)
+        .build();
+    let resolver = PolicyResolver {
+        policy,
+        inner: DefaultResolver::default(),
+    };
+    Agent::with_parts(config, DefaultConnector::default(), resolver)
+}
+
+/// Resolves like ureq does, then refuses unless the policy allows every address.
+#[derive(Debug)]
+struct PolicyResolver {
+    policy: OriginPolicy,
+    inner: DefaultResolver,
+}
+
+/// The policy's refusal, carried through ureq's error as the payload of an I/O error.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl Resolver for PolicyResolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let scheme = uri.scheme_str().unwrap_or("");
+        let host = uri.host().unwrap_or("");
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme.eq_ignore_ascii_case("https") {
+                443
+            } else {
+                80
+            });
+        let refuse = |why| ureq::Error::Io(std::io::Error::other(Refused(why)));
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        let ips: Vec<IpAddr> = addrs.iter().map(|a| a.ip()).collect();
+        self.policy
+            .check(scheme, host, port, &ips)
+            .map_err(refuse)?;
+        Ok(addrs)
     }
 }
 
@@ -110,6 +196,7 @@ pub fn head(url: &str) -> anyhow::Result<OriginInfo> {
 fn fatal(reason: String) -> RangeError {
     RangeError {
         fatal: true,
+        refused: false,
         reason,
     }
 }
@@ -117,6 +204,7 @@ fn fatal(reason: String) -> RangeError {
 fn retryable(reason: String) -> RangeError {
     RangeError {
         fatal: false,
+        refused: false,
         reason,
     }
 }
@@ -159,6 +247,140 @@ pub fn fetch_range(
         .call()
         .map_err(|e| retryable(format!("GET {url} bytes {offset}-{last}: {e}")))?;
     check_and_read(response, validator, offset, length)
+}
+
+/// How a helper's fetch for another peer failed, before it is made coarse.
+enum HelpFailure {
+    /// The policy refused the URL or a redirect: the detail.
+    Refused(String),
+    /// No HTTP answer: connection, TLS, protocol, timeout; the detail.
+    Transport(String),
+    /// The origin answered, and not with the range.
+    Origin(RangeError),
+}
+
+/// [`fetch_range`] for another peer's job, with the helper's [`helping_agent`]: redirects
+/// are followed here (at most [`HELPER_REDIRECTS_MAX`], never from https to http) so each
+/// target meets the policy before anything is sent to it. The fetcher learns
+/// [`REFUSED_BY_POLICY`], [`ORIGIN_ERROR`], or what an allowed origin answered; the details
+/// are logged here.
+pub fn fetch_range_helping(
+    agent: &Agent,
+    url: &str,
+    validator: &str,
+    offset: u64,
+    length: u32,
+) -> Result<Bytes, RangeError> {
+    match follow_redirects(agent, url, validator, offset, length) {
+        Ok(data) => Ok(data),
+        Err(HelpFailure::Refused(why)) => {
+            tracing::info!(%url, "not fetching for a peer: {why}");
+            Err(RangeError {
+                fatal: false,
+                refused: true,
+                reason: REFUSED_BY_POLICY.into(),
+            })
+        }
+        Err(HelpFailure::Transport(why)) => {
+            tracing::info!(%url, offset, length, "range for a peer failed: {why}");
+            Err(retryable(ORIGIN_ERROR.into()))
+        }
+        Err(HelpFailure::Origin(error)) => {
+            tracing::info!(%url, offset, length, fatal = error.fatal, "range for a peer failed: {}", error.reason);
+            // A fatal answer (the file changed, a 4xx) is the job's end, and the fetcher's
+            // user needs to know which: an origin the policy allowed said it over HTTP.
+            // Retryable ones (5xx, a body cut short) say nothing the fetcher can act on.
+            let reason = if error.fatal {
+                format!("{ORIGIN_ERROR}: {}", error.reason)
+            } else {
+                ORIGIN_ERROR.into()
+            };
+            Err(RangeError { reason, ..error })
+        }
+    }
+}
+
+fn follow_redirects(
+    agent: &Agent,
+    url: &str,
+    validator: &str,
+    offset: u64,
+    length: u32,
+) -> Result<Bytes, HelpFailure> {
+    if length == 0 {
+        return Ok(Bytes::new());
+    }
+    let last = offset + u64::from(length) - 1;
+    let mut url = url.to_string();
+    for _ in 0..=HELPER_REDIRECTS_MAX {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| HelpFailure::Refused(format!("{url} is not a URL: {e}")))?;
+        let scheme = uri.scheme_str().unwrap_or("").to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err(HelpFailure::Refused(format!(
+                "{url}: the scheme is not http or https"
+            )));
+        }
+        let mut request = agent
+            .get(&url)
+            .header("Range", format!("bytes={offset}-{last}"));
+        if usable_for_if_range(validator) {
+            request = request.header("If-Range", validator);
+        }
+        let response = request.call().map_err(|e| match refusal_in(&e) {
+            Some(why) => HelpFailure::Refused(why),
+            None => HelpFailure::Transport(format!("GET {url} bytes {offset}-{last}: {e}")),
+        })?;
+        if !matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+            return check_and_read(response, validator, offset, length)
+                .map_err(HelpFailure::Origin);
+        }
+        let Some(next) = header(response.headers(), "location").and_then(|l| join(&uri, l)) else {
+            return Err(HelpFailure::Origin(fatal(format!(
+                "{url} redirects without a usable Location"
+            ))));
+        };
+        if scheme == "https" && !next.to_ascii_lowercase().starts_with("https://") {
+            return Err(HelpFailure::Refused(format!(
+                "{url} redirects from https to {next}"
+            )));
+        }
+        tracing::debug!(from = %url, to = %next, "following a redirect for a peer");
+        url = next;
+    }
+    Err(HelpFailure::Origin(fatal(format!(
+        "more than {HELPER_REDIRECTS_MAX} redirects"
+    ))))
+}
+
+/// The policy's refusal inside a ureq error, if that is what it is.
+fn refusal_in(error: &ureq::Error) -> Option<String> {
+    match error {
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<Refused>())
+            .map(|refused| refused.0.clone()),
+        _ => None,
+    }
+}
+
+/// A redirect's `Location` as an absolute URL, relative to the URL that answered it.
+fn join(base: &Uri, location: &str) -> Option<String> {
+    let scheme = base.scheme_str()?;
+    let authority = base.authority()?.as_str();
+    Some(if location.starts_with("//") {
+        format!("{scheme}:{location}")
+    } else if location.starts_with('/') {
+        format!("{scheme}://{authority}{location}")
+    } else if location.contains("://") {
+        location.to_string()
+    } else {
+        let path = base.path();
+        let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+        let dir = if dir.is_empty() { "/" } else { dir };
+        format!("{scheme}://{authority}{dir}{location}")
+    })
 }
 
 fn check_and_read(
@@ -303,6 +525,20 @@ mod tests {
         assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, 9, None)));
         assert_eq!(parse_content_range("items 0-1/2"), None);
         assert_eq!(parse_content_range("bytes x-1/2"), None);
+    }
+
+    #[test]
+    fn locations_resolve_against_the_url_that_answered() {
+        let base: Uri = "https://a.example:8443/dir/file?x=1".parse().unwrap();
+        let cases = [
+            ("http://b/x", "http://b/x"),
+            ("//c/y", "https://c/y"),
+            ("/z?q=http://d/", "https://a.example:8443/z?q=http://d/"),
+            ("other", "https://a.example:8443/dir/other"),
+        ];
+        for (location, want) in cases {
+            assert_eq!(join(&base, location).as_deref(), Some(want), "{location}");
+        }
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The runtime's I/O: connections (`net`), their secure sessions (`secure`), the
 //! reading of their records (`record_reader`) and their bounded send queues
-//! (`send_queue`), keys and
-//! secret files (`keys`), the machines' clock and seeds (`clock`), the
-//! upload cap (`rate_limit`), files on disk (`store`), a download's resume record
-//! (`record`) and how both are opened without following planted links (`no_follow`), the block buffers sockets and files share (`buffer_pool`), HTTP to an
-//! origin (`http`) and the stop signals (`signals`).
+//! (`send_queue`), keys and secret files (`keys`), the machines' clock and seeds
+//! (`clock`), the upload cap (`rate_limit`), files on disk (`store`), a download's resume
+//! record (`record`) and how both are opened without following planted links
+//! (`no_follow`), the block buffers sockets and files share (`buffer_pool`), HTTP to an
+//! origin (`http`) and what a helper may fetch from one (`origin_policy`), and the stop
+//! signals (`signals`).
 //!
 //! Nothing here knows the machines' logic: these are the hands the drivers use.
 
@@ -14,6 +15,7 @@ pub mod http;
 pub mod keys;
 pub mod net;
 pub mod no_follow;
+pub mod origin_policy;
 pub mod rate_limit;
 pub mod record;
 pub mod record_reader;

@@ -104,7 +104,9 @@ pub fn start_tracker(swarm: &str) -> (Proc, SocketAddr) {
     (proc, addr)
 }
 
-pub fn start_helper(tracker: SocketAddr, swarm: &str) -> (Proc, SocketAddr) {
+/// `p2p helper` in `swarm`, allowed to fetch from the test origin at `origin` (on
+/// loopback, which its origin policy refuses otherwise).
+pub fn start_helper(tracker: SocketAddr, swarm: &str, origin: SocketAddr) -> (Proc, SocketAddr) {
     let mut child = Command::new(p2p_bin())
         .args([
             "helper",
@@ -112,6 +114,8 @@ pub fn start_helper(tracker: SocketAddr, swarm: &str) -> (Proc, SocketAddr) {
             &tracker.to_string(),
             "--secret-file",
             swarm,
+            "--allow-origin",
+            &origin.to_string(),
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -102,6 +102,7 @@ impl Coop {
                         by,
                         Err(RangeError {
                             fatal,
+                            refused: false,
                             reason: format!("{reason} (helper {addr})"),
                         }),
                     );
@@ -247,6 +248,7 @@ impl Coop {
                 validator,
                 offset,
                 length,
+                helping: false,
             });
         }
     }

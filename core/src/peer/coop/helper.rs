@@ -1,11 +1,15 @@
 //! The helper's side of a cooperative download: taking a job a fetcher offers, asking for
 //! ranges while a slot is free, fetching each from the origin through the driver, and
 //! delivering the bytes (or the failure) back to the fetcher.
+//!
+//! A helper does only the work it asked for: every `AssignRange` must answer one of its own
+//! `TakeWork`s, so a member cannot make it fetch more than its slots, per job and in total
+//! ([`helper_fetches_max`]), however many assignments it sends.
 
 use bytes::Bytes;
 
 use super::job::HelperJob;
-use super::{Coop, CoopPending, Ctx, HELPER_JOBS_MAX, RangeError};
+use super::{Coop, CoopPending, Ctx, HELPER_JOBS_MAX, RangeError, helper_fetches_max};
 use crate::ids::ConnId;
 use crate::peer::action::PeerAction;
 use crate::wire::{BLOCK_LEN_MAX, Message};
@@ -27,21 +31,29 @@ impl Coop {
                 range_len,
             } => {
                 let _ = range_len;
-                if !ctx.config.help_others
-                    || self.fetches.contains_key(&job_id)
-                    || (self.helping.len() >= HELPER_JOBS_MAX
-                        && !self.helping.contains_key(&job_id))
-                {
+                if !ctx.config.help_others || self.fetches.contains_key(&job_id) {
                     return Ok(());
                 }
-                let job = self.helping.entry(job_id).or_insert(HelperJob {
-                    fetcher_conn: conn,
-                    url,
-                    validator,
-                    size,
-                    slots_busy: 0,
-                });
-                job.fetcher_conn = conn;
+                match self.helping.get(&job_id) {
+                    // A job belongs to the connection that offered it (a job's connection
+                    // closing ends it here): another cannot take its deliveries over.
+                    Some(job) if job.fetcher_conn != conn => return Ok(()),
+                    Some(_) => {}
+                    None if self.helping.len() >= HELPER_JOBS_MAX => return Ok(()),
+                    None => {
+                        let job = HelperJob {
+                            fetcher_conn: conn,
+                            url,
+                            validator,
+                            size,
+                            asks_outstanding: 0,
+                            fetching: 0,
+                            refused: None,
+                            waiting_for_total: false,
+                        };
+                        self.helping.insert(job_id, job);
+                    }
+                }
                 self.ask_for_work(ctx, job_id);
             }
             Message::AssignRange {
@@ -50,7 +62,8 @@ impl Coop {
                 offset,
                 length,
             } => {
-                let Some(job) = self.helping.get(&job_id) else {
+                let Some(job) = self.helping.get_mut(&job_id) else {
+                    // The job ended here (`EndJob` crossed the assignment): nothing to do.
                     return Ok(());
                 };
                 if job.fetcher_conn != conn
@@ -62,12 +75,32 @@ impl Coop {
                 {
                     return Err("range assignment outside the job".into());
                 }
+                if job.asks_outstanding == 0 {
+                    // A fetcher answers each `TakeWork` once, in order, on this connection,
+                    // so an honest one never gets here: refusing the connection (rather than
+                    // dropping the message) also stops the rest of a flood at once.
+                    return Err("range assignment not asked for".into());
+                }
+                job.asks_outstanding -= 1;
+                if let Some(reason) = &job.refused {
+                    // Promised before the policy refused the URL: give it back unfetched.
+                    let failed = Message::RangeFailed {
+                        job_id,
+                        range_index,
+                        fatal: false,
+                        reason: reason.clone(),
+                    };
+                    ctx.out.send(conn, failed);
+                    return Ok(());
+                }
+                job.fetching += 1;
                 let (url, validator) = (job.url.clone(), job.validator.clone());
                 let token = ctx.out.next_token();
                 self.pending.insert(
                     token,
                     CoopPending::HelperFetch {
                         job_id,
+                        conn,
                         range_index,
                         offset,
                     },
@@ -78,13 +111,14 @@ impl Coop {
                     validator,
                     offset,
                     length,
+                    helping: true,
                 });
             }
             Message::NoWork { job_id } => {
                 if let Some(job) = self.helping.get_mut(&job_id)
                     && job.fetcher_conn == conn
                 {
-                    job.slots_busy = job.slots_busy.saturating_sub(1);
+                    job.asks_outstanding = job.asks_outstanding.saturating_sub(1);
                 }
             }
             Message::EndJob { job_id, .. }
@@ -100,59 +134,99 @@ impl Coop {
         Ok(())
     }
 
-    /// A range this peer fetched for a fetcher: deliver it (or the failure) and ask for
-    /// more. Returns the bytes delivered (they count as uploaded).
+    /// A range this peer fetched for a fetcher on `conn`: deliver it (or the failure) and
+    /// ask for more. Returns the bytes delivered (they count as uploaded).
     pub(super) fn helper_fetched(
         &mut self,
         ctx: &mut Ctx<'_>,
         job_id: u64,
+        conn: ConnId,
         range_index: u32,
         offset: u64,
         result: Result<Bytes, RangeError>,
     ) -> u64 {
         let mut uploaded_bytes = 0;
-        let Some(job) = self.helping.get_mut(&job_id) else {
-            return 0;
-        };
-        job.slots_busy = job.slots_busy.saturating_sub(1);
-        let conn = job.fetcher_conn;
-        let message = match result {
-            Ok(data) => {
-                // Bytes handed to another peer count as uploaded, like pieces.
-                uploaded_bytes = data.len() as u64;
-                Message::DeliverRange {
-                    job_id,
-                    range_index,
-                    offset,
-                    data,
+        // The job may have ended, or another with the same id begun on another connection,
+        // while the range was fetched: then the result is nobody's, but the slot is free.
+        if let Some(job) = self
+            .helping
+            .get_mut(&job_id)
+            .filter(|j| j.fetcher_conn == conn)
+        {
+            job.fetching = job.fetching.saturating_sub(1);
+            let message = match result {
+                Ok(data) => {
+                    // Bytes handed to another peer count as uploaded, like pieces.
+                    uploaded_bytes = data.len() as u64;
+                    Message::DeliverRange {
+                        job_id,
+                        range_index,
+                        offset,
+                        data,
+                    }
                 }
-            }
-            Err(error) => Message::RangeFailed {
-                job_id,
-                range_index,
-                fatal: error.fatal,
-                reason: error.reason,
-            },
-        };
-        ctx.out.send(conn, message);
-        self.ask_for_work(ctx, job_id);
+                Err(error) => {
+                    if error.refused {
+                        job.refused = Some(error.reason.clone());
+                    }
+                    Message::RangeFailed {
+                        job_id,
+                        range_index,
+                        fatal: error.fatal,
+                        reason: error.reason,
+                    }
+                }
+            };
+            ctx.out.send(conn, message);
+        }
+        // A slot freed: this job asks again, and so does any job that found the total busy
+        // (with fetches of jobs that have ended, say). Jobs told there was no work are not
+        // asked for: their fetcher offers again when it has some.
+        let waiting: Vec<u64> = self
+            .helping
+            .iter()
+            .filter(|(id, j)| **id == job_id || j.waiting_for_total)
+            .map(|(id, _)| *id)
+            .collect();
+        for job_id in waiting {
+            self.ask_for_work(ctx, job_id);
+        }
         uploaded_bytes
     }
 
-    /// A helper's slot is free: it asks the fetcher for a range.
+    /// Slots taken over every job: asks waiting for an answer and fetches running, counting
+    /// fetches of jobs that have ended since (the driver still runs them).
+    fn helper_slots_busy(&self) -> usize {
+        let fetches = self
+            .pending
+            .values()
+            .filter(|p| matches!(p, CoopPending::HelperFetch { .. }))
+            .count();
+        let asks: usize = self
+            .helping
+            .values()
+            .map(|j| j.asks_outstanding as usize)
+            .sum();
+        fetches + asks
+    }
+
+    /// Asks the fetcher for a range for every free slot of the job, within the total.
     fn ask_for_work(&mut self, ctx: &mut Ctx<'_>, job_id: u64) {
         let slots = ctx.config.origin_connections.max(1);
+        let total_max = helper_fetches_max(ctx.config.origin_connections);
+        let mut busy_total = self.helper_slots_busy();
         let Some(job) = self.helping.get_mut(&job_id) else {
             return;
         };
-        let conn = job.fetcher_conn;
-        let mut asks = 0;
-        while job.slots_busy < slots {
-            job.slots_busy += 1;
-            asks += 1;
+        if job.refused.is_some() {
+            job.waiting_for_total = false;
+            return;
         }
-        for _ in 0..asks {
-            ctx.out.send(conn, Message::TakeWork { job_id });
+        while job.slots_busy() < slots && busy_total < total_max {
+            job.asks_outstanding += 1;
+            busy_total += 1;
+            ctx.out.send(job.fetcher_conn, Message::TakeWork { job_id });
         }
+        job.waiting_for_total = job.slots_busy() < slots;
     }
 }

@@ -25,6 +25,9 @@ pub struct RangeError {
     /// Retrying cannot help: the origin's file changed (a `200` for a ranged request, a
     /// different validator, a short body) or it refused (`4xx`).
     pub fatal: bool,
+    /// A helper's origin policy refused the URL (or a redirect of it): the helper stops
+    /// taking ranges of this job, which others may still fetch. Never set by a fetcher.
+    pub refused: bool,
     pub reason: String,
 }
 
@@ -132,6 +135,21 @@ pub struct HelperJob {
     pub(crate) url: String,
     pub(crate) validator: String,
     pub(crate) size: u64,
-    /// `TakeWork`s sent and not yet answered, plus ranges being fetched.
-    pub(crate) slots_busy: u32,
+    /// `TakeWork`s sent and not yet answered: each allows exactly one `AssignRange`.
+    pub(crate) asks_outstanding: u32,
+    /// Ranges of this job being fetched for the fetcher.
+    pub(crate) fetching: u32,
+    /// This peer's origin policy refused the job's URL (the reason): it asks for no more
+    /// ranges and answers any it was already promised with a failure, without fetching.
+    pub(crate) refused: Option<String>,
+    /// Slots of this job stayed free because the helper's total was busy: it asks when a
+    /// fetch of any job finishes.
+    pub(crate) waiting_for_total: bool,
+}
+
+impl HelperJob {
+    /// Slots taken: asks waiting for an answer and fetches running.
+    pub(crate) fn slots_busy(&self) -> u32 {
+        self.asks_outstanding + self.fetching
+    }
 }

@@ -33,6 +33,15 @@ use crate::wire::Message;
 pub const RANGE_ATTEMPTS_MAX: u32 = 5;
 /// Most jobs a helper works on at once; more offers are ignored.
 pub const HELPER_JOBS_MAX: usize = 8;
+
+/// Most ranges a helper fetches for others at once, over every job: its slots
+/// (`origin_connections`) in each of at most [`HELPER_JOBS_MAX`] jobs. Ranges still being
+/// fetched for a job that has ended (its fetcher left) count too, so a fetcher that offers,
+/// takes a range and reconnects cannot pile up fetches. The driver bounds its blocking HTTP
+/// fetches for helping by the same number.
+pub fn helper_fetches_max(origin_connections: u32) -> usize {
+    HELPER_JOBS_MAX * origin_connections.max(1) as usize
+}
 /// Smallest range a job may be cut into: smaller ranges cost more in requests than they
 /// gain in spreading.
 pub const RANGE_LEN_MIN: u32 = 16 * 1024;
@@ -66,6 +75,8 @@ pub(crate) enum CoopPending {
     /// A helper fetching a range for a fetcher.
     HelperFetch {
         job_id: u64,
+        /// The fetcher's connection when the range was assigned.
+        conn: ConnId,
         range_index: u32,
         offset: u64,
     },
@@ -122,10 +133,12 @@ impl Coop {
             }
             Some(CoopPending::HelperFetch {
                 job_id,
+                conn,
                 range_index,
                 offset,
             }) => {
-                uploaded_bytes = self.helper_fetched(ctx, job_id, range_index, offset, result);
+                uploaded_bytes =
+                    self.helper_fetched(ctx, job_id, conn, range_index, offset, result);
             }
             _ => {}
         }

@@ -28,7 +28,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use p2p_core::peer::{FetchSpec, Peer, PeerConfig, PeerNotice, RangeError, StoreOutcome};
+use p2p_core::peer::{
+    FetchSpec, Peer, PeerConfig, PeerNotice, RangeError, StoreOutcome, helper_fetches_max,
+};
 use p2p_core::secure::SwarmSecret;
 use p2p_core::{ConnId, ContentId, Manifest, PeerId};
 use smol::channel::{Receiver, Sender};
@@ -38,6 +40,7 @@ use self::actions::Deferred;
 use self::downloads::DownloadFiles;
 pub use self::handle::PeerHandle;
 use crate::io::net::{self, Accepted, ConnHandle, NetEvent, WriterDone};
+use crate::io::origin_policy::OriginPolicy;
 use crate::io::rate_limit::RateLimiter;
 use crate::io::secure::Security;
 use crate::io::store::{Destination, Prepared};
@@ -70,6 +73,8 @@ pub struct PeerOptions {
     /// Requests kept in flight to an origin (as fetcher or helper); `None`: the core's
     /// default (1).
     pub origin_connections: Option<u32>,
+    /// What this peer may fetch when helping others (the strict default when it does not).
+    pub origin_policy: OriginPolicy,
 }
 
 /// Everything the peer task reacts to.
@@ -209,6 +214,16 @@ struct Driver {
     fetch_files: HashMap<u64, Arc<File>>,
     /// Inputs that actions produced at once, fed to the machine after the drain.
     deferred: Vec<Deferred>,
+    /// How ranges are fetched for other peers' jobs.
+    helping: Helping,
+}
+
+/// Fetching for others: an agent bound by the origin policy, and as many permits as the
+/// machine may ask for fetches at once, so network input never makes the blocking pool
+/// grow past them even if the machine asked for more.
+struct Helping {
+    agent: ureq::Agent,
+    permits: Arc<smol::lock::Semaphore>,
 }
 
 /// Binds the listener (when asked) and starts the peer task.
@@ -256,6 +271,12 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
             "serving on {listen} for other machines, but the tracker {tracker} is reached over loopback, so it lists this peer at a loopback address only this machine can reach; give the tracker's LAN address (--tracker HOST:PORT)"
         );
     }
+    let helping = Helping {
+        agent: crate::io::http::helping_agent(options.origin_policy.clone()),
+        permits: Arc::new(smol::lock::Semaphore::new(helper_fetches_max(
+            config.origin_connections,
+        ))),
+    };
     let (user, user_events) = smol::channel::unbounded();
     let driver = Driver {
         peer: Peer::new(config, clock::now()),
@@ -275,6 +296,7 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
         closing: Vec::new(),
         fetch_files: HashMap::new(),
         deferred: Vec::new(),
+        helping,
     };
     let task = smol::spawn(driver.run(events_rx));
     Ok(PeerHandle {
