@@ -39,6 +39,7 @@ fn main() -> ExitCode {
     fixed_mmap_threshold();
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    raise_open_files_limit();
     match run(cli) {
         Ok(code) => code,
         Err(e) if e.downcast_ref::<UsageError>().is_some() => {
@@ -48,6 +49,22 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Every connection is a file descriptor, and a tracker holds one per member of its
+/// swarms: the soft limit (often 1,024) goes up to the hard one, as far as it is allowed.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some() && limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::debug!("could not raise the open files limit: {e}");
         }
     }
 }

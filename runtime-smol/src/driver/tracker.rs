@@ -11,6 +11,7 @@ use p2p_core::tracker::{Tracker, TrackerAction, TrackerConfig};
 use smol::channel::Sender;
 use smol::{Task, future};
 
+use crate::io::conn_limits::ConnLimits;
 use crate::io::net::{self, Accepted, ConnEvent, ConnHandle, NetEvent};
 use crate::io::secure::Security;
 use crate::io::{clock, keys};
@@ -69,6 +70,7 @@ pub async fn start(
         events.clone(),
         |accepted| Event::Accepted(Box::new(accepted)),
         security,
+        ConnLimits::tracker(),
     )
     .await?;
     let config = TrackerConfig {

@@ -1,4 +1,5 @@
-//! The runtime's I/O: connections (`net`), their secure sessions (`secure`), the
+//! The runtime's I/O: connections (`net`) and how many a listener keeps (`conn_limits`),
+//! their secure sessions (`secure`), the
 //! reading of their records (`record_reader`) and their bounded send queues
 //! (`send_queue`), keys and secret files (`keys`), the machines' clock and seeds
 //! (`clock`), the upload cap (`rate_limit`), files on disk (`store`), a download's resume
@@ -11,6 +12,7 @@
 
 pub mod buffer_pool;
 pub mod clock;
+pub mod conn_limits;
 pub mod http;
 pub mod keys;
 pub mod net;

@@ -25,6 +25,7 @@ use smol::lock::Semaphore;
 use smol::{Timer, future};
 
 use crate::io::buffer_pool;
+use crate::io::conn_limits::{ConnLimits, ConnSlot};
 use crate::io::rate_limit::RateLimiter;
 use crate::io::record_reader::RecordReader;
 use crate::io::secure::{self, HandshakeError, Records, Sealing, Security};
@@ -36,6 +37,12 @@ pub const EVENT_QUEUE_MAX: usize = 1024;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Frames this long or longer (pieces) are read into a pooled buffer of their own.
 const BULK_FRAME_MIN: usize = 64 * 1024;
+/// A bulk frame holds one of the process's few receive buffers while it arrives: it must
+/// come at this rate at least (after a grace of `BULK_FRAME_GRACE`), or the connection is
+/// closed. A 1 MiB block gets 74 s: a trickle cannot hold a buffer for long, and a slow
+/// link (128 kbit/s on this one connection) still delivers.
+const BULK_FRAME_RATE_MIN: u64 = 16 * 1024;
+const BULK_FRAME_GRACE: Duration = Duration::from_secs(10);
 /// Small frames are gathered into one write up to this many bytes.
 const WRITE_BATCH_MAX: usize = 64 * 1024;
 /// A writer's plaintext buffer grown past this (by one large message) is released.
@@ -86,6 +93,8 @@ pub struct NetEvent {
 pub struct Accepted {
     stream: TcpStream,
     records: Records,
+    /// Its place among the listener's connections, held until its tasks end.
+    slot: ConnSlot,
 }
 
 impl Accepted {
@@ -208,6 +217,7 @@ where
             stream,
             records,
             outgoing: true,
+            slot: None,
         };
         streams.run(events, queue_rx, done_tx, limiter);
     })
@@ -232,6 +242,7 @@ where
         stream: accepted.stream,
         records: accepted.records,
         outgoing: false,
+        slot: Some(Arc::new(accepted.slot)),
     };
     streams.run(events, queue_rx, done_tx, limiter);
     ConnHandle { queue, writer_done }
@@ -250,6 +261,8 @@ struct Streams {
     records: Records,
     /// Whether we dialed it: only then can a close before any record mean a refusal.
     outgoing: bool,
+    /// An incoming connection's place among its listener's, for as long as a task runs.
+    slot: Option<Arc<ConnSlot>>,
 }
 
 impl Streams {
@@ -267,13 +280,16 @@ impl Streams {
             stream,
             records,
             outgoing,
+            slot,
         } = self;
+        let reader_slot = slot.clone();
         let Records {
             sealing, opening, ..
         } = records;
         let reader = RecordReader::new(stream.clone(), opening);
         let reader_events = events.clone();
         smol::spawn(async move {
+            let _slot = reader_slot;
             let mut reader = reader;
             let why = read_loop(conn, &mut reader, &reader_events).await;
             tracing::debug!(%conn, "reader ended: {why}");
@@ -287,6 +303,7 @@ impl Streams {
         })
         .detach();
         smol::spawn(async move {
+            let _slot = slot;
             let writing = write_loop(conn, stream.clone(), sealing, &events, &queue, limiter);
             let flush_deadline = async {
                 queue.closed().await;
@@ -433,9 +450,16 @@ async fn read_bulk_frame(
     frame.as_mut()[..have].copy_from_slice(&buf[..have]);
     buf.advance(have);
     if have < len {
-        reader
-            .fill_exact(&mut frame.as_mut()[have..], len - have, buf)
-            .await?;
+        let filling = reader.fill_exact(&mut frame.as_mut()[have..], len - have, buf);
+        let allowed = BULK_FRAME_GRACE + Duration::from_secs(len as u64 / BULK_FRAME_RATE_MIN);
+        let late = async {
+            Timer::after(allowed).await;
+            Err(format!(
+                "a {len}-byte frame took over {} s to arrive",
+                allowed.as_secs()
+            ))
+        };
+        future::or(filling, late).await?;
     }
     frame.truncate(len);
     Message::decode(frame.into_bytes()).map_err(|e| format!("protocol error: {e}"))
@@ -520,9 +544,10 @@ async fn write_sealed(
     Ok(())
 }
 
-/// Binds a listener; each accepted connection runs the responder's handshake in a task of
-/// its own (at most [`HANDSHAKES_IN_PROGRESS_MAX`] at once, within the handshake timeout),
-/// and only then is forwarded to the machine as `wrap(accepted)`. A connection whose
+/// Binds a listener; each accepted connection (within `limits`, in total and per address)
+/// runs the responder's handshake in a task of its own (at most
+/// [`HANDSHAKES_IN_PROGRESS_MAX`] at once, within the handshake timeout), and only then is
+/// forwarded to the machine as `wrap(accepted)`. A connection whose
 /// handshake fails is closed; the machine never hears of it. Returns the bound address
 /// (the actual port when 0 was asked for).
 pub async fn listen<E>(
@@ -530,6 +555,7 @@ pub async fn listen<E>(
     events: Sender<E>,
     wrap: fn(Accepted) -> E,
     security: Arc<Security>,
+    limits: Arc<ConnLimits>,
 ) -> anyhow::Result<SocketAddr>
 where
     E: Send + 'static,
@@ -546,6 +572,13 @@ where
             }
             match listener.accept().await {
                 Ok((stream, from)) => {
+                    let slot = match limits.try_take(from.ip()) {
+                        Ok(slot) => slot,
+                        Err(why) => {
+                            tracing::debug!(%from, "closed: {why}");
+                            continue;
+                        }
+                    };
                     let Some(permit) = handshakes.try_acquire_arc() else {
                         tracing::debug!(%from, "closed: too many handshakes in progress");
                         continue;
@@ -566,7 +599,12 @@ where
                         match records {
                             Ok(records) => {
                                 tracing::trace!(%from, remote = ?records.remote, "accepted");
-                                let _ = events.send(wrap(Accepted { stream, records })).await;
+                                let accepted = Accepted {
+                                    stream,
+                                    records,
+                                    slot,
+                                };
+                                let _ = events.send(wrap(accepted)).await;
                             }
                             Err(e) => {
                                 tracing::debug!(%from, "incoming connection closed: {e}");

@@ -68,11 +68,16 @@ impl RecordReader {
         self.got_plaintext
     }
 
-    /// Reads once from the socket and appends the plaintext of every record completed to
-    /// `out` (maybe none, for part of a record). `Ok(false)` at the end of the stream;
-    /// `Err` says why the connection must close.
+    /// Appends the plaintext of every record completed to `out` (maybe none, for part of
+    /// a record): those already buffered (a block's frame may have left some), or else
+    /// those of one more read from the socket. `Ok(false)` at the end of the stream; `Err`
+    /// says why the connection must close.
     pub async fn fill(&mut self, out: &mut BytesMut) -> Result<bool, String> {
-        if !self.read_more().await? {
+        let buffered = match self.opening {
+            Opening::Plain => self.start < self.end,
+            Opening::Sealed(_) => self.next_record_len()?.is_some(),
+        };
+        if !buffered && !self.read_more().await? {
             return Ok(false);
         }
         match &mut self.opening {
@@ -205,6 +210,7 @@ impl RecordReader {
 mod tests {
     use async_net::TcpListener;
     use p2p_core::secure::{Keyring, StaticKey, SwarmSecret};
+    use smol::future;
     use smol::io::AsyncWriteExt;
 
     use super::*;
@@ -212,52 +218,55 @@ mod tests {
 
     /// A real session over loopback whose sender cuts records where it pleases and
     /// trickles them: a frame's bytes come out exactly, and the plaintext of a record that
-    /// runs past the frame goes back to the decoder's buffer, then the rest follows.
+    /// runs past the frame goes back to the decoder's buffer, then the rest follows. Both
+    /// ends run on the test's thread (no executor of its own to wait for).
     #[test]
     fn a_record_running_past_a_frame_goes_back_to_the_decoder() {
         smol::block_on(async {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
-            let secret = SwarmSecret::from_bytes([3; 32]);
             let payload: Vec<u8> = (0..150_000u32).map(|n| (n % 251) as u8).collect();
-            let sent = payload.clone();
-            let sender = smol::spawn(async move {
+            let sending = async {
                 let mut stream = async_net::TcpStream::connect(addr).await.unwrap();
                 let key = StaticKey::from_private([1; 32]);
+                let secret = SwarmSecret::from_bytes([3; 32]);
                 let records = secure::initiate(&mut stream, &key, &secret, false).await;
                 let Sealing::Sealed(mut sealer) = records.unwrap().sealing else {
                     panic!("sealed records");
                 };
                 let mut wire = BytesMut::new();
-                sealer.seal(&sent, &mut wire).unwrap();
+                sealer.seal(&payload, &mut wire).unwrap();
                 for piece in wire.chunks(4093) {
                     stream.write_all(piece).await.unwrap();
                     stream.flush().await.unwrap();
                 }
                 stream
-            });
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let key = StaticKey::from_private([2; 32]);
-            let keyring = Keyring::of(SwarmSecret::from_bytes([3; 32]));
-            let records = secure::respond(&mut stream, &key, &keyring, false).await;
-            let mut reader = RecordReader::new(stream, records.unwrap().opening);
-
+            };
             // 100,000 bytes end inside the second record (records carry 65,519).
             let want = 100_000;
-            let mut frame = vec![0u8; want + TAG_LEN];
-            let mut decoder = BytesMut::new();
-            reader
-                .fill_exact(&mut frame, want, &mut decoder)
-                .await
-                .unwrap();
-            assert_eq!(&frame[..want], &payload[..want]);
-            assert_eq!(&decoder[..], &payload[want..2 * 65_519]);
-            while decoder.len() < payload.len() - want {
-                assert!(reader.fill(&mut decoder).await.unwrap());
-            }
+            let receiving = async {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let key = StaticKey::from_private([2; 32]);
+                let keyring = Keyring::of(SwarmSecret::from_bytes([3; 32]));
+                let records = secure::respond(&mut stream, &key, &keyring, false).await;
+                let mut reader = RecordReader::new(stream, records.unwrap().opening);
+                let mut frame = vec![0u8; want + TAG_LEN];
+                let mut decoder = BytesMut::new();
+                reader
+                    .fill_exact(&mut frame, want, &mut decoder)
+                    .await
+                    .unwrap();
+                assert_eq!(&frame[..want], &payload[..want]);
+                assert_eq!(&decoder[..], &payload[want..2 * 65_519]);
+                while decoder.len() < payload.len() - want {
+                    assert!(reader.fill(&mut decoder).await.unwrap());
+                }
+                (reader, decoder)
+            };
+            let (stream, (mut reader, mut decoder)) = future::zip(sending, receiving).await;
             assert_eq!(&decoder[..], &payload[want..]);
             assert!(reader.got_plaintext());
-            drop(sender.await);
+            drop(stream);
             assert!(!reader.fill(&mut decoder).await.unwrap(), "end of stream");
         });
     }

@@ -39,6 +39,7 @@ use smol::{Timer, future};
 use self::actions::Deferred;
 use self::downloads::DownloadFiles;
 pub use self::handle::PeerHandle;
+use crate::io::conn_limits::ConnLimits;
 use crate::io::net::{self, Accepted, ConnHandle, NetEvent, WriterDone};
 use crate::io::origin_policy::OriginPolicy;
 use crate::io::rate_limit::RateLimiter;
@@ -241,6 +242,7 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
                 events.clone(),
                 |accepted| Event::Accepted(Box::new(accepted)),
                 security.clone(),
+                ConnLimits::peer(),
             )
             .await?,
         ),
