@@ -394,7 +394,7 @@ impl PeerHarness {
             }
             CONNECTED => {
                 let sel = byte(u);
-                let ok = byte(u) % 4 != 0;
+                let ok = !byte(u).is_multiple_of(4);
                 let pending: Vec<ConnId> = self
                     .conns
                     .iter()
@@ -598,7 +598,7 @@ impl PeerHarness {
             }
             _ => {
                 let sel = byte(u);
-                let right = byte(u) % 4 != 0;
+                let right = !byte(u).is_multiple_of(4);
                 if let Some(id) = self.pick(sel) {
                     let nonce = self.pings.get(&id).copied().unwrap_or(0);
                     let nonce = if right { nonce } else { nonce.wrapping_add(1) };
