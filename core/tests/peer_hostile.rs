@@ -5,7 +5,7 @@ use bytes::Bytes;
 use p2p_core::peer::{Peer, PeerAction, PeerConfig};
 use p2p_core::secure::Remote;
 use p2p_core::testkit::TestFile;
-use p2p_core::testkit::remote::{accept_as, accept_with, drain, hello};
+use p2p_core::testkit::remote::{accept_as, accept_with, drain, hello, local_peer};
 use p2p_core::wire::{Message, PROTOCOL_VERSION};
 use p2p_core::{ChunkSet, ConnId, ContentId, Instant, Manifest, PeerId};
 
@@ -16,15 +16,7 @@ fn manifest(chunks: u32, salt: u8) -> Manifest {
 }
 
 fn peer() -> Peer {
-    Peer::new(
-        PeerConfig {
-            peer_id: PeerId(1),
-            swarm: "s".into(),
-            listen_addr: "me:1".into(),
-            ..PeerConfig::default()
-        },
-        Instant::ZERO,
-    )
+    local_peer()
 }
 
 /// An incoming connection that completed the handshake as peer 2.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use p2p_core::peer::{Peer, PeerAction, PeerConfig};
 use p2p_core::testkit::TestFile;
-use p2p_core::testkit::remote::{accept_with, drain, hello};
+use p2p_core::testkit::remote::{accept_with, drain, hello, local_peer};
 use p2p_core::wire::Message;
 use p2p_core::{ConnId, Instant, Manifest, PeerId};
 
@@ -16,15 +16,7 @@ const CHUNKS: u32 = 32;
 
 fn seeder() -> (Peer, Manifest) {
     let manifest = TestFile::new("f.bin", CHUNK, vec![7; (CHUNKS * CHUNK) as usize]).manifest;
-    let mut peer = Peer::new(
-        PeerConfig {
-            peer_id: PeerId(1),
-            swarm: "s".into(),
-            listen_addr: "me:1".into(),
-            ..PeerConfig::default()
-        },
-        Instant::ZERO,
-    );
+    let mut peer = local_peer();
     peer.publish(Instant::ZERO, manifest.clone());
     drain(&mut peer);
     (peer, manifest)

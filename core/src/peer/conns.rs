@@ -513,9 +513,9 @@ impl Connections {
 #[cfg(test)]
 mod tests {
     use crate::ids::PeerId;
-    use crate::peer::{Peer, PeerAction, PeerConfig};
+    use crate::peer::PeerAction;
     use crate::secure::Remote;
-    use crate::testkit::remote::{accept_as, hello};
+    use crate::testkit::remote::{accept_as, hello, local_peer};
     use crate::time::Instant;
     use crate::wire::{Message, error_code};
 
@@ -523,15 +523,7 @@ mod tests {
     /// tracker uses for it, not as a malformed message.
     #[test]
     fn an_impostors_hello_is_refused_with_identity_mismatch() {
-        let mut peer = Peer::new(
-            PeerConfig {
-                peer_id: PeerId(1),
-                swarm: "s".into(),
-                listen_addr: "me:1".into(),
-                ..PeerConfig::default()
-            },
-            Instant::ZERO,
-        );
+        let mut peer = local_peer();
         let key_of_3 = Remote {
             peer_id: PeerId(3),
             swarm: "s".into(),

@@ -4,10 +4,23 @@
 //! them.
 
 use crate::ids::{ConnId, PeerId};
-use crate::peer::{Peer, PeerAction};
+use crate::peer::{Peer, PeerAction, PeerConfig};
 use crate::secure::Remote;
 use crate::time::Instant;
 use crate::wire::{Message, PROTOCOL_VERSION};
+
+/// The peer such tests drive: id 1, in swarm `s`, listening at `me:1`, default limits.
+pub fn local_peer() -> Peer {
+    Peer::new(
+        PeerConfig {
+            peer_id: PeerId(1),
+            swarm: "s".into(),
+            listen_addr: "me:1".into(),
+            ..PeerConfig::default()
+        },
+        Instant::ZERO,
+    )
+}
 
 /// Every action the peer has queued, in order (the drain after an input).
 pub fn drain(peer: &mut Peer) -> Vec<PeerAction> {
