@@ -6,25 +6,20 @@
 use bytes::Bytes;
 use p2p_core::peer::{Peer, PeerAction, PeerConfig};
 use p2p_core::testkit::TestFile;
-use p2p_core::testkit::remote::{accept_with, drain, hello, local_peer};
+use p2p_core::testkit::remote::{connect_remote, drain, seeding_peer};
 use p2p_core::wire::Message;
-use p2p_core::{ConnId, Instant, Manifest, PeerId};
+use p2p_core::{ConnId, Instant, Manifest};
 
 const CHUNK: u32 = 16 * 1024;
 const CHUNKS: u32 = 16;
 
 fn seeder() -> (Peer, Manifest) {
     let manifest = TestFile::new("f.bin", CHUNK, vec![7; (CHUNKS * CHUNK) as usize]).manifest;
-    let mut peer = local_peer();
-    peer.publish(Instant::ZERO, manifest.clone());
-    drain(&mut peer);
-    (peer, manifest)
+    (seeding_peer(&manifest), manifest)
 }
 
 fn connect(peer: &mut Peer, remote: u64) -> ConnId {
-    let remote_hello = hello(PeerId(remote), &format!("remote{remote}:1"), "s");
-    let (conn, _) = accept_with(peer, Instant::ZERO, remote_hello).unwrap();
-    conn
+    connect_remote(peer, remote)
 }
 
 fn request(peer: &mut Peer, manifest: &Manifest, conn: ConnId, chunk_index: u32) {

@@ -22,6 +22,22 @@ pub fn local_peer() -> Peer {
     )
 }
 
+/// [`local_peer`] serving every chunk of `manifest`, its start-up actions drained.
+pub fn seeding_peer(manifest: &crate::manifest::Manifest) -> Peer {
+    let mut peer = local_peer();
+    peer.publish(Instant::ZERO, manifest.clone());
+    drain(&mut peer);
+    peer
+}
+
+/// Remote peer `remote` (listening at `remoteN:1`) connects to `peer` in swarm `s`.
+pub fn connect_remote(peer: &mut Peer, remote: u64) -> ConnId {
+    let remote_hello = hello(PeerId(remote), &format!("remote{remote}:1"), "s");
+    accept_with(peer, Instant::ZERO, remote_hello)
+        .expect("the peer takes the connection")
+        .0
+}
+
 /// Every action the peer has queued, in order (the drain after an input).
 pub fn drain(peer: &mut Peer) -> Vec<PeerAction> {
     std::iter::from_fn(|| peer.poll_action()).collect()
