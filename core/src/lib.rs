@@ -55,6 +55,7 @@
 mod chunkset;
 pub mod filename;
 pub mod ids;
+mod listed_addr;
 pub mod manifest;
 pub mod peer;
 pub mod secure;

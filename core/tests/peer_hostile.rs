@@ -294,3 +294,49 @@ fn a_wrong_length_piece_closes_and_the_right_one_is_stored_with_the_manifest_has
         assert!(closed(&drain(&mut p), conn));
     }
 }
+
+#[test]
+fn peer_exchange_names_a_remote_where_its_connection_came_from_not_where_it_claims() {
+    let m = manifest(2, 9);
+    let mut p = p2p_core::testkit::remote::seeding_peer(&m);
+    let interested = Message::Interested {
+        content_id: m.content_id(),
+    };
+    // Peer 2 claims to listen at a third party's address, from 127.0.0.5.
+    let liar = Remote {
+        peer_id: PeerId(2),
+        swarm: "s".into(),
+    };
+    let conn = p
+        .accept(Instant::ZERO, liar, "127.0.0.5:40000".into())
+        .unwrap();
+    p.handle_message(Instant::ZERO, conn, hello(PeerId(2), "10.0.0.1:80", "s"));
+    p.handle_message(Instant::ZERO, conn, interested.clone());
+    drain(&mut p);
+    // A malformed claim (no port) is refused at the handshake.
+    let no_port = Remote {
+        peer_id: PeerId(4),
+        swarm: "s".into(),
+    };
+    let refused = p
+        .accept(Instant::ZERO, no_port, "127.0.0.6:40000".into())
+        .unwrap();
+    p.handle_message(Instant::ZERO, refused, hello(PeerId(4), "10.0.0.1", "s"));
+    assert!(closed(&drain(&mut p), refused));
+
+    // Peer 3 asks for the same content: it is told of peer 2 at 127.0.0.5, the port claimed.
+    let (asker, _) =
+        accept_with(&mut p, Instant::ZERO, hello(PeerId(3), "remote3:1", "s")).unwrap();
+    p.handle_message(Instant::ZERO, asker, interested);
+    let named: Vec<_> = drain(&mut p)
+        .into_iter()
+        .filter_map(|a| match a {
+            PeerAction::Send {
+                message: Message::PeerExchange { peers, .. },
+                ..
+            } => Some(peers),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(named, vec![vec![(PeerId(2), "127.0.0.5:80".to_string())]]);
+}

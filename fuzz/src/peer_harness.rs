@@ -42,6 +42,7 @@ use p2p_core::testkit::TestFile;
 use p2p_core::wire::{PROTOCOL_VERSION, PeerChunks};
 use p2p_core::{ChunkSet, ConnId, ContentId, Instant, Message, PeerId};
 
+use crate::tracker_harness::ADDRS;
 use crate::{be16, blob, byte, generate, through_wire};
 
 pub const ACCEPT: u8 = 0;
@@ -382,7 +383,9 @@ impl PeerHarness {
         match byte(u) % OPS {
             ACCEPT => {
                 let remote = self.remote(byte(u));
-                if let Some(id) = self.peer.accept(now, remote) {
+                // From any of the addresses (or none) the driver could report.
+                let from = (*u.choose(&ADDRS).unwrap_or(&"")).to_string();
+                if let Some(id) = self.peer.accept(now, remote, from) {
                     assert!(self.conns.iter().all(|c| c.id != id), "accept reused {id}");
                     self.conns.push(Conn {
                         id,

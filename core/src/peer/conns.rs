@@ -15,6 +15,7 @@ use super::action::PeerAction;
 use super::config::PeerConfig;
 use super::output::Output;
 use crate::ids::{ConnId, ContentId, PeerId};
+use crate::listed_addr::listed_addr;
 use crate::time::Instant;
 use crate::wire::{Message, PROTOCOL_VERSION};
 
@@ -40,7 +41,12 @@ pub(crate) struct PeerConn {
     authenticated: Option<PeerId>,
     /// Known after the `Hello`/`Welcome` exchange (equal to `authenticated`).
     pub(crate) remote: Option<PeerId>,
+    /// Where others are told to dial the remote: the address we dialled, or for an accepted
+    /// connection the port its `Hello` claims at the IP it came from.
     pub(crate) addr: String,
+    /// Where an accepted connection came from (`IP:PORT`, the driver's word); empty when
+    /// we dialled.
+    from: String,
     opened_at: Instant,
     last_received: Instant,
     next_ping_at: Instant,
@@ -64,6 +70,7 @@ impl PeerConn {
             outgoing,
             remote: None,
             addr,
+            from: String::new(),
             opened_at: now,
             last_received: now,
             next_ping_at: now,
@@ -272,11 +279,13 @@ impl Connections {
         }
     }
 
-    /// A peer of key `remote` connected to us; `None` at the connection limit.
+    /// A peer of key `remote` connected to us from `from` (`IP:PORT`); `None` at the
+    /// connection limit.
     pub(crate) fn accept(
         &mut self,
         now: Instant,
         remote: PeerId,
+        from: String,
         config: &PeerConfig,
         out: &mut Output,
     ) -> Option<ConnId> {
@@ -286,6 +295,7 @@ impl Connections {
         let conn = out.new_conn_id();
         let mut c = PeerConn::new(now, false, String::new());
         c.authenticated = Some(remote);
+        c.from = from;
         self.insert(conn, c);
         Some(conn)
     }
@@ -356,7 +366,11 @@ impl Connections {
                 if let Some(refusal) = c.claims_other_id(peer_id) {
                     return Some(refusal);
                 }
-                c.addr = listen_addr;
+                // Named to others (peer exchange) where it was seen, never where it says.
+                c.addr = match listed_addr(&listen_addr, &c.from, false) {
+                    Ok(addr) => addr,
+                    Err(refusal) => return Some(Handshake::Refused(refusal)),
+                };
                 let welcome = Message::Welcome {
                     version: PROTOCOL_VERSION,
                     peer_id: config.peer_id,

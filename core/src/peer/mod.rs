@@ -330,12 +330,12 @@ impl Peer {
 
     // ------------------------------------------------------------------ connection events
 
-    /// A peer connected to us and finished the secure handshake as `remote`. Returns the
-    /// connection's id, or `None` when at the connection limit (the driver closes the
-    /// socket).
-    pub fn accept(&mut self, now: Instant, remote: Remote) -> Option<ConnId> {
+    /// A peer connected to us from `from` (`IP:PORT`, as the socket saw it) and finished
+    /// the secure handshake as `remote`. Returns the connection's id, or `None` when at the
+    /// connection limit (the driver closes the socket).
+    pub fn accept(&mut self, now: Instant, remote: Remote, from: String) -> Option<ConnId> {
         self.conns
-            .accept(now, remote.peer_id, &self.config, &mut self.out)
+            .accept(now, remote.peer_id, from, &self.config, &mut self.out)
     }
 
     /// An outgoing connection is open and its secure handshake done: the other end is

@@ -82,7 +82,13 @@ pub fn accept_as(
     remote: Remote,
     hello: Message,
 ) -> Option<(ConnId, Vec<PeerAction>)> {
-    let conn = peer.accept(now, remote)?;
+    // The kit's remotes connect from where they say they listen (or from a loopback port
+    // when they serve nobody).
+    let from = match &hello {
+        Message::Hello { listen_addr, .. } if !listen_addr.is_empty() => listen_addr.clone(),
+        _ => "127.0.0.1:1".to_owned(),
+    };
+    let conn = peer.accept(now, remote, from)?;
     peer.handle_message(now, conn, hello);
     Some((conn, drain(peer)))
 }

@@ -400,7 +400,7 @@ impl Swarm {
             }
             Some(Machine::Peer(p)) => {
                 acceptor.peer_id = p.peer_id();
-                p.accept(now, dialer)
+                p.accept(now, dialer, addr.to_string())
             }
             None => None,
         };

@@ -3,10 +3,11 @@
 //! for (queries, the content registry, origins), and closing a connection with its session.
 
 use super::registry::validate_announce;
-use super::sessions::{Session, listed_addr};
+use super::sessions::Session;
 use super::{Tracker, TrackerAction, origins, queries};
 use crate::chunkset::ChunkSet;
 use crate::ids::{ConnId, PeerId};
+use crate::listed_addr::listed_addr;
 use crate::manifest::Manifest;
 use crate::time::Instant;
 use crate::wire::{Message, PROTOCOL_VERSION, error_code};

@@ -2,7 +2,7 @@
 //! feeds it their messages and its timer, and carries out its sends and closes.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use p2p_core::ConnId;
@@ -97,7 +97,8 @@ pub async fn start(
                     // A socket that cannot say where it comes from is already broken:
                     // dropped, it is closed.
                     if let Some(from) = accepted.peer_addr() {
-                        let conn = tracker.accept(now, accepted.remote().clone(), observed(from));
+                        let conn =
+                            tracker.accept(now, accepted.remote().clone(), net::observed(from));
                         conns.insert(conn, net::attach(conn, *accepted, sender.clone(), None));
                     }
                 }
@@ -126,16 +127,6 @@ pub async fn start(
     });
     tracing::info!(%addr, "tracker listening");
     Ok(TrackerHandle { addr, events, task })
-}
-
-/// The address a connection came from, as the tracker machine takes it: an IPv4 client
-/// of a listener on `[::]` (`::ffff:a.b.c.d`) as the IPv4 address it is; IPv6 in brackets,
-/// with its scope (a link-local address needs it).
-fn observed(from: SocketAddr) -> String {
-    match from.ip().to_canonical() {
-        ip @ IpAddr::V4(_) => SocketAddr::new(ip, from.port()).to_string(),
-        IpAddr::V6(_) => from.to_string(),
-    }
 }
 
 /// Carries out every action the tracker has queued: all of them are drained first, then
@@ -172,18 +163,5 @@ fn drain(tracker: &mut Tracker, conns: &mut HashMap<ConnId, ConnHandle>) {
         for conn in closed {
             tracker.handle_closed(now, conn);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn observed_addresses_are_canonical_and_keep_their_scope() {
-        let seen = |addr: &str| observed(addr.parse().unwrap());
-        assert_eq!(seen("127.0.0.1:5000"), "127.0.0.1:5000");
-        assert_eq!(seen("[::ffff:10.1.2.3]:5000"), "10.1.2.3:5000");
-        assert_eq!(seen("[fe80::1%2]:5000"), "[fe80::1%2]:5000");
     }
 }

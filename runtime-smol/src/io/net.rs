@@ -109,6 +109,16 @@ impl Accepted {
     }
 }
 
+/// The address a connection came from, as the machines take it: an IPv4 client
+/// of a listener on `[::]` (`::ffff:a.b.c.d`) as the IPv4 address it is; IPv6 in brackets,
+/// with its scope (a link-local address needs it).
+pub fn observed(from: SocketAddr) -> String {
+    match from.ip().to_canonical() {
+        ip @ IpAddr::V4(_) => SocketAddr::new(ip, from.port()).to_string(),
+        IpAddr::V6(_) => from.to_string(),
+    }
+}
+
 /// The machine's end of a connection: a queue to its writer.
 pub struct ConnHandle {
     queue: SendQueue,
@@ -344,16 +354,10 @@ where
     E: From<NetEvent>,
 {
     let mut decoder = FrameDecoder::new();
-    let remote = reader.stream().peer_addr().ok();
     loop {
         loop {
             match decoder.next_message() {
-                Ok(Some(mut message)) => {
-                    if let (Message::Hello { listen_addr, .. }, Some(remote)) =
-                        (&mut message, remote)
-                    {
-                        fill_in_observed_ip(listen_addr, remote);
-                    }
+                Ok(Some(message)) => {
                     let event = NetEvent::new(conn, ConnEvent::Message(message));
                     if events.send(event.into()).await.is_err() {
                         return "machine gone".into();
@@ -379,28 +383,6 @@ where
             Ok(false) => return "end of stream".into(),
             Err(why) => return why,
         }
-    }
-}
-
-/// A peer listening on every interface (`--listen 0.0.0.0:PORT` or `[::]:PORT`) cannot
-/// tell which of its addresses others reach it at, and says `0.0.0.0:PORT` in its hello;
-/// whoever it connected to can: the address the connection came from. Passing `0.0.0.0`
-/// on to other peers (tracker lists, peer exchange) would make them dial themselves.
-fn fill_in_observed_ip(listen_addr: &mut String, observed: SocketAddr) {
-    if let Ok(addr) = listen_addr.parse::<SocketAddr>()
-        && addr.ip().is_unspecified()
-    {
-        // An IPv4 client of a listener on `[::]` shows as `::ffff:a.b.c.d`: list it as the
-        // IPv4 address it is. An IPv6 one keeps its scope (link-local addresses need it).
-        let filled = match observed.ip().to_canonical() {
-            ip @ IpAddr::V4(_) => SocketAddr::new(ip, addr.port()),
-            IpAddr::V6(_) => {
-                let mut filled = observed;
-                filled.set_port(addr.port());
-                filled
-            }
-        };
-        *listen_addr = filled.to_string();
     }
 }
 
@@ -631,25 +613,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_unspecified_listen_ip_becomes_the_observed_one() {
-        let fill = |addr: &str, seen: &str| {
-            let mut addr = addr.to_string();
-            fill_in_observed_ip(&mut addr, seen.parse().unwrap());
-            addr
-        };
-        let seen = "10.1.2.3:50000";
-        assert_eq!(fill("0.0.0.0:7000", seen), "10.1.2.3:7000");
-        assert_eq!(fill("[::]:7000", seen), "10.1.2.3:7000");
-        // An IPv4 client of a listener on [::]; an IPv6 link-local one keeps its scope.
-        assert_eq!(
-            fill("0.0.0.0:7000", "[::ffff:10.1.2.3]:50000"),
-            "10.1.2.3:7000"
-        );
-        assert_eq!(fill("[::]:7000", "[fe80::1%2]:50000"), "[fe80::1%2]:7000");
-        // A peer that names its address keeps it; no listener, or a name, is left alone.
-        assert_eq!(fill("192.168.1.9:7000", seen), "192.168.1.9:7000");
-        assert_eq!(fill("127.0.0.1:7000", seen), "127.0.0.1:7000");
-        assert_eq!(fill("", seen), "");
-        assert_eq!(fill("host.lan:7000", seen), "host.lan:7000");
+    fn observed_addresses_are_canonical_and_keep_their_scope() {
+        let seen = |addr: &str| observed(addr.parse().unwrap());
+        assert_eq!(seen("127.0.0.1:5000"), "127.0.0.1:5000");
+        assert_eq!(seen("[::ffff:10.1.2.3]:5000"), "10.1.2.3:5000");
+        assert_eq!(seen("[fe80::1%2]:5000"), "[fe80::1%2]:5000");
     }
 }

@@ -86,7 +86,7 @@ impl Machine {
     pub(crate) fn accept(&mut self, now: Instant, remote: Remote, from: String) -> Option<ConnId> {
         match self {
             Machine::Tracker(t) => Some(t.accept(now, remote, from)),
-            Machine::Peer(p) => p.accept(now, remote),
+            Machine::Peer(p) => p.accept(now, remote, from),
         }
     }
 

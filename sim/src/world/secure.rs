@@ -182,7 +182,7 @@ impl World {
         self.trace(|| format!("node{node} session {id} with {}", remote.peer_id));
         if end == ACCEPTOR {
             let mut accepted = None;
-            // The tracker lists the dialler at its node's address (the port it claims).
+            // Trackers and peers list the dialler at its node's address (the port it claims).
             let from = self.nodes[there.node].addr.clone();
             self.drive(node, |m, now| accepted = m.accept(now, remote, from));
             self.digest

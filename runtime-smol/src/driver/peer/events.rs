@@ -5,12 +5,12 @@ use std::fs::File;
 use std::sync::Arc;
 
 use p2p_core::peer::StoreOutcome;
-use p2p_core::{ContentId, Manifest};
+use p2p_core::{ContentId, Instant, Manifest};
 
 use super::downloads::DownloadFiles;
 use super::{ContentFile, Driver, Event};
 use crate::io::clock;
-use crate::io::net::{self, ConnEvent, NetEvent};
+use crate::io::net::{self, Accepted, ConnEvent, NetEvent};
 use crate::io::store::Prepared;
 
 impl Driver {
@@ -18,16 +18,14 @@ impl Driver {
         let now = clock::now();
         match event {
             Event::Net(net_event) => self.on_net(net_event),
-            Event::Accepted(accepted) => match self.peer.accept(now, accepted.remote().clone()) {
-                Some(conn) => {
-                    self.peer_keys.insert(conn, accepted.remote().peer_id);
-                    self.tell_peers();
-                    let handle =
-                        net::attach(conn, *accepted, self.events.clone(), self.limiter.clone());
-                    self.conns.insert(conn, handle);
-                }
-                None => tracing::debug!("connection refused: at the connection limit"),
-            },
+            Event::Accepted(accepted) => {
+                // A socket that cannot say where it comes from is already broken: dropped,
+                // it is closed.
+                let Some(from) = accepted.peer_addr() else {
+                    return;
+                };
+                self.on_accepted(now, *accepted, net::observed(from));
+            }
             Event::Publish { manifest, file } => self.on_publish(manifest, file),
             Event::Download {
                 content_id,
@@ -76,6 +74,18 @@ impl Driver {
         }
     }
 
+    /// A connection that finished its secure handshake, from `from`: the machine takes it or
+    /// refuses it (at its connection limit; the socket is dropped, so closed).
+    fn on_accepted(&mut self, now: Instant, accepted: Accepted, from: String) {
+        let Some(conn) = self.peer.accept(now, accepted.remote().clone(), from) else {
+            tracing::debug!("connection refused: at the connection limit");
+            return;
+        };
+        self.peer_keys.insert(conn, accepted.remote().peer_id);
+        self.tell_peers();
+        let handle = net::attach(conn, accepted, self.events.clone(), self.limiter.clone());
+        self.conns.insert(conn, handle);
+    }
     fn on_publish(&mut self, manifest: Manifest, file: File) {
         let content_id = manifest.content_id();
         let chunk_size = manifest.chunk_size;
