@@ -2,7 +2,7 @@
 //! serves what it has not verified.
 
 use bytes::Bytes;
-use p2p_core::peer::{Peer, PeerAction, PeerConfig};
+use p2p_core::peer::{EVICTABLE_AFTER_PINGS, Peer, PeerAction, PeerConfig};
 use p2p_core::secure::Remote;
 use p2p_core::testkit::TestFile;
 use p2p_core::testkit::remote::{accept_as, accept_with, drain, hello, local_peer};
@@ -339,4 +339,44 @@ fn peer_exchange_names_a_remote_where_its_connection_came_from_not_where_it_clai
         })
         .collect();
     assert_eq!(named, vec![vec![(PeerId(2), "127.0.0.5:80".to_string())]]);
+}
+
+#[test]
+fn at_the_connection_limit_the_longest_silent_connection_makes_room() {
+    let mut p = Peer::new(
+        PeerConfig {
+            peer_id: PeerId(1),
+            swarm: "s".into(),
+            listen_addr: "me:1".into(),
+            connections_max: 3,
+            ..PeerConfig::default()
+        },
+        Instant::ZERO,
+    );
+    let ping = PeerConfig::default().ping_interval;
+    let at = |secs: u64| Instant::ZERO + std::time::Duration::from_secs(secs);
+    let mut conns = Vec::new();
+    for id in 2..5 {
+        let (conn, _) = accept_with(
+            &mut p,
+            at(id - 2),
+            hello(PeerId(id), &format!("r{id}:1"), "s"),
+        )
+        .unwrap();
+        conns.push(conn);
+    }
+    // Everyone heard from recently: a newcomer is refused, nobody is closed.
+    assert!(
+        accept_with(&mut p, at(3), hello(PeerId(9), "r9:1", "s")).is_none(),
+        "refused while every connection is live"
+    );
+    // Peer 2 answers its pings; 3 and 4 go silent. Past the silence, the newcomer takes
+    // the place of the one silent longest (3), and 4 stays.
+    let late = at(2) + ping * EVICTABLE_AFTER_PINGS;
+    p.handle_message(late, conns[0], Message::Ping { nonce: 1 });
+    drain(&mut p);
+    let (newcomer, actions) = accept_with(&mut p, late, hello(PeerId(9), "r9:1", "s")).unwrap();
+    assert!(closed(&actions, conns[1]), "{actions:?}");
+    assert!(!closed(&actions, conns[0]) && !closed(&actions, conns[2]));
+    assert!(actions.iter().any(|a| matches!(a, PeerAction::Send { conn, message: Message::Welcome { .. } } if *conn == newcomer)));
 }

@@ -38,7 +38,11 @@ pub struct SecureStream {
 impl SecureStream {
     /// Dials `addr` and runs the initiator's handshake in `secret`'s swarm.
     pub fn connect(addr: SocketAddr, key: &StaticKey, secret: &SwarmSecret) -> io::Result<Self> {
-        let stream = TcpStream::connect(addr)?;
+        Self::initiate(TcpStream::connect(addr)?, key, secret)
+    }
+
+    /// Runs the initiator's handshake in `secret`'s swarm on a connection already open.
+    pub fn initiate(stream: TcpStream, key: &StaticKey, secret: &SwarmSecret) -> io::Result<Self> {
         Self::handshake(
             stream,
             Handshake::initiate(key, secret, test_seed()),

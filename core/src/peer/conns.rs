@@ -300,6 +300,21 @@ impl Connections {
         Some(conn)
     }
 
+    /// The incoming connection that has heard nothing for longest, if for at least
+    /// `silence`: the one a newcomer takes the place of when we are full. Live connections
+    /// hear a ping answered every `ping_interval`, so only dead or idle-holding ones go.
+    pub(crate) fn longest_silent(&self, now: Instant, silence: Duration) -> Option<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| !c.outgoing && now - c.last_received >= silence)
+            .min_by_key(|(id, c)| (c.last_received, **id))
+            .map(|(id, _)| *id)
+    }
+
+    pub(crate) fn is_full(&self, config: &PeerConfig) -> bool {
+        self.conns.len() >= config.connections_max
+    }
+
     /// Dials `addr`.
     pub(crate) fn open(&mut self, now: Instant, addr: String, out: &mut Output) {
         let conn = out.new_conn_id();

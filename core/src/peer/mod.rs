@@ -51,6 +51,10 @@ use crate::secure::Remote;
 use crate::time::Instant;
 use crate::wire::Message;
 
+/// Ping intervals a connection must have heard nothing for before a newcomer may take its
+/// place at the connection limit: every live one answers a ping each interval.
+pub const EVICTABLE_AFTER_PINGS: u32 = 3;
+
 /// The peer machine. See the module docs for the contract.
 pub struct Peer {
     config: PeerConfig,
@@ -333,7 +337,16 @@ impl Peer {
     /// A peer connected to us from `from` (`IP:PORT`, as the socket saw it) and finished
     /// the secure handshake as `remote`. Returns the connection's id, or `None` when at the
     /// connection limit (the driver closes the socket).
+    ///
+    /// At the limit, the incoming connection silent for longest (at least
+    /// [`EVICTABLE_AFTER_PINGS`] ping intervals) is closed to make room: connections
+    /// opened and left idle cannot lock newcomers out.
     pub fn accept(&mut self, now: Instant, remote: Remote, from: String) -> Option<ConnId> {
+        if self.conns.is_full(&self.config) {
+            let silence = self.config.ping_interval * EVICTABLE_AFTER_PINGS;
+            let evicted = self.conns.longest_silent(now, silence)?;
+            self.close(evicted);
+        }
         self.conns
             .accept(now, remote.peer_id, from, &self.config, &mut self.out)
     }

@@ -21,11 +21,10 @@ use p2p_core::secure::{Remote, TAG_LEN};
 use p2p_core::{ConnId, FrameDecoder, Message};
 use smol::channel::{Receiver, Sender};
 use smol::io::AsyncWriteExt;
-use smol::lock::Semaphore;
 use smol::{Timer, future};
 
 use crate::io::buffer_pool;
-use crate::io::conn_limits::{ConnLimits, ConnSlot};
+use crate::io::conn_limits::{Closer, ConnLimits, ConnSlot};
 use crate::io::rate_limit::RateLimiter;
 use crate::io::record_reader::RecordReader;
 use crate::io::secure::{self, HandshakeError, Records, Sealing, Security};
@@ -49,10 +48,6 @@ const WRITE_BATCH_MAX: usize = 64 * 1024;
 const PLAIN_KEPT_MAX: usize = 4 * WRITE_BATCH_MAX;
 /// Most bytes of plaintext sealed before they are written: bounds the writer's buffer.
 const SEALED_WRITE_MAX: usize = 256 * 1024;
-/// Incoming connections whose handshake is under way, per listener. Beyond it, accepted
-/// sockets are closed at once: a flood of stalled handshakes costs at most this many
-/// sockets (each for at most the handshake timeout) and never reaches the machine.
-const HANDSHAKES_IN_PROGRESS_MAX: usize = 64;
 /// After a machine closes a connection and its queue is written (a goodbye, an error),
 /// how long the remote has to close its side before the socket is cut.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
@@ -301,7 +296,7 @@ impl Streams {
         smol::spawn(async move {
             let _slot = reader_slot;
             let mut reader = reader;
-            let why = read_loop(conn, &mut reader, &reader_events).await;
+            let why = read_loop(conn, &mut reader, &reader_events, _slot.as_deref()).await;
             tracing::debug!(%conn, "reader ended: {why}");
             let _ = reader.stream().shutdown(std::net::Shutdown::Both);
             let event = if outgoing && !reader.got_plaintext() {
@@ -349,7 +344,14 @@ impl Streams {
 }
 
 /// Decodes frames until the stream ends or breaks the protocol; says why it stopped.
-async fn read_loop<E>(conn: ConnId, reader: &mut RecordReader, events: &Sender<E>) -> String
+/// Every frame is news that the connection is alive, for its listener's `slot` (an
+/// incoming connection's).
+async fn read_loop<E>(
+    conn: ConnId,
+    reader: &mut RecordReader,
+    events: &Sender<E>,
+    slot: Option<&ConnSlot>,
+) -> String
 where
     E: From<NetEvent>,
 {
@@ -358,6 +360,9 @@ where
         loop {
             match decoder.next_message() {
                 Ok(Some(message)) => {
+                    if let Some(slot) = slot {
+                        slot.heard();
+                    }
                     let event = NetEvent::new(conn, ConnEvent::Message(message));
                     if events.send(event.into()).await.is_err() {
                         return "machine gone".into();
@@ -372,6 +377,9 @@ where
                 Ok(message) => message,
                 Err(why) => return why,
             };
+            if let Some(slot) = slot {
+                slot.heard();
+            }
             let event = NetEvent::new(conn, ConnEvent::Message(message));
             if events.send(event.into()).await.is_err() {
                 return "machine gone".into();
@@ -528,7 +536,8 @@ async fn write_sealed(
 
 /// Binds a listener; each accepted connection (within `limits`, in total and per address)
 /// runs the responder's handshake in a task of its own (at most
-/// [`HANDSHAKES_IN_PROGRESS_MAX`] at once, within the handshake timeout), and only then is
+/// `HANDSHAKES_IN_PROGRESS_MAX` at once, within the handshake timeout; see `conn_limits`
+/// for who makes room when the listener is full), and only then is
 /// forwarded to the machine as `wrap(accepted)`. A connection whose
 /// handshake fails is closed; the machine never hears of it. Returns the bound address
 /// (the actual port when 0 was asked for).
@@ -546,7 +555,6 @@ where
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
-    let handshakes = Arc::new(Semaphore::new(HANDSHAKES_IN_PROGRESS_MAX));
     smol::spawn(async move {
         loop {
             if events.is_closed() {
@@ -554,16 +562,16 @@ where
             }
             match listener.accept().await {
                 Ok((stream, from)) => {
-                    let slot = match limits.try_take(from.ip()) {
+                    let socket = stream.clone();
+                    let close: Closer = Box::new(move || {
+                        let _ = socket.shutdown(std::net::Shutdown::Both);
+                    });
+                    let slot = match limits.try_take(from.ip(), close) {
                         Ok(slot) => slot,
                         Err(why) => {
                             tracing::debug!(%from, "closed: {why}");
                             continue;
                         }
-                    };
-                    let Some(permit) = handshakes.try_acquire_arc() else {
-                        tracing::debug!(%from, "closed: too many handshakes in progress");
-                        continue;
                     };
                     let events = events.clone();
                     let security = security.clone();
@@ -577,7 +585,7 @@ where
                             security.plaintext_records,
                         )
                         .await;
-                        drop(permit);
+                        slot.handshake_done();
                         match records {
                             Ok(records) => {
                                 tracing::trace!(%from, remote = ?records.remote, "accepted");
