@@ -22,7 +22,7 @@ pub mod bench;
 
 pub use event_queue::{NANOS_PER_MS, NANOS_PER_S, Nanos};
 pub use faults::FaultKnobs;
-pub use run::{RunReport, configure, run, run_config};
+pub use run::{RunOptions, RunReport, configure, run, run_config, run_config_with};
 pub use scenario::{Scale, Scenario, SimConfig};
 pub use violations::{FailureKind, Violation};
 pub use world::install_panic_hook;

@@ -8,7 +8,7 @@ use std::time::Instant as WallInstant;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use p2p_sim::bench::{self, BenchCase, BenchResult};
-use p2p_sim::{RunReport, Scale, Scenario};
+use p2p_sim::{NANOS_PER_S, Nanos, RunOptions, RunReport, Scale, Scenario};
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +36,13 @@ enum Command {
         /// Prints every event.
         #[arg(long)]
         trace: bool,
+        /// With --trace: prints only the events from this simulated second on.
+        #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+        trace_from_s: f64,
+        /// Gives up (as not converging) after this many events, to look at a livelock
+        /// without waiting for the usual limit.
+        #[arg(long)]
+        events_max: Option<u64>,
         /// Passes every message through the wire codec.
         #[arg(long)]
         codec_roundtrip: bool,
@@ -83,6 +90,8 @@ fn run() -> anyhow::Result<ExitCode> {
             scenario,
             scale,
             trace,
+            trace_from_s,
+            events_max,
             codec_roundtrip,
         } => {
             let scenario = parse_scenario(scenario.as_deref(), seed)?;
@@ -90,7 +99,15 @@ fn run() -> anyhow::Result<ExitCode> {
             let (mut config, rng) = p2p_sim::configure(seed, scenario, scale);
             config.codec_roundtrip = codec_roundtrip;
             println!("{config}");
-            let report = p2p_sim::run_config(config, rng, trace);
+            let mut options = RunOptions {
+                tracing: trace,
+                trace_from: (trace_from_s.max(0.0) * NANOS_PER_S as f64) as Nanos,
+                ..RunOptions::default()
+            };
+            if let Some(events_max) = events_max {
+                options.events_max = events_max;
+            }
+            let report = p2p_sim::run_config_with(config, rng, options);
             println!("{report}");
             Ok(ExitCode::from(report.exit_code()))
         }

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::event_queue::{NANOS_PER_S, Nanos};
 use crate::scenario::{Scale, Scenario, SimConfig};
 use crate::violations::{FailureKind, Violation};
-use crate::world::{Role, Stats, World};
+use crate::world::{EVENTS_MAX, Role, Stats, World};
 
 /// What a run found.
 pub struct RunReport {
@@ -103,8 +103,40 @@ pub fn run(seed: u64, scenario: Scenario, scale: Scale, tracing: bool) -> RunRep
 
 /// Runs a prepared configuration.
 pub fn run_config(config: SimConfig, rng: ChaCha8Rng, tracing: bool) -> RunReport {
+    let options = RunOptions {
+        tracing,
+        ..RunOptions::default()
+    };
+    run_config_with(config, rng, options)
+}
+
+/// How a developer looks into one run; none of it changes what the run does, only what is
+/// printed and when it is given up on.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    /// Prints every event (from `trace_from` on).
+    pub tracing: bool,
+    pub trace_from: Nanos,
+    /// Events past which the run is declared not converging (a liveness failure).
+    pub events_max: u64,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            tracing: false,
+            trace_from: 0,
+            events_max: EVENTS_MAX,
+        }
+    }
+}
+
+/// Runs a prepared configuration with a developer's options.
+pub fn run_config_with(config: SimConfig, rng: ChaCha8Rng, options: RunOptions) -> RunReport {
     let mut world = World::new(config, rng);
-    world.set_tracing(tracing);
+    world.set_tracing(options.tracing);
+    world.set_trace_from(options.trace_from);
+    world.set_events_max(options.events_max);
     world.run_to_end();
     report(world)
 }

@@ -28,3 +28,16 @@ fn flash_crowd_beyond_seeder_connection_limit_seed_238() {
 fn slow_peer_congestion_collapse_seed_68() {
     assert_passes(68, Scenario::SlowPeers, Scale::Full);
 }
+
+/// Two partitions and a swizzle (97 peers, 68 chunks): 53 peers spent the fault phase cut
+/// off from every holder of chunk 62 and connected to each other (49 to 53 connections
+/// each, over the 48 sources a download keeps). After the heal none of them dialled any of
+/// the 45 holders the tracker listed, since its sources were full; they asked each other
+/// for bitfields every 250 ms instead (2.4 million `Interested`, as many `Bitfield`s by
+/// t=320 s) until the 400 million event limit (liveness). Fixed in core: a needed chunk
+/// without a connected source has a holder the tracker names dialled, beyond the source
+/// target (`Download::rescuers`).
+#[test]
+fn sources_all_lacking_one_chunk_after_a_partition_seed_1368() {
+    assert_passes(1368, Scenario::Partition, Scale::Full);
+}

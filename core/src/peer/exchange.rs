@@ -3,7 +3,7 @@
 //! them all.
 
 use super::conns::Connections;
-use super::download::Download;
+use super::download::{Candidate, Download};
 use crate::ids::{ContentId, PeerId};
 use crate::wire::{Message, PEERS_LEN_MAX};
 
@@ -24,7 +24,10 @@ pub(crate) fn offer(conns: &Connections, asker: PeerId, content_id: ContentId) -
 pub(crate) fn take(download: &mut Download, peers: Vec<(PeerId, String)>, me: PeerId) {
     for (peer_id, addr) in peers.into_iter().take(PEERS_LEN_MAX) {
         if peer_id != me && download.candidates.len() < PEERS_LEN_MAX {
-            download.candidates.entry(peer_id).or_insert(addr);
+            download
+                .candidates
+                .entry(peer_id)
+                .or_insert(Candidate { addr, chunks: None });
         }
     }
 }

@@ -120,7 +120,9 @@ impl Peer {
         }
     }
 
-    /// Opens connections to candidates of a download until it has enough sources.
+    /// Opens connections to candidates of a download until it has enough sources, and to
+    /// holders of any needed chunk that no connected source has, however many sources it
+    /// has (within `connections_max`).
     pub(super) fn connect_candidates(&mut self, now: Instant, content_id: ContentId) {
         let Some(download) = self.downloads.get(content_id) else {
             return;
@@ -128,16 +130,19 @@ impl Peer {
         if download.is_finished() {
             return;
         }
+        let room = self.config.connections_max.saturating_sub(self.conns.len());
+        let mut to_connect = download.rescuers(|peer_id, addr| self.conns.knows(peer_id, addr));
+        to_connect.truncate(room);
         let mut wanted = self
             .config
             .sources_per_download
-            .saturating_sub(self.conns.sourcing_or_opening(content_id));
-        let mut to_connect = Vec::new();
-        for (peer_id, addr) in &download.candidates {
-            if wanted == 0 || self.conns.len() + to_connect.len() >= self.config.connections_max {
+            .saturating_sub(self.conns.sourcing_or_opening(content_id) + to_connect.len());
+        for (peer_id, candidate) in &download.candidates {
+            if wanted == 0 || to_connect.len() >= room {
                 break;
             }
-            if !self.conns.knows(*peer_id, addr) && !addr.is_empty() {
+            let addr = &candidate.addr;
+            if !self.conns.knows(*peer_id, addr) && !addr.is_empty() && !to_connect.contains(addr) {
                 to_connect.push(addr.clone());
                 wanted -= 1;
             }

@@ -11,6 +11,9 @@ use crate::storage::SourceFile;
 use crate::violations::{FailureKind, Violations};
 use crate::world::node::{Life, Node, Role};
 
+/// Missing chunks a pending line names one by one; more are only counted.
+const MISSING_LISTED_MAX: usize = 8;
+
 pub(crate) struct Liveness {
     liveness_bound_ms: u64,
 }
@@ -83,6 +86,14 @@ fn pending_line(index: usize, n: &Node, source: &SourceFile) -> String {
         n.peer_id,
         source.chunk_count()
     );
+    // Which ones, when few: peers stuck on the same chunk are one finding, not many.
+    let missing: Vec<u32> = (0..source.chunk_count())
+        .filter(|&i| !n.disk.has(content_id, i))
+        .take(MISSING_LISTED_MAX + 1)
+        .collect();
+    if !missing.is_empty() && missing.len() <= MISSING_LISTED_MAX {
+        line.push_str(&format!(" (missing {missing:?})"));
+    }
     match n.peer() {
         None => line.push_str(", machine not running"),
         Some(peer) => {

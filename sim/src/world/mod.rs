@@ -64,7 +64,7 @@ const CHECK_INTERVAL: Nanos = NANOS_PER_S;
 /// Timer wakes at one instant for one node beyond this are a livelock.
 const SAME_INSTANT_WAKES_MAX: u32 = 10_000;
 /// A run that processes this many events is stuck, whatever its virtual time.
-const EVENTS_MAX: u64 = 400_000_000;
+pub const EVENTS_MAX: u64 = 400_000_000;
 
 pub struct World {
     pub(crate) config: SimConfig,
@@ -76,6 +76,11 @@ pub struct World {
     pub(crate) peer_owner: BTreeMap<PeerId, usize>,
     pub(crate) digest: Digest,
     pub(crate) tracing: bool,
+    /// Tracing prints only events at or after this instant.
+    pub(crate) trace_from: Nanos,
+    /// The run is declared not converging past this many events (`EVENTS_MAX` unless a
+    /// developer lowers it to look at a livelock early).
+    pub(crate) events_max: u64,
     pub(crate) violations: Violations,
     pub(crate) safety: Safety,
     pub(crate) liveness: Liveness,
@@ -160,6 +165,8 @@ impl World {
             peer_owner: BTreeMap::new(),
             digest: Digest::default(),
             tracing: false,
+            trace_from: 0,
+            events_max: EVENTS_MAX,
             violations: Violations::default(),
             safety: Safety::new(&peer_config_template),
             liveness: Liveness::new(config.liveness_bound_ms),
@@ -220,12 +227,22 @@ impl World {
         self.tracing = on;
     }
 
+    /// Tracing (if on) starts at `at`: the events before it are not printed.
+    pub fn set_trace_from(&mut self, at: Nanos) {
+        self.trace_from = at;
+    }
+
+    /// Lowers (or raises) the event count past which the run is declared not converging.
+    pub fn set_events_max(&mut self, events_max: u64) {
+        self.events_max = events_max;
+    }
+
     pub fn now(&self) -> Nanos {
         self.queue.now()
     }
 
     fn trace(&self, line: impl FnOnce() -> String) {
-        if self.tracing {
+        if self.tracing && self.now() >= self.trace_from {
             println!(
                 "{:>12.6} {}",
                 self.now() as f64 / NANOS_PER_S as f64,
@@ -249,11 +266,12 @@ impl World {
             };
             self.stats.events += 1;
             self.stats.events_by_kind[event.kind()] += 1;
-            if self.stats.events > EVENTS_MAX {
+            if self.stats.events > self.events_max {
+                let events_max = self.events_max;
                 self.violations.push(
                     FailureKind::Liveness,
                     at,
-                    format!("more than {EVENTS_MAX} events: the run is not converging"),
+                    format!("more than {events_max} events: the run is not converging"),
                 );
                 break;
             }

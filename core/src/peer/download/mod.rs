@@ -9,7 +9,7 @@ mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-pub(crate) use state::PieceOutcome;
+pub(crate) use state::{Candidate, PieceOutcome};
 pub use state::{Download, DownloadPhase};
 
 use crate::ids::{ContentId, PeerId};

@@ -74,6 +74,14 @@ pub(crate) struct DownloadTimers {
     pub(crate) stalled_out: bool,
 }
 
+/// A peer that may serve a download, not (yet) connected.
+#[derive(Clone, Debug)]
+pub(crate) struct Candidate {
+    pub(crate) addr: String,
+    /// What the tracker says it holds; `None` when only peer exchange named it.
+    pub(crate) chunks: Option<ChunkSet>,
+}
+
 /// One download.
 pub struct Download {
     pub(crate) content_id: ContentId,
@@ -81,7 +89,7 @@ pub struct Download {
     pub(crate) manifest: Option<Manifest>,
     pub(crate) scheduler: Option<Scheduler>,
     /// Peers known (from the tracker or peer exchange) to hold some of the content.
-    pub(crate) candidates: BTreeMap<PeerId, String>,
+    pub(crate) candidates: BTreeMap<PeerId, Candidate>,
     /// Bitfields that arrived before the manifest, applied once it is verified.
     early_bitfields: BTreeMap<PeerId, ChunkSet>,
     /// Chunks in transit, by (chunk, peer): in endgame one chunk may come from two peers.
@@ -215,8 +223,61 @@ impl Download {
             {
                 continue;
             }
-            self.candidates.insert(peer.peer_id, peer.listen_addr);
+            let candidate = Candidate {
+                addr: peer.listen_addr,
+                chunks: Some(peer.chunks),
+            };
+            self.candidates.insert(peer.peer_id, candidate);
         }
+    }
+
+    /// Candidates to dial because they hold a needed chunk that no connected source
+    /// serves: one for each such chunk the tracker names a holder of (a candidate holding
+    /// several covers them all). A holder `known` says is connected or being dialled
+    /// already covers what it holds: the next bitfield resync or the dial brings it, and
+    /// dialling a second holder meanwhile would only crowd it. Empty while every needed
+    /// chunk has a source.
+    ///
+    /// These are dialled beyond `sources_per_download`: a download can have its fill of
+    /// sources that all lack the same chunk (peers that met while cut off from every holder
+    /// of it, as in a partition, and stay connected after it heals), and then only a new
+    /// connection finishes it.
+    pub(crate) fn rescuers(&self, known: impl Fn(PeerId, &str) -> bool) -> Vec<String> {
+        let Some(scheduler) = &self.scheduler else {
+            return Vec::new();
+        };
+        let mut uncovered = scheduler.missing_without_source();
+        if uncovered.is_empty() {
+            return Vec::new();
+        }
+        let holders = || {
+            self.candidates.iter().filter_map(|(&peer_id, candidate)| {
+                // A peer that does not listen cannot be dialled: it covers nothing here.
+                let chunks = candidate
+                    .chunks
+                    .as_ref()
+                    .filter(|_| !candidate.addr.is_empty())?;
+                Some((known(peer_id, &candidate.addr), &candidate.addr, chunks))
+            })
+        };
+        for (_, _, chunks) in holders().filter(|&(known, _, _)| known) {
+            uncovered.retain(|&chunk_index| !chunks.contains(chunk_index));
+            if uncovered.is_empty() {
+                return Vec::new();
+            }
+        }
+        let mut rescuers = Vec::new();
+        for (_, addr, chunks) in holders().filter(|&(known, _, _)| !known) {
+            if uncovered.is_empty() {
+                break;
+            }
+            let before = uncovered.len();
+            uncovered.retain(|&chunk_index| !chunks.contains(chunk_index));
+            if uncovered.len() < before {
+                rescuers.push(addr.clone());
+            }
+        }
+        rescuers
     }
 
     /// A remote holds `chunks` of the content. False when the bitfield's length does not
