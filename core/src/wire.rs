@@ -365,16 +365,25 @@ impl Message {
     }
 
     /// For a `Piece` or `DeliverRange`, the frame header alone (everything before the data)
-    /// and the data, so a driver can write both without copying the data.
-    pub fn split_bulk(&self) -> Option<(Bytes, &Bytes)> {
-        let data = match self {
-            Message::Piece { data, .. } | Message::DeliverRange { data, .. } => data,
-            _ => return None,
-        };
+    /// and the data, so a driver can write both without copying the data; for a
+    /// `ManifestReply`, everything before the chunk hashes and the hashes, which stay in
+    /// the manifest's one shared buffer (a flood of requests for a large manifest costs no
+    /// copy of it per reply).
+    pub fn split_bulk(&self) -> Option<(Bytes, &[u8])> {
         let mut header = BytesMut::with_capacity(64);
         header.put_u32(0);
         header.put_u8(self.kind().byte());
-        self.encode_fields(&mut header);
+        let data: &[u8] = match self {
+            Message::Piece { data, .. } | Message::DeliverRange { data, .. } => {
+                self.encode_fields(&mut header);
+                data
+            }
+            Message::ManifestReply { manifest } => {
+                put_manifest_head(&mut header, manifest);
+                manifest.chunk_hashes.as_flattened()
+            }
+            _ => return None,
+        };
         let length = (header.len() - LENGTH_PREFIX_LEN + data.len()) as u32;
         header[..LENGTH_PREFIX_LEN].copy_from_slice(&length.to_be_bytes());
         Some((header.freeze(), data))
@@ -677,13 +686,16 @@ fn put_chunkset(out: &mut BytesMut, set: &ChunkSet) {
 }
 
 fn put_manifest(out: &mut BytesMut, manifest: &Manifest) {
+    put_manifest_head(out, manifest);
+    out.put_slice(manifest.chunk_hashes.as_flattened());
+}
+
+/// A manifest's fields before its chunk hashes (which end it).
+fn put_manifest_head(out: &mut BytesMut, manifest: &Manifest) {
     put_str(out, &manifest.name);
     out.put_u64(manifest.size);
     out.put_u32(manifest.chunk_size);
     out.put_u32(manifest.chunk_hashes.len() as u32);
-    for hash in manifest.chunk_hashes.iter() {
-        out.put_slice(hash);
-    }
 }
 
 /// A cursor over one frame's payload that turns every short read into `Truncated`.

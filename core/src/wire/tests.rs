@@ -40,6 +40,11 @@ fn is_bulk(message: &Message) -> bool {
     )
 }
 
+/// Written in two parts, its bulk from a shared buffer (`split_bulk`).
+fn is_split_on_write(message: &Message) -> bool {
+    is_bulk(message) || matches!(message, Message::ManifestReply { .. })
+}
+
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
@@ -187,11 +192,11 @@ fn largest_block_round_trips_and_one_more_byte_is_rejected() {
 }
 
 #[test]
-fn split_bulk_is_none_for_other_messages() {
+fn split_bulk_is_for_bulk_messages_and_manifest_replies_only() {
     for message in samples() {
         assert_eq!(
             message.split_bulk().is_some(),
-            is_bulk(&message),
+            is_split_on_write(&message),
             "{message:?}"
         );
     }
@@ -605,7 +610,7 @@ proptest! {
                 joined.extend_from_slice(data);
                 prop_assert_eq!(&joined[..], &message.to_frame()[..]);
             }
-            None => prop_assert!(!is_bulk(&message)),
+            None => prop_assert!(!is_split_on_write(&message)),
         }
     }
 
