@@ -81,3 +81,73 @@ fn members_that_stop_reading_do_not_stall_a_seeder() {
         teardown.elapsed().as_secs_f64()
     );
 }
+
+/// Seconds for one `p2p get` of `seeder`'s file into a fresh directory under `dir`.
+fn timed_get(dir: &std::path::Path, swarm: &str, ticket: &str, data: &[u8], run: usize) -> f64 {
+    let out = dir.join(format!("out{run}"));
+    std::fs::create_dir(&out).unwrap();
+    let started = Instant::now();
+    let mut getter = start_getter("getter", dir, swarm, ticket, &out, &[]);
+    let (path, _) = wait_complete(&mut getter);
+    let secs = started.elapsed().as_secs_f64();
+    assert!(getter.wait_exit(Duration::from_secs(30)).success());
+    assert_file_eq(&path, data);
+    std::fs::remove_dir_all(&out).unwrap();
+    secs
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// The benchmark of the issue: how much two non-reading members slow a getter of the same
+/// seeder, against no attacker, runs alternated. Not a check (run by `bench/run.sh`, part
+/// `attack`, with the release binary): `cargo test --release -p p2p-tests --test
+/// hostile_member -- --ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark: bench/run.sh runs it"]
+fn bench_getter_beside_non_readers() {
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let dir = tempfile::tempdir().unwrap();
+    let swarm = new_swarm(dir.path());
+    let secret = read_secret(&swarm);
+    let src = dir.path().join("file.bin");
+    let data = write_file(&src, SIZE, 42);
+    let manifest = manifest_of("file.bin", &data);
+    let (_tracker, tracker_addr) = start_tracker(dir.path(), &swarm, None);
+    let seeder = start_seeder("seeder", dir.path(), &swarm, &src, tracker_addr, &[]);
+    let (mut alone, mut attacked) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        alone.push(timed_get(
+            dir.path(),
+            &swarm,
+            &seeder.ticket,
+            &data,
+            2 * run,
+        ));
+        let first = non_reader(seeder.addr, &secret, &manifest);
+        let second = non_reader(seeder.addr, &secret, &manifest);
+        attacked.push(timed_get(
+            dir.path(),
+            &swarm,
+            &seeder.ticket,
+            &data,
+            2 * run + 1,
+        ));
+        drop((first, second));
+        eprintln!(
+            "run {run}: alone {:.2} s, beside two non-readers {:.2} s",
+            alone[run], attacked[run]
+        );
+    }
+    let (alone, attacked) = (median(alone), median(attacked));
+    println!(
+        "getter of {} MiB: alone {alone:.2} s, beside two non-readers {attacked:.2} s: {:.1}x",
+        SIZE >> 20,
+        attacked / alone
+    );
+}
