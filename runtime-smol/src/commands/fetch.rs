@@ -408,6 +408,9 @@ async fn cooperative(
         validator: info.validator.clone(),
         size: info.size,
         range_len: args.range_size,
+        // `--sha256` checks every byte once the file is whole: spot checks would only
+        // cost origin bytes.
+        spot_checks: args.sha256.is_none(),
     };
     let job_id = peer
         .fetch(spec, file)
@@ -481,6 +484,25 @@ impl JobWatch {
                 size,
                 by_participant,
             } if j == job_id => self.on_progress(bytes_done, size, by_participant),
+            PeerNotice::HelperCaught {
+                job_id: j,
+                helper,
+                reason,
+                ranges_refetched,
+                ..
+            } if j == job_id => self.on_helper_caught(helper, reason, ranges_refetched),
+            PeerNotice::HelperLeft {
+                job_id: j,
+                helper,
+                reason,
+            } if j == job_id => {
+                tracing::warn!(%helper, "{reason}");
+                if self.json {
+                    print_json(
+                        &json!({"event": "helper_left", "helper": helper, "reason": reason}),
+                    );
+                }
+            }
             PeerNotice::FetchComplete { job_id: j } if j == job_id => {
                 if let Some(bar) = &self.bar {
                     bar.finish_and_clear();
@@ -496,6 +518,28 @@ impl JobWatch {
             _ => {}
         }
         None
+    }
+
+    /// A helper delivered bytes the origin does not have: what it fetched no longer
+    /// counts, and the user hears of it whatever the verbosity.
+    fn on_helper_caught(&mut self, helper: String, reason: String, ranges_refetched: u32) {
+        self.fetched_by.remove(&helper);
+        let line = format!(
+            "warning: helper {helper} delivered bytes the origin does not have ({reason}); \
+             banned from this fetch, its {ranges_refetched} range(s) fetched again"
+        );
+        match &self.bar {
+            Some(bar) => bar.println(&line),
+            None => eprintln!("{line}"),
+        }
+        if self.json {
+            print_json(&json!({
+                "event": "helper_caught",
+                "helper": helper,
+                "reason": reason,
+                "ranges_refetched": ranges_refetched,
+            }));
+        }
     }
 
     fn on_range_fetched(&mut self, range_index: u32, offset: u64, length: u32, by: String) {
