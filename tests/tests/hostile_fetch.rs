@@ -118,6 +118,27 @@ fn a_url_tied_to_other_content_is_caught_and_the_origins_file_saved_under_the_ur
     );
     let complete = result.of("complete");
     assert_eq!(complete[0]["sha256"], p2p_tests::sha256_hex(&data));
+
+    // With `--sha256` the hint is checked against that hash (no origin bytes), and a false
+    // one still gives way to the origin rather than failing the fetch.
+    // The first fetcher has left: the tracker lists the attacker's content alone again.
+    p2p_tests::wait_for("the first fetcher to be delisted", LIMIT, || {
+        p2p_tests::query_json(dir.path(), swarm, "ls", tracker).filter(|files| files.len() == 1)
+    });
+    let served = origin.served();
+    let out2 = dir.path().join("second.tar");
+    let fetch = start_fetch(
+        tracker,
+        swarm,
+        &url,
+        &out2,
+        &["--sha256", &p2p_tests::sha256_hex(&data)],
+    );
+    let result = finish_fetch(fetch, LIMIT);
+    assert!(result.success, "{}", result.stderr);
+    assert_eq!(result.of("false_mapping").len(), 1, "{}", result.stderr);
+    assert!(std::fs::read(&out2).unwrap() == data);
+    assert_eq!(origin.served(), served + size, "only the file itself, once");
     drop(session);
 }
 

@@ -207,10 +207,11 @@ async fn from_swarm(
     })
 }
 
-/// Whether the content the tracker ties to the URL is the origin's file: same size, and
-/// [`MAPPING_CHECK_CHUNKS`] whole chunks (the last and others at random, chosen with OS
-/// randomness so a planter cannot guess them) fetched from the origin match the manifest's
-/// chain values. The validator matched already: it is part of the key the tracker found.
+/// Whether the content the tracker ties to the URL is the origin's file: the same size,
+/// then with `--sha256` that hash, else [`MAPPING_CHECK_CHUNKS`] whole chunks (the last
+/// and others at random, chosen with OS randomness so a planter cannot guess them) fetched
+/// from the origin matching the manifest's chain values. The validator matched already:
+/// it is part of the key the tracker found the content by.
 async fn check_mapping(
     args: &FetchArgs,
     secret: &p2p_core::secure::SwarmSecret,
@@ -226,6 +227,16 @@ async fn check_mapping(
             "it is {} bytes, the origin's file {}",
             manifest.size, info.size
         ));
+    }
+    if let Some(expected) = &args.sha256 {
+        // The strong check, and free: the manifest's last chain value is the file's
+        // SHA-256, and every chunk from peers is checked against the manifest.
+        let found = to_hex(&manifest.file_sha256());
+        return if &found == expected {
+            Ok(())
+        } else {
+            Err(format!("its SHA-256 is {found}, not the --sha256 given"))
+        };
     }
     if manifest.chunk_size > MAPPING_CHECK_CHUNK_LEN_MAX {
         return Err(format!(
