@@ -180,6 +180,35 @@ impl Manifest {
         })
     }
 
+    /// Which chunks to fetch from an origin to check that this manifest describes the file
+    /// there (a URL-to-content hint from the tracker is only a hint): the last chunk, whose
+    /// check also covers the file's length and SHA-256, and `count - 1` others drawn at
+    /// random with `seed`, distinct, in order. All of them when the file has no more.
+    ///
+    /// Content wholly unlike the origin's fails on any chunk; content differing in a share
+    /// g of its chunks passes with probability about (1 - g)^count. Only `--sha256` (the
+    /// whole file's hash) excludes every difference.
+    pub fn chunks_to_check(&self, count: u32, seed: u64) -> Vec<u32> {
+        use rand::{Rng, SeedableRng};
+        let chunks = self.chunk_count();
+        let Some(last) = chunks.checked_sub(1) else {
+            return Vec::new();
+        };
+        let others = count.saturating_sub(1).min(last) as usize;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut picked = std::collections::BTreeSet::new();
+        if others == last as usize {
+            picked.extend(0..last);
+        }
+        // Fewer than all: distinct draws end quickly (at most half are taken when it matters).
+        while picked.len() < others {
+            picked.insert(rng.random_range(0..last));
+        }
+        let mut picked: Vec<u32> = picked.into_iter().collect();
+        picked.push(last);
+        picked
+    }
+
     /// SHA-256 of the whole file: the last chunk's hash. A download that checked every
     /// chunk has computed exactly this over the bytes it wrote.
     pub fn file_sha256(&self) -> Sha256Digest {
@@ -386,6 +415,23 @@ impl ManifestBuilder {
 mod tests {
     use super::*;
     use crate::ids::sha256;
+
+    #[test]
+    fn chunks_to_check_are_distinct_include_the_last_and_follow_the_seed() {
+        let mut builder = ManifestBuilder::new("f", CHUNK_SIZE_MIN).unwrap();
+        builder.update(&data(CHUNK_SIZE_MIN as usize * 50 + 7));
+        let manifest = builder.finish().unwrap();
+        let picked = manifest.chunks_to_check(4, 9);
+        assert_eq!(picked.len(), 4);
+        assert_eq!(*picked.last().unwrap(), 50);
+        assert!(picked.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(picked, manifest.chunks_to_check(4, 9));
+        assert_ne!(picked, manifest.chunks_to_check(4, 10));
+        // A file of two chunks: both.
+        let mut builder = ManifestBuilder::new("f", CHUNK_SIZE_MIN).unwrap();
+        builder.update(&data(CHUNK_SIZE_MIN as usize + 1));
+        assert_eq!(builder.finish().unwrap().chunks_to_check(4, 1), vec![0, 1]);
+    }
 
     fn data(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 31 % 251) as u8).collect()

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use p2p_core::peer::FetchSpec;
+use p2p_core::peer::{FetchSpec, SPOT_CHECK_LEN};
 use p2p_core::peer::{Peer, PeerConfig, PeerNotice};
 use p2p_core::testkit::{Swarm, file_bytes};
 use p2p_core::tracker::{Tracker, TrackerConfig};
@@ -280,6 +280,7 @@ fn coop_world(size: usize) -> (Swarm, Vec<u8>, FetchSpec) {
         validator: "\"v1\"".into(),
         size: data.len() as u64,
         range_len: 16 * 1024,
+        spot_checks: true,
     };
     (world, data, spec)
 }
@@ -309,7 +310,13 @@ fn cooperative_fetch_adds_up_helpers_and_is_exact() {
     for who in ["local", "helper1:1", "helper2:1", "helper3:1"] {
         assert!(by.iter().any(|b| b == who), "{who} fetched nothing: {by:?}");
     }
-    assert_eq!(world.origin.bytes_served(), data.len() as u64);
+    // The origin sent the file once, and one spot check for each range a helper delivered
+    // (under `SPOT_CHECKS_PER_HELPER` each, every one is checked).
+    let helper_ranges = by.iter().filter(|b| *b != "local").count() as u64;
+    assert_eq!(
+        world.origin.bytes_served(),
+        data.len() as u64 + helper_ranges * u64::from(SPOT_CHECK_LEN)
+    );
 }
 
 #[test]

@@ -92,6 +92,7 @@ impl CoopHarness {
                 validator: "\"v\"".into(),
                 size: SIZE_SMALL,
                 range_len: RANGE_LEN,
+                spot_checks: config & 0x40 != 0,
             };
             h.own_job = Some(h.peer.fetch(now, spec));
             h.drain_and_check(None);

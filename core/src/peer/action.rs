@@ -127,7 +127,25 @@ pub enum PeerNotice {
         /// Bytes delivered per participant ("local" or a helper's address).
         by_participant: Vec<(String, u64)>,
     },
-    /// Every range is written: the driver verifies, syncs and renames the file.
+    /// A spot check found that a helper delivered bytes the origin does not have: it is
+    /// banned from the job and every range it delivered is fetched again.
+    HelperCaught {
+        job_id: u64,
+        peer_id: PeerId,
+        /// Its address (its id if unknown).
+        helper: String,
+        reason: String,
+        ranges_refetched: u32,
+    },
+    /// A helper takes no more ranges of the job (it reported a fatal failure, or too many):
+    /// the job goes on without it.
+    HelperLeft {
+        job_id: u64,
+        helper: String,
+        reason: String,
+    },
+    /// Every range is written and every spot check passed: the driver verifies, syncs and
+    /// renames the file.
     FetchComplete {
         job_id: u64,
     },

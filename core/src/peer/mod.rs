@@ -32,8 +32,8 @@ use rand_chacha::ChaCha8Rng;
 
 pub use action::{PeerAction, PeerNotice, StoreOutcome};
 pub use config::PeerConfig;
-pub use coop::RANGE_LEN_MIN;
 pub use coop::{FetchSpec, HELPER_JOBS_MAX, RangeError, helper_fetches_max};
+pub use coop::{HELPER_FAILURES_MAX, RANGE_LEN_MIN, SPOT_CHECK_LEN, SPOT_CHECKS_PER_HELPER};
 pub use download::DownloadPhase;
 pub use download::scheduler::SchedulerConfig;
 

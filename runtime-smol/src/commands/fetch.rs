@@ -37,6 +37,13 @@ use crate::io::store::{self, Destination, PartPaths};
 
 /// JSON progress lines at most this often.
 const JSON_PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
+/// Whole chunks fetched from the origin to check a URL-to-content hint before the
+/// content comes from peers (the last one and three at random): at most this many times
+/// [`MAPPING_CHECK_CHUNK_LEN_MAX`] origin bytes per fetch served by the swarm.
+const MAPPING_CHECK_CHUNKS: u32 = 4;
+/// Largest chunk a hint's content may have to be checked (what `p2p fetch` publishes
+/// with); larger ones are not checked, and the file comes from the origin.
+const MAPPING_CHECK_CHUNK_LEN_MAX: u32 = CHUNK_SIZE_DEFAULT;
 /// `--range-size` bounds (the core clamps to the same).
 const RANGE_SIZE_MIN: u32 = p2p_core::peer::RANGE_LEN_MIN;
 const RANGE_SIZE_MAX: u32 = p2p_core::wire::BLOCK_LEN_MAX;
@@ -152,31 +159,119 @@ async fn from_swarm(
         );
         return None;
     }
-    match tracker_client::find_origin(&args.tracker, secret, origin).await {
-        Ok(Some(content_id)) => {
-            eprintln!("the swarm already has {url} ({content_id}); downloading it from peers");
-            if args.json {
-                print_json(&json!({"event": "from_swarm", "content_id": content_id.to_string()}));
-            }
-            Some(GetArgs {
-                target: content_id.to_string(),
-                output: args.output.clone(),
-                tracker: Some(args.tracker.clone()),
-                secret_file: Some(args.secret_file.clone()),
-                listen: args.listen,
-                seed: args.seed,
-                json: args.json,
-                force: args.force,
-                upload_limit: None,
-                sha256: args.sha256.clone(),
-            })
-        }
-        Ok(None) => None,
+    if !info.ranges {
+        // Without ranges the hint cannot be checked against the origin but by a whole GET.
+        return None;
+    }
+    let content_id = match tracker_client::find_origin(&args.tracker, secret, origin).await {
+        Ok(Some(content_id)) => content_id,
+        Ok(None) => return None,
         Err(e) => {
             tracing::warn!("{e:#}; fetching from the origin");
-            None
+            return None;
+        }
+    };
+    // The tracker's word is a hint, which any member could have planted: the content
+    // must be the origin's, checked by a few whole chunks, before a byte comes from peers.
+    if let Err(reason) = check_mapping(args, secret, url, info, content_id).await {
+        eprintln!(
+            "warning: the swarm ties {url} to {content_id}, which is not the origin's file \
+             ({reason}); fetching from the origin instead"
+        );
+        if args.json {
+            print_json(&json!({
+                "event": "false_mapping",
+                "content_id": content_id.to_string(),
+                "reason": reason,
+            }));
+        }
+        return None;
+    }
+    eprintln!("the swarm already has {url} ({content_id}); downloading it from peers");
+    if args.json {
+        print_json(&json!({"event": "from_swarm", "content_id": content_id.to_string()}));
+    }
+    // The name comes from the URL or `-o`, never from the content's manifest.
+    let output = final_path(args.output.as_deref(), url);
+    Some(GetArgs {
+        target: content_id.to_string(),
+        output: Some(output),
+        tracker: Some(args.tracker.clone()),
+        secret_file: Some(args.secret_file.clone()),
+        listen: args.listen,
+        seed: args.seed,
+        json: args.json,
+        force: args.force,
+        upload_limit: None,
+        sha256: args.sha256.clone(),
+    })
+}
+
+/// Whether the content the tracker ties to the URL is the origin's file: the same size,
+/// then with `--sha256` that hash, else [`MAPPING_CHECK_CHUNKS`] whole chunks (the last
+/// and others at random, chosen with OS randomness so a planter cannot guess them) fetched
+/// from the origin matching the manifest's chain values. The validator matched already:
+/// it is part of the key the tracker found the content by.
+async fn check_mapping(
+    args: &FetchArgs,
+    secret: &p2p_core::secure::SwarmSecret,
+    url: &str,
+    info: &OriginInfo,
+    content_id: ContentId,
+) -> Result<(), String> {
+    let manifest = tracker_client::get_manifest(&args.tracker, secret, content_id)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    if manifest.size != info.size {
+        return Err(format!(
+            "it is {} bytes, the origin's file {}",
+            manifest.size, info.size
+        ));
+    }
+    if let Some(expected) = &args.sha256 {
+        // The strong check, and free: the manifest's last chain value is the file's
+        // SHA-256, and every chunk from peers is checked against the manifest.
+        let found = to_hex(&manifest.file_sha256());
+        return if &found == expected {
+            Ok(())
+        } else {
+            Err(format!("its SHA-256 is {found}, not the --sha256 given"))
+        };
+    }
+    if manifest.chunk_size > MAPPING_CHECK_CHUNK_LEN_MAX {
+        return Err(format!(
+            "its chunks of {} bytes are too large to check against the origin",
+            manifest.chunk_size
+        ));
+    }
+    let mut seed = [0u8; 8];
+    getrandom::getrandom(&mut seed).map_err(|e| format!("no OS randomness: {e}"))?;
+    let chunks = manifest.chunks_to_check(MAPPING_CHECK_CHUNKS, u64::from_le_bytes(seed));
+    for chunk_index in chunks {
+        let Some(check) = manifest.chunk_check(chunk_index) else {
+            return Err(format!("its manifest has no chunk {chunk_index}"));
+        };
+        let (offset, length) = (
+            manifest.chunk_offset(chunk_index),
+            manifest.chunk_len(chunk_index),
+        );
+        let (fetch_url, validator) = (url.to_string(), info.validator.clone());
+        let data = smol::unblock(move || http::fetch_range(&fetch_url, &validator, offset, length))
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot fetch chunk {chunk_index} from the origin: {}",
+                    e.reason
+                )
+            })?;
+        if !check.matches(&data) {
+            return Err(format!(
+                "chunk {chunk_index} (bytes {offset}-{}) differs from the origin's",
+                offset + u64::from(length) - 1
+            ));
         }
     }
+    Ok(())
 }
 
 /// Refuses to replace an existing file without `--force`, then creates `NAME.part` at its
@@ -408,6 +503,9 @@ async fn cooperative(
         validator: info.validator.clone(),
         size: info.size,
         range_len: args.range_size,
+        // `--sha256` checks every byte once the file is whole: spot checks would only
+        // cost origin bytes.
+        spot_checks: args.sha256.is_none(),
     };
     let job_id = peer
         .fetch(spec, file)
@@ -481,6 +579,25 @@ impl JobWatch {
                 size,
                 by_participant,
             } if j == job_id => self.on_progress(bytes_done, size, by_participant),
+            PeerNotice::HelperCaught {
+                job_id: j,
+                helper,
+                reason,
+                ranges_refetched,
+                ..
+            } if j == job_id => self.on_helper_caught(helper, reason, ranges_refetched),
+            PeerNotice::HelperLeft {
+                job_id: j,
+                helper,
+                reason,
+            } if j == job_id => {
+                tracing::warn!(%helper, "{reason}");
+                if self.json {
+                    print_json(
+                        &json!({"event": "helper_left", "helper": helper, "reason": reason}),
+                    );
+                }
+            }
             PeerNotice::FetchComplete { job_id: j } if j == job_id => {
                 if let Some(bar) = &self.bar {
                     bar.finish_and_clear();
@@ -496,6 +613,28 @@ impl JobWatch {
             _ => {}
         }
         None
+    }
+
+    /// A helper delivered bytes the origin does not have: what it fetched no longer
+    /// counts, and the user hears of it whatever the verbosity.
+    fn on_helper_caught(&mut self, helper: String, reason: String, ranges_refetched: u32) {
+        self.fetched_by.remove(&helper);
+        let line = format!(
+            "warning: helper {helper} delivered bytes the origin does not have ({reason}); \
+             banned from this fetch, its {ranges_refetched} range(s) fetched again"
+        );
+        match &self.bar {
+            Some(bar) => bar.println(&line),
+            None => eprintln!("{line}"),
+        }
+        if self.json {
+            print_json(&json!({
+                "event": "helper_caught",
+                "helper": helper,
+                "reason": reason,
+                "ranges_refetched": ranges_refetched,
+            }));
+        }
     }
 
     fn on_range_fetched(&mut self, range_index: u32, offset: u64, length: u32, by: String) {

@@ -9,7 +9,7 @@ use async_net::TcpStream;
 use bytes::BytesMut;
 use p2p_core::secure::SwarmSecret;
 use p2p_core::wire::{FileEntry, PROTOCOL_VERSION, PeerEntry};
-use p2p_core::{ContentId, FrameDecoder, Message};
+use p2p_core::{ContentId, FrameDecoder, Manifest, Message};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Timer, future};
 
@@ -54,6 +54,26 @@ pub async fn find_origin(
         Message::OriginResult { content_id, .. } => Ok(content_id),
         other => bail!(
             "tracker {tracker} answered FindOrigin with {}",
+            describe(&other)
+        ),
+    }
+}
+
+/// The manifest of `content_id` the tracker holds, checked against the id.
+pub async fn get_manifest(
+    tracker: &str,
+    secret: &SwarmSecret,
+    content_id: ContentId,
+) -> anyhow::Result<Manifest> {
+    match query(tracker, secret, Message::GetManifest { content_id }).await? {
+        Message::ManifestReply { manifest } => {
+            manifest.verify(content_id).map_err(|e| {
+                anyhow::anyhow!("tracker {tracker} sent a manifest that is not {content_id}'s: {e}")
+            })?;
+            Ok(manifest)
+        }
+        other => bail!(
+            "tracker {tracker} answered GetManifest with {}",
             describe(&other)
         ),
     }

@@ -149,6 +149,8 @@ impl World {
             PeerNotice::RangeFetched { .. }
             | PeerNotice::FetchProgress { .. }
             | PeerNotice::FetchComplete { .. }
+            | PeerNotice::HelperCaught { .. }
+            | PeerNotice::HelperLeft { .. }
             | PeerNotice::FetchFailed { .. } => {
                 self.digest.mix_tagged(DigestTag::OriginNotice, &[node_tag])
             }

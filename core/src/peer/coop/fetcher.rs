@@ -6,10 +6,11 @@ use bytes::Bytes;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::job::{FetchJob, FetchSpec, Participant, RangeError, RangeState};
+use super::job::{FetchJob, FetchSpec, Participant, RangeError, RangeState, SpotCheck};
 use super::{
-    Coop, CoopPending, Ctx, LOCAL_RANGE_TIMEOUTS, LOCAL_RETRY_DOUBLINGS_MAX, LOCAL_RETRY_WAIT_MAX,
-    RANGE_ATTEMPTS_MAX, RANGE_LEN_MIN,
+    Coop, CoopPending, Ctx, HELPER_FAILURES_MAX, LOCAL_RANGE_TIMEOUTS, LOCAL_RETRY_DOUBLINGS_MAX,
+    LOCAL_RETRY_WAIT_MAX, RANGE_ATTEMPTS_MAX, RANGE_LEN_MIN, SPOT_CHECK_LEN,
+    SPOT_CHECKS_IN_FLIGHT_MAX, SPOT_CHECKS_PER_HELPER, SpotCheckRef,
 };
 use crate::ids::{ConnId, PeerId};
 use crate::peer::action::{PeerAction, PeerNotice};
@@ -33,12 +34,17 @@ impl Coop {
                 let Some(job) = self.fetches.get_mut(&job_id) else {
                     return Ok(());
                 };
-                if job.finished {
+                if job.finished || job.dismissed.contains(&remote) {
+                    let reason = if job.finished {
+                        "the job is over"
+                    } else {
+                        "you take no more ranges of this job"
+                    };
                     ctx.out.send(
                         conn,
                         Message::EndJob {
                             job_id,
-                            reason: "the job is over".into(),
+                            reason: reason.into(),
                         },
                     );
                     return Ok(());
@@ -87,26 +93,7 @@ impl Coop {
                 fatal,
                 reason,
             } => {
-                let by = Participant::Helper(remote);
-                if self
-                    .fetches
-                    .get(&job_id)
-                    .is_some_and(|j| j.is_fetching_by(range_index, by))
-                {
-                    let addr = participant_label(ctx.conns, by);
-                    self.on_range_result(
-                        ctx,
-                        now,
-                        job_id,
-                        range_index,
-                        by,
-                        Err(RangeError {
-                            fatal,
-                            refused: false,
-                            reason: format!("{reason} (helper {addr})"),
-                        }),
-                    );
-                }
+                self.helper_failed(ctx, job_id, range_index, remote, fatal, &reason);
             }
             _ => {}
         }
@@ -139,6 +126,7 @@ impl Coop {
             job_id,
             range_index,
             by,
+            check,
         }) = self.pending.remove(&token)
         else {
             return;
@@ -157,12 +145,24 @@ impl Coop {
         if job.finished {
             return;
         }
+        if let Participant::Helper(helper) = by
+            && job.banned.contains(&helper)
+        {
+            // Caught while this range was being written: it is fetched again.
+            job.ranges[range_index as usize] = RangeState::Pending;
+            self.reoffer_to_idle(ctx, job_id);
+            self.pump_local_fetches(ctx, now);
+            return;
+        }
         let (offset, length) = job.range(range_index);
-        job.ranges[range_index as usize] = RangeState::Done;
+        job.ranges[range_index as usize] = RangeState::Done { by };
         job.bytes_done += u64::from(length);
         let entry = job.fetched_by.entry(by).or_default();
         entry.0 += u64::from(length);
         entry.1 += 1;
+        if let Some(check) = check {
+            job.checks.push(*check);
+        }
         let by_label = participant_label(ctx.conns, by);
         let progress = self.fetch_progress(ctx.conns, job_id);
         ctx.out.notify(PeerNotice::RangeFetched {
@@ -209,11 +209,24 @@ impl Coop {
         let slots = ctx.config.origin_connections.max(1);
         let timeout = ctx.config.coop_range_timeout;
         let mut fetches = Vec::new();
+        let mut checks: Vec<(u64, String, String, SpotCheckRef)> = Vec::new();
         for job in self.fetches.values_mut().filter(|j| !j.finished) {
             match job.local_retry_at {
                 Some(at) if now < at => continue,
                 Some(_) => job.local_retry_at = None,
                 None => {}
+            }
+            while job.checks_in_flight < SPOT_CHECKS_IN_FLIGHT_MAX {
+                let Some(check) = job.checks.pop() else {
+                    break;
+                };
+                job.checks_in_flight += 1;
+                checks.push((
+                    job.job_id,
+                    job.spec.url.clone(),
+                    job.spec.validator.clone(),
+                    Box::new(check),
+                ));
             }
             while job.local_in_flight < slots {
                 // The fetcher's own ranges never time out: its driver reports every fetch.
@@ -232,6 +245,20 @@ impl Coop {
                     length,
                 ));
             }
+        }
+        for (job_id, url, validator, check) in checks {
+            let token = ctx.out.next_token();
+            let (offset, length) = (check.offset, check.expected.len() as u32);
+            self.pending
+                .insert(token, CoopPending::SpotCheck { job_id, check });
+            ctx.out.push(PeerAction::FetchRange {
+                token,
+                url,
+                validator,
+                offset,
+                length,
+                helping: false,
+            });
         }
         for (job_id, range_index, url, validator, offset, length) in fetches {
             let token = ctx.out.next_token();
@@ -261,7 +288,7 @@ impl Coop {
         let offers: Vec<Message> = self
             .fetches
             .values_mut()
-            .filter(|j| !j.finished)
+            .filter(|j| !j.finished && !j.dismissed.contains(&remote))
             .map(|job| {
                 job.offered.insert(remote);
                 Message::OfferJob {
@@ -312,6 +339,8 @@ impl Coop {
                 self.end_fetch(ctx, job_id, reason);
             }
             Err(error) => {
+                // Only the fetcher's own failures get here (a helper's go through
+                // `helper_failed`), so a member cannot use up a range's attempts.
                 job.failures[range_index as usize] += 1;
                 let attempts = job.failures[range_index as usize];
                 if attempts >= RANGE_ATTEMPTS_MAX {
@@ -324,18 +353,156 @@ impl Coop {
                 }
                 job.ranges[range_index as usize] = RangeState::Pending;
                 if by == Participant::Local {
-                    // Back off exponentially, with jitter, before the fetcher itself asks the
-                    // origin again; helpers may take the range meanwhile.
-                    let base = ctx.config.tracker_backoff_min
-                        * (1 << attempts.min(LOCAL_RETRY_DOUBLINGS_MAX));
-                    let wait = base.mul_f64(ctx.rng.random_range(0.5..1.0));
-                    if let Some(job) = self.fetches.get_mut(&job_id) {
-                        job.local_retry_at = Some(now + wait.min(LOCAL_RETRY_WAIT_MAX));
-                    }
+                    back_off_locally(ctx, job, now, attempts);
                 }
                 self.reoffer_to_idle(ctx, job_id);
             }
         }
+    }
+
+    /// A helper reports it could not fetch a range. The range goes back to the pool; the
+    /// helper leaves the job after a fatal failure or [`HELPER_FAILURES_MAX`] of them, but
+    /// the job goes on: the fetcher learns for itself whether the origin really changed,
+    /// and no member can end another's job by saying so.
+    fn helper_failed(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        job_id: u64,
+        range_index: u32,
+        helper: PeerId,
+        fatal: bool,
+        reason: &str,
+    ) {
+        let by = Participant::Helper(helper);
+        let Some(job) = self.fetches.get_mut(&job_id) else {
+            return;
+        };
+        if job.finished || !job.is_fetching_by(range_index, by) {
+            return;
+        }
+        job.ranges[range_index as usize] = RangeState::Pending;
+        let tally = job.helpers.entry(helper).or_default();
+        tally.failures += 1;
+        let failures = tally.failures;
+        let addr = participant_label(ctx.conns, by);
+        if fatal || failures >= HELPER_FAILURES_MAX {
+            let why = if fatal {
+                format!("helper {addr} leaves the job: {reason}")
+            } else {
+                format!("helper {addr} leaves the job after {failures} failures, last: {reason}")
+            };
+            self.dismiss_helper(ctx, job_id, helper, &why);
+            ctx.out.notify(PeerNotice::HelperLeft {
+                job_id,
+                helper: addr,
+                reason: why,
+            });
+        }
+        self.reoffer_to_idle(ctx, job_id);
+    }
+
+    /// `helper` takes no more ranges of the job: it is told, and what it holds goes back.
+    fn dismiss_helper(&mut self, ctx: &mut Ctx<'_>, job_id: u64, helper: PeerId, reason: &str) {
+        let Some(job) = self.fetches.get_mut(&job_id) else {
+            return;
+        };
+        job.dismissed.insert(helper);
+        job.idle.remove(&helper);
+        job.requeue_all_of(Participant::Helper(helper));
+        if job.offered.remove(&helper)
+            && let Some(conn) = ctx.conns.conn_of(helper)
+        {
+            ctx.out.send(
+                conn,
+                Message::EndJob {
+                    job_id,
+                    reason: reason.to_string(),
+                },
+            );
+        }
+    }
+
+    /// A spot check's bytes came back from the origin.
+    pub(super) fn on_check_result(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+        job_id: u64,
+        mut check: SpotCheck,
+        result: Result<Bytes, RangeError>,
+    ) {
+        let Some(job) = self.fetches.get_mut(&job_id) else {
+            return;
+        };
+        if job.finished || job.banned.contains(&check.helper) {
+            return;
+        }
+        match result {
+            Ok(data) if data.len() != check.expected.len() => {
+                let reason = format!(
+                    "the origin sent {} bytes for a check at byte {} instead of {}: the file may have changed",
+                    data.len(),
+                    check.offset,
+                    check.expected.len()
+                );
+                self.end_fetch(ctx, job_id, reason);
+            }
+            Ok(data) if data == check.expected => {
+                job.spot_checks_passed += 1;
+                job.spot_check_bytes += data.len() as u64;
+                self.finish_fetch_if_done(ctx, job_id);
+            }
+            Ok(data) => {
+                job.spot_check_bytes += data.len() as u64;
+                self.ban_helper(ctx, job_id, &check);
+            }
+            Err(error) if error.fatal => {
+                let reason = format!("check at byte {}: {}", check.offset, error.reason);
+                self.end_fetch(ctx, job_id, reason);
+            }
+            Err(error) => {
+                check.attempts += 1;
+                if check.attempts >= RANGE_ATTEMPTS_MAX {
+                    let reason = format!(
+                        "a check at byte {} failed {} times, last: {}",
+                        check.offset, check.attempts, error.reason
+                    );
+                    self.end_fetch(ctx, job_id, reason);
+                    return;
+                }
+                let attempts = check.attempts;
+                job.checks.push(check);
+                back_off_locally(ctx, job, now, attempts);
+            }
+        }
+    }
+
+    /// A helper delivered bytes the origin does not have: it is banned from the job, every
+    /// range it delivered is fetched again, and the user is told.
+    fn ban_helper(&mut self, ctx: &mut Ctx<'_>, job_id: u64, check: &SpotCheck) {
+        let helper = check.helper;
+        let addr = participant_label(ctx.conns, Participant::Helper(helper));
+        let reason = format!(
+            "range {} differs from the origin at byte {}",
+            check.range_index, check.offset
+        );
+        self.dismiss_helper(ctx, job_id, helper, &reason);
+        let Some(job) = self.fetches.get_mut(&job_id) else {
+            return;
+        };
+        job.banned.insert(helper);
+        let ranges_refetched = job.requeue_delivered_by(helper) as u32;
+        ctx.out.notify(PeerNotice::HelperCaught {
+            job_id,
+            peer_id: helper,
+            helper: addr,
+            reason,
+            ranges_refetched,
+        });
+        if let Some(progress) = self.fetch_progress(ctx.conns, job_id) {
+            ctx.out.notify(progress);
+        }
+        self.reoffer_to_idle(ctx, job_id);
     }
 
     fn write_range(
@@ -351,6 +518,12 @@ impl Coop {
             return;
         };
         job.ranges[range_index as usize] = RangeState::Writing;
+        let check = match by {
+            Participant::Helper(helper) if job.spec.spot_checks => {
+                sample_for_check(ctx.rng, job, helper, range_index, offset, &data)
+            }
+            _ => None,
+        };
         let token = ctx.out.next_token();
         self.pending.insert(
             token,
@@ -358,6 +531,7 @@ impl Coop {
                 job_id,
                 range_index,
                 by,
+                check,
             },
         );
         ctx.out.push(PeerAction::WriteRange {
@@ -388,6 +562,7 @@ impl Coop {
         }
     }
 
+    /// Ends the job once every range is written and every spot check passed.
     pub(crate) fn finish_fetch_if_done(&mut self, ctx: &mut Ctx<'_>, job_id: u64) {
         let done = self
             .fetches
@@ -445,6 +620,46 @@ impl Coop {
                 .collect(),
         })
     }
+}
+
+/// The reservoir's draw for the range `helper` just delivered: while it has delivered at
+/// most [`SPOT_CHECKS_PER_HELPER`] ranges every one is checked, after that the n-th with
+/// probability K / n. A checked range gives a window of [`SPOT_CHECK_LEN`] bytes at a random
+/// offset, copied out of the delivery (the rest of it is not kept).
+fn sample_for_check(
+    rng: &mut ChaCha8Rng,
+    job: &mut FetchJob,
+    helper: PeerId,
+    range_index: u32,
+    offset: u64,
+    data: &Bytes,
+) -> Option<SpotCheckRef> {
+    let tally = job.helpers.entry(helper).or_default();
+    tally.delivered = tally.delivered.saturating_add(1);
+    let delivered = tally.delivered;
+    if delivered > SPOT_CHECKS_PER_HELPER
+        && rng.random_range(0..delivered) >= SPOT_CHECKS_PER_HELPER
+    {
+        return None;
+    }
+    let window = (data.len() as u64).min(u64::from(SPOT_CHECK_LEN));
+    let start = rng.random_range(0..=data.len() as u64 - window);
+    let expected = Bytes::copy_from_slice(&data[start as usize..(start + window) as usize]);
+    Some(Box::new(SpotCheck {
+        helper,
+        range_index,
+        offset: offset + start,
+        expected,
+        attempts: 0,
+    }))
+}
+
+/// After a failure of its own, the fetcher waits before asking the origin again:
+/// exponentially, with jitter; helpers may take the range meanwhile.
+fn back_off_locally(ctx: &mut Ctx<'_>, job: &mut FetchJob, now: Instant, attempts: u32) {
+    let base = ctx.config.tracker_backoff_min * (1 << attempts.min(LOCAL_RETRY_DOUBLINGS_MAX));
+    let wait = base.mul_f64(ctx.rng.random_range(0.5..1.0));
+    job.local_retry_at = Some(now + wait.min(LOCAL_RETRY_WAIT_MAX));
 }
 
 /// How notices name a participant: "local", or a helper's address (its id if unknown).

@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use bytes::Bytes;
+
 use crate::ids::{ConnId, PeerId};
 use crate::time::Instant;
 
@@ -17,6 +19,10 @@ pub struct FetchSpec {
     pub size: u64,
     /// Bytes per range, at most [`BLOCK_LEN_MAX`](crate::wire::BLOCK_LEN_MAX) so a range travels in one message.
     pub range_len: u32,
+    /// Spot-check the ranges helpers deliver against the origin (see
+    /// [`SPOT_CHECKS_PER_HELPER`](super::SPOT_CHECKS_PER_HELPER)). Off when the whole
+    /// file's SHA-256 is known beforehand: that check is stronger and costs no origin bytes.
+    pub spot_checks: bool,
 }
 
 /// Why fetching a range failed.
@@ -42,9 +48,39 @@ pub enum Participant {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RangeState {
     Pending,
-    Fetching { by: Participant, deadline: Instant },
+    Fetching {
+        by: Participant,
+        deadline: Instant,
+    },
     Writing,
-    Done,
+    /// Written; `by` delivered it (a helper caught lying loses every range it delivered).
+    Done {
+        by: Participant,
+    },
+}
+
+/// A few bytes of a range a helper delivered, to be fetched again from the origin by the
+/// fetcher itself and compared.
+#[derive(Clone, Debug)]
+pub(crate) struct SpotCheck {
+    pub(crate) helper: PeerId,
+    pub(crate) range_index: u32,
+    /// Offset in the file.
+    pub(crate) offset: u64,
+    /// What the helper delivered there.
+    pub(crate) expected: Bytes,
+    /// Retryable failures fetching it.
+    pub(crate) attempts: u32,
+}
+
+/// What the fetcher keeps of each helper in one job.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HelperTally {
+    /// Ranges it delivered that were taken for writing: the count the spot checks'
+    /// reservoir sampling draws against.
+    pub(crate) delivered: u32,
+    /// Failures it reported (`RangeFailed`); past a bound it leaves the job.
+    pub(crate) failures: u32,
 }
 
 /// The fetcher's side of one job.
@@ -65,6 +101,18 @@ pub struct FetchJob {
     pub(crate) local_retry_at: Option<Instant>,
     pub bytes_done: u64,
     pub(crate) finished: bool,
+    pub(crate) helpers: BTreeMap<PeerId, HelperTally>,
+    /// Helpers that take no more work in this job: they left (a fatal failure, too many
+    /// failures) or were caught delivering bytes the origin does not have.
+    pub(crate) dismissed: BTreeSet<PeerId>,
+    /// Of those, the ones caught: whatever they still deliver is dropped.
+    pub(crate) banned: BTreeSet<PeerId>,
+    /// Spot checks waiting for a slot.
+    pub(crate) checks: Vec<SpotCheck>,
+    pub(crate) checks_in_flight: u32,
+    /// Spot checks that matched, and the origin bytes they cost.
+    pub spot_checks_passed: u32,
+    pub spot_check_bytes: u64,
 }
 
 impl FetchJob {
@@ -82,6 +130,13 @@ impl FetchJob {
             local_retry_at: None,
             bytes_done: 0,
             finished: false,
+            helpers: BTreeMap::new(),
+            dismissed: BTreeSet::new(),
+            banned: BTreeSet::new(),
+            checks: Vec::new(),
+            checks_in_flight: 0,
+            spot_checks_passed: 0,
+            spot_check_bytes: 0,
         }
     }
 
@@ -114,8 +169,31 @@ impl FetchJob {
         count
     }
 
+    /// Puts every range `helper` delivered, and every one it holds, back in the pool, and
+    /// forgets what it delivered; returns how many ranges.
+    pub(crate) fn requeue_delivered_by(&mut self, helper: PeerId) -> usize {
+        let by = Participant::Helper(helper);
+        let mut count = self.requeue_all_of(by);
+        for index in 0..self.ranges.len() {
+            if self.ranges[index] == (RangeState::Done { by }) {
+                self.ranges[index] = RangeState::Pending;
+                let (_, length) = self.range(index as u32);
+                self.bytes_done = self.bytes_done.saturating_sub(u64::from(length));
+                count += 1;
+            }
+        }
+        self.fetched_by.remove(&by);
+        self.checks.retain(|c| c.helper != helper);
+        count
+    }
+
+    /// Every range written and every spot check passed.
     pub(crate) fn is_done(&self) -> bool {
-        self.ranges.iter().all(|r| *r == RangeState::Done)
+        self.ranges
+            .iter()
+            .all(|r| matches!(r, RangeState::Done { .. }))
+            && self.checks.is_empty()
+            && self.checks_in_flight == 0
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {

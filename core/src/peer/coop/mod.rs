@@ -20,6 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 
+use job::SpotCheck;
 pub use job::{FetchJob, FetchSpec, HelperJob, Participant, RangeError};
 
 use super::config::PeerConfig;
@@ -42,6 +43,23 @@ pub const HELPER_JOBS_MAX: usize = 8;
 pub fn helper_fetches_max(origin_connections: u32) -> usize {
     HELPER_JOBS_MAX * origin_connections.max(1) as usize
 }
+/// Failures one helper may report in one job (`RangeFailed`, retryable) before it takes
+/// no more of the job's ranges. Only the fetcher's own failures count against a range
+/// ([`RANGE_ATTEMPTS_MAX`]): a member cannot end someone else's job by failing.
+pub const HELPER_FAILURES_MAX: u32 = 5;
+/// Bytes of one spot check: a window of a range a helper delivered, fetched again from
+/// the origin by the fetcher and compared.
+pub const SPOT_CHECK_LEN: u32 = 4 * 1024;
+/// Spot checks per helper per job, as a reservoir: every range a helper delivers enters it
+/// with probability `K / n` (the n-th; certainly while n <= K), and each range that enters
+/// is checked at once, at a random offset. Whatever ranges the helper delivered, a uniform
+/// K-subset of them is among those checked, so a helper that altered a fraction f of its
+/// ranges escapes with probability at most (1 - f)^K: with K = 135 and f = 0.05 that is
+/// 0.00098, under 1 in 1000 per job. A helper delivering n ranges costs about
+/// K (1 + ln(n / K)) checks (n when n <= K) of `SPOT_CHECK_LEN` bytes each.
+pub const SPOT_CHECKS_PER_HELPER: u32 = 135;
+/// Spot checks the fetcher runs at once, beside its own ranges.
+pub const SPOT_CHECKS_IN_FLIGHT_MAX: u32 = 4;
 /// Smallest range a job may be cut into: smaller ranges cost more in requests than they
 /// gain in spreading.
 pub const RANGE_LEN_MIN: u32 = 16 * 1024;
@@ -62,7 +80,7 @@ pub(crate) struct Ctx<'a> {
 }
 
 /// What a fetch or write token stands for.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum CoopPending {
     /// The fetcher fetching a range itself.
     LocalFetch { job_id: u64, range_index: u32 },
@@ -71,7 +89,11 @@ pub(crate) enum CoopPending {
         job_id: u64,
         range_index: u32,
         by: Participant,
+        /// The spot check to run once it is written (a helper's range the reservoir took).
+        check: Option<SpotCheckRef>,
     },
+    /// The fetcher fetching a spot check's bytes from the origin.
+    SpotCheck { job_id: u64, check: SpotCheckRef },
     /// A helper fetching a range for a fetcher.
     HelperFetch {
         job_id: u64,
@@ -81,6 +103,9 @@ pub(crate) enum CoopPending {
         offset: u64,
     },
 }
+
+/// A spot check in a token (boxed: its bytes are kept until compared).
+pub(crate) type SpotCheckRef = Box<SpotCheck>;
 
 /// The coop state a peer carries: its fetches, the jobs it helps with, and the driver's
 /// fetches and writes in flight.
@@ -130,6 +155,12 @@ impl Coop {
                     job.local_in_flight = job.local_in_flight.saturating_sub(1);
                 }
                 self.on_range_result(ctx, now, job_id, range_index, Participant::Local, result);
+            }
+            Some(CoopPending::SpotCheck { job_id, check }) => {
+                if let Some(job) = self.fetches.get_mut(&job_id) {
+                    job.checks_in_flight = job.checks_in_flight.saturating_sub(1);
+                }
+                self.on_check_result(ctx, now, job_id, *check, result);
             }
             Some(CoopPending::HelperFetch {
                 job_id,
