@@ -5,7 +5,7 @@
 #
 #   bash bench/run.sh                 # the whole benchmark (about 10-15 minutes)
 #   RUNS=5 PAUSE=8 bash bench/run.sh  # more runs, longer pauses
-#   ONLY=single bash bench/run.sh     # one part: single | swarm | memory | sim (comma list)
+#   ONLY=single bash bench/run.sh     # one part: single | swarm | memory | sim | attack (comma list)
 #
 # Settings (environment): RUNS (3) runs per figure, medians reported; PAUSE (5) seconds
 # between timed runs (this machine's memory is slow when fresh pages are first written:
@@ -24,7 +24,7 @@ SWARM_MIB=${SWARM_MIB:-512}
 SWARMS=${SWARMS:-"8 4"}
 MEM_GIB=${MEM_GIB:-"1 4"}
 MEM_RUNS=${MEM_RUNS:-1}
-ONLY=${ONLY:-single,swarm,memory,sim}
+ONLY=${ONLY:-single,swarm,memory,sim,attack}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=${BIN_DIR:-$TARGET/release}
@@ -409,6 +409,22 @@ bench_memory() {
 
 # ------------------------------------------------------------------ 4. simulator
 
+# ------------------------------------------------------------------ 5. a hostile member
+
+# A getter of one seeder alone, and beside two members that ask for every block and never
+# read (issue 14), runs alternated: the Rust harness speaks the real protocol, so this
+# part runs it as an ignored test of the tests crate, against our release binary.
+bench_attack() {
+    local line
+    log "attack: a getter beside two non-reading members"
+    line=$(cd "$ROOT" && P2P_BIN=$BIN/p2p RUNS=$RUNS cargo test --release -q -p p2p-tests \
+        --test hostile_member bench_getter_beside_non_readers -- --ignored --nocapture 2>/dev/null |
+        grep '^getter of')
+    log "attack: $line"
+    record attack.alone "$(sed -E 's/.*alone ([0-9.]+) s.*/\1/' <<<"$line")"
+    record attack.attacked "$(sed -E 's/.*non-readers ([0-9.]+) s.*/\1/' <<<"$line")"
+}
+
 bench_sim() {
     if [[ ! -x $BIN/p2p-sim ]]; then
         log "sim: no p2p-sim binary; skipped"
@@ -456,6 +472,10 @@ for n in swarms.split():
             row(f"swarm 1+{n}, {swarm_mib} MiB, {kind} getter done (s)", f"{p:.2f}",
                 f"{q:.2f} (p2p, records unsealed)", f"{p / q:.2f}x time",
                 "<= 1.25x" if n == "8" and kind == "last" else "")
+if v["attack.alone"]:
+    a, b = med("attack.alone"), med("attack.attacked")
+    row("getter, 16 MiB, beside 2 non-reading members (s)", f"{b:.2f}", f"{a:.2f} (p2p, alone)",
+        f"{b / a:.1f}x time", "")
 for gib in ("1", "4"):
     for who in ("seed", "get"):
         k = f"mem.{who}.{gib}"
@@ -496,6 +516,7 @@ want single && bench_single
 want swarm && bench_swarm
 want memory && bench_memory
 want sim && bench_sim
+want attack && bench_attack
 report | tee "$T/table.txt"
 [[ -n ${BENCH_OUT:-} ]] && cp "$T/table.txt" "$BENCH_OUT"
 exit 0

@@ -210,3 +210,52 @@ fn stalled_requesters_together_hold_at_most_one_budget() {
     );
     assert!(now < at(55), "closed for holding too much, before a minute");
 }
+
+#[test]
+fn a_stalled_requesters_queue_does_not_turn_away_anothers_repeat_requests() {
+    // Chunks already sent are turned away while others wait, so the requester asks
+    // another holder. Waiting behind a stalled requester is no reason: two members that
+    // ask for every chunk and never read kept a getter of the same chunks rejected until
+    // the idle timeout closed them (30 s).
+    let (mut p, m) = seeder();
+    let stuck = [connect(&mut p, 2), connect(&mut p, 3)];
+    let getter = connect(&mut p, 4);
+    for chunk in 0..CHUNKS {
+        for conn in stuck {
+            request(&mut p, at(0), &m, conn, chunk);
+        }
+    }
+    step(&mut p, at(0));
+    let mut now = at(0);
+    let mut served = 0;
+    let mut rejected = 0;
+    while now < at(10) && served < 8 {
+        now = next_wakeup(&p, now);
+        for conn in stuck.into_iter().chain([getter]) {
+            p.handle_message(now, conn, Message::Ping { nonce: 1 });
+        }
+        p.handle_timeout(now);
+        step(&mut p, now);
+        // The getter asks for the chunks the stuck ones began, one at a time, the next as
+        // soon as one comes.
+        loop {
+            request(&mut p, now, &m, getter, served);
+            let (actions, reads) = step(&mut p, now);
+            rejected += actions
+                .iter()
+                .filter(|a| matches!(a, PeerAction::Send { conn, message: Message::Reject { .. } } if *conn == getter))
+                .count();
+            if reads.is_empty() || served == 7 {
+                served += u32::from(!reads.is_empty());
+                break;
+            }
+            p.handle_sent(now, getter);
+            served += 1;
+        }
+    }
+    assert_eq!(
+        served, 8,
+        "the getter got {served} blocks by {now:?} ({rejected} rejected)"
+    );
+    assert!(now < at(6), "served only at {now:?}");
+}

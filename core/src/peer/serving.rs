@@ -369,9 +369,12 @@ impl Serving {
 
     /// Whether a connection other than `conn` has requests waiting to be served.
     fn others_waiting(&self, conn: ConnId) -> bool {
+        // A stalled connection gets nothing until it writes a block: its queue is waiting
+        // for itself, not for our uplink (else members that ask for everything and never
+        // read would turn every repeat away).
         self.queues
             .iter()
-            .any(|(&id, q)| id != conn && !q.requests.is_empty())
+            .any(|(&id, q)| id != conn && !q.requests.is_empty() && !q.is_stalled())
     }
 
     /// Whether `request` starts a chunk this peer has sent before.

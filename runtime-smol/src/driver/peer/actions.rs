@@ -76,6 +76,7 @@ impl Driver {
             }
             PeerAction::Send { conn, message } => self.send(conn, message),
             PeerAction::Close { conn } => {
+                tracing::debug!(%conn, "machine closes");
                 self.tracker_conns.remove(&conn);
                 if self.peer_keys.remove(&conn).is_some() {
                     self.tell_peers();
