@@ -165,6 +165,45 @@ impl TrackerHarness {
         }
     }
 
+    /// A harness whose tracker already holds `n` sessions (not among the connections the
+    /// ops pick from: they are the load beside them).
+    pub fn crowded(n: usize) -> TrackerHarness {
+        let mut h = TrackerHarness::new();
+        for i in 0..n {
+            let peer_id = PeerId(1000 + i as u64);
+            let swarm = SWARMS[i % SWARMS.len()];
+            let (a, b) = ((i / 250) as u8, (i % 250 + 1) as u8);
+            let remote = Remote {
+                peer_id,
+                swarm: swarm.into(),
+            };
+            let conn = h
+                .tracker
+                .accept(h.now, remote, format!("10.1.{a}.{b}:50000"));
+            h.live.insert(conn);
+            let manifest = h.pool[i % h.pool.len()].clone();
+            let mut chunks = ChunkSet::new(manifest.chunk_count());
+            for chunk in (0..manifest.chunk_count()).filter(|c| (c + i as u32) % 3 != 0) {
+                chunks.insert(chunk);
+            }
+            let hello = Message::Hello {
+                version: PROTOCOL_VERSION,
+                peer_id,
+                listen_addr: format!("10.1.{a}.{b}:7000"),
+                swarm: swarm.into(),
+            };
+            h.tracker.handle_message(h.now, conn, hello);
+            h.tracker
+                .handle_message(h.now, conn, Message::Announce { manifest, chunks });
+            // Its replies, unchecked: the invariants are checked once, below (per session
+            // they would cost the crowd squared on every input).
+            while h.tracker.poll_action().is_some() {}
+        }
+        h.drain_and_check();
+        assert_eq!(h.tracker.conn_count(), n, "the crowd was refused");
+        h
+    }
+
     fn pick(&self, sel: u8) -> Option<ConnId> {
         if self.conns.is_empty() {
             None
@@ -253,10 +292,23 @@ impl TrackerHarness {
     }
 }
 
+/// Sessions of the crowd a [`run_crowded`] input starts beside.
+pub const CROWD: usize = 1000;
+
 /// Runs a whole input.
 pub fn run(data: &[u8]) {
+    run_with(data, TrackerHarness::new());
+}
+
+/// Runs a whole input beside [`CROWD`] sessions already open, each in one of the swarms
+/// and holding one of the pool's contents (whole or in part): the ops' connections, lists,
+/// locates and timeouts meet a tracker under many connections (issue 14).
+pub fn run_crowded(data: &[u8]) {
+    run_with(data, TrackerHarness::crowded(CROWD));
+}
+
+fn run_with(data: &[u8], mut h: TrackerHarness) {
     let mut u = Unstructured::new(data);
-    let mut h = TrackerHarness::new();
     for _ in 0..STEPS_MAX {
         if !h.step(&mut u) {
             break;
