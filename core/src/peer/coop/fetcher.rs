@@ -247,36 +247,16 @@ impl Coop {
             }
         }
         for (job_id, url, validator, check) in checks {
-            let token = ctx.out.next_token();
             let (offset, length) = (check.offset, check.expected.len() as u32);
-            self.pending
-                .insert(token, CoopPending::SpotCheck { job_id, check });
-            ctx.out.push(PeerAction::FetchRange {
-                token,
-                url,
-                validator,
-                offset,
-                length,
-                helping: false,
-            });
+            let why = CoopPending::SpotCheck { job_id, check };
+            self.fetch_range(ctx.out, why, url, validator, offset, length);
         }
         for (job_id, range_index, url, validator, offset, length) in fetches {
-            let token = ctx.out.next_token();
-            self.pending.insert(
-                token,
-                CoopPending::LocalFetch {
-                    job_id,
-                    range_index,
-                },
-            );
-            ctx.out.push(PeerAction::FetchRange {
-                token,
-                url,
-                validator,
-                offset,
-                length,
-                helping: false,
-            });
+            let why = CoopPending::LocalFetch {
+                job_id,
+                range_index,
+            };
+            self.fetch_range(ctx.out, why, url, validator, offset, length);
         }
     }
 

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use super::job::HelperJob;
 use super::{Coop, CoopPending, Ctx, HELPER_JOBS_MAX, RangeError, helper_fetches_max};
 use crate::ids::ConnId;
-use crate::peer::action::PeerAction;
 use crate::wire::{BLOCK_LEN_MAX, Message};
 
 impl Coop {
@@ -95,24 +94,13 @@ impl Coop {
                 }
                 job.fetching += 1;
                 let (url, validator) = (job.url.clone(), job.validator.clone());
-                let token = ctx.out.next_token();
-                self.pending.insert(
-                    token,
-                    CoopPending::HelperFetch {
-                        job_id,
-                        conn,
-                        range_index,
-                        offset,
-                    },
-                );
-                ctx.out.push(PeerAction::FetchRange {
-                    token,
-                    url,
-                    validator,
+                let why = CoopPending::HelperFetch {
+                    job_id,
+                    conn,
+                    range_index,
                     offset,
-                    length,
-                    helping: true,
-                });
+                };
+                self.fetch_range(ctx.out, why, url, validator, offset, length);
             }
             Message::NoWork { job_id } => {
                 if let Some(job) = self.helping.get_mut(&job_id)

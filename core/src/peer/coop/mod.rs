@@ -23,6 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use job::SpotCheck;
 pub use job::{FetchJob, FetchSpec, HelperJob, Participant, RangeError};
 
+use super::action::PeerAction;
 use super::config::PeerConfig;
 use super::conns::Connections;
 use super::output::Output;
@@ -132,6 +133,30 @@ impl Coop {
 
     pub(crate) fn has_active_fetch(&self) -> bool {
         self.fetches.values().any(|j| !j.finished)
+    }
+
+    /// Asks the driver for `length` bytes at `offset` of `url`, the result remembered under
+    /// a fresh token as `why` (for another peer's job, under the origin policy).
+    fn fetch_range(
+        &mut self,
+        out: &mut Output,
+        why: CoopPending,
+        url: String,
+        validator: String,
+        offset: u64,
+        length: u32,
+    ) {
+        let token = out.next_token();
+        let helping = matches!(why, CoopPending::HelperFetch { .. });
+        self.pending.insert(token, why);
+        out.push(PeerAction::FetchRange {
+            token,
+            url,
+            validator,
+            offset,
+            length,
+            helping,
+        });
     }
 }
 
