@@ -53,6 +53,7 @@
 //! for tests are in [`testkit`], behind the `testkit` feature.
 
 mod chunkset;
+pub mod collection;
 pub mod filename;
 pub mod ids;
 mod listed_addr;

@@ -37,3 +37,60 @@ pub(crate) fn listed_addr(
         )),
     }
 }
+
+/// Where an asker that reached the tracker's host at `reached_ip` (the local IP of its
+/// connection, as the driver saw it; empty when unknown) should dial a peer listed at
+/// `listed`.
+///
+/// A peer listed at a loopback IP connected from the tracker's own host: the sharer beside
+/// its embedded tracker. Only askers on that host could dial it there, so an asker that
+/// came in over another address gets the same port at the address it reached the host at,
+/// the one address of that host it is sure to reach. Anything else is given as listed: the
+/// rewrite only ever names the tracker's own host, which a member could already name.
+pub(crate) fn as_reached_at(listed: &str, reached_ip: &str) -> String {
+    let Some((host, port)) = listed.rsplit_once(':') else {
+        return listed.to_owned();
+    };
+    if reached_ip.is_empty() || is_loopback_host(reached_ip) || !is_loopback_host(host) {
+        return listed.to_owned();
+    }
+    format!("{reached_ip}:{port}")
+}
+
+/// Whether `host` (an IP as the driver writes it: IPv6 in brackets) is a loopback one.
+fn is_loopback_host(host: &str) -> bool {
+    host.starts_with("127.") || host == "[::1]" || host == "::1"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_on_the_trackers_host_is_given_where_the_asker_reached_it() {
+        assert_eq!(as_reached_at("127.0.0.1:7001", "10.0.0.5"), "10.0.0.5:7001");
+        assert_eq!(as_reached_at("[::1]:7001", "[fd00::5]"), "[fd00::5]:7001");
+        assert_eq!(
+            as_reached_at("127.0.0.1:7001", "[fd00::5]"),
+            "[fd00::5]:7001"
+        );
+        // An asker on the same host, or one whose local address is unknown: as listed.
+        assert_eq!(
+            as_reached_at("127.0.0.1:7001", "127.0.0.1"),
+            "127.0.0.1:7001"
+        );
+        assert_eq!(as_reached_at("127.0.0.1:7001", ""), "127.0.0.1:7001");
+        // Peers elsewhere are never rewritten.
+        assert_eq!(as_reached_at("10.0.0.9:7001", "10.0.0.5"), "10.0.0.9:7001");
+        assert_eq!(as_reached_at("", "10.0.0.5"), "");
+    }
+
+    #[test]
+    fn listed_addresses_take_the_observed_ip() {
+        assert_eq!(
+            listed_addr("0.0.0.0:7001", "10.0.0.9:5555", false),
+            Ok("10.0.0.9:7001".to_owned())
+        );
+        assert!(listed_addr("nowhere", "10.0.0.9:5555", false).is_err());
+    }
+}

@@ -14,6 +14,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use sha2::digest::block_buffer;
 use sha2::digest::consts::U64;
 use sha2::{Digest, Sha256};
@@ -39,6 +41,8 @@ pub(crate) const NAME_LEN_MAX: usize = 255;
 /// of some other structure that happens to share its bytes.
 /// Version 2: chunk hashes are chaining values (version 1 hashed each chunk on its own).
 const CONTENT_ID_DOMAIN: &[u8] = b"p2p manifest v2\0";
+/// Domain of a collection's content id: never equal to a single file's, whatever the bytes.
+const COLLECTION_ID_DOMAIN: &[u8] = b"p2p collection v1\0";
 
 /// SHA-256's initial chaining value (FIPS 180-4, section 5.3.3).
 const SHA256_IV: [u32; 8] = [
@@ -58,6 +62,10 @@ pub struct Manifest {
     /// Shared: a manifest is cloned into every reply that carries it, and a flood of
     /// requests for a large one must not copy it each time.
     pub chunk_hashes: Arc<[Sha256Digest]>,
+    /// For a collection (a directory, or several files), its encoded file table (see
+    /// `collection`): the chunks are then those of its content stream. `None` for a single
+    /// file. Untrusted: only `FileTable::decode` turns it into paths.
+    pub file_table: Option<Bytes>,
 }
 
 /// Why a manifest is unusable.
@@ -70,6 +78,8 @@ pub enum ManifestError {
         found: usize,
     },
     NameTooLong(usize),
+    FileTableTooLong(usize),
+    Collection(crate::collection::CollectionError),
     IdMismatch {
         expected: ContentId,
         found: ContentId,
@@ -95,6 +105,12 @@ impl fmt::Display for ManifestError {
             ManifestError::NameTooLong(len) => {
                 write!(f, "name is {len} bytes long, more than {NAME_LEN_MAX}")
             }
+            ManifestError::FileTableTooLong(len) => write!(
+                f,
+                "file table is {len} bytes long, more than {}",
+                crate::collection::FILE_TABLE_LEN_MAX
+            ),
+            ManifestError::Collection(e) => write!(f, "{e}"),
             ManifestError::IdMismatch { expected, found } => {
                 write!(
                     f,
@@ -150,6 +166,13 @@ impl Manifest {
         check_chunk_size(self.chunk_size)?;
         if self.name.len() > NAME_LEN_MAX {
             return Err(ManifestError::NameTooLong(self.name.len()));
+        }
+        // Only the length here: the paths are checked where they are used (see
+        // `collection`), so a getter can say why it refuses a collection.
+        if let Some(table) = &self.file_table
+            && table.len() > crate::collection::FILE_TABLE_LEN_MAX
+        {
+            return Err(ManifestError::FileTableTooLong(table.len()));
         }
         let expected = chunk_count_for(self.size, self.chunk_size);
         if expected > u64::from(CHUNK_COUNT_MAX) {
@@ -218,10 +241,18 @@ impl Manifest {
             .unwrap_or_else(|| sha256(b""))
     }
 
-    /// SHA-256 over the canonical encoding of size, chunk size and chunk hashes.
+    /// SHA-256 over the canonical encoding of size, chunk size and chunk hashes, and for a
+    /// collection its file table (paths, kinds, sizes, places in the stream) too.
     pub fn content_id(&self) -> ContentId {
         let mut hasher = Sha256::new();
-        hasher.update(CONTENT_ID_DOMAIN);
+        match &self.file_table {
+            None => hasher.update(CONTENT_ID_DOMAIN),
+            Some(table) => {
+                hasher.update(COLLECTION_ID_DOMAIN);
+                hasher.update((table.len() as u64).to_be_bytes());
+                hasher.update(table);
+            }
+        }
         hasher.update(self.size.to_be_bytes());
         hasher.update(self.chunk_size.to_be_bytes());
         hasher.update((self.chunk_hashes.len() as u64).to_be_bytes());
@@ -229,6 +260,11 @@ impl Manifest {
             hasher.update(hash);
         }
         ContentId(hasher.finalize().into())
+    }
+
+    /// Whether this is a collection (a directory, or several files).
+    pub fn is_collection(&self) -> bool {
+        self.file_table.is_some()
     }
 
     /// Validates the manifest and checks that it is the one `expected` names. Every manifest
@@ -250,6 +286,7 @@ impl fmt::Debug for Manifest {
             .field("size", &self.size)
             .field("chunk_size", &self.chunk_size)
             .field("chunks", &self.chunk_hashes.len())
+            .field("file_table_len", &self.file_table.as_ref().map(|t| t.len()))
             .finish()
     }
 }
@@ -391,6 +428,21 @@ impl ManifestBuilder {
         self.size
     }
 
+    /// Finishes a collection's manifest: the bytes fed were the content stream `table` lays
+    /// out (its distinct contents, in order). Checked as a getter will check it.
+    pub fn finish_collection(
+        self,
+        table: &crate::collection::FileTable,
+    ) -> Result<Manifest, ManifestError> {
+        let mut manifest = self.finish()?;
+        let encoded = table.encode();
+        crate::collection::FileTable::decode(&encoded, manifest.size)
+            .map_err(ManifestError::Collection)?;
+        manifest.file_table = Some(Bytes::from(encoded));
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
     /// Finishes the last partial chunk and checks the result.
     pub fn finish(mut self) -> Result<Manifest, ManifestError> {
         let file_sha256 = finish(self.state, self.pending.get_data(), self.size);
@@ -405,6 +457,7 @@ impl ManifestBuilder {
             size: self.size,
             chunk_size: self.chunk_size,
             chunk_hashes: self.chunk_hashes.into(),
+            file_table: None,
         };
         manifest.validate()?;
         Ok(manifest)
@@ -532,6 +585,7 @@ mod tests {
             size: 100,
             chunk_size: CHUNK_SIZE_MIN,
             chunk_hashes: Arc::new([]),
+            file_table: None,
         };
         assert!(matches!(
             bad.validate(),

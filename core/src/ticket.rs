@@ -34,7 +34,7 @@ const FIELD_SEPARATOR: char = ':';
 /// Separates tracker addresses.
 const TRACKER_SEPARATOR: char = ',';
 /// Most trackers in one ticket.
-pub(crate) const TRACKERS_MAX: usize = 8;
+pub const TRACKERS_MAX: usize = 8;
 /// Longest tracker address (`HOST:PORT`), in bytes: a DNS name's limit.
 pub(crate) const TRACKER_ADDR_LEN_MAX: usize = 255;
 /// Introduces a percent escape.

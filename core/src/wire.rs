@@ -22,12 +22,19 @@ pub use kind::MessageKind;
 
 /// Protocol version spoken in `Hello`. A peer with another version is refused.
 pub const PROTOCOL_VERSION: u16 = 2;
+/// Set in a manifest's chunk count when a collection's file table follows it. Counts are
+/// far below this bit, so a single file's manifest is encoded as before collections
+/// existed, and a peer that predates them refuses a collection's as a list too long.
+const FILE_TABLE_FLAG: u32 = 1 << 31;
 /// Largest block of a chunk one `Piece` carries; larger chunks are requested in blocks.
 pub const BLOCK_LEN_MAX: u32 = 1024 * 1024;
 /// Largest frame (kind byte plus payload). Fits the largest `Announce`: every chunk hash of
-/// the largest manifest plus its full bitfield, with room for the name and fixed fields.
-pub const FRAME_LEN_MAX: u32 =
-    manifest::CHUNK_COUNT_MAX * 32 + manifest::CHUNK_COUNT_MAX.div_ceil(8) + 64 * 1024;
+/// the largest manifest (its hashes and a collection's file table) plus its full bitfield,
+/// with room for the name and fixed fields.
+pub const FRAME_LEN_MAX: u32 = manifest::CHUNK_COUNT_MAX * 32
+    + crate::collection::FILE_TABLE_LEN_MAX as u32
+    + manifest::CHUNK_COUNT_MAX.div_ceil(8)
+    + 64 * 1024;
 /// Longest string field (names, addresses, URLs, reasons), in bytes.
 pub(crate) const STRING_LEN_MAX: usize = 4096;
 /// Most entries in one list (files, peers, chunk indices in a `Have`).
@@ -401,10 +408,14 @@ impl Message {
                 FIXED
                     + manifest.name.len()
                     + manifest.chunk_hashes.len() * 32
+                    + manifest.file_table.as_ref().map_or(0, |t| t.len())
                     + chunks.as_bitfield().len()
             }
             Message::ManifestReply { manifest } => {
-                FIXED + manifest.name.len() + manifest.chunk_hashes.len() * 32
+                FIXED
+                    + manifest.name.len()
+                    + manifest.chunk_hashes.len() * 32
+                    + manifest.file_table.as_ref().map_or(0, |t| t.len())
             }
             Message::Bitfield { chunks, .. } => FIXED + chunks.as_bitfield().len(),
             Message::Have { chunk_indices, .. } => FIXED + chunk_indices.len() * 4,
@@ -690,12 +701,22 @@ fn put_manifest(out: &mut BytesMut, manifest: &Manifest) {
     out.put_slice(manifest.chunk_hashes.as_flattened());
 }
 
-/// A manifest's fields before its chunk hashes (which end it).
+/// A manifest's fields before its chunk hashes (which end it): name, size, chunk size, the
+/// hash count, and for a collection (flagged in the count) its file table, `u32 length |
+/// bytes`.
 fn put_manifest_head(out: &mut BytesMut, manifest: &Manifest) {
     put_str(out, &manifest.name);
     out.put_u64(manifest.size);
     out.put_u32(manifest.chunk_size);
-    out.put_u32(manifest.chunk_hashes.len() as u32);
+    let count = manifest.chunk_hashes.len() as u32;
+    match &manifest.file_table {
+        None => out.put_u32(count),
+        Some(table) => {
+            out.put_u32(count | FILE_TABLE_FLAG);
+            out.put_u32(table.len() as u32);
+            out.put_slice(table);
+        }
+    }
 }
 
 /// A cursor over one frame's payload that turns every short read into `Truncated`.
@@ -796,7 +817,25 @@ impl Reader {
         let name = self.string()?;
         let size = self.u64()?;
         let chunk_size = self.u32()?;
-        let count = self.count(manifest::CHUNK_COUNT_MAX as usize, 32)?;
+        let flagged_count = self.u32()?;
+        let count = (flagged_count & !FILE_TABLE_FLAG) as usize;
+        let file_table = if flagged_count & FILE_TABLE_FLAG != 0 {
+            let length = self.u32()? as usize;
+            if length > crate::collection::FILE_TABLE_LEN_MAX {
+                return Err(WireError::BadManifest(
+                    manifest::ManifestError::FileTableTooLong(length),
+                ));
+            }
+            self.need(length)?;
+            Some(self.buf.split_to(length))
+        } else {
+            None
+        };
+        let max = manifest::CHUNK_COUNT_MAX as usize;
+        if count > max {
+            return Err(WireError::ListTooLong { length: count, max });
+        }
+        self.need(count * 32)?;
         let mut chunk_hashes = Vec::with_capacity(count);
         for _ in 0..count {
             chunk_hashes.push(self.digest()?);
@@ -806,6 +845,7 @@ impl Reader {
             size,
             chunk_size,
             chunk_hashes: chunk_hashes.into(),
+            file_table,
         };
         manifest.validate().map_err(WireError::BadManifest)?;
         Ok(manifest)

@@ -3,7 +3,9 @@
 //! jobs and assignments arrive, and a URL its origin policy refused costs no more fetches.
 
 use bytes::Bytes;
-use p2p_core::peer::{HELPER_JOBS_MAX, Peer, PeerAction, PeerConfig, RangeError};
+use p2p_core::peer::{
+    HELPER_JOBS_MAX, HELPER_JOBS_PER_CONN_MAX, Peer, PeerAction, PeerConfig, RangeError,
+};
 use p2p_core::testkit::remote::{accept_with, drain, hello};
 use p2p_core::wire::Message;
 use p2p_core::{ConnId, Instant, PeerId};
@@ -129,6 +131,34 @@ fn a_no_work_answer_uses_up_the_ask() {
     p.handle_message(Instant::ZERO, conn, assign(7, 0));
     let actions = drain(&mut p);
     assert!(fetches(&actions).is_empty() && closed(&actions, conn));
+}
+
+#[test]
+fn one_connection_cannot_fill_every_job_slot() {
+    // A member offering job after job gets a few; the helper keeps the rest for others.
+    let mut p = helper(1);
+    let greedy = fetcher(&mut p, 2);
+    let mut taken = 0;
+    for job_id in 0..HELPER_JOBS_MAX as u64 {
+        p.handle_message(Instant::ZERO, greedy, offer(job_id));
+        taken += asks(&drain(&mut p));
+    }
+    assert_eq!(taken, HELPER_JOBS_PER_CONN_MAX);
+    let other = fetcher(&mut p, 3);
+    p.handle_message(Instant::ZERO, other, offer(100));
+    assert_eq!(asks(&drain(&mut p)), 1, "another member's job is taken");
+    // A job of the greedy one ends: it may offer another.
+    p.handle_message(
+        Instant::ZERO,
+        greedy,
+        Message::EndJob {
+            job_id: 0,
+            reason: "done".into(),
+        },
+    );
+    drain(&mut p);
+    p.handle_message(Instant::ZERO, greedy, offer(200));
+    assert_eq!(asks(&drain(&mut p)), 1);
 }
 
 #[test]

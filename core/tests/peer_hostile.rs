@@ -2,7 +2,9 @@
 //! serves what it has not verified.
 
 use bytes::Bytes;
-use p2p_core::peer::{EVICTABLE_AFTER_PINGS, Peer, PeerAction, PeerConfig};
+use p2p_core::peer::{
+    EVICTABLE_AFTER_IDLE_PINGS, EVICTABLE_AFTER_PINGS, Peer, PeerAction, PeerConfig,
+};
 use p2p_core::secure::Remote;
 use p2p_core::testkit::TestFile;
 use p2p_core::testkit::remote::{accept_as, accept_with, drain, hello, local_peer};
@@ -341,8 +343,14 @@ fn peer_exchange_names_a_remote_where_its_connection_came_from_not_where_it_clai
     assert_eq!(named, vec![vec![(PeerId(2), "127.0.0.5:80".to_string())]]);
 }
 
-#[test]
-fn at_the_connection_limit_the_longest_silent_connection_makes_room() {
+/// `secs` seconds into a test.
+fn at(secs: u64) -> Instant {
+    Instant::ZERO + std::time::Duration::from_secs(secs)
+}
+
+/// A peer of three connections at most, holding three: members 2, 3 and 4, accepted at
+/// 0, 1 and 2 s.
+fn full_with_three_members() -> (Peer, Vec<ConnId>) {
     let mut p = Peer::new(
         PeerConfig {
             peer_id: PeerId(1),
@@ -353,18 +361,19 @@ fn at_the_connection_limit_the_longest_silent_connection_makes_room() {
         },
         Instant::ZERO,
     );
+    let conns = (2..5)
+        .map(|id| {
+            let member = hello(PeerId(id), &format!("r{id}:1"), "s");
+            accept_with(&mut p, at(id - 2), member).unwrap().0
+        })
+        .collect();
+    (p, conns)
+}
+
+#[test]
+fn at_the_connection_limit_the_longest_silent_connection_makes_room() {
+    let (mut p, conns) = full_with_three_members();
     let ping = PeerConfig::default().ping_interval;
-    let at = |secs: u64| Instant::ZERO + std::time::Duration::from_secs(secs);
-    let mut conns = Vec::new();
-    for id in 2..5 {
-        let (conn, _) = accept_with(
-            &mut p,
-            at(id - 2),
-            hello(PeerId(id), &format!("r{id}:1"), "s"),
-        )
-        .unwrap();
-        conns.push(conn);
-    }
     // Everyone heard from recently: a newcomer is refused, nobody is closed.
     assert!(
         accept_with(&mut p, at(3), hello(PeerId(9), "r9:1", "s")).is_none(),
@@ -379,4 +388,39 @@ fn at_the_connection_limit_the_longest_silent_connection_makes_room() {
     assert!(closed(&actions, conns[1]), "{actions:?}");
     assert!(!closed(&actions, conns[0]) && !closed(&actions, conns[2]));
     assert!(actions.iter().any(|a| matches!(a, PeerAction::Send { conn, message: Message::Welcome { .. } } if *conn == newcomer)));
+}
+
+#[test]
+fn at_the_connection_limit_members_that_only_answer_pings_make_room() {
+    let (mut p, conns) = full_with_three_members();
+    let ping = PeerConfig::default().ping_interval;
+    let idle = ping * EVICTABLE_AFTER_IDLE_PINGS;
+    // Every connection keeps answering; only peer 2 is sent a block now and then.
+    let keep_alive = |p: &mut Peer, now: Instant| {
+        for (nonce, &conn) in conns.iter().enumerate() {
+            p.handle_message(
+                now,
+                conn,
+                Message::Ping {
+                    nonce: nonce as u64,
+                },
+            );
+        }
+        drain(p);
+    };
+    let before = at(1) + (idle - std::time::Duration::from_secs(1));
+    keep_alive(&mut p, before);
+    p.handle_sent(before, conns[0]);
+    drain(&mut p);
+    assert!(
+        accept_with(&mut p, before, hello(PeerId(9), "r9:1", "s")).is_none(),
+        "refused while every connection moved data lately"
+    );
+    // Past the idle time, the newcomer takes the place of the member idle longest (3);
+    // peer 2, served lately, and peer 4, idle for less long, stay.
+    let late = at(1) + idle;
+    keep_alive(&mut p, late);
+    let (_, actions) = accept_with(&mut p, late, hello(PeerId(9), "r9:1", "s")).unwrap();
+    assert!(closed(&actions, conns[1]), "{actions:?}");
+    assert!(!closed(&actions, conns[0]) && !closed(&actions, conns[2]));
 }

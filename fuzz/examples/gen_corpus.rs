@@ -52,6 +52,7 @@ fn manifest_seeds() {
         size: 1,
         chunk_size: 16 * 1024,
         chunk_hashes: vec![[9; 32]].into(),
+        file_table: None,
     };
     let frame = Message::ManifestReply { manifest: tricky }.to_frame();
     let mut reply = vec![0u8];

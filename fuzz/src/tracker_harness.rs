@@ -53,6 +53,7 @@ pub fn manifests() -> Vec<Manifest> {
             },
             chunk_size: CHUNK_SIZE_MIN,
             chunk_hashes: (0..count).map(|i| [i as u8 + 1; 32]).collect(),
+            file_table: None,
         })
         .collect()
 }

@@ -7,8 +7,12 @@ use clap::{Args, Parser, Subcommand};
 
 /// Where a tracker listens, and where clients look for one, unless told otherwise.
 pub const DEFAULT_TRACKER_ADDR: &str = "127.0.0.1:7070";
-/// Where peers listen unless told otherwise: loopback, any free port.
+/// Where helpers and fetchers listen unless told otherwise: loopback, any free port.
 pub const DEFAULT_PEER_LISTEN: &str = "127.0.0.1:0";
+/// Where `p2p share` and `p2p get` listen unless told otherwise: every interface, IPv4
+/// and IPv6, any free port (see `io::bind`). Swarms are private, so this is safe: a
+/// connection that does not prove the swarm's secret is closed during its handshake.
+pub const EVERY_INTERFACE: &str = "[::]:0";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -19,7 +23,7 @@ pub const DEFAULT_PEER_LISTEN: &str = "127.0.0.1:0";
 Examples:
   p2p demo                                  # see it work: 1 seeder, 5 peers, one process
   p2p share big.iso                         # prints a ticket; keep it running
-  p2p get p2p2:...ticket... -o ~/Downloads  # on another shell or machine
+  p2p get p2p2:...ticket... -o ~/Downloads  # on any machine that can reach this one
   p2p new-secret swarm.key                  # a swarm of your own, for a standalone tracker
   p2p tracker --listen 0.0.0.0:7070 --secret-file swarm.key
   p2p ls --tracker 10.0.0.5:7070 --secret-file swarm.key   # what the swarm offers
@@ -91,26 +95,46 @@ Examples:
         file: PathBuf,
     },
 
-    /// Publish files and serve them until stopped (Ctrl-C). Prints one ticket per file on
-    /// standard output.
+    /// Publish files and directories and serve them until stopped (Ctrl-C). Prints one
+    /// ticket per file or directory on standard output (one in all with --collection).
     #[command(after_help = "\
 Examples:
   p2p share movie.mkv                      # new swarm, embedded tracker; the ticket says where
+  p2p share movie.mkv --advertise files.lan         # the ticket names this host by DNS
+  p2p share movie.mkv --listen 127.0.0.1:0 # this machine only
   p2p share a.bin b.bin --tracker 10.0.0.5:7070 --secret-file swarm.key --listen 0.0.0.0:7000
   TICKET=$(p2p share big.iso | head -1)    # tickets alone on standard output
+  p2p share models/llama/                  # a directory: one ticket for the whole tree
+  p2p share --collection set a.bin b.bin docs/   # several paths of one directory, one ticket
   p2p share a.iso --secret-file lan.key --tracker 10.0.0.5:7070 --allow-private-origins
 
 The ticket carries the swarm's secret: whoever has it can download the file and join the
 swarm. Without --secret-file, each run makes a new swarm (a new secret).
+
+Without flags, the sharer listens on every interface (IPv4 and IPv6) and runs its tracker
+there on port 7070 (any free port when that is taken), and the ticket lists this host's
+addresses with the tracker's port, likeliest first: private IPv4, other IPv4, global IPv6,
+unique local IPv6, IPv4 link-local (loopback only when there is nothing else; at most 8).
+A getter dials them all at once and keeps the first that answers, and the tracker tells it
+this sharer's address as the one it reached. Only members (the ticket's holders) get past
+the handshake on any of them.
+
+A directory is shared as one collection: every file (the executable bit kept), empty files
+and empty directories; files with the same bytes are sent once. Symbolic links, devices,
+sockets and pipes inside it are skipped with a warning, never followed.
 
 A sharer helps other members' `p2p fetch` downloads (unless --no-help), fetching only what
 its origin policy allows: public http(s) origins; private ones with
 --allow-private-origins; exactly the --allow-origin HOST:PORT ones whatever their address
 (see `p2p helper --help`).")]
     Share {
-        /// Files to publish.
-        #[arg(required = true, value_name = "FILE")]
+        /// Files and directories to publish (a directory as one collection).
+        #[arg(required = true, value_name = "PATH")]
         files: Vec<PathBuf>,
+        /// Publish every PATH together as one collection named NAME (the paths must be in
+        /// one directory).
+        #[arg(long, value_name = "NAME")]
+        collection: Option<String>,
         /// Tracker to announce to (needs --secret-file, a secret it serves). Without it an
         /// embedded tracker runs in this process.
         #[arg(long, value_name = "ADDR")]
@@ -119,9 +143,17 @@ its origin policy allows: public http(s) origins; private ones with
         /// is made, and only the embedded tracker can serve it.
         #[arg(long = "secret-file", value_name = "FILE")]
         secret_file: Option<PathBuf>,
-        /// Address to serve peers on (port 0: any free port).
-        #[arg(long, default_value = DEFAULT_PEER_LISTEN, value_name = "ADDR")]
+        /// Address to serve peers on (port 0: any free port). `[::]:PORT`, the default, is
+        /// every interface, IPv4 and IPv6. The embedded tracker listens on the same IP.
+        #[arg(long, default_value = EVERY_INTERFACE, value_name = "ADDR")]
         listen: SocketAddr,
+        /// An address others reach this sharer's tracker at, listed in the ticket instead
+        /// of this host's interface addresses: HOST or HOST:PORT (the tracker's port when
+        /// none is given). Repeatable, up to 8, tried by getters all at once. For a DNS name,
+        /// or an address the interface list misses. (Through NAT, getters would also need
+        /// this sharer's own port forwarded and advertised: not supported yet.)
+        #[arg(long, value_name = "HOST[:PORT]")]
+        advertise: Vec<String>,
         /// Chunk size in bytes (16 KiB to 64 MiB, a multiple of 64).
         #[arg(long, default_value_t = p2p_core::manifest::CHUNK_SIZE_DEFAULT, value_name = "BYTES")]
         chunk_size: u32,
@@ -148,8 +180,15 @@ Examples:
   p2p get p2p2:... --sha256 9e1c...04  # refuse other content before downloading
   p2p get p2p2:... --json | jq .       # progress as JSON lines
 
-A tracker that refuses the handshake twice (it does not serve the ticket's swarm: a wrong
-or stale ticket) ends the download with an error before anything is written.")]
+The ticket's addresses are dialled all at once; the first to finish the handshake is the
+tracker used (the others stay as fall-backs). An address that does not answer costs at
+most 3 s; when none answers, get stops and says why for each. A tracker that refuses the
+handshake twice (it does not serve the ticket's swarm: a wrong or stale ticket) ends the
+download with an error before anything is written.
+
+While it downloads, a getter serves the chunks it has verified to the other members (that
+is what makes a swarm fast), on every interface, any free port (--listen to choose). It
+closes that port when the download is done, unless --seed.")]
     Get(GetArgs),
 
     /// Download an http(s) URL with the help of the swarm: every helper fetches byte ranges
@@ -260,8 +299,10 @@ pub struct GetArgs {
     /// The swarm's secret, for a content id or a name (a ticket carries its own).
     #[arg(long = "secret-file", value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
-    /// Address to serve other peers on while downloading (port 0: any free port).
-    #[arg(long, default_value = DEFAULT_PEER_LISTEN, value_name = "ADDR")]
+    /// Address to serve other members on while downloading (port 0: any free port).
+    /// `[::]:0`, the default, is every interface, IPv4 and IPv6; `127.0.0.1:0` serves this
+    /// machine only.
+    #[arg(long, default_value = EVERY_INTERFACE, value_name = "ADDR")]
     pub listen: SocketAddr,
     /// Keep serving the file after the download (until Ctrl-C).
     #[arg(long)]

@@ -88,9 +88,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::NewSecret { file } => tracker::new_secret(&file),
             Command::Share {
                 files,
+                collection,
                 tracker,
                 secret_file,
                 listen,
+                advertise,
                 chunk_size,
                 upload_limit,
                 no_help,
@@ -99,9 +101,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } => {
                 let options = share::ShareOptions {
                     files,
+                    collection,
                     tracker,
                     secret_file,
                     listen,
+                    advertise,
                     chunk_size,
                     upload_limit,
                     help_others: !no_help,

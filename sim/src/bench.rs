@@ -123,9 +123,12 @@ pub struct BenchResult {
 }
 
 /// Runs one bench swarm in this process.
-pub fn run_case(case: BenchCase) -> BenchResult {
+/// Runs one swarm; `seed` drives its randomness ([`BENCH_SEED`] for the reported figures,
+/// others to tell a change's effect from one seed's luck).
+pub fn run_case(case: BenchCase, seed: u64) -> BenchResult {
     let started = WallInstant::now();
     let mut config = case.config();
+    config.seed = seed;
     // For profiling a large swarm: stop after this many virtual seconds (the run then
     // reports the unfinished peers as a liveness failure).
     if let Some(stop_s) = std::env::var("P2P_SIM_BENCH_STOP_S")
@@ -134,7 +137,7 @@ pub fn run_case(case: BenchCase) -> BenchResult {
     {
         config.liveness_bound_ms = stop_s * 1000;
     }
-    let mut world = World::new(config, ChaCha8Rng::seed_from_u64(BENCH_SEED));
+    let mut world = World::new(config, ChaCha8Rng::seed_from_u64(seed));
     world.run_to_end();
     let report: RunReport = crate::run::report(world);
     let wall_s = started.elapsed().as_secs_f64();

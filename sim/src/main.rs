@@ -68,6 +68,10 @@ enum Command {
         /// Runs only this swarm size, in this process.
         #[arg(long)]
         n: Option<u32>,
+        /// With --n: another seed than the reported figures' (to compare a change over
+        /// several seeds).
+        #[arg(long, requires = "n", default_value_t = bench::BENCH_SEED)]
+        seed: u64,
     },
 }
 
@@ -117,7 +121,7 @@ fn run() -> anyhow::Result<ExitCode> {
             scale,
             jobs,
         } => sweep(&seeds, scenario.as_deref(), &scale, jobs),
-        Command::Bench { json, n } => bench_command(json, n),
+        Command::Bench { json, n, seed } => bench_command(json, n, seed),
     }
 }
 
@@ -204,9 +208,9 @@ fn sweep(
     Ok(ExitCode::from(worst.map_or(0, |k| k.exit_code())))
 }
 
-fn bench_command(json: bool, n: Option<u32>) -> anyhow::Result<ExitCode> {
+fn bench_command(json: bool, n: Option<u32>, seed: u64) -> anyhow::Result<ExitCode> {
     let results: Vec<BenchResult> = match n {
-        Some(n) => vec![bench::run_case(BenchCase::for_peer_count(n))],
+        Some(n) => vec![bench::run_case(BenchCase::for_peer_count(n), seed)],
         None => {
             // Each swarm in its own process, so each peak memory figure is its own.
             let exe = std::env::current_exe().context("cannot find the p2p-sim executable")?;

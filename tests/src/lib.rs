@@ -22,6 +22,7 @@ use p2p_core::{ChunkSet, Manifest, ManifestBuilder, Message, PeerId};
 use sha2::{Digest, Sha256};
 
 mod secure_stream;
+pub mod wan_origin;
 pub use secure_stream::{SecureStream, test_seed};
 
 /// The default bound on any single wait in these tests.

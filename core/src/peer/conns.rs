@@ -49,6 +49,9 @@ pub(crate) struct PeerConn {
     from: String,
     opened_at: Instant,
     last_received: Instant,
+    /// When a block or a cooperative range last moved on this connection, either way (or
+    /// when it opened): pings keep a connection alive, not useful.
+    last_useful: Instant,
     next_ping_at: Instant,
     /// Nonce and send time of the ping in flight.
     ping_in_flight: Option<(u64, Instant)>,
@@ -73,6 +76,7 @@ impl PeerConn {
             from: String::new(),
             opened_at: now,
             last_received: now,
+            last_useful: now,
             next_ping_at: now,
             ping_in_flight: None,
             remote_interests: BTreeSet::new(),
@@ -309,6 +313,24 @@ impl Connections {
             .filter(|(_, c)| !c.outgoing && now - c.last_received >= silence)
             .min_by_key(|(id, c)| (c.last_received, **id))
             .map(|(id, _)| *id)
+    }
+
+    /// The incoming connection that has moved no data for longest, if for at least `idle`:
+    /// when none is silent, a newcomer takes its place. Members that answer pings and ask
+    /// for nothing would otherwise hold every slot.
+    pub(crate) fn longest_unproductive(&self, now: Instant, idle: Duration) -> Option<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| !c.outgoing && now - c.last_useful >= idle)
+            .min_by_key(|(id, c)| (c.last_useful, **id))
+            .map(|(id, _)| *id)
+    }
+
+    /// A block or a range moved on `conn`.
+    pub(crate) fn moved_data(&mut self, now: Instant, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.last_useful = now;
+        }
     }
 
     pub(crate) fn is_full(&self, config: &PeerConfig) -> bool {

@@ -32,7 +32,9 @@ use rand_chacha::ChaCha8Rng;
 
 pub use action::{PeerAction, PeerNotice, StoreOutcome};
 pub use config::PeerConfig;
-pub use coop::{FetchSpec, HELPER_JOBS_MAX, RangeError, helper_fetches_max};
+pub use coop::{
+    FetchSpec, HELPER_JOBS_MAX, HELPER_JOBS_PER_CONN_MAX, RangeError, helper_fetches_max,
+};
 pub use coop::{HELPER_FAILURES_MAX, RANGE_LEN_MIN, SPOT_CHECK_LEN, SPOT_CHECKS_PER_HELPER};
 pub use download::DownloadPhase;
 pub use download::scheduler::SchedulerConfig;
@@ -54,6 +56,9 @@ use crate::wire::Message;
 /// Ping intervals a connection must have heard nothing for before a newcomer may take its
 /// place at the connection limit: every live one answers a ping each interval.
 pub const EVICTABLE_AFTER_PINGS: u32 = 3;
+/// Ping intervals a connection must have moved no block and no range for before a newcomer
+/// may take its place at the connection limit, when no connection is silent.
+pub const EVICTABLE_AFTER_IDLE_PINGS: u32 = 15;
 
 /// The peer machine. See the module docs for the contract.
 pub struct Peer {
@@ -339,12 +344,17 @@ impl Peer {
     /// connection limit (the driver closes the socket).
     ///
     /// At the limit, the incoming connection silent for longest (at least
-    /// [`EVICTABLE_AFTER_PINGS`] ping intervals) is closed to make room: connections
-    /// opened and left idle cannot lock newcomers out.
+    /// [`EVICTABLE_AFTER_PINGS`] ping intervals) is closed to make room, else the one that
+    /// moved no data for longest (at least [`EVICTABLE_AFTER_IDLE_PINGS`]): connections
+    /// opened and left idle, answering pings or not, cannot lock newcomers out.
     pub fn accept(&mut self, now: Instant, remote: Remote, from: String) -> Option<ConnId> {
         if self.conns.is_full(&self.config) {
             let silence = self.config.ping_interval * EVICTABLE_AFTER_PINGS;
-            let evicted = self.conns.longest_silent(now, silence)?;
+            let idle = self.config.ping_interval * EVICTABLE_AFTER_IDLE_PINGS;
+            let evicted = self
+                .conns
+                .longest_silent(now, silence)
+                .or_else(|| self.conns.longest_unproductive(now, idle))?;
             self.close(evicted);
         }
         self.conns
@@ -385,6 +395,7 @@ impl Peer {
 
     /// The driver wrote a `Piece` we sent on `conn` to the socket: room for another read.
     pub fn handle_sent(&mut self, now: Instant, conn: ConnId) {
+        self.conns.moved_data(now, conn);
         self.serving.on_sent(conn, &self.config, &mut self.out);
         self.serving.arm_stall_check(now);
     }

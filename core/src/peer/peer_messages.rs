@@ -105,10 +105,15 @@ impl Peer {
             | Message::RangeFailed { .. }
             | Message::NoWork { .. }
             | Message::EndJob { .. }) => {
+                let moves_data = matches!(
+                    message,
+                    Message::AssignRange { .. } | Message::DeliverRange { .. }
+                );
                 let (coop, mut ctx) = self.coop_parts();
-                let result = coop.on_message(&mut ctx, now, conn, remote, message);
-                if let Err(reason) = result {
-                    self.refuse(conn, reason);
+                match coop.on_message(&mut ctx, now, conn, remote, message) {
+                    Err(reason) => self.refuse(conn, reason),
+                    Ok(()) if moves_data => self.conns.moved_data(now, conn),
+                    Ok(()) => {}
                 }
             }
             _ => self.refuse(conn, "message not valid between peers".into()),
@@ -254,6 +259,7 @@ impl Peer {
                 return;
             }
             PieceOutcome::Taken { bytes, chunk } => {
+                self.conns.moved_data(now, conn);
                 self.downloaded_bytes += bytes;
                 chunk
             }

@@ -137,7 +137,12 @@ impl Peer {
             .config
             .sources_per_download
             .saturating_sub(self.conns.sourcing_or_opening(content_id) + to_connect.len());
-        for (peer_id, candidate) in &download.candidates {
+        // Each peer tries candidates in an order of its own: in one order (by id) a whole
+        // crowd dials the same few peers, fills them and is refused there.
+        let me = self.config.peer_id;
+        let mut in_my_order: Vec<_> = download.candidates.iter().collect();
+        in_my_order.sort_by_key(|(peer_id, _)| dial_order(me, **peer_id));
+        for (peer_id, candidate) in in_my_order {
             if wanted == 0 || to_connect.len() >= room {
                 break;
             }
@@ -221,11 +226,11 @@ impl Peer {
     // ------------------------------------------------------------------ chunks
 
     pub(super) fn chunk_verified(&mut self, content_id: ContentId, chunk_index: u32) {
-        if let Some(s) = self
+        let scheduler = self
             .downloads
             .get_mut(content_id)
-            .and_then(|d| d.scheduler.as_mut())
-        {
+            .and_then(|d| d.scheduler.as_mut());
+        if let Some(s) = scheduler {
             s.on_chunk_verified(chunk_index);
         }
         let Some(held) = self.serving.held.get_mut(&content_id) else {
@@ -234,9 +239,19 @@ impl Peer {
         if !held.chunks.insert(chunk_index) {
             return;
         }
-        // Serve it at once: every peer that wants this content hears of it now; the
-        // tracker hears in a batch.
+        // Serve it at once: every peer that wants this content hears of it now (but one
+        // that holds the chunk already: it will never ask), the tracker in a batch.
+        let scheduler = self
+            .downloads
+            .get(content_id)
+            .and_then(|d| d.scheduler.as_ref());
         for conn in self.conns.wanting(content_id) {
+            let holds_it = scheduler
+                .zip(self.conns.remote(conn))
+                .is_some_and(|(s, remote)| s.peer_holds(remote, chunk_index));
+            if holds_it {
+                continue;
+            }
             self.out.send(
                 conn,
                 Message::Have {
@@ -375,4 +390,13 @@ impl Peer {
             }
         }
     }
+}
+
+/// Where `candidate` comes in `me`'s dialling order: a hash of both ids (splitmix64's
+/// finaliser), so orders differ from peer to peer and stay the same over time.
+fn dial_order(me: PeerId, candidate: PeerId) -> u64 {
+    let mut z = me.0 ^ candidate.0.rotate_left(32);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }

@@ -92,6 +92,13 @@ pub fn manifest_upto(u: &mut Unstructured<'_>, max_chunks: u32) -> Result<Manife
         size,
         chunk_size,
         chunk_hashes: chunk_hashes.into(),
+        // Any bytes within the limit: the codec carries a table without reading it.
+        file_table: if u.arbitrary()? {
+            let len = u.int_in_range(0..=64usize)?;
+            Some(bytes::Bytes::from(u.bytes(len)?.to_vec()))
+        } else {
+            None
+        },
     };
     debug_assert!(manifest.validate().is_ok());
     Ok(manifest)

@@ -24,7 +24,32 @@ pub fn manifest_of(name: &str, chunk_count: u32) -> Manifest {
         size: u64::from(chunk_count) * u64::from(CHUNK_SIZE_MIN),
         chunk_size: CHUNK_SIZE_MIN,
         chunk_hashes: (0..chunk_count).map(|i| [(i % 251) as u8; 32]).collect(),
+        file_table: None,
     }
+}
+
+/// A valid collection manifest: three files (two with the same bytes), an empty file and
+/// an empty directory, over a content stream of two small chunks (made-up hashes).
+pub fn collection_of(name: &str) -> Manifest {
+    use crate::collection::{EntryKind, FileTable, SourceEntry};
+    let file = |path: &str, kind, size, key: u8| SourceEntry {
+        path: path.into(),
+        kind,
+        size,
+        same_bytes_key: Some([key; 32]),
+    };
+    let table = FileTable::lay_out(vec![
+        file("bin/run", EntryKind::Executable, 1000, 1),
+        file("docs/a.txt", EntryKind::File, 20_000, 2),
+        file("docs/copy of a.txt", EntryKind::File, 20_000, 2),
+        file("empty", EntryKind::File, 0, 0),
+        file("logs", EntryKind::Dir, 0, 0),
+    ])
+    .expect("a valid sample tree");
+    let mut manifest = manifest_of(name, 2);
+    manifest.size = 21_000;
+    manifest.file_table = Some(table.encode().into());
+    manifest
 }
 
 /// At least one message of every kind (`OriginResult` twice: with and without a content),
@@ -100,6 +125,9 @@ pub fn samples() -> Vec<Message> {
             }],
         },
         ManifestReply { manifest },
+        ManifestReply {
+            manifest: collection_of("tree"),
+        },
         NotFound { content_id: cid(7) },
         Interested { content_id: cid(8) },
         Bitfield {

@@ -13,6 +13,8 @@ struct Conn {
     remote: Remote,
     /// The address the connection came from, as the driver saw it.
     from: String,
+    /// The local IP the connection arrived at (empty: unknown), for `as_reached_at`.
+    reached_ip: String,
     /// The session, once `Hello` was accepted.
     peer: Option<PeerId>,
     /// When the connection is dropped unless something arrives first.
@@ -30,7 +32,13 @@ pub(super) struct Connections {
 impl Connections {
     /// A new connection from `remote`, with no session yet, dropped at `deadline` unless
     /// it speaks.
-    pub(super) fn accept(&mut self, deadline: Instant, remote: Remote, from: String) -> ConnId {
+    pub(super) fn accept(
+        &mut self,
+        deadline: Instant,
+        remote: Remote,
+        from: String,
+        reached_ip: String,
+    ) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         self.conns.insert(
@@ -38,6 +46,7 @@ impl Connections {
             Conn {
                 remote,
                 from,
+                reached_ip,
                 peer: None,
                 deadline,
             },
@@ -57,6 +66,11 @@ impl Connections {
         self.conns
             .get(&conn)
             .map(|state| (&state.remote, state.from.as_str()))
+    }
+
+    /// The local IP `conn` arrived at, empty when the driver did not say.
+    pub(super) fn reached_ip(&self, conn: ConnId) -> &str {
+        self.conns.get(&conn).map_or("", |state| &state.reached_ip)
     }
 
     /// Something arrived on `conn`: push its deadline back.

@@ -163,8 +163,23 @@ impl Tracker {
     /// address given as the IPv4 one): the peer is listed at its IP (see
     /// [`TrackerConfig::trust_claimed_addresses`]).
     pub fn accept(&mut self, now: Instant, remote: Remote, from: String) -> ConnId {
+        self.accept_at(now, remote, from, String::new())
+    }
+
+    /// [`Tracker::accept`], knowing also the local IP the connection arrived at
+    /// (`reached_ip`, IPv6 in brackets, no port). A peer on the tracker's own host, listed
+    /// at a loopback IP, is then given to this connection's peer at `reached_ip` instead,
+    /// with its port: how a sharer beside its embedded tracker on a host with several
+    /// addresses is found by every getter at the address that getter reached.
+    pub fn accept_at(
+        &mut self,
+        now: Instant,
+        remote: Remote,
+        from: String,
+        reached_ip: String,
+    ) -> ConnId {
         self.conns
-            .accept(now + self.config.peer_timeout, remote, from)
+            .accept(now + self.config.peer_timeout, remote, from, reached_ip)
     }
 
     /// A decoded message arrived on `conn`.

@@ -12,6 +12,7 @@ use super::frame::{
 use super::registry::Registry;
 use super::sessions::Sessions;
 use crate::ids::{ContentId, PeerId};
+use crate::listed_addr::as_reached_at;
 use crate::time::Instant;
 use crate::wire::{LIST_LEN_MAX, Message, PEERS_LEN_MAX, PeerChunks, PeerEntry};
 
@@ -27,14 +28,19 @@ pub(super) fn file_list(registry: &Registry, swarm: Option<&str>) -> Message {
     Message::FileList { files }
 }
 
-/// `PeerList` for an asker in `swarm` (none: an empty list).
+/// `PeerList` for an asker in `swarm` (none: an empty list) whose connection arrived at
+/// `reached_ip` (see `as_reached_at`).
 pub(super) fn peer_list(
     now: Instant,
     sessions: &Sessions,
     registry: &Registry,
     swarm: Option<&str>,
+    reached_ip: &str,
 ) -> Message {
     let mut peers = swarm.map_or_else(Vec::new, |s| peers(now, sessions, registry, s));
+    for peer in &mut peers {
+        peer.listen_addr = as_reached_at(&peer.listen_addr, reached_ip);
+    }
     truncate_to_frame(
         &mut peers,
         LIST_LEN_MAX,
@@ -100,6 +106,8 @@ pub(super) struct LocateCtx<'a> {
     pub(super) registry: &'a Registry,
     /// `locate_peers_max` from the config.
     pub(super) peers_max: usize,
+    /// The local IP the asker's connection arrived at (see `as_reached_at`).
+    pub(super) reached_ip: &'a str,
 }
 
 /// Up to `locate_peers_max` live sources of the asker's swarm holding a chunk of
@@ -123,7 +131,7 @@ pub(super) fn locate(ctx: LocateCtx<'_>, asker: PeerId, content_id: ContentId) -
             let session = ctx.sessions.get(&peer_id)?;
             Some(PeerChunks {
                 peer_id,
-                listen_addr: session.listen_addr.clone(),
+                listen_addr: as_reached_at(&session.listen_addr, ctx.reached_ip),
                 chunks: session.holdings.get(&content_id)?.clone(),
             })
         })

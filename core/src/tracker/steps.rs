@@ -93,24 +93,34 @@ impl Tracker {
         peer: PeerId,
         message: Message,
     ) {
-        match self.answer(now, peer, message) {
+        match self.answer(now, conn, peer, message) {
             Ok(reply) => self.send(conn, reply),
             Err(message) => self.on_update(conn, peer, message),
         }
     }
 
     /// The reply to a query; `Err` gives back a message that is not one.
-    fn answer(&mut self, now: Instant, peer: PeerId, message: Message) -> Result<Message, Message> {
+    fn answer(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        peer: PeerId,
+        message: Message,
+    ) -> Result<Message, Message> {
         let swarm = self.sessions.get(&peer).map(|s| s.swarm.as_str());
+        let reached_ip = self.conns.reached_ip(conn);
         Ok(match message {
             Message::ListFiles => queries::file_list(&self.registry, swarm),
-            Message::ListPeers => queries::peer_list(now, &self.sessions, &self.registry, swarm),
+            Message::ListPeers => {
+                queries::peer_list(now, &self.sessions, &self.registry, swarm, reached_ip)
+            }
             Message::Locate { content_id } => {
                 let ctx = queries::LocateCtx {
                     rng: &mut self.rng,
                     sessions: &self.sessions,
                     registry: &self.registry,
                     peers_max: self.config.locate_peers_max,
+                    reached_ip,
                 };
                 let peers = queries::locate(ctx, peer, content_id);
                 Message::Located { content_id, peers }

@@ -354,6 +354,47 @@ fn announce_list_files_locate_list_peers() {
     assert_eq!(h.tracker.holders(cid).len(), 2);
 }
 
+/// The sharer beside its embedded tracker connects over loopback; a getter that came in
+/// at one of the host's addresses is told that address, one on the host itself loopback.
+#[test]
+fn a_peer_on_the_trackers_host_is_given_at_the_address_each_asker_reached() {
+    let mut h = Harness::new();
+    let m = manifest("f", 2, 1);
+    let cid = m.content_id();
+    let sharer = h.connect(1, "127.0.0.1:7001", "s");
+    h.announce(sharer, &m, ChunkSet::full(2));
+    let mut arrive = |peer: u64, from: &str, reached_ip: &str| {
+        let conn = h.tracker.accept_at(
+            h.now,
+            remote(peer, "s"),
+            format!("{from}:40000"),
+            reached_ip.to_owned(),
+        );
+        assert!(matches!(
+            h.ask(conn, hello(peer, "0.0.0.0:7002", "s")),
+            Message::Welcome { .. }
+        ));
+        conn
+    };
+    let over_v4 = arrive(2, "10.0.0.7", "10.0.0.5");
+    let over_v6 = arrive(3, "[fd00::7]", "[fd00::5]");
+    let on_host = arrive(4, "127.0.0.1", "127.0.0.1");
+    let sharer_at = |peers: Vec<PeerChunks>| peers[0].listen_addr.clone();
+    assert_eq!(sharer_at(h.locate(over_v4, cid)), "10.0.0.5:7001");
+    assert_eq!(sharer_at(h.locate(over_v6, cid)), "[fd00::5]:7001");
+    assert_eq!(sharer_at(h.locate(on_host, cid)), "127.0.0.1:7001");
+    let listed: Vec<String> = h
+        .list_peers(over_v4)
+        .into_iter()
+        .map(|p| p.listen_addr)
+        .collect();
+    assert!(listed.contains(&"10.0.0.5:7001".to_owned()), "{listed:?}");
+    // Peers elsewhere are listed where they were seen, whoever asks; every peer on the
+    // tracker's host at the address the asker reached.
+    assert!(listed.contains(&"[fd00::7]:7002".to_owned()), "{listed:?}");
+    assert!(listed.contains(&"10.0.0.5:7002".to_owned()), "{listed:?}");
+}
+
 #[test]
 fn swarms_are_isolated() {
     let mut h = Harness::new();

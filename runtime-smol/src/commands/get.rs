@@ -16,6 +16,7 @@ use crate::cli::{DEFAULT_TRACKER_ADDR, GetArgs};
 use crate::commands::progress::Reporter;
 use crate::commands::{progress, tracker_client};
 use crate::driver::peer::{self, PeerHandle, PeerOptions, UserEvent};
+use crate::io::first_answer::{self, NoAnswer};
 use crate::io::keys;
 use crate::io::signals::{Stop, StopSignals};
 use crate::io::store::Destination;
@@ -53,7 +54,7 @@ fn parse_target(text: &str) -> Result<Target, UsageError> {
 pub async fn run(args: GetArgs, signals: &mut StopSignals) -> anyhow::Result<ExitCode> {
     let target = parse_target(&args.target)?;
     let (secret, whose) = swarm_secret(&args, &target)?;
-    let trackers = trackers(&args, &target);
+    let trackers = first_answering(trackers(&args, &target), &secret, &args, &target).await?;
     let content_id = match &target {
         Target::Ticket(ticket) => ticket.content_id,
         Target::ContentId(content_id) => *content_id,
@@ -163,6 +164,47 @@ fn trackers(args: &GetArgs, target: &Target) -> Vec<String> {
         trackers.push(DEFAULT_TRACKER_ADDR.to_string());
     }
     trackers
+}
+
+/// `trackers` with the first to answer (all are dialled at once) moved to the front, the
+/// others kept as fall-backs in their order. When none answers, an error that says why for
+/// each; unless one refused the handshake: then the peer meets that refusal itself, and
+/// `run` says what it means for the ticket.
+async fn first_answering(
+    mut trackers: Vec<String>,
+    secret: &SwarmSecret,
+    args: &GetArgs,
+    target: &Target,
+) -> anyhow::Result<Vec<String>> {
+    match first_answer::first_to_answer(&trackers, secret).await {
+        Ok(index) => {
+            let first = trackers.remove(index);
+            tracing::info!(tracker = %first, "first to answer");
+            trackers.insert(0, first);
+            Ok(trackers)
+        }
+        Err(failures) if failures.iter().any(|(_, why)| why.is_refusal()) => Ok(trackers),
+        Err(failures) => {
+            let source = match target {
+                Target::Ticket(_) if args.tracker.is_none() => "in the ticket",
+                _ => "given",
+            };
+            let reason = first_answer::none_answered(&failures, source);
+            if args.json {
+                progress::print_json(&serde_json::json!({
+                    "event": "failed",
+                    "reason": reason,
+                    "unanswered": failures
+                        .iter()
+                        .map(|(addr, why): &(String, NoAnswer)| {
+                            serde_json::json!({"addr": addr, "why": why.to_string()})
+                        })
+                        .collect::<Vec<_>>(),
+                }));
+            }
+            anyhow::bail!("{reason}")
+        }
+    }
 }
 
 /// The file is complete under its final name: print it, then stop or (`--seed`) serve it

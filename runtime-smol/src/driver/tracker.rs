@@ -97,8 +97,12 @@ pub async fn start(
                     // A socket that cannot say where it comes from is already broken:
                     // dropped, it is closed.
                     if let Some(from) = accepted.peer_addr() {
-                        let conn =
-                            tracker.accept(now, accepted.remote().clone(), net::observed(from));
+                        let conn = tracker.accept_at(
+                            now,
+                            accepted.remote().clone(),
+                            net::observed(from),
+                            accepted.reached_ip(),
+                        );
                         conns.insert(conn, net::attach(conn, *accepted, sender.clone(), None));
                     }
                 }

@@ -13,7 +13,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use anyhow::Context;
 use async_net::{TcpListener, TcpStream};
 use bytes::{Buf, BytesMut};
 use p2p_core::secure::record::sealed_len;
@@ -23,12 +22,12 @@ use smol::channel::{Receiver, Sender};
 use smol::io::AsyncWriteExt;
 use smol::{Timer, future};
 
-use crate::io::buffer_pool;
 use crate::io::conn_limits::{Closer, ConnLimits, ConnSlot};
 use crate::io::rate_limit::RateLimiter;
 use crate::io::record_reader::RecordReader;
 use crate::io::secure::{self, HandshakeError, Records, Sealing, Security};
 use crate::io::send_queue::{SendQueue, SendQueueRx, send_queue};
+use crate::io::{bind, buffer_pool};
 
 /// Events queued for a machine task from all its sockets and workers.
 pub const EVENT_QUEUE_MAX: usize = 1024;
@@ -48,6 +47,9 @@ const WRITE_BATCH_MAX: usize = 64 * 1024;
 const PLAIN_KEPT_MAX: usize = 4 * WRITE_BATCH_MAX;
 /// Most bytes of plaintext sealed before they are written: bounds the writer's buffer.
 const SEALED_WRITE_MAX: usize = 256 * 1024;
+/// A writer's ciphertext buffer grown past this (by blocks) is released once its queue is
+/// empty.
+const WIRE_KEPT_MAX: usize = 2 * WRITE_BATCH_MAX;
 /// After a machine closes a connection and its queue is written (a goodbye, an error),
 /// how long the remote has to close its side before the socket is cut.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
@@ -101,6 +103,18 @@ impl Accepted {
     /// The address the connection came from; `None` if the socket cannot say (it broke).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.stream.peer_addr().ok()
+    }
+
+    /// The local IP the connection arrived at, as a tracker takes it (see
+    /// `Tracker::accept_at`): an IPv4 one as such, IPv6 in brackets; empty when the socket
+    /// cannot say, or for an IPv6 link-local address, which names nothing without the
+    /// asker's own scope.
+    pub fn reached_ip(&self) -> String {
+        match self.stream.local_addr().map(|a| a.ip().to_canonical()) {
+            Ok(ip @ IpAddr::V4(_)) => ip.to_string(),
+            Ok(IpAddr::V6(v6)) if !v6.is_unicast_link_local() => format!("[{v6}]"),
+            _ => String::new(),
+        }
     }
 }
 
@@ -471,7 +485,8 @@ where
 {
     let mut plain = BytesMut::with_capacity(WRITE_BATCH_MAX);
     // Grows to what is sealed at once (at most a batch, or SEALED_WRITE_MAX of a block),
-    // so connections that carry small messages keep small buffers; never zeroed again.
+    // so connections that carry small messages keep small buffers; released when a burst
+    // of blocks has been written.
     let mut wire = Vec::new();
     while let Some(first) = queue.recv().await {
         let mut next = Some(first);
@@ -507,6 +522,11 @@ where
             // A large reply (a manifest) grew it: give the memory back.
             plain = BytesMut::with_capacity(WRITE_BATCH_MAX);
         }
+        if wire.capacity() > WIRE_KEPT_MAX {
+            // Blocks grew it and the queue is empty: an idle connection keeps no block's
+            // worth of ciphertext (128 of them would hold 32 MiB).
+            wire = Vec::new();
+        }
     }
     Ok(())
 }
@@ -534,13 +554,15 @@ async fn write_sealed(
     Ok(())
 }
 
-/// Binds a listener; each accepted connection (within `limits`, in total and per address)
+/// Binds a listener (`[::]:PORT`: every interface, see `bind`); each accepted connection
+/// (within `limits`, in total and per address, shared by the sockets of every interface)
 /// runs the responder's handshake in a task of its own (at most
 /// `HANDSHAKES_IN_PROGRESS_MAX` at once, within the handshake timeout; see `conn_limits`
 /// for who makes room when the listener is full), and only then is
 /// forwarded to the machine as `wrap(accepted)`. A connection whose
 /// handshake fails is closed; the machine never hears of it. Returns the bound address
-/// (the actual port when 0 was asked for).
+/// (the actual port when 0 was asked for; `[::]:PORT` for every interface, `0.0.0.0:PORT`
+/// when that came down to IPv4 alone).
 pub async fn listen<E>(
     addr: SocketAddr,
     events: Sender<E>,
@@ -551,69 +573,90 @@ pub async fn listen<E>(
 where
     E: Send + 'static,
 {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let bound = listener.local_addr()?;
-    smol::spawn(async move {
-        loop {
-            if events.is_closed() {
-                return;
+    let sockets = bind::bind(addr)?;
+    let mut bound = sockets[0].local_addr()?;
+    if sockets.len() > 1 {
+        bound = SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), bound.port());
+    }
+    for socket in sockets {
+        let listener = TcpListener::try_from(socket)?;
+        smol::spawn(accept_loop(
+            listener,
+            events.clone(),
+            wrap,
+            security.clone(),
+            limits.clone(),
+        ))
+        .detach();
+    }
+    Ok(bound)
+}
+
+/// Accepts connections on one socket until the machine's event channel closes.
+async fn accept_loop<E>(
+    listener: TcpListener,
+    events: Sender<E>,
+    wrap: fn(Accepted) -> E,
+    security: Arc<Security>,
+    limits: Arc<ConnLimits>,
+) where
+    E: Send + 'static,
+{
+    loop {
+        if events.is_closed() {
+            return;
+        }
+        match listener.accept().await {
+            Ok((stream, from)) => {
+                let socket = stream.clone();
+                let close: Closer = Box::new(move || {
+                    let _ = socket.shutdown(std::net::Shutdown::Both);
+                });
+                let slot = match limits.try_take(from.ip(), close) {
+                    Ok(slot) => slot,
+                    Err(why) => {
+                        tracing::debug!(%from, "closed: {why}");
+                        continue;
+                    }
+                };
+                let events = events.clone();
+                let security = security.clone();
+                smol::spawn(async move {
+                    let mut stream = stream;
+                    let _ = stream.set_nodelay(true);
+                    let records = secure::respond(
+                        &mut stream,
+                        &security.key,
+                        &security.keyring,
+                        security.plaintext_records,
+                    )
+                    .await;
+                    slot.handshake_done();
+                    match records {
+                        Ok(records) => {
+                            tracing::trace!(%from, remote = ?records.remote, "accepted");
+                            let accepted = Accepted {
+                                stream,
+                                records,
+                                slot,
+                            };
+                            let _ = events.send(wrap(accepted)).await;
+                        }
+                        Err(e) => {
+                            tracing::debug!(%from, "incoming connection closed: {e}");
+                            let _ = stream.shutdown(std::net::Shutdown::Both);
+                        }
+                    }
+                })
+                .detach();
             }
-            match listener.accept().await {
-                Ok((stream, from)) => {
-                    let socket = stream.clone();
-                    let close: Closer = Box::new(move || {
-                        let _ = socket.shutdown(std::net::Shutdown::Both);
-                    });
-                    let slot = match limits.try_take(from.ip(), close) {
-                        Ok(slot) => slot,
-                        Err(why) => {
-                            tracing::debug!(%from, "closed: {why}");
-                            continue;
-                        }
-                    };
-                    let events = events.clone();
-                    let security = security.clone();
-                    smol::spawn(async move {
-                        let mut stream = stream;
-                        let _ = stream.set_nodelay(true);
-                        let records = secure::respond(
-                            &mut stream,
-                            &security.key,
-                            &security.keyring,
-                            security.plaintext_records,
-                        )
-                        .await;
-                        slot.handshake_done();
-                        match records {
-                            Ok(records) => {
-                                tracing::trace!(%from, remote = ?records.remote, "accepted");
-                                let accepted = Accepted {
-                                    stream,
-                                    records,
-                                    slot,
-                                };
-                                let _ = events.send(wrap(accepted)).await;
-                            }
-                            Err(e) => {
-                                tracing::debug!(%from, "incoming connection closed: {e}");
-                                let _ = stream.shutdown(std::net::Shutdown::Both);
-                            }
-                        }
-                    })
-                    .detach();
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: wait instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    Timer::after(ACCEPT_RETRY_DELAY).await;
-                }
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                Timer::after(ACCEPT_RETRY_DELAY).await;
             }
         }
-    })
-    .detach();
-    Ok(bound)
+    }
 }
 
 #[cfg(test)]

@@ -115,6 +115,102 @@ pub fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
     fs::rename(from, to)
 }
 
+/// Whether [`open_beneath`] may create what is missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Create {
+    /// Open only what exists.
+    No,
+    /// Create missing directories on the way, and the file with this mode (before the
+    /// umask).
+    WithDirs { mode: u32 },
+}
+
+/// Opens the directory `root` itself, refusing a link there.
+fn open_root(root: &Path) -> io::Result<rustix::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    Ok(rustix::fs::open(
+        root,
+        OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Walks `components` from the directory `dir`, one `openat` each without following a
+/// link, creating missing directories when asked.
+fn walk_dirs<'a>(
+    mut dir: rustix::fd::OwnedFd,
+    components: impl Iterator<Item = &'a str>,
+    create: bool,
+) -> io::Result<rustix::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    for component in components {
+        if create {
+            match rustix::fs::mkdirat(&dir, component, Mode::from_raw_mode(0o777)) {
+                Ok(()) => {}
+                Err(e) if e == rustix::io::Errno::EXIST => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        dir = rustix::fs::openat(
+            &dir,
+            component,
+            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+    }
+    Ok(dir)
+}
+
+/// Opens the regular file at `relative` (components joined by `/`, already sanitised)
+/// beneath the directory `root`, for reading and (when it can be) writing. No component
+/// is followed if it is a link, so nothing is ever opened outside `root` (a link on the
+/// way fails with `ELOOP` or `ENOTDIR`); the type is checked on the open handle.
+pub fn open_beneath(root: &Path, relative: &str, create: Create) -> io::Result<File> {
+    use rustix::fs::{Mode, OFlags};
+    let (parents, name) = match relative.rsplit_once('/') {
+        Some((parents, name)) => (Some(parents), name),
+        None => (None, relative),
+    };
+    let dir = walk_dirs(
+        open_root(root)?,
+        parents.into_iter().flat_map(|p| p.split('/')),
+        create != Create::No,
+    )?;
+    let mut flags = OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let mut mode = Mode::empty();
+    if let Create::WithDirs { mode: wanted } = create {
+        flags |= OFlags::CREATE;
+        mode = Mode::from_raw_mode(wanted);
+    }
+    // Read-write where allowed (a download's files), else read-only (a shared tree may
+    // hold files its sharer can only read).
+    let fd = match rustix::fs::openat(&dir, name, flags | OFlags::RDWR, mode) {
+        Ok(fd) => fd,
+        Err(e) if e == rustix::io::Errno::ACCESS && create == Create::No => {
+            rustix::fs::openat(&dir, name, flags | OFlags::RDONLY, mode)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let file = File::from(fd);
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{relative} is not a regular file"),
+        ));
+    }
+    Ok(file)
+}
+
+/// Creates the directory `relative` and its parents beneath `root`, following no link.
+pub fn create_dirs_beneath(root: &Path, relative: &str) -> io::Result<()> {
+    walk_dirs(open_root(root)?, relative.split('/'), true).map(drop)
+}
+
+/// Opens the directory `relative` beneath `root` (to sync it), following no link.
+pub fn open_dir_beneath(root: &Path, relative: &str) -> io::Result<File> {
+    walk_dirs(open_root(root)?, relative.split('/'), false).map(File::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

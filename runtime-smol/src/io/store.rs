@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::io::buffer_pool::{DIRECT_ALIGN, send_pool};
 use crate::io::no_follow;
 use crate::io::record::{Record, read_record, write_record};
+use crate::io::tree::Tree;
 
 /// Bytes read at once when hashing a file.
 const HASH_READ_LEN: usize = 1024 * 1024;
@@ -74,6 +75,60 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
 }
 
 // ------------------------------------------------------------------ chunk I/O
+
+/// Where a content's bytes are: one file, or a collection's tree of files.
+#[derive(Debug)]
+pub enum Storage {
+    File(File),
+    /// Boxed: a tree's table would make every event carrying a storage as large.
+    Tree(Box<Tree>),
+}
+
+impl Storage {
+    /// Reads `length` bytes of the content at `offset` into a buffer of the send pool (see
+    /// [`read_at`]; a tree's files are read buffered: their pieces are rarely aligned).
+    pub fn read_at(&self, offset: u64, length: u32, uncached: bool) -> io::Result<Bytes> {
+        match self {
+            Storage::File(file) => read_at(file, offset, length, uncached),
+            Storage::Tree(tree) => {
+                let mut buf = send_pool().take_blocking(length as usize);
+                tree.read_at(buf.as_mut(), offset)?;
+                Ok(buf.into_bytes())
+            }
+        }
+    }
+
+    /// Reads `buf.len()` bytes at `offset` (to verify what is on disk).
+    fn read_into(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        match self {
+            Storage::File(file) => file.read_exact_at(buf, offset),
+            Storage::Tree(tree) => tree.read_at(buf, offset),
+        }
+    }
+
+    /// Checks `data` and writes it at `offset` only if it is the chunk `check` describes.
+    pub fn store_verified(&self, offset: u64, check: &ChunkCheck, data: &[u8]) -> StoreOutcome {
+        match self {
+            Storage::File(file) => store_verified(file, offset, check, data),
+            Storage::Tree(_) if !check.matches(data) => StoreOutcome::HashMismatch,
+            Storage::Tree(tree) => match tree.write_at(data, offset) {
+                Ok(()) => StoreOutcome::Stored,
+                Err(e) => StoreOutcome::Io(e.to_string()),
+            },
+        }
+    }
+
+    /// Makes a complete download durable: syncs the file; for a tree, first copies each
+    /// content to its other paths, then syncs every file and directory.
+    pub fn sync(&self, paths: &PartPaths) -> Result<(), String> {
+        match self {
+            Storage::File(file) => sync_part(file, paths),
+            Storage::Tree(tree) => tree
+                .finish()
+                .map_err(|e| format!("cannot finish {}: {e}", paths.part.display())),
+        }
+    }
+}
 
 /// Reads `length` bytes at `offset` of the file, into a buffer of the send pool (waiting
 /// for one: this runs on the blocking pool). `uncached`: the file's pages are unlikely to
@@ -265,7 +320,7 @@ impl PartPaths {
 /// A download ready to receive chunks.
 #[derive(Debug)]
 pub struct Prepared {
-    pub file: File,
+    pub storage: Storage,
     /// Chunks verified on disk.
     pub have: ChunkSet,
     pub paths: PartPaths,
@@ -277,7 +332,8 @@ pub struct Prepared {
     pub sha256: String,
 }
 
-/// Makes room for a download: finds the final path, refuses to replace a different file
+/// Makes room for a download: a collection's tree ([`prepare_collection`]), or a single
+/// file: finds the final path, refuses to replace a different file
 /// there without `force`, resumes from `NAME.part` when its record is for this content (the
 /// chunks it lists are verified again, not trusted), or else creates a preallocated part
 /// file and a fresh record. A link at `NAME.part` or `NAME.part.p2p` is refused.
@@ -287,6 +343,9 @@ pub fn prepare_download(
     content_id: ContentId,
     manifest: &Manifest,
 ) -> Result<Prepared, String> {
+    if manifest.is_collection() {
+        return prepare_collection(destination, content_id, manifest);
+    }
     let final_path = destination.final_path(&manifest.name, content_id);
     let paths = PartPaths::for_final(final_path);
     let shown = paths.final_path.display().to_string();
@@ -310,10 +369,11 @@ pub fn prepare_download(
         {
             let file =
                 File::open(&paths.final_path).map_err(|e| format!("cannot open {shown}: {e}"))?;
-            let have = verify_chunks(&file, manifest, 0..chunk_count);
+            let storage = Storage::File(file);
+            let have = verify_chunks(&storage, manifest, 0..chunk_count);
             if have.is_full() {
                 return Ok(Prepared {
-                    file,
+                    storage,
                     have,
                     paths,
                     chunk_size: manifest.chunk_size,
@@ -344,10 +404,11 @@ pub fn prepare_download(
             .as_ref()
             .is_some_and(|r| r.content_id == content_id && r.chunks.len() == chunk_count)
         && file.metadata().is_ok_and(|m| m.len() == manifest.size);
+    let storage = Storage::File(file);
     let have = if resumable {
         // `resumable` checked the record exists.
         let listed = record.map(|r| r.chunks).unwrap_or_default();
-        let have = verify_chunks(&file, manifest, listed.iter());
+        let have = verify_chunks(&storage, manifest, listed.iter());
         tracing::info!(
             part = %paths.part.display(),
             "resuming: {} of {} chunks listed, {} verified",
@@ -357,9 +418,23 @@ pub fn prepare_download(
         );
         have
     } else {
-        preallocate(&file, &paths.part, manifest.size)?;
+        if let Storage::File(file) = &storage {
+            preallocate(file, &paths.part, manifest.size)?;
+        }
         ChunkSet::new(chunk_count)
     };
+    recorded(paths, storage, have, content_id, manifest)
+}
+
+/// Writes the resume record of a download about to start with `have` verified, and hands
+/// back what the download needs.
+fn recorded(
+    paths: PartPaths,
+    storage: Storage,
+    have: ChunkSet,
+    content_id: ContentId,
+    manifest: &Manifest,
+) -> Result<Prepared, String> {
     write_record(
         &paths.record,
         &Record {
@@ -369,7 +444,7 @@ pub fn prepare_download(
     )
     .map_err(|e| format!("cannot write {}: {e}", paths.record.display()))?;
     Ok(Prepared {
-        file,
+        storage,
         have,
         paths,
         chunk_size: manifest.chunk_size,
@@ -401,9 +476,104 @@ pub fn create_part(paths: &PartPaths, size: u64, force: bool) -> Result<File, St
     Ok(file)
 }
 
+/// Makes room for a collection: checks its file table (every path through the sanitiser,
+/// every limit) before anything is created, refuses a final path that exists, then makes
+/// the tree under `NAME.part/` (or resumes the one there when its record is for this
+/// content: the chunks it lists are verified again, not trusted). A link at `NAME.part`,
+/// at its record, or anywhere inside the tree is refused, never followed.
+fn prepare_collection(
+    destination: &Destination,
+    content_id: ContentId,
+    manifest: &Manifest,
+) -> Result<Prepared, String> {
+    let name = &manifest.name;
+    let encoded = manifest.file_table.as_deref().unwrap_or_default();
+    let table = p2p_core::collection::FileTable::decode(encoded, manifest.size).map_err(|e| {
+        format!(
+            "refusing the collection '{}': {e}; nothing was created",
+            name.escape_debug()
+        )
+    })?;
+    let paths = PartPaths::for_final(destination.final_path(name, content_id));
+    if let Some(parent) = paths.final_path.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.is_dir()
+    {
+        return Err(format!("directory {} does not exist", parent.display()));
+    }
+    if fs::symlink_metadata(&paths.final_path).is_ok() {
+        return Err(format!(
+            "{} already exists; a collection never replaces anything: remove it, or choose \
+             another directory with -o",
+            paths.final_path.display()
+        ));
+    }
+    let record = match read_record(&paths.record) {
+        Ok(record) => record,
+        Err(_) if no_follow::is_link(&paths.record) => {
+            return Err(no_follow::link_refused(&paths.record));
+        }
+        Err(_) => None,
+    };
+    let chunk_count = manifest.chunk_count();
+    let part = &paths.part;
+    let resumable = match fs::symlink_metadata(part) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir(part).map_err(|e| format!("cannot create {}: {e}", part.display()))?;
+            false
+        }
+        Err(e) => return Err(format!("cannot examine {}: {e}", part.display())),
+        Ok(meta) if meta.file_type().is_symlink() => return Err(no_follow::link_refused(part)),
+        Ok(meta) if !meta.is_dir() => {
+            return Err(format!(
+                "{} exists and is not a directory; remove it and run again",
+                part.display()
+            ));
+        }
+        Ok(_)
+            if record
+                .as_ref()
+                .is_some_and(|r| r.content_id == content_id && r.chunks.len() == chunk_count) =>
+        {
+            true
+        }
+        Ok(_) => {
+            return Err(format!(
+                "{} exists but is not a download of this collection (no resume record for \
+                 it); remove it and run again",
+                part.display()
+            ));
+        }
+    };
+    let tree = Tree::new(part.clone(), table);
+    tree.create(!resumable).map_err(|e| {
+        format!(
+            "cannot create the collection's files in {}: {e} (p2p never writes through a \
+             symbolic link; remove any link there and run again)",
+            part.display()
+        )
+    })?;
+    let storage = Storage::Tree(Box::new(tree));
+    let have = match record.filter(|_| resumable) {
+        Some(record) => {
+            let have = verify_chunks(&storage, manifest, record.chunks.iter());
+            tracing::info!(
+                part = %part.display(),
+                "resuming: {} of {} chunks listed, {} verified",
+                record.chunks.count(),
+                chunk_count,
+                have.count()
+            );
+            have
+        }
+        None => ChunkSet::new(chunk_count),
+    };
+    recorded(paths, storage, have, content_id, manifest)
+}
+
 /// Which of `candidates` hash to what the manifest says.
 fn verify_chunks(
-    file: &File,
+    storage: &Storage,
     manifest: &Manifest,
     candidates: impl Iterator<Item = u32>,
 ) -> ChunkSet {
@@ -416,7 +586,7 @@ fn verify_chunks(
         };
         buf.resize(manifest.chunk_len(chunk_index) as usize, 0);
         let offset = manifest.chunk_offset(chunk_index);
-        if file.read_exact_at(&mut buf, offset).is_ok() && check.matches(&buf) {
+        if storage.read_into(&mut buf, offset).is_ok() && check.matches(&buf) {
             have.insert(chunk_index);
         }
     }
@@ -478,6 +648,13 @@ pub fn rename_part(paths: &PartPaths, force: bool) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::io::buffer_pool::recv_pool;
+
+    fn file_of(prepared: &Prepared) -> &File {
+        match &prepared.storage {
+            Storage::File(file) => file,
+            Storage::Tree(_) => panic!("a single file's download"),
+        }
+    }
 
     fn manifest_of(data: &[u8], name: &str) -> Manifest {
         let mut builder = ManifestBuilder::new(name, p2p_core::manifest::CHUNK_SIZE_MIN).unwrap();
@@ -647,11 +824,11 @@ mod tests {
         fs::remove_file(&final_path).unwrap();
         let prepared = prepare_download(&destination, false, content_id, &manifest).unwrap();
         symlink(dir.path().join("nowhere"), &final_path).unwrap();
-        let err = finalize(&prepared.file, &prepared.paths, false).unwrap_err();
+        let err = finalize(file_of(&prepared), &prepared.paths, false).unwrap_err();
         assert!(err.contains("appeared while downloading"), "{err}");
         assert!(prepared.paths.part.exists() && no_follow::is_link(&final_path));
         // With force, the link itself is replaced; nothing is written where it pointed.
-        finalize(&prepared.file, &prepared.paths, true).unwrap();
+        finalize(file_of(&prepared), &prepared.paths, true).unwrap();
         assert!(!no_follow::is_link(&final_path) && !dir.path().join("nowhere").exists());
     }
 
@@ -666,7 +843,7 @@ mod tests {
             prepare_download(&destination, false, manifest.content_id(), &manifest).unwrap();
         assert!(prepared.have.is_empty());
         let mut head = [0u8; 5];
-        prepared.file.read_exact_at(&mut head, 0).unwrap();
+        file_of(&prepared).read_exact_at(&mut head, 0).unwrap();
         assert_eq!(head, [0; 5]);
     }
 
@@ -679,14 +856,17 @@ mod tests {
         let destination = Destination::Dir(dir.path().to_path_buf());
         let prepared = prepare_download(&destination, false, content_id, &manifest).unwrap();
         assert!(prepared.have.is_empty());
-        assert_eq!(prepared.file.metadata().unwrap().len(), data.len() as u64);
+        assert_eq!(
+            file_of(&prepared).metadata().unwrap().len(),
+            data.len() as u64
+        );
         // Chunk 0 written and recorded; chunk 1 recorded but corrupt; chunk 2 written but
         // not recorded (it is fetched again, not trusted).
         for chunk in [0u32, 2] {
             let range =
                 manifest.chunk_offset(chunk) as usize..(manifest.chunk_offset(chunk + 1) as usize);
             let outcome = store_verified(
-                &prepared.file,
+                file_of(&prepared),
                 range.start as u64,
                 &manifest.chunk_check(chunk).unwrap(),
                 &data[range],
@@ -709,14 +889,14 @@ mod tests {
         assert_eq!(resumed.have.iter().collect::<Vec<_>>(), vec![0]);
         assert_eq!(
             store_verified(
-                &resumed.file,
+                file_of(&resumed),
                 0,
                 &manifest.chunk_check(1).unwrap(),
                 &data[..100]
             ),
             StoreOutcome::HashMismatch
         );
-        finalize(&resumed.file, &resumed.paths, false).unwrap();
+        finalize(file_of(&resumed), &resumed.paths, false).unwrap();
         assert!(dir.path().join("f").exists());
         assert!(!resumed.paths.part.exists() && !resumed.paths.record.exists());
     }

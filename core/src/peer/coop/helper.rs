@@ -9,11 +9,22 @@
 use bytes::Bytes;
 
 use super::job::HelperJob;
-use super::{Coop, CoopPending, Ctx, HELPER_JOBS_MAX, RangeError, helper_fetches_max};
+use super::{
+    Coop, CoopPending, Ctx, HELPER_JOBS_MAX, HELPER_JOBS_PER_CONN_MAX, RangeError,
+    helper_fetches_max,
+};
 use crate::ids::ConnId;
 use crate::wire::{BLOCK_LEN_MAX, Message};
 
 impl Coop {
+    /// Jobs this helper works on for the fetcher at the other end of `conn`.
+    fn jobs_offered_by(&self, conn: ConnId) -> usize {
+        self.helping
+            .values()
+            .filter(|job| job.fetcher_conn == conn)
+            .count()
+    }
+
     /// Messages from a fetcher to this peer as its helper.
     pub(super) fn on_helper_message(
         &mut self,
@@ -39,6 +50,9 @@ impl Coop {
                     Some(job) if job.fetcher_conn != conn => return Ok(()),
                     Some(_) => {}
                     None if self.helping.len() >= HELPER_JOBS_MAX => return Ok(()),
+                    None if self.jobs_offered_by(conn) >= HELPER_JOBS_PER_CONN_MAX => {
+                        return Ok(());
+                    }
                     None => {
                         let job = HelperJob {
                             fetcher_conn: conn,

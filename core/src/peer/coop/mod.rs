@@ -35,6 +35,9 @@ use crate::wire::Message;
 pub const RANGE_ATTEMPTS_MAX: u32 = 5;
 /// Most jobs a helper works on at once; more offers are ignored.
 pub const HELPER_JOBS_MAX: usize = 8;
+/// Most of those jobs offered over one connection: a fetcher runs one job per URL it
+/// fetches, so two leave room for a second fetch while no member can fill every slot.
+pub const HELPER_JOBS_PER_CONN_MAX: usize = 2;
 
 /// Most ranges a helper fetches for others at once, over every job: its slots
 /// (`origin_connections`) in each of at most [`HELPER_JOBS_MAX`] jobs. Ranges still being

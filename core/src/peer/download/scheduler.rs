@@ -326,6 +326,13 @@ impl Scheduler {
         self.peer_gained_chunk(peer, chunk_index, true);
     }
 
+    /// Whether `peer` is known to hold `chunk_index`.
+    pub fn peer_holds(&self, peer: PeerId, chunk_index: u32) -> bool {
+        self.peers
+            .get(&peer)
+            .is_some_and(|p| p.chunks.contains(chunk_index))
+    }
+
     /// A peer is gone (disconnected): its in-flight chunks become requestable again.
     pub fn remove_peer(&mut self, peer: PeerId) {
         let Some(state) = self.peers.get(&peer) else {

@@ -151,11 +151,10 @@ impl Driver {
         smol::spawn(async move {
             let position =
                 u64::from(chunk_index) * u64::from(content.chunk_size) + u64::from(offset);
-            let result = smol::unblock(move || {
-                store::read_at(&content.file, position, length, content.uncached)
-            })
-            .await
-            .map_err(|e| e.to_string());
+            let result =
+                smol::unblock(move || content.storage.read_at(position, length, content.uncached))
+                    .await
+                    .map_err(|e| e.to_string());
             let _ = events.send(Event::ReadDone { token, result }).await;
         })
         .detach();
@@ -204,10 +203,9 @@ impl Driver {
         let events = self.events.clone();
         smol::spawn(async move {
             let position = u64::from(chunk_index) * u64::from(content.chunk_size);
-            let outcome = smol::unblock(move || {
-                store::store_verified(&content.file, position, &check, &data)
-            })
-            .await;
+            let outcome =
+                smol::unblock(move || content.storage.store_verified(position, &check, &data))
+                    .await;
             let done = Event::StoreDone {
                 token,
                 content_id,

@@ -6,7 +6,7 @@ use p2p_core::{ChunkSet, ContentId};
 use super::finish::{Finish, FinishStep, NOT_PREPARED_REASON};
 use super::{Driver, Event, RECORD_FLUSH_INTERVAL, UserEvent};
 use crate::io::record::{self, Record};
-use crate::io::store::{self, Destination, PartPaths};
+use crate::io::store::{Destination, PartPaths, Storage};
 
 /// The driver's side of one download: where it goes and what is on disk.
 pub(super) struct DownloadFiles {
@@ -40,6 +40,11 @@ impl DownloadFiles {
             record: None,
             finish: Finish::new(),
         }
+    }
+
+    /// The download's paths, once prepared.
+    pub(super) fn paths(&self) -> Option<&PartPaths> {
+        self.paths.as_ref()
     }
 
     pub(super) fn destination(&self) -> &Destination {
@@ -182,8 +187,7 @@ impl Driver {
                 };
                 let events = self.events.clone();
                 smol::spawn(async move {
-                    let result =
-                        smol::unblock(move || store::sync_part(&content.file, &paths)).await;
+                    let result = smol::unblock(move || content.storage.sync(&paths)).await;
                     let _ = events.send(Event::Synced { content_id, result }).await;
                 })
                 .detach();
@@ -193,10 +197,17 @@ impl Driver {
                 let Some(paths) = download.paths.clone() else {
                     return;
                 };
-                let force = download.force;
+                // A collection never replaces what is at its final name, even with --force:
+                // a directory of the user's is not ours to remove.
+                let is_tree = self
+                    .files
+                    .get(&content_id)
+                    .is_some_and(|content| matches!(content.storage, Storage::Tree(_)));
+                let force = download.force && !is_tree;
                 let events = self.events.clone();
                 smol::spawn(async move {
-                    let result = smol::unblock(move || store::rename_part(&paths, force)).await;
+                    let result =
+                        smol::unblock(move || crate::io::store::rename_part(&paths, force)).await;
                     let _ = events.send(Event::Renamed { content_id, result }).await;
                 })
                 .detach();

@@ -1,7 +1,6 @@
 //! How each `Event` the peer task reacts to becomes an input of the `Peer` machine (or of
 //! a download's finishing order, `finish`).
 
-use std::fs::File;
 use std::sync::Arc;
 
 use p2p_core::peer::StoreOutcome;
@@ -11,7 +10,7 @@ use super::downloads::DownloadFiles;
 use super::{ContentFile, Driver, Event};
 use crate::io::clock;
 use crate::io::net::{self, Accepted, ConnEvent, NetEvent};
-use crate::io::store::Prepared;
+use crate::io::store::{Prepared, Storage};
 
 impl Driver {
     pub(super) fn handle(&mut self, event: Event) {
@@ -26,7 +25,7 @@ impl Driver {
                 };
                 self.on_accepted(now, *accepted, net::observed(from));
             }
-            Event::Publish { manifest, file } => self.on_publish(manifest, file),
+            Event::Publish { manifest, storage } => self.on_publish(manifest, storage),
             Event::Download {
                 content_id,
                 manifest,
@@ -54,6 +53,9 @@ impl Driver {
                 self.finish_step(content_id, |finish| finish.synced(result))
             }
             Event::Renamed { content_id, result } => {
+                if result.is_ok() {
+                    self.tree_renamed(content_id);
+                }
                 self.finish_step(content_id, |finish| finish.renamed(result))
             }
             Event::Fetch { spec, file, reply } => {
@@ -86,13 +88,13 @@ impl Driver {
         let handle = net::attach(conn, accepted, self.events.clone(), self.limiter.clone());
         self.conns.insert(conn, handle);
     }
-    fn on_publish(&mut self, manifest: Manifest, file: File) {
+    fn on_publish(&mut self, manifest: Manifest, storage: Storage) {
         let content_id = manifest.content_id();
         let chunk_size = manifest.chunk_size;
         self.files.insert(
             content_id,
             Arc::new(ContentFile {
-                file,
+                storage,
                 chunk_size,
                 uncached: false,
             }),
@@ -162,6 +164,30 @@ impl Driver {
         }
     }
 
+    /// A collection's tree has its final name: its chunks are read from there now (a
+    /// single file's open handle follows its rename by itself).
+    fn tree_renamed(&mut self, content_id: ContentId) {
+        let Some(final_path) = self
+            .downloads
+            .get(&content_id)
+            .and_then(|d| d.paths())
+            .map(|p| p.final_path.clone())
+        else {
+            return;
+        };
+        let Some(content) = self.files.get(&content_id) else {
+            return;
+        };
+        if let Storage::Tree(tree) = &content.storage {
+            let moved = ContentFile {
+                storage: Storage::Tree(Box::new(tree.moved_to(final_path))),
+                chunk_size: content.chunk_size,
+                uncached: content.uncached,
+            };
+            self.files.insert(content_id, Arc::new(moved));
+        }
+    }
+
     /// Tells the user which peers are connected now.
     pub(super) fn tell_peers(&self) {
         let mut peer_ids: Vec<_> = self.peer_keys.values().copied().collect();
@@ -182,7 +208,7 @@ impl Driver {
                     prepared.have.len()
                 );
                 let Prepared {
-                    file,
+                    storage,
                     have,
                     paths,
                     chunk_size,
@@ -193,7 +219,7 @@ impl Driver {
                 self.files.insert(
                     content_id,
                     Arc::new(ContentFile {
-                        file,
+                        storage,
                         chunk_size,
                         uncached: true,
                     }),

@@ -11,7 +11,7 @@ use smol::Task;
 use smol::channel::{Receiver, Sender};
 
 use super::{Event, PeerStats, UserEvent};
-use crate::io::store::Destination;
+use crate::io::store::{Destination, Storage};
 
 /// The user's end of a running peer.
 pub struct PeerHandle {
@@ -24,8 +24,8 @@ pub struct PeerHandle {
 
 impl PeerHandle {
     /// Starts serving a complete file, already open.
-    pub async fn publish(&self, manifest: Manifest, file: File) {
-        let _ = self.events.send(Event::Publish { manifest, file }).await;
+    pub async fn publish(&self, manifest: Manifest, storage: Storage) {
+        let _ = self.events.send(Event::Publish { manifest, storage }).await;
     }
 
     /// Starts a download; its outcome arrives as a `UserEvent`.

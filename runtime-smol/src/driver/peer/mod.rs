@@ -44,7 +44,7 @@ use crate::io::net::{self, Accepted, ConnHandle, NetEvent, WriterDone};
 use crate::io::origin_policy::OriginPolicy;
 use crate::io::rate_limit::RateLimiter;
 use crate::io::secure::Security;
-use crate::io::store::{Destination, Prepared};
+use crate::io::store::{Destination, Prepared, Storage};
 use crate::io::{clock, keys};
 
 /// How often the resume record of a running download is rewritten (at most).
@@ -85,7 +85,7 @@ enum Event {
     Accepted(Box<Accepted>),
     Publish {
         manifest: Manifest,
-        file: File,
+        storage: Storage,
     },
     Download {
         content_id: ContentId,
@@ -180,9 +180,10 @@ pub struct PeerStats {
     pub downloaded_bytes: u64,
 }
 
-/// A file the peer reads chunks from (and, while downloading, writes them to).
+/// A file (or a collection's tree) the peer reads chunks from (and, while downloading,
+/// writes them to).
 struct ContentFile {
-    file: File,
+    storage: Storage,
     chunk_size: u32,
     /// Whether the file's pages are unlikely to be in the page cache: a download's chunks
     /// are written with direct I/O. Blocks to serve are then read direct at once.
@@ -264,15 +265,9 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
         config.origin_connections = n.max(1);
     }
     tracing::info!(%peer_id, listen = %config.listen_addr, trackers = ?config.trackers, "peer starting");
-    if let Some(listen) = listen_addr.filter(|a| !a.ip().is_loopback())
-        && let Some(tracker) = options.trackers.iter().find(|t| is_loopback_addr(t))
-    {
-        // The tracker lists a peer at the IP its connection came from (unless it trusts
-        // claimed addresses): here a loopback one, which no other machine can dial.
-        tracing::warn!(
-            "serving on {listen} for other machines, but the tracker {tracker} is reached over loopback, so it lists this peer at a loopback address only this machine can reach; give the tracker's LAN address (--tracker HOST:PORT)"
-        );
-    }
+    // A peer that reaches its tracker over loopback is listed at a loopback address; the
+    // tracker gives it to peers on other hosts at the address they reached the tracker's
+    // host at (`Tracker::accept_at`), which is this host too.
     let helping = Helping {
         agent: crate::io::http::helping_agent(options.origin_policy.clone()),
         permits: Arc::new(smol::lock::Semaphore::new(helper_fetches_max(
@@ -309,19 +304,11 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
     })
 }
 
-/// Whether `addr` (`IP:PORT` or `HOST:PORT`) names this machine's loopback interface.
-fn is_loopback_addr(addr: &str) -> bool {
-    match addr.parse::<SocketAddr>() {
-        Ok(addr) => addr.ip().is_loopback(),
-        Err(_) => addr
-            .rsplit_once(':')
-            .is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
-    }
-}
-
-/// Opens a file to publish, with the chunk size its manifest uses.
-pub fn open_published(path: &std::path::Path) -> anyhow::Result<File> {
-    File::open(path).with_context(|| format!("cannot open {}", path.display()))
+/// Opens a file to publish.
+pub fn open_published(path: &std::path::Path) -> anyhow::Result<Storage> {
+    File::open(path)
+        .map(Storage::File)
+        .with_context(|| format!("cannot open {}", path.display()))
 }
 
 enum Wake {
@@ -390,32 +377,6 @@ impl Driver {
             for input in std::mem::take(&mut self.deferred) {
                 self.feed(input);
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_tracker_addresses() {
-        for addr in [
-            "127.0.0.1:7070",
-            "127.0.1.1:7070",
-            "[::1]:7070",
-            "localhost:7070",
-        ] {
-            assert!(is_loopback_addr(addr), "{addr}");
-        }
-        for addr in [
-            "10.0.0.5:7070",
-            "[fe80::1]:7070",
-            "tracker.lan:7070",
-            "",
-            "localhost",
-        ] {
-            assert!(!is_loopback_addr(addr), "{addr}");
         }
     }
 }

@@ -1,0 +1,277 @@
+//! Zero setup across machines (issue 15): hosts A, B and C are network namespaces this test
+//! creates, on one bridge, each with an IPv4 and a unique local IPv6 address (it needs
+//! root; without it, it says so and does nothing). A runs `p2p share FILE` with no flag;
+//! B and C run `p2p get TICKET` with nothing else. Every packet stays inside those
+//! namespaces.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use p2p_tests::*;
+
+/// Tests in this file, each making a LAN of its own.
+const TESTS: u32 = 2;
+
+/// Hosts on one LAN: namespace `host_ns[i]` at `10.232.N.(i+1)` and `fd23:0:N::(i+1)`,
+/// joined through a bridge in namespace `switch`; all deleted on drop (their links go
+/// with them).
+struct Lan {
+    switch: String,
+    hosts: Vec<String>,
+    n: u32,
+}
+
+impl Lan {
+    /// `test`: a number of the test's own, so the tests of one process (one process id)
+    /// make LANs of different names and subnets.
+    fn create(count: usize, test: u32) -> Result<Lan, String> {
+        if !is_root() {
+            return Err("not root".into());
+        }
+        let id = format!("{test}{}", std::process::id());
+        let lan = Lan {
+            switch: format!("p2pzS{id}"),
+            hosts: (0..count).map(|i| format!("p2pz{i}{id}")).collect(),
+            n: (std::process::id() * TESTS + test) % 250 + 1,
+        };
+        // Left by an earlier run that was killed with this process id (best effort).
+        lan.clean_up();
+        ip(&["netns", "add", &lan.switch])?;
+        ip(&["-n", &lan.switch, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &lan.switch, "link", "set", "br0", "up"])?;
+        for (i, ns) in lan.hosts.iter().enumerate() {
+            let (host_end, switch_end) = (format!("p2zh{i}{id}"), format!("p2zs{i}{id}"));
+            ip(&["netns", "add", ns])?;
+            ip(&[
+                "link",
+                "add",
+                &host_end,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &switch_end,
+            ])?;
+            ip(&["link", "set", &host_end, "netns", ns])?;
+            ip(&["link", "set", &switch_end, "netns", &lan.switch])?;
+            ip(&[
+                "-n",
+                &lan.switch,
+                "link",
+                "set",
+                &switch_end,
+                "master",
+                "br0",
+            ])?;
+            ip(&["-n", &lan.switch, "link", "set", &switch_end, "up"])?;
+            let v4 = format!("{}/24", lan.ipv4(i));
+            let v6 = format!("{}/64", lan.ipv6(i));
+            ip(&["-n", ns, "addr", "add", &v4, "dev", &host_end])?;
+            // No duplicate address detection: usable at once.
+            ip(&["-n", ns, "addr", "add", &v6, "dev", &host_end, "nodad"])?;
+            ip(&["-n", ns, "link", "set", &host_end, "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(lan)
+    }
+
+    fn ipv4(&self, host: usize) -> String {
+        format!("10.232.{}.{}", self.n, host + 1)
+    }
+
+    fn ipv6(&self, host: usize) -> String {
+        format!("fd23:0:{}::{}", self.n, host + 1)
+    }
+
+    /// An address on the LAN where no host is: a dial there gets no answer.
+    fn nobody(&self) -> String {
+        format!("10.232.{}.99", self.n)
+    }
+
+    fn clean_up(&self) {
+        for ns in self.hosts.iter().chain([&self.switch]) {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        self.clean_up();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .env("LC_ALL", "C")
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The LAN, or `None` (the test is skipped, saying why) without root or iproute2.
+fn lan_or_skip(count: usize, test: u32) -> Option<Lan> {
+    match Lan::create(count, test) {
+        Ok(lan) => Some(lan),
+        Err(why)
+            if why == "not root"
+                || why.contains("cannot run ip")
+                || why.contains("Operation not permitted")
+                || why.contains("Permission denied") =>
+        {
+            eprintln!("skipped: network namespaces need root and iproute2 ({why})");
+            None
+        }
+        Err(why) => panic!("cannot make the LAN: {why}"),
+    }
+}
+
+/// The addresses of a ticket.
+fn addresses_of(ticket: &str) -> Vec<String> {
+    ticket.parse::<p2p_core::Ticket>().unwrap().trackers
+}
+
+/// `ticket` with its address list replaced by `addrs`.
+fn with_addresses(ticket: &str, addrs: &[String]) -> String {
+    let mut ticket = ticket.parse::<p2p_core::Ticket>().unwrap();
+    ticket.trackers = addrs.to_vec();
+    ticket.to_string()
+}
+
+/// `p2p get TICKET -o OUT` and nothing else, on `host`.
+fn get_on(lan: &Lan, host: usize, dir: &std::path::Path, ticket: &str, out: &str) -> Proc {
+    Proc::spawn_in_netns(
+        &format!("getter{host}"),
+        dir,
+        &lan.hosts[host],
+        &["get", ticket, "-o", out],
+    )
+}
+
+#[test]
+fn share_with_no_flag_and_get_with_only_the_ticket_on_two_other_hosts() {
+    let Some(lan) = lan_or_skip(3, 0) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("lan.bin");
+    let data = write_file(&src, 6 * 1024 * 1024 + 7, 15);
+    let mut sharer = Proc::spawn_in_netns(
+        "sharer",
+        dir.path(),
+        &lan.hosts[0],
+        &["share", src.to_str().unwrap()],
+    );
+    let ticket = sharer.wait_stdout("a ticket", |line| {
+        line.starts_with("p2p2:").then(|| line.trim().to_string())
+    });
+    // Host A's addresses, IPv4 first, with the embedded tracker's default port; never
+    // loopback, since there is more.
+    assert_eq!(
+        addresses_of(&ticket),
+        vec![
+            format!("{}:7070", lan.ipv4(0)),
+            format!("[{}]:7070", lan.ipv6(0))
+        ],
+        "{ticket}"
+    );
+
+    let outs: Vec<String> = (1..=2)
+        .map(|host| {
+            let out = dir.path().join(format!("out{host}"));
+            std::fs::create_dir(&out).unwrap();
+            out.to_str().unwrap().to_string()
+        })
+        .collect();
+    let mut getters: Vec<Proc> = (1..=2)
+        .map(|host| get_on(&lan, host, dir.path(), &ticket, &outs[host - 1]))
+        .collect();
+    for (getter, out) in getters.iter_mut().zip(&outs) {
+        let status = getter.wait_exit(WAIT);
+        assert!(status.success(), "{}", getter.describe());
+        assert_file_eq(&std::path::Path::new(out).join("lan.bin"), &data);
+        assert!(
+            getter.stdout.text().starts_with(&sha256_hex(&data)),
+            "{}",
+            getter.describe()
+        );
+    }
+    drop(sharer);
+}
+
+#[test]
+fn an_address_where_nobody_answers_costs_nothing_beside_one_that_does() {
+    let Some(lan) = lan_or_skip(2, 1) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("f.bin");
+    let data = write_file(&src, 1024 * 1024 + 1, 16);
+    let mut sharer = Proc::spawn_in_netns(
+        "sharer",
+        dir.path(),
+        &lan.hosts[0],
+        &["share", src.to_str().unwrap()],
+    );
+    let ticket = sharer.wait_stdout("a ticket", |line| {
+        line.starts_with("p2p2:").then(|| line.trim().to_string())
+    });
+    let nobody = format!("{}:7070", lan.nobody());
+    let mut addrs = vec![nobody.clone()];
+    addrs.extend(addresses_of(&ticket));
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let started = Instant::now();
+    let mut getter = get_on(
+        &lan,
+        1,
+        dir.path(),
+        &with_addresses(&ticket, &addrs),
+        out.to_str().unwrap(),
+    );
+    let status = getter.wait_exit(WAIT);
+    let took = started.elapsed();
+    assert!(status.success(), "{}", getter.describe());
+    assert_file_eq(&out.join("f.bin"), &data);
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?}: the dead address first was waited for\n{}",
+        getter.describe()
+    );
+
+    // Nobody there alone: get says so, naming the address, within the dial timeout.
+    drop(sharer);
+    let lonely = with_addresses(&ticket, std::slice::from_ref(&nobody));
+    let started = Instant::now();
+    let mut getter = get_on(&lan, 1, dir.path(), &lonely, out.to_str().unwrap());
+    let status = getter.wait_exit(WAIT);
+    assert!(!status.success(), "{}", getter.describe());
+    let stderr = getter.stderr.text();
+    assert!(
+        stderr.contains(&format!(
+            "the address in the ticket did not answer ({nobody} "
+        )) && stderr.contains("is the sharer still running"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
