@@ -113,6 +113,11 @@ impl ChunkSet {
     }
 
     /// Adds every chunk of `other` (same length) to `self`.
+    /// Whether every chunk of `other` is in this set (sets of another length never are).
+    pub fn contains_all(&self, other: &ChunkSet) -> bool {
+        self.len == other.len && other.iter().all(|c| self.contains(c))
+    }
+
     pub fn union_with(&mut self, other: &ChunkSet) {
         for i in other.iter() {
             self.insert(i);

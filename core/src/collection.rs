@@ -517,5 +517,8 @@ impl<'a> Reader<'a> {
     }
 }
 
+mod part;
 #[cfg(test)]
 mod tests;
+
+pub use part::Part;

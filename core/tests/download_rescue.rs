@@ -52,7 +52,7 @@ fn downloader(manifest: &Manifest) -> (Peer, ConnId) {
     peer.handle_message(Instant::ZERO, tracker, welcome);
     let content_id = manifest.content_id();
     peer.download(Instant::ZERO, content_id, Some(manifest.clone()));
-    peer.download_prepared(Instant::ZERO, content_id, Ok(ChunkSet::new(CHUNKS)));
+    peer.download_prepared(Instant::ZERO, content_id, Ok(ChunkSet::new(CHUNKS).into()));
     drain(&mut peer);
     (peer, tracker)
 }

@@ -108,7 +108,7 @@ fn requests_for_unverified_or_out_of_range_data_are_rejected() {
     drain(&mut p);
     let mut have = ChunkSet::new(4);
     have.insert(0);
-    p.download_prepared(Instant::ZERO, cid, Ok(have));
+    p.download_prepared(Instant::ZERO, cid, Ok(have.into()));
     drain(&mut p);
     let conn = handshake(&mut p);
     let request = |chunk_index, offset, length| Message::Request {
@@ -183,7 +183,7 @@ fn lies_from_a_source_are_survived() {
     let cid = m.content_id();
     p.download(Instant::ZERO, cid, Some(m.clone()));
     drain(&mut p);
-    p.download_prepared(Instant::ZERO, cid, Ok(ChunkSet::new(8)));
+    p.download_prepared(Instant::ZERO, cid, Ok(ChunkSet::new(8).into()));
     drain(&mut p);
     let conn = handshake(&mut p);
     // A piece never requested is dropped without a store.
@@ -232,7 +232,7 @@ fn a_wrong_length_piece_closes_and_the_right_one_is_stored_with_the_manifest_has
     let cid: ContentId = m.content_id();
     p.download(Instant::ZERO, cid, Some(m.clone()));
     drain(&mut p);
-    p.download_prepared(Instant::ZERO, cid, Ok(ChunkSet::new(2)));
+    p.download_prepared(Instant::ZERO, cid, Ok(ChunkSet::new(2).into()));
     drain(&mut p);
     let conn = handshake(&mut p);
     p.handle_message(

@@ -307,6 +307,12 @@ pub struct GetArgs {
     /// Keep serving the file after the download (until Ctrl-C).
     #[arg(long)]
     pub seed: bool,
+    /// Download only the paths of a shared directory that match PATTERN (repeatable): a
+    /// glob on the path inside it, where `*` stays within one directory and `**` crosses
+    /// them; a directory's name takes everything beneath it. E.g. `--only '*.json' --only
+    /// weights/shard-0001.bin`, or `--only docs`.
+    #[arg(long, value_name = "PATTERN")]
+    pub only: Vec<String>,
     /// Progress and the result as JSON lines on standard output.
     #[arg(long)]
     pub json: bool,

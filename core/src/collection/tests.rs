@@ -468,3 +468,56 @@ proptest! {
         }
     }
 }
+
+/// Paths of `part`'s picked entries and of its contents' first paths.
+fn part_paths(table: &FileTable, part: &Part) -> (Vec<String>, Vec<String>) {
+    let picked = part
+        .picked
+        .iter()
+        .map(|&i| table.entries()[i].path.clone())
+        .collect();
+    let contents = part
+        .contents
+        .iter()
+        .map(|c| table.entries()[c.entry].path.clone())
+        .collect();
+    (picked, contents)
+}
+
+#[test]
+fn a_part_fetches_the_chunks_of_its_files_and_keeps_the_neighbours_they_touch() {
+    // Stream (chunks of 10): a 0..4, b 4..14, c 14..20, d 20..30; "copy" has c's bytes.
+    let table = FileTable::lay_out(vec![
+        file("a", 4, 1),
+        file("b", 10, 2),
+        file("c", 6, 3),
+        file("d", 10, 4),
+        file("sub/copy", 6, 3),
+        dir("sub/empty"),
+    ])
+    .unwrap();
+    let offsets: Vec<u64> = table.entries().iter().map(|e| e.offset).collect();
+    assert_eq!(offsets, vec![0, 4, 14, 20, 14, 0]);
+
+    // "sub/copy" is picked: its bytes are c's, in chunk 1, which also holds b and c.
+    let part = table.part(10, 3, |path| path.starts_with("sub/"));
+    let (picked, contents) = part_paths(&table, &part);
+    assert_eq!(picked, vec!["sub/copy", "sub/empty"]);
+    assert_eq!(part.chunks.iter().collect::<Vec<_>>(), vec![1]);
+    assert_eq!(contents, vec!["b", "c"]);
+
+    // "d" alone fills chunk 2: nothing else is kept.
+    let part = table.part(10, 3, |path| path == "d");
+    let (_, contents) = part_paths(&table, &part);
+    assert_eq!(part.chunks.iter().collect::<Vec<_>>(), vec![2]);
+    assert_eq!(contents, vec!["d"]);
+
+    // Nothing picked: nothing fetched.
+    let part = table.part(10, 3, |_| false);
+    assert!(part.picked.is_empty() && part.chunks.is_empty() && part.contents.is_empty());
+
+    // Everything picked: every chunk and content.
+    let part = table.part(10, 3, |_| true);
+    assert!(part.chunks.is_full());
+    assert_eq!(part.contents, table.contents());
+}

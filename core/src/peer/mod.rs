@@ -37,6 +37,7 @@ pub use coop::{
 };
 pub use coop::{HELPER_FAILURES_MAX, RANGE_LEN_MIN, SPOT_CHECK_LEN, SPOT_CHECKS_PER_HELPER};
 pub use download::DownloadPhase;
+pub use download::PreparedChunks;
 pub use download::scheduler::SchedulerConfig;
 
 use self::conns::Connections;
@@ -256,18 +257,18 @@ impl Peer {
         self.pump(now);
     }
 
-    /// The driver prepared the download's file: `have` lists chunks verified on disk
-    /// (resume), or the preparation failed.
+    /// The driver prepared the download's file: what it found on disk (resume) and which
+    /// chunks are wanted, or why the preparation failed.
     pub fn download_prepared(
         &mut self,
         now: Instant,
         content_id: ContentId,
-        result: Result<ChunkSet, String>,
+        result: Result<PreparedChunks, String>,
     ) {
         let Some(download) = self.downloads.get_mut(content_id) else {
             return;
         };
-        let (manifest, have) = match download.check_prepared(result) {
+        let (manifest, prepared) = match download.check_prepared(result) {
             None => return,
             Some(Ok(prepared)) => prepared,
             Some(Err(reason)) => {
@@ -276,7 +277,8 @@ impl Peer {
             }
         };
         let seed = rand::Rng::random(&mut self.rng);
-        download.activate(self.config.scheduler.clone(), have.clone(), seed);
+        let have = prepared.have.clone();
+        download.activate(self.config.scheduler.clone(), prepared, seed);
         self.serving
             .held
             .insert(content_id, Held::new(manifest, have));

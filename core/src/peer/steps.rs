@@ -281,15 +281,13 @@ impl Peer {
     }
 
     pub(super) fn check_complete(&mut self, content_id: ContentId) {
-        let complete = self
-            .serving
-            .held
-            .get(&content_id)
-            .is_some_and(|h| h.chunks.is_full());
+        let Some(held) = self.serving.held.get(&content_id) else {
+            return;
+        };
         let Some(download) = self.downloads.get_mut(content_id) else {
             return;
         };
-        if complete && download.complete() {
+        if download.is_covered_by(&held.chunks) && download.complete() {
             self.tracker.flush_haves(&self.serving.held, &mut self.out);
             self.out.notify(PeerNotice::DownloadComplete { content_id });
         }
@@ -299,17 +297,33 @@ impl Peer {
         let Some(held) = self.serving.held.get(&content_id) else {
             return;
         };
-        let bytes_have = held
-            .chunks
-            .iter()
-            .map(|i| u64::from(held.manifest.chunk_len(i)))
-            .sum();
+        let manifest = &held.manifest;
+        let bytes_of = |chunks: &mut dyn Iterator<Item = u32>| -> (u32, u64) {
+            chunks.fold((0, 0), |(n, bytes), i| {
+                (n + 1, bytes + u64::from(manifest.chunk_len(i)))
+            })
+        };
+        // With only part of the content wanted, progress is over that part.
+        let wanted = self
+            .downloads
+            .get(content_id)
+            .and_then(|d| d.wanted.as_ref());
+        let ((chunks_have, bytes_have), (chunk_count, size)) = match wanted {
+            Some(wanted) => (
+                bytes_of(&mut held.chunks.iter().filter(|&c| wanted.contains(c))),
+                bytes_of(&mut wanted.iter()),
+            ),
+            None => (
+                bytes_of(&mut held.chunks.iter()),
+                (manifest.chunk_count(), manifest.size),
+            ),
+        };
         let notice = PeerNotice::Progress {
             content_id,
-            chunks_have: held.chunks.count(),
-            chunk_count: held.manifest.chunk_count(),
+            chunks_have,
+            chunk_count,
             bytes_have,
-            size: held.manifest.size,
+            size,
             sources: self.source_count(content_id),
         };
         self.out.notify(notice);

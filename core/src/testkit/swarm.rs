@@ -73,7 +73,7 @@ impl ActionResult {
             ActionResult::Read(token, result) => peer.handle_read(now, token, result),
             ActionResult::Stored(token, outcome) => peer.handle_stored(now, token, outcome),
             ActionResult::Prepared(content_id, have) => {
-                peer.download_prepared(now, content_id, Ok(have))
+                peer.download_prepared(now, content_id, Ok(have.into()))
             }
             ActionResult::RangeWritten(token) => peer.handle_range_written(now, token, Ok(())),
         }

@@ -24,7 +24,7 @@ use smol::future;
 
 use crate::commands::progress::MultiBars;
 use crate::commands::share;
-use crate::driver::peer::{self, PeerHandle, PeerOptions, PeerStats, UserEvent};
+use crate::driver::peer::{self, DownloadOptions, PeerHandle, PeerOptions, PeerStats, UserEvent};
 use crate::driver::tracker;
 use crate::io::keys;
 use crate::io::signals::StopSignals;
@@ -290,8 +290,8 @@ async fn start_getters(
             origin_policy: Default::default(),
         })
         .await?;
-        peer.download(content_id, None, Destination::Dir(out), false, None)
-            .await;
+        let options = DownloadOptions::into(Destination::Dir(out));
+        peer.download(content_id, None, options).await;
         getters.push(peer);
     }
     Ok(getters)

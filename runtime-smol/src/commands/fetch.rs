@@ -200,6 +200,7 @@ async fn from_swarm(
         secret_file: Some(args.secret_file.clone()),
         listen: args.listen,
         seed: args.seed,
+        only: Vec::new(),
         json: args.json,
         force: args.force,
         upload_limit: None,

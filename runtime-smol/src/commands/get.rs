@@ -15,9 +15,10 @@ use crate::UsageError;
 use crate::cli::{DEFAULT_TRACKER_ADDR, GetArgs};
 use crate::commands::progress::Reporter;
 use crate::commands::{progress, tracker_client};
-use crate::driver::peer::{self, PeerHandle, PeerOptions, UserEvent};
+use crate::driver::peer::{self, DownloadOptions, PeerHandle, PeerOptions, UserEvent};
 use crate::io::first_answer::{self, NoAnswer};
 use crate::io::keys;
+use crate::io::selection::Selection;
 use crate::io::signals::{Stop, StopSignals};
 use crate::io::store::Destination;
 
@@ -53,6 +54,18 @@ fn parse_target(text: &str) -> Result<Target, UsageError> {
 
 pub async fn run(args: GetArgs, signals: &mut StopSignals) -> anyhow::Result<ExitCode> {
     let target = parse_target(&args.target)?;
+    let only = match args.only.as_slice() {
+        [] => None,
+        _ if args.seed => {
+            return Err(UsageError(
+                "--seed serves the whole content, and --only downloads part of it; run \
+                 again without one of them"
+                    .into(),
+            )
+            .into());
+        }
+        patterns => Some(Selection::new(patterns).map_err(UsageError)?),
+    };
     let (secret, whose) = swarm_secret(&args, &target)?;
     let trackers = first_answering(trackers(&args, &target), &secret, &args, &target).await?;
     let content_id = match &target {
@@ -72,14 +85,13 @@ pub async fn run(args: GetArgs, signals: &mut StopSignals) -> anyhow::Result<Exi
         origin_policy: Default::default(),
     })
     .await?;
-    peer.download(
-        content_id,
-        None,
+    let options = DownloadOptions {
         destination,
-        args.force,
-        args.sha256.clone(),
-    )
-    .await;
+        force: args.force,
+        expected_sha256: args.sha256.clone(),
+        only,
+    };
+    peer.download(content_id, None, options).await;
     let mut reporter = Reporter::new(args.json);
     let mut refusals: HashMap<String, u32> = HashMap::new();
     let mut tracker_accepted = false;

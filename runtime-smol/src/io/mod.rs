@@ -10,6 +10,9 @@
 //! origin (`http`) and what a helper may fetch from one (`origin_policy`), and the stop
 //! signals (`signals`).
 //!
+//! A collection's files are `tree`, hashed by `tree_hash`; `selection` is the paths
+//! `get --only` picks.
+//!
 //! Nothing here knows the machines' logic: these are the hands the drivers use.
 
 pub mod bind;
@@ -27,6 +30,7 @@ pub mod rate_limit;
 pub mod record;
 pub mod record_reader;
 pub mod secure;
+pub mod selection;
 pub mod send_queue;
 pub mod signals;
 pub mod store;

@@ -211,6 +211,26 @@ pub fn open_dir_beneath(root: &Path, relative: &str) -> io::Result<File> {
     walk_dirs(open_root(root)?, relative.split('/'), false).map(File::from)
 }
 
+/// Removes the file, or the empty directory when `dir`, at `relative` beneath `root`,
+/// following no link on the way (a link at `relative` itself is removed, not followed).
+pub fn remove_beneath(root: &Path, relative: &str, dir: bool) -> io::Result<()> {
+    let (parents, name) = match relative.rsplit_once('/') {
+        Some((parents, name)) => (Some(parents), name),
+        None => (None, relative),
+    };
+    let parent = walk_dirs(
+        open_root(root)?,
+        parents.into_iter().flat_map(|p| p.split('/')),
+        false,
+    )?;
+    let flags = if dir {
+        rustix::fs::AtFlags::REMOVEDIR
+    } else {
+        rustix::fs::AtFlags::empty()
+    };
+    Ok(rustix::fs::unlinkat(&parent, name, flags)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

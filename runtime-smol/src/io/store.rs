@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::io::buffer_pool::{DIRECT_ALIGN, send_pool};
 use crate::io::no_follow;
 use crate::io::record::{Record, read_record, write_record};
+use crate::io::selection::Selection;
 use crate::io::tree::Tree;
 
 /// Bytes read at once when hashing a file.
@@ -330,6 +331,9 @@ pub struct Prepared {
     pub in_place: bool,
     /// The whole file's SHA-256, as lowercase hex: what checking every chunk computes.
     pub sha256: String,
+    /// The chunks to download when only part of a collection is (`get --only`); `None`:
+    /// every chunk.
+    pub wanted: Option<ChunkSet>,
 }
 
 /// Makes room for a download: a collection's tree ([`prepare_collection`]), or a single
@@ -342,9 +346,17 @@ pub fn prepare_download(
     force: bool,
     content_id: ContentId,
     manifest: &Manifest,
+    only: Option<&Selection>,
 ) -> Result<Prepared, String> {
     if manifest.is_collection() {
-        return prepare_collection(destination, content_id, manifest);
+        return prepare_collection(destination, content_id, manifest, only);
+    }
+    if only.is_some() {
+        return Err(format!(
+            "--only picks paths of a shared directory, and '{}' is a single file; run again \
+             without --only",
+            manifest.name.escape_debug()
+        ));
     }
     let final_path = destination.final_path(&manifest.name, content_id);
     let paths = PartPaths::for_final(final_path);
@@ -379,6 +391,7 @@ pub fn prepare_download(
                     chunk_size: manifest.chunk_size,
                     in_place: true,
                     sha256: to_hex(&manifest.file_sha256()),
+                    wanted: None,
                 });
             }
         }
@@ -450,6 +463,7 @@ fn recorded(
         chunk_size: manifest.chunk_size,
         in_place: false,
         sha256: to_hex(&manifest.file_sha256()),
+        wanted: None,
     })
 }
 
@@ -485,6 +499,7 @@ fn prepare_collection(
     destination: &Destination,
     content_id: ContentId,
     manifest: &Manifest,
+    only: Option<&Selection>,
 ) -> Result<Prepared, String> {
     let name = &manifest.name;
     let encoded = manifest.file_table.as_deref().unwrap_or_default();
@@ -494,6 +509,19 @@ fn prepare_collection(
             name.escape_debug()
         )
     })?;
+    let chunk_count = manifest.chunk_count();
+    let part = only.map(|only| table.part(manifest.chunk_size, chunk_count, |p| only.picks(p)));
+    if let (Some(only), Some(part)) = (only, &part)
+        && part.picked.is_empty()
+    {
+        return Err(format!(
+            "--only {} matches none of the {} paths of '{}'; nothing was created (`p2p ls \
+             --json` lists them)",
+            only.describe(),
+            table.entries().len(),
+            name.escape_debug()
+        ));
+    }
     let paths = PartPaths::for_final(destination.final_path(name, content_id));
     if let Some(parent) = paths.final_path.parent()
         && !parent.as_os_str().is_empty()
@@ -515,19 +543,19 @@ fn prepare_collection(
         }
         Err(_) => None,
     };
-    let chunk_count = manifest.chunk_count();
-    let part = &paths.part;
-    let resumable = match fs::symlink_metadata(part) {
+    let part_dir = &paths.part;
+    let resumable = match fs::symlink_metadata(part_dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir(part).map_err(|e| format!("cannot create {}: {e}", part.display()))?;
+            fs::create_dir(part_dir)
+                .map_err(|e| format!("cannot create {}: {e}", part_dir.display()))?;
             false
         }
-        Err(e) => return Err(format!("cannot examine {}: {e}", part.display())),
-        Ok(meta) if meta.file_type().is_symlink() => return Err(no_follow::link_refused(part)),
+        Err(e) => return Err(format!("cannot examine {}: {e}", part_dir.display())),
+        Ok(meta) if meta.file_type().is_symlink() => return Err(no_follow::link_refused(part_dir)),
         Ok(meta) if !meta.is_dir() => {
             return Err(format!(
                 "{} exists and is not a directory; remove it and run again",
-                part.display()
+                part_dir.display()
             ));
         }
         Ok(_)
@@ -541,16 +569,20 @@ fn prepare_collection(
             return Err(format!(
                 "{} exists but is not a download of this collection (no resume record for \
                  it); remove it and run again",
-                part.display()
+                part_dir.display()
             ));
         }
     };
-    let tree = Tree::new(part.clone(), table);
+    let wanted = part.as_ref().map(|part| part.chunks.clone());
+    let tree = match &part {
+        Some(part) => Tree::new_part(part_dir.clone(), table, part),
+        None => Tree::new(part_dir.clone(), table),
+    };
     tree.create(!resumable).map_err(|e| {
         format!(
             "cannot create the collection's files in {}: {e} (p2p never writes through a \
              symbolic link; remove any link there and run again)",
-            part.display()
+            part_dir.display()
         )
     })?;
     let storage = Storage::Tree(Box::new(tree));
@@ -558,7 +590,7 @@ fn prepare_collection(
         Some(record) => {
             let have = verify_chunks(&storage, manifest, record.chunks.iter());
             tracing::info!(
-                part = %part.display(),
+                part = %part_dir.display(),
                 "resuming: {} of {} chunks listed, {} verified",
                 record.chunks.count(),
                 chunk_count,
@@ -568,7 +600,9 @@ fn prepare_collection(
         }
         None => ChunkSet::new(chunk_count),
     };
-    recorded(paths, storage, have, content_id, manifest)
+    let mut prepared = recorded(paths, storage, have, content_id, manifest)?;
+    prepared.wanted = wanted;
+    Ok(prepared)
 }
 
 /// Which of `candidates` hash to what the manifest says.
@@ -763,13 +797,13 @@ mod tests {
         let content_id = manifest.content_id();
         let destination = Destination::Dir(dir.path().to_path_buf());
         fs::write(dir.path().join("f"), b"something else").unwrap();
-        let err = prepare_download(&destination, false, content_id, &manifest).unwrap_err();
+        let err = prepare_download(&destination, false, content_id, &manifest, None).unwrap_err();
         assert!(err.contains("--force"), "{err}");
         assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"something else");
-        assert!(prepare_download(&destination, true, content_id, &manifest).is_ok());
+        assert!(prepare_download(&destination, true, content_id, &manifest, None).is_ok());
         // The same content already in place is accepted as done, without --force.
         fs::write(dir.path().join("f"), &data).unwrap();
-        let prepared = prepare_download(&destination, false, content_id, &manifest).unwrap();
+        let prepared = prepare_download(&destination, false, content_id, &manifest, None).unwrap();
         assert!(prepared.in_place && prepared.have.is_full());
     }
 
@@ -788,7 +822,8 @@ mod tests {
         for link in [&paths.part, &paths.record] {
             symlink(&target, link).unwrap();
             for force in [false, true] {
-                let err = prepare_download(&destination, force, content_id, &manifest).unwrap_err();
+                let err =
+                    prepare_download(&destination, force, content_id, &manifest, None).unwrap_err();
                 assert!(
                     err.contains("symbolic link") && err.contains("remove"),
                     "{err}"
@@ -816,13 +851,13 @@ mod tests {
         let final_path = dir.path().join("f");
         // Dangling: `exists()` says no, but the rename would replace it.
         symlink(dir.path().join("nowhere"), &final_path).unwrap();
-        let err = prepare_download(&destination, false, content_id, &manifest).unwrap_err();
+        let err = prepare_download(&destination, false, content_id, &manifest, None).unwrap_err();
         assert!(err.contains("--force"), "{err}");
         let err = create_part(&PartPaths::for_final(final_path.clone()), 10, false).unwrap_err();
         assert!(err.contains("--force"), "{err}");
         // Appearing during the download: the part file is kept, the link too.
         fs::remove_file(&final_path).unwrap();
-        let prepared = prepare_download(&destination, false, content_id, &manifest).unwrap();
+        let prepared = prepare_download(&destination, false, content_id, &manifest, None).unwrap();
         symlink(dir.path().join("nowhere"), &final_path).unwrap();
         let err = finalize(file_of(&prepared), &prepared.paths, false).unwrap_err();
         assert!(err.contains("appeared while downloading"), "{err}");
@@ -840,7 +875,7 @@ mod tests {
         let destination = Destination::Dir(dir.path().to_path_buf());
         fs::write(dir.path().join("f.part"), b"stale").unwrap();
         let prepared =
-            prepare_download(&destination, false, manifest.content_id(), &manifest).unwrap();
+            prepare_download(&destination, false, manifest.content_id(), &manifest, None).unwrap();
         assert!(prepared.have.is_empty());
         let mut head = [0u8; 5];
         file_of(&prepared).read_exact_at(&mut head, 0).unwrap();
@@ -854,7 +889,7 @@ mod tests {
         let manifest = manifest_of(&data, "f");
         let content_id = manifest.content_id();
         let destination = Destination::Dir(dir.path().to_path_buf());
-        let prepared = prepare_download(&destination, false, content_id, &manifest).unwrap();
+        let prepared = prepare_download(&destination, false, content_id, &manifest, None).unwrap();
         assert!(prepared.have.is_empty());
         assert_eq!(
             file_of(&prepared).metadata().unwrap().len(),
@@ -885,7 +920,7 @@ mod tests {
         )
         .unwrap();
         drop(prepared);
-        let resumed = prepare_download(&destination, false, content_id, &manifest).unwrap();
+        let resumed = prepare_download(&destination, false, content_id, &manifest, None).unwrap();
         assert_eq!(resumed.have.iter().collect::<Vec<_>>(), vec![0]);
         assert_eq!(
             store_verified(

@@ -4,6 +4,9 @@
 //!
 //! Only the first path of each distinct content is part of the stream; the other paths
 //! with the same bytes are copied from it once every chunk is verified ([`Tree::finish`]).
+//! A tree may hold only part of its collection (`get --only`, [`Tree::new_part`]): then
+//! only the contents its chunks touch are on disk, and the files among them that were not
+//! picked are removed when it finishes.
 //! Every file and directory is opened beneath the tree's root one component at a time
 //! without following links (`no_follow::open_beneath`), so a link already present in the
 //! destination (or planted in a shared tree) is never written or read through.
@@ -17,7 +20,9 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use p2p_core::collection::{Entry, EntryKind, FileTable};
+use std::collections::BTreeSet;
+
+use p2p_core::collection::{Content, Entry, EntryKind, FileTable, Part};
 
 use crate::io::no_follow::{self, Create};
 
@@ -35,16 +40,33 @@ struct Placed {
 pub struct Tree {
     root: PathBuf,
     table: FileTable,
-    /// Sorted by offset, back to back: the content stream.
+    /// Sorted by offset: the content stream, or the contents of it this tree holds.
     placed: Vec<Placed>,
+    /// The entries (indices in the table) this tree ends with; `None`: all of them.
+    picked: Option<BTreeSet<usize>>,
 }
 
 impl Tree {
     /// The tree `table` describes, under `root` (which must be a directory, not a link).
     pub fn new(root: PathBuf, table: FileTable) -> Tree {
-        let placed = table
-            .contents()
-            .into_iter()
+        let contents = table.contents();
+        Tree::with_contents(root, table, &contents, None)
+    }
+
+    /// The part of the tree `table` describes that `part` picks: it holds the contents the
+    /// part's chunks touch, and ends with the picked paths only.
+    pub fn new_part(root: PathBuf, table: FileTable, part: &Part) -> Tree {
+        Tree::with_contents(root, table, &part.contents, Some(part.picked.clone()))
+    }
+
+    fn with_contents(
+        root: PathBuf,
+        table: FileTable,
+        contents: &[Content],
+        picked: Option<BTreeSet<usize>>,
+    ) -> Tree {
+        let placed = contents
+            .iter()
             .map(|content| Placed {
                 offset: content.offset,
                 size: content.size,
@@ -55,7 +77,23 @@ impl Tree {
             root,
             table,
             placed,
+            picked,
         }
+    }
+
+    /// Whether the tree ends with `entry` (index in the table).
+    fn keeps(&self, entry: usize) -> bool {
+        self.picked
+            .as_ref()
+            .is_none_or(|picked| picked.contains(&entry))
+    }
+
+    /// The entries this tree ends with.
+    fn kept_entries(&self) -> impl Iterator<Item = &Entry> {
+        let entries = self.table.entries();
+        (0..entries.len())
+            .filter(|&i| self.keeps(i))
+            .map(move |i| &entries[i])
     }
 
     pub fn table(&self) -> &FileTable {
@@ -68,6 +106,7 @@ impl Tree {
             root,
             table: self.table.clone(),
             placed: self.placed.clone(),
+            picked: self.picked.clone(),
         }
     }
 
@@ -92,10 +131,14 @@ impl Tree {
             })
     }
 
-    /// Reads `buf.len()` bytes of the stream at `offset`.
+    /// Reads `buf.len()` bytes of the stream at `offset`: an error past the end of the
+    /// stream, or where a part does not hold the bytes.
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let mut filled = 0;
         for (placed, file_offset, range) in self.pieces(offset, buf.len()) {
+            if range.start != filled {
+                break;
+            }
             let file = no_follow::open_beneath(&self.root, &placed.path, Create::No)?;
             file.read_exact_at(&mut buf[range.clone()], file_offset)?;
             filled = range.end;
@@ -103,13 +146,15 @@ impl Tree {
         if filled != buf.len() {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                "read past the end of the collection",
+                "read past the end of the collection, or of the part of it on disk",
             ));
         }
         Ok(())
     }
 
     /// Writes `data` into the stream at `offset` (the files exist: [`Tree::create`]).
+    /// Bytes of contents a part does not hold are not written (a part only stores chunks
+    /// whose contents it holds, so there are none).
     pub fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
         for (placed, file_offset, range) in self.pieces(offset, data.len()) {
             let file = no_follow::open_beneath(&self.root, &placed.path, Create::No)?;
@@ -123,7 +168,11 @@ impl Tree {
     /// download: their bytes are verified afterwards, not trusted). `fresh`: empty the files
     /// that exist, as nothing on disk belongs to this download.
     pub fn create(&self, fresh: bool) -> io::Result<()> {
-        for entry in self.table.entries() {
+        let stored: BTreeSet<&str> = self.placed.iter().map(|p| p.path.as_str()).collect();
+        let entries = self.table.entries().iter().enumerate();
+        for (_, entry) in
+            entries.filter(|(i, e)| self.keeps(*i) || stored.contains(e.path.as_str()))
+        {
             match entry.kind {
                 EntryKind::Dir => {
                     no_follow::create_dirs_beneath(&self.root, &entry.path)?;
@@ -142,15 +191,16 @@ impl Tree {
         Ok(())
     }
 
-    /// Every chunk is verified: copies each content to its other paths, then syncs every
-    /// file and directory, so the tree is durable before it gets its final name.
+    /// Every chunk is verified: copies each content to its other paths, removes the files
+    /// a part holds but did not pick, then syncs every file and directory, so the tree is
+    /// durable before it gets its final name.
     pub fn finish(&self) -> io::Result<()> {
         let mut first_path_at: std::collections::HashMap<u64, &str> = Default::default();
         for placed in &self.placed {
             first_path_at.insert(placed.offset, &placed.path);
         }
-        let mut dirs = std::collections::BTreeSet::new();
-        for entry in self.table.entries() {
+        let mut dirs = BTreeSet::new();
+        for entry in self.kept_entries() {
             if let Some((parent, _)) = entry.path.rsplit_once('/') {
                 dirs.insert(parent.to_string());
             }
@@ -169,6 +219,7 @@ impl Tree {
             }
             file.sync_all()?;
         }
+        self.remove_unpicked()?;
         // Best effort, as for a single file's directory: some file systems refuse.
         for dir in dirs {
             if let Ok(dir) = no_follow::open_dir_beneath(&self.root, &dir) {
@@ -180,6 +231,50 @@ impl Tree {
         }
         Ok(())
     }
+}
+
+impl Tree {
+    /// Removes the files a part holds only because its chunks touch them, and the
+    /// directories made for them alone.
+    fn remove_unpicked(&self) -> io::Result<()> {
+        if self.picked.is_none() {
+            return Ok(());
+        }
+        let kept: BTreeSet<&str> = self.kept_entries().map(|e| e.path.as_str()).collect();
+        // Every directory on the way to a kept path, and kept empty directories.
+        let mut kept_dirs: BTreeSet<&str> = BTreeSet::new();
+        for entry in self.kept_entries() {
+            if entry.kind == EntryKind::Dir {
+                kept_dirs.insert(&entry.path);
+            }
+            kept_dirs.extend(parents(&entry.path));
+        }
+        let mut emptied = BTreeSet::new();
+        for placed in self
+            .placed
+            .iter()
+            .filter(|p| !kept.contains(p.path.as_str()))
+        {
+            match no_follow::remove_beneath(&self.root, &placed.path, false) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            emptied.extend(parents(&placed.path).filter(|dir| !kept_dirs.contains(dir)));
+        }
+        // Deepest first, so a parent is empty when its turn comes; best effort: a
+        // directory holding anything else stays.
+        for dir in emptied.iter().rev() {
+            let _ = no_follow::remove_beneath(&self.root, dir, true);
+        }
+        Ok(())
+    }
+}
+
+/// The directories `path` is in, deepest first (`a/b/c`: `a/b`, then `a`).
+fn parents(path: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(path.rsplit_once('/').map(|(p, _)| p), |p| {
+        p.rsplit_once('/').map(|(p, _)| p)
+    })
 }
 
 /// The file of `entry`, created with its mode if missing (the umask applies, as for `cp`).

@@ -217,7 +217,7 @@ impl World {
         self.digest.mix_tagged(DigestTag::Prepared, &[node as u64]);
         self.drive(node, |m, now| {
             if let Machine::Peer(p) = m {
-                p.download_prepared(now, content_id, result);
+                p.download_prepared(now, content_id, result.map(Into::into));
             }
         });
     }

@@ -10,7 +10,7 @@ mod state;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub(crate) use state::{Candidate, PieceOutcome};
-pub use state::{Download, DownloadPhase};
+pub use state::{Download, DownloadPhase, PreparedChunks};
 
 use crate::ids::{ContentId, PeerId};
 

@@ -144,6 +144,8 @@ pub enum ChunkState {
     Verifying,
     /// Verified and stored.
     Have,
+    /// Not part of this download (`get --only` leaves it out): never requested.
+    Unwanted,
 }
 
 /// One outstanding request of a chunk to a peer.
@@ -226,6 +228,7 @@ impl Scheduler {
     /// which `have` are already verified. Ties are broken with a ChaCha RNG seeded by `rng_seed`.
     ///
     /// A `have` set whose length is not `chunk_count` is ignored (nothing is held).
+    #[cfg(test)]
     pub fn new(
         config: SchedulerConfig,
         chunk_count: u32,
@@ -233,11 +236,33 @@ impl Scheduler {
         have: ChunkSet,
         rng_seed: u64,
     ) -> Scheduler {
+        Scheduler::new_part(
+            config,
+            chunk_count,
+            chunk_size,
+            have,
+            &ChunkSet::full(chunk_count),
+            rng_seed,
+        )
+    }
+
+    /// A scheduler that asks only for the chunks of `wanted` (a part of the content, as
+    /// `get --only` picks): the others are [`ChunkState::Unwanted`]. A `wanted` set whose
+    /// length is not `chunk_count` is ignored (everything is wanted).
+    pub fn new_part(
+        config: SchedulerConfig,
+        chunk_count: u32,
+        chunk_size: u32,
+        have: ChunkSet,
+        wanted: &ChunkSet,
+        rng_seed: u64,
+    ) -> Scheduler {
         let have = if have.len() == chunk_count {
             have
         } else {
             ChunkSet::new(chunk_count)
         };
+        let is_wanted = |c: u32| wanted.len() != chunk_count || wanted.contains(c);
         let mut rng = ChaCha8Rng::seed_from_u64(rng_seed);
         let n = chunk_count as usize;
         let mut state = vec![ChunkState::Missing; n];
@@ -247,6 +272,8 @@ impl Scheduler {
         for c in 0..chunk_count {
             if have.contains(c) {
                 state[c as usize] = ChunkState::Have;
+            } else if !is_wanted(c) {
+                state[c as usize] = ChunkState::Unwanted;
             } else {
                 let k = rng.random::<u32>();
                 key[c as usize] = k;
@@ -488,7 +515,7 @@ impl Scheduler {
     pub fn on_chunk_verified(&mut self, chunk_index: u32) {
         self.changed();
         match self.state(chunk_index) {
-            None | Some(ChunkState::Have) => return,
+            None | Some(ChunkState::Have | ChunkState::Unwanted) => return,
             Some(ChunkState::Missing) => self.leave_missing(chunk_index),
             Some(ChunkState::InFlight) => {
                 // Verified without our having seen it arrive: whoever still has it in flight
@@ -1190,6 +1217,41 @@ mod tests {
                 _ => panic!("unknown peer"),
             }
         }
+        s.check_invariants();
+    }
+
+    #[test]
+    fn a_part_download_never_requests_an_unwanted_chunk() {
+        let wanted = set(6, &[1, 4]);
+        let mut s = Scheduler::new_part(
+            SchedulerConfig::default(),
+            6,
+            CHUNK,
+            ChunkSet::new(6),
+            &wanted,
+            3,
+        );
+        s.add_peer(PeerId(1), ChunkSet::full(6));
+        s.add_peer(PeerId(2), ChunkSet::full(6));
+        let mut asked: Vec<u32> = drain(&mut s, Instant::ZERO)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
+        asked.sort_unstable();
+        // Both in flight: the endgame asks the second peer too.
+        asked.dedup();
+        assert_eq!(asked, vec![1, 4]);
+        assert_eq!(s.chunk_state(0), Some(ChunkState::Unwanted));
+        assert!(!s.is_needed(0));
+        // A chunk it never asked for cannot be verified into it.
+        s.on_chunk_verified(0);
+        assert_eq!(s.chunk_state(0), Some(ChunkState::Unwanted));
+        for c in [1, 4] {
+            s.on_chunk_received(at_ms(5), PeerId(1), c);
+            s.on_chunk_verified(c);
+        }
+        assert!(drain(&mut s, at_ms(6)).is_empty());
+        assert!(s.missing_without_source().is_empty());
         s.check_invariants();
     }
 

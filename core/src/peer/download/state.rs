@@ -103,6 +103,25 @@ pub struct Download {
     stalled_since: Option<Instant>,
     /// The earliest time connected peers may be asked for their bitfields again.
     next_resync_at: Instant,
+    /// The chunks this download asks for, when only part of the content is wanted
+    /// (`get --only`); `None`: all of them.
+    pub(crate) wanted: Option<ChunkSet>,
+}
+
+/// What the driver found when it prepared a download.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedChunks {
+    /// Chunks verified on disk (a resumed download).
+    pub have: ChunkSet,
+    /// The chunks to download, when only part of the content is wanted (the paths `get
+    /// --only` picks out of a collection); `None`: every chunk.
+    pub wanted: Option<ChunkSet>,
+}
+
+impl From<ChunkSet> for PreparedChunks {
+    fn from(have: ChunkSet) -> PreparedChunks {
+        PreparedChunks { have, wanted: None }
+    }
 }
 
 impl Download {
@@ -119,6 +138,15 @@ impl Download {
             locates_sent: 0,
             stalled_since: None,
             next_resync_at: now,
+            wanted: None,
+        }
+    }
+
+    /// Whether `held` covers every chunk this download asks for.
+    pub(crate) fn is_covered_by(&self, held: &ChunkSet) -> bool {
+        match &self.wanted {
+            Some(wanted) => held.contains_all(wanted),
+            None => held.is_full(),
         }
     }
 
@@ -173,35 +201,46 @@ impl Download {
     /// disk, or why the download fails. `None` when no preparation was awaited.
     pub(crate) fn check_prepared(
         &self,
-        result: Result<ChunkSet, String>,
-    ) -> Option<Result<(Manifest, ChunkSet), String>> {
+        result: Result<PreparedChunks, String>,
+    ) -> Option<Result<(Manifest, PreparedChunks), String>> {
         if self.phase != DownloadPhase::Preparing {
             return None;
         }
         let manifest = self.manifest.clone()?;
+        let count = manifest.chunk_count();
         Some(match result {
-            Ok(have) if have.len() == manifest.chunk_count() => Ok((manifest, have)),
-            Ok(have) => Err(format!(
+            Ok(prepared)
+                if prepared.have.len() == count
+                    && prepared.wanted.as_ref().is_none_or(|w| w.len() == count) =>
+            {
+                Ok((manifest, prepared))
+            }
+            Ok(prepared) => Err(format!(
                 "the driver reported {} chunks on disk for a file of {}",
-                have.len(),
-                manifest.chunk_count()
+                prepared.have.len(),
+                count
             )),
             Err(reason) => Err(format!("cannot prepare the file: {reason}")),
         })
     }
 
-    /// Starts scheduling once the driver says which chunks are already on disk.
-    pub fn activate(&mut self, config: SchedulerConfig, have: ChunkSet, rng_seed: u64) {
+    /// Starts scheduling once the driver says which chunks are already on disk, and which
+    /// are wanted.
+    pub fn activate(&mut self, config: SchedulerConfig, prepared: PreparedChunks, rng_seed: u64) {
         let Some(manifest) = &self.manifest else {
             return;
         };
-        let mut scheduler = Scheduler::new(
+        let count = manifest.chunk_count();
+        let wanted = prepared.wanted.unwrap_or_else(|| ChunkSet::full(count));
+        let mut scheduler = Scheduler::new_part(
             config,
-            manifest.chunk_count(),
+            count,
             manifest.chunk_size,
-            have,
+            prepared.have,
+            &wanted,
             rng_seed,
         );
+        self.wanted = (!wanted.is_full()).then_some(wanted);
         for (peer, chunks) in std::mem::take(&mut self.early_bitfields) {
             scheduler.add_peer(peer, chunks);
         }

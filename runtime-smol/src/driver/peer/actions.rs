@@ -175,12 +175,14 @@ impl Driver {
         }
         let destination = download.destination().clone();
         let force = download.force();
+        let only = download.only().cloned();
         let events = self.events.clone();
         smol::spawn(async move {
             let result = smol::unblock(move || {
-                store::prepare_download(&destination, force, content_id, &manifest)
+                store::prepare_download(&destination, force, content_id, &manifest, only.as_ref())
             })
             .await;
+            let result = result.map(Box::new);
             let _ = events.send(Event::Prepared { content_id, result }).await;
         })
         .detach();

@@ -3,18 +3,18 @@
 
 use p2p_core::{ChunkSet, ContentId};
 
+use super::DownloadOptions;
 use super::finish::{Finish, FinishStep, NOT_PREPARED_REASON};
 use super::{Driver, Event, RECORD_FLUSH_INTERVAL, UserEvent};
 use crate::io::record::{self, Record};
+use crate::io::selection::Selection;
 use crate::io::store::{Destination, PartPaths, Storage};
 
 /// The driver's side of one download: where it goes and what is on disk.
 pub(super) struct DownloadFiles {
-    destination: Destination,
-    force: bool,
-    /// The file's SHA-256 the user expects (lowercase hex): any other content is refused
-    /// before its part file is made.
-    expected_sha256: Option<String>,
+    /// Where it goes and what it takes; an expected SHA-256 refuses other content before
+    /// its part file is made.
+    options: DownloadOptions,
     /// Known once the download is prepared.
     paths: Option<PartPaths>,
     /// The file's SHA-256 (hex), known with the manifest, printed once every chunk checked.
@@ -26,15 +26,9 @@ pub(super) struct DownloadFiles {
 }
 
 impl DownloadFiles {
-    pub(super) fn new(
-        destination: Destination,
-        force: bool,
-        expected_sha256: Option<String>,
-    ) -> DownloadFiles {
+    pub(super) fn new(options: DownloadOptions) -> DownloadFiles {
         DownloadFiles {
-            destination,
-            force,
-            expected_sha256,
+            options,
             paths: None,
             sha256: String::new(),
             record: None,
@@ -48,18 +42,23 @@ impl DownloadFiles {
     }
 
     pub(super) fn destination(&self) -> &Destination {
-        &self.destination
+        &self.options.destination
+    }
+
+    /// The paths to download out of a collection, when not all.
+    pub(super) fn only(&self) -> Option<&Selection> {
+        self.options.only.as_ref()
     }
 
     /// Whether a different file already at the destination may be replaced.
     pub(super) fn force(&self) -> bool {
-        self.force
+        self.options.force
     }
 
     /// Refuses content whose SHA-256 (`sha256`, lowercase hex) is not the one the user
     /// expects, if they gave one.
     pub(super) fn refuse_unexpected_sha256(&self, sha256: &str) -> Result<(), String> {
-        refuse_unexpected_sha256(sha256, self.expected_sha256.as_deref())
+        refuse_unexpected_sha256(sha256, self.options.expected_sha256.as_deref())
     }
 
     /// The part file is ready: its paths, whether the final file already holds the content
@@ -203,7 +202,7 @@ impl Driver {
                     .files
                     .get(&content_id)
                     .is_some_and(|content| matches!(content.storage, Storage::Tree(_)));
-                let force = download.force && !is_tree;
+                let force = download.options.force && !is_tree;
                 let events = self.events.clone();
                 smol::spawn(async move {
                     let result =

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use p2p_core::peer::StoreOutcome;
+use p2p_core::peer::{PreparedChunks, StoreOutcome};
 use p2p_core::{ContentId, Instant, Manifest};
 
 use super::downloads::DownloadFiles;
@@ -29,11 +29,9 @@ impl Driver {
             Event::Download {
                 content_id,
                 manifest,
-                destination,
-                force,
-                expected_sha256,
+                options,
             } => {
-                let files = DownloadFiles::new(destination, force, expected_sha256);
+                let files = DownloadFiles::new(*options);
                 self.downloads.insert(content_id, files);
                 self.peer.download(now, content_id, manifest);
             }
@@ -198,7 +196,7 @@ impl Driver {
 
     /// A part file is ready (or could not be made): the download knows its paths, the peer
     /// can read and write its chunks, and the machine learns which chunks are on disk.
-    fn on_prepared(&mut self, content_id: ContentId, result: Result<Prepared, String>) {
+    fn on_prepared(&mut self, content_id: ContentId, result: Result<Box<Prepared>, String>) {
         let result = match (result, self.downloads.get_mut(&content_id)) {
             (Ok(prepared), Some(download)) => {
                 tracing::info!(
@@ -214,7 +212,8 @@ impl Driver {
                     chunk_size,
                     in_place,
                     sha256,
-                } = prepared;
+                    wanted,
+                } = *prepared;
                 download.prepared(content_id, paths, in_place, sha256, have.clone());
                 self.files.insert(
                     content_id,
@@ -224,7 +223,7 @@ impl Driver {
                         uncached: true,
                     }),
                 );
-                Ok(have)
+                Ok(PreparedChunks { have, wanted })
             }
             (Ok(_), None) => Err("the download was cancelled".to_string()),
             (Err(e), _) => Err(e),

@@ -11,7 +11,32 @@ use smol::Task;
 use smol::channel::{Receiver, Sender};
 
 use super::{Event, PeerStats, UserEvent};
+use crate::io::selection::Selection;
 use crate::io::store::{Destination, Storage};
+
+/// Where a download goes and what it takes.
+#[derive(Clone, Debug)]
+pub struct DownloadOptions {
+    pub destination: Destination,
+    /// Replace a different file at the destination.
+    pub force: bool,
+    /// The file's SHA-256 the user expects (lowercase hex): other content is refused.
+    pub expected_sha256: Option<String>,
+    /// The paths to download out of a collection (`get --only`); `None`: all.
+    pub only: Option<Selection>,
+}
+
+impl DownloadOptions {
+    /// The whole content into `destination`, nothing replaced, no expected hash.
+    pub fn into(destination: Destination) -> DownloadOptions {
+        DownloadOptions {
+            destination,
+            force: false,
+            expected_sha256: None,
+            only: None,
+        }
+    }
+}
 
 /// The user's end of a running peer.
 pub struct PeerHandle {
@@ -33,16 +58,12 @@ impl PeerHandle {
         &self,
         content_id: ContentId,
         manifest: Option<Manifest>,
-        destination: Destination,
-        force: bool,
-        expected_sha256: Option<String>,
+        options: DownloadOptions,
     ) {
         let command = Event::Download {
             content_id,
             manifest,
-            destination,
-            force,
-            expected_sha256,
+            options: Box::new(options),
         };
         let _ = self.events.send(command).await;
     }

@@ -38,13 +38,13 @@ use smol::{Timer, future};
 
 use self::actions::Deferred;
 use self::downloads::DownloadFiles;
-pub use self::handle::PeerHandle;
+pub use self::handle::{DownloadOptions, PeerHandle};
 use crate::io::conn_limits::ConnLimits;
 use crate::io::net::{self, Accepted, ConnHandle, NetEvent, WriterDone};
 use crate::io::origin_policy::OriginPolicy;
 use crate::io::rate_limit::RateLimiter;
 use crate::io::secure::Security;
-use crate::io::store::{Destination, Prepared, Storage};
+use crate::io::store::{Prepared, Storage};
 use crate::io::{clock, keys};
 
 /// How often the resume record of a running download is rewritten (at most).
@@ -90,10 +90,8 @@ enum Event {
     Download {
         content_id: ContentId,
         manifest: Option<Manifest>,
-        destination: Destination,
-        force: bool,
-        /// The file's SHA-256 the user expects (lowercase hex).
-        expected_sha256: Option<String>,
+        /// Boxed: a selection's globs would make every event as large.
+        options: Box<DownloadOptions>,
     },
     Shutdown,
     ReadDone {
@@ -108,7 +106,8 @@ enum Event {
     },
     Prepared {
         content_id: ContentId,
-        result: Result<Prepared, String>,
+        /// Boxed: it is the largest event by far, and rare.
+        result: Result<Box<Prepared>, String>,
     },
     RecordSaved {
         content_id: ContentId,
