@@ -92,6 +92,16 @@ pub struct FileEntry {
     pub peers: u32,
     /// Whether the live peers together hold every chunk.
     pub complete: bool,
+    /// For a collection (a shared directory): its files and their total size, each copy
+    /// counted (`size` is the content stream's, identical files once).
+    pub tree: Option<TreeSummary>,
+}
+
+/// A collection's size as `p2p ls` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TreeSummary {
+    pub files: u32,
+    pub size: u64,
 }
 
 /// A peer's entry in `PeerList`.
@@ -523,6 +533,11 @@ impl Message {
                     out.put_u32(file.full_sources);
                     out.put_u32(file.peers);
                     out.put_u8(u8::from(file.complete));
+                    out.put_u8(u8::from(file.tree.is_some()));
+                    if let Some(tree) = &file.tree {
+                        out.put_u32(tree.files);
+                        out.put_u64(tree.size);
+                    }
                 }
             }
             Located { content_id, peers } => {
@@ -914,7 +929,7 @@ impl Reader {
                 content_id: self.content_id()?,
             },
             MessageKind::FileList => {
-                let count = self.count(LIST_LEN_MAX, 32 + 2 + 8 + 16 + 1)?;
+                let count = self.count(LIST_LEN_MAX, 32 + 2 + 8 + 16 + 2)?;
                 let mut files = Vec::with_capacity(count);
                 for _ in 0..count {
                     files.push(FileEntry {
@@ -926,6 +941,13 @@ impl Reader {
                         full_sources: self.u32()?,
                         peers: self.u32()?,
                         complete: self.flag()?,
+                        tree: match self.flag()? {
+                            true => Some(TreeSummary {
+                                files: self.u32()?,
+                                size: self.u64()?,
+                            }),
+                            false => None,
+                        },
                     });
                 }
                 FileList { files }

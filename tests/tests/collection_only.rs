@@ -1,4 +1,5 @@
-//! Issue 16: `get --only PATTERN` downloads part of a shared directory. The picked paths
+//! Issue 16: `p2p ls` shows a shared directory's file count and size, and `--json` its
+//! paths; `get --only PATTERN` downloads part of it. The picked paths
 //! arrive exact and nothing else is left under the destination: not the files sharing
 //! a chunk with them, not the first path a picked duplicate's bytes travel under, not
 //! directories made for those. A pattern that matches nothing, `--only` on a single
@@ -42,6 +43,51 @@ fn only_the_picked_paths_arrive_and_nothing_else_is_left() {
     let tree = make_tree(dir.path());
     let (_tracker, tracker_addr) = start_tracker(dir.path(), &swarm, None);
     let seeder = start_seeder("seeder", dir.path(), &swarm, &tree, tracker_addr, &[]);
+
+    // `ls`: the collection with its files and their size, each copy counted.
+    let files_size: u64 = files_under(&tree)
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    let listed = wait_for("the collection listed", WAIT, || {
+        query_json(dir.path(), &swarm, "ls", tracker_addr).filter(|files| files.len() == 1)
+    });
+    assert_eq!(listed[0]["name"], "model");
+    assert_eq!(listed[0]["files"], 7);
+    assert_eq!(listed[0]["files_size"], files_size);
+    let mut paths: Vec<(String, String)> = listed[0]["paths"]
+        .as_array()
+        .expect("paths")
+        .iter()
+        .map(|p| {
+            (
+                p["path"].as_str().unwrap().to_string(),
+                p["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    paths.sort();
+    assert_eq!(paths.len(), 8, "{paths:?}");
+    assert!(paths.contains(&("logs".into(), "dir".into())), "{paths:?}");
+    assert!(
+        paths.contains(&("weights/shard-2.bin".into(), "file".into())),
+        "{paths:?}"
+    );
+    let tracker = tracker_addr.to_string();
+    let (status, table, _) = run(
+        dir.path(),
+        &["ls", "--tracker", &tracker, "--secret-file", &swarm],
+    );
+    assert!(status.success());
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("model/"))
+        .expect(&table);
+    assert_eq!(
+        row.split_whitespace().nth(3),
+        Some("7"),
+        "the FILES column: {table}"
+    );
 
     let cases: [(&[&str], &[&str]); 2] = [
         (

@@ -103,6 +103,7 @@ pub fn samples() -> Vec<Message> {
                 full_sources: 1,
                 peers: 2,
                 complete: true,
+                tree: Some(crate::wire::TreeSummary { files: 3, size: 12 }),
             }],
         },
         Located {

@@ -4,9 +4,10 @@
 use std::collections::BTreeSet;
 
 use crate::chunkset::ChunkSet;
+use crate::collection::FileTable;
 use crate::ids::{ContentId, PeerId};
 use crate::manifest::Manifest;
-use crate::wire::FileEntry;
+use crate::wire::{FileEntry, TreeSummary};
 
 /// A content some live peer of a swarm holds, with counters kept up to date on every change
 /// so `ListFiles` never has to union chunk sets.
@@ -27,12 +28,24 @@ pub(super) struct FileRecord {
     /// Origins (URL and validator) this content is known to be the file at. Soft state like
     /// the rest: holders re-send them after a reconnect.
     pub(super) origins: BTreeSet<String>,
+    /// A collection's file count and size, for listings; `None` for a single file (or a
+    /// table that does not decode: the getters refuse it, the listing shows the stream).
+    tree: Option<TreeSummary>,
 }
 
 impl FileRecord {
     pub(super) fn new(manifest: Manifest) -> FileRecord {
         let chunk_count = manifest.chunk_count();
+        let tree = manifest
+            .file_table
+            .as_ref()
+            .and_then(|table| FileTable::decode(table, manifest.size).ok())
+            .map(|table| TreeSummary {
+                files: u32::try_from(table.file_count()).unwrap_or(u32::MAX),
+                size: table.total_size(),
+            });
         FileRecord {
+            tree,
             manifest,
             holders: BTreeSet::new(),
             availability: vec![0; chunk_count as usize],
@@ -43,9 +56,11 @@ impl FileRecord {
         }
     }
 
-    /// Bytes charged against `manifest_bytes_max`: the hashes, the name and the counters.
+    /// Bytes charged against `manifest_bytes_max`: the hashes, the name, a collection's
+    /// file table and the counters.
     pub(super) fn cost(manifest: &Manifest) -> usize {
-        manifest.chunk_hashes.len() * (32 + size_of::<u32>()) + manifest.name.len()
+        let table = manifest.file_table.as_ref().map_or(0, |table| table.len());
+        manifest.chunk_hashes.len() * (32 + size_of::<u32>()) + manifest.name.len() + table
     }
 
     pub(super) fn add_chunk(&mut self, index: u32) {
@@ -103,6 +118,7 @@ impl FileRecord {
             full_sources: self.full_sources,
             peers: self.sources,
             complete: self.is_complete(),
+            tree: self.tree,
         }
     }
 }

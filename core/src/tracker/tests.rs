@@ -286,6 +286,7 @@ fn announce_list_files_locate_list_peers() {
             full_sources: 1,
             peers: 2,
             complete: true,
+            tree: None,
         }]
     );
     assert_eq!(h.tracker.files("s"), files);

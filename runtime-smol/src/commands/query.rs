@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use indicatif::HumanBytes;
-use p2p_core::PeerId;
+use p2p_core::collection::{EntryKind, FileTable};
 use p2p_core::secure::SwarmSecret;
+use p2p_core::{ContentId, PeerId};
 use serde_json::json;
 
 use crate::commands::progress::print_json;
@@ -14,7 +15,7 @@ pub async fn ls(tracker: &str, secret: &SwarmSecret, json: bool) -> anyhow::Resu
     let files = tracker_client::list_files(tracker, secret).await?;
     if json {
         for f in &files {
-            print_json(&json!({
+            let mut line = json!({
                 "content_id": f.content_id.to_string(),
                 "name": f.name,
                 "size": f.size,
@@ -23,7 +24,13 @@ pub async fn ls(tracker: &str, secret: &SwarmSecret, json: bool) -> anyhow::Resu
                 "full_sources": f.full_sources,
                 "peers": f.peers,
                 "complete": f.complete,
-            }));
+            });
+            if let Some(tree) = f.tree {
+                line["files"] = json!(tree.files);
+                line["files_size"] = json!(tree.size);
+                line["paths"] = paths(tracker, secret, f.content_id).await;
+            }
+            print_json(&line);
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -32,14 +39,20 @@ pub async fn ls(tracker: &str, secret: &SwarmSecret, json: bool) -> anyhow::Resu
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<32} {:>11} {:>7} {:>8} {:>6} {:<9} CONTENT_ID",
-        "NAME", "SIZE", "CHUNKS", "SOURCES", "PEERS", "COMPLETE"
+        "{:<32} {:>11} {:>7} {:>7} {:>8} {:>6} {:<9} CONTENT_ID",
+        "NAME", "SIZE", "FILES", "CHUNKS", "SOURCES", "PEERS", "COMPLETE"
     );
     for f in &files {
+        // A collection shows its files' size, each copy counted: what it takes on disk.
+        let (name, size, count) = match f.tree {
+            Some(tree) => (format!("{}/", f.name), tree.size, tree.files.to_string()),
+            None => (f.name.clone(), f.size, "-".to_string()),
+        };
         println!(
-            "{:<32} {:>11} {:>7} {:>8} {:>6} {:<9} {}",
-            f.name,
-            HumanBytes(f.size).to_string(),
+            "{:<32} {:>11} {:>7} {:>7} {:>8} {:>6} {:<9} {}",
+            name,
+            HumanBytes(size).to_string(),
+            count,
             f.chunk_count,
             f.full_sources,
             f.peers,
@@ -48,6 +61,31 @@ pub async fn ls(tracker: &str, secret: &SwarmSecret, json: bool) -> anyhow::Resu
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A collection's paths as JSON (`[{"path", "kind", "size"}]`), from its manifest at the
+/// tracker, checked as a getter checks it; on failure, an object that says why.
+async fn paths(tracker: &str, secret: &SwarmSecret, content_id: ContentId) -> serde_json::Value {
+    let manifest = match tracker_client::get_manifest(tracker, secret, content_id).await {
+        Ok(manifest) => manifest,
+        Err(e) => return json!({"error": e.to_string()}),
+    };
+    let table = manifest.file_table.as_deref().unwrap_or_default();
+    match FileTable::decode(table, manifest.size) {
+        Ok(table) => table
+            .entries()
+            .iter()
+            .map(|entry| {
+                let kind = match entry.kind {
+                    EntryKind::File => "file",
+                    EntryKind::Executable => "executable",
+                    EntryKind::Dir => "dir",
+                };
+                json!({"path": entry.path, "kind": kind, "size": entry.size})
+            })
+            .collect(),
+        Err(e) => json!({"error": format!("the collection's table is refused: {e}")}),
+    }
 }
 
 pub async fn peers(tracker: &str, secret: &SwarmSecret, json: bool) -> anyhow::Result<ExitCode> {
