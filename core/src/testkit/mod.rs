@@ -29,5 +29,5 @@ pub use disk::MemoryDisk;
 pub use files::{TestFile, file_bytes};
 pub use net::{LATENCY, MemoryNet, UPLOAD_BYTES_PER_S};
 pub use origin::{MemoryOrigin, ORIGIN_BYTES_PER_S};
-pub use samples::{cid, manifest_of, samples};
+pub use samples::{cid, collection_of, manifest_of, samples};
 pub use swarm::{DRIVE_STEPS_MAX, Swarm};

@@ -10,7 +10,9 @@ use super::*;
 use crate::chunkset::ChunkSet;
 use crate::manifest::{CHUNK_SIZE_MIN, ManifestBuilder};
 use crate::secure::Remote;
-use crate::wire::{FRAME_LEN_MAX, FrameDecoder, PROTOCOL_VERSION, PeerChunks, STRING_LEN_MAX};
+use crate::wire::{
+    FRAME_LEN_MAX, FrameDecoder, PROTOCOL_VERSION, PeerChunks, STRING_LEN_MAX, TreeSummary,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -658,6 +660,50 @@ fn limits_refuse_an_announce_without_closing() {
         }]
     ));
     assert!(h.tracker.known_files("s").is_empty());
+}
+
+#[test]
+fn a_collection_is_listed_with_its_files_and_its_table_counts_against_the_manifest_budget() {
+    let tree = crate::testkit::collection_of("tree");
+    let table_len = tree.file_table.as_ref().unwrap().len();
+    let mut h = Harness::new();
+    let a = h.connect(1, "a:1", "s");
+    h.announce(a, &tree, ChunkSet::full(2));
+    let files = h.list_files(a);
+    assert_eq!(
+        files[0].tree,
+        Some(TreeSummary {
+            files: 4,
+            size: 41_000
+        })
+    );
+    // A budget that fits the hashes and the name but not the table refuses the collection.
+    let mut h = Harness::with(TrackerConfig {
+        tracker_id: PeerId(0x7777),
+        manifest_bytes_max: 2 * (32 + 4) + "tree".len() + table_len - 1,
+        ..TrackerConfig::default()
+    });
+    let a = h.connect(1, "a:1", "s");
+    let actions = h.send(
+        a,
+        Message::Announce {
+            manifest: tree,
+            chunks: ChunkSet::full(2),
+        },
+    );
+    assert!(
+        matches!(
+            actions.as_slice(),
+            [TrackerAction::Send {
+                message: Message::Error {
+                    code: error_code::LIMIT_EXCEEDED,
+                    ..
+                },
+                ..
+            }]
+        ),
+        "{actions:?}"
+    );
 }
 
 #[test]
