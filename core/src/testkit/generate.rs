@@ -184,10 +184,9 @@ pub fn message(u: &mut Unstructured<'_>) -> Result<Message> {
                     full_sources: u.arbitrary()?,
                     peers: u.arbitrary()?,
                     complete: u.arbitrary()?,
-                    tree: match u.arbitrary::<Option<(u32, u64)>>()? {
-                        Some((files, size)) => Some(crate::wire::TreeSummary { files, size }),
-                        None => None,
-                    },
+                    tree: u
+                        .arbitrary::<Option<(u32, u64)>>()?
+                        .map(|(files, size)| crate::wire::TreeSummary { files, size }),
                 })
             })?,
         },
