@@ -14,12 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use indicatif::HumanBytes;
+use indicatif::{HumanBytes, ProgressBar};
 use p2p_core::secure::{Keyring, SwarmSecret};
 use p2p_core::ticket::TRACKERS_MAX;
 use p2p_core::{ContentId, Manifest, Ticket};
 
 use crate::cli::DEFAULT_TRACKER_ADDR;
+use crate::commands::progress;
 use crate::driver::peer::{self, PeerOptions};
 use crate::driver::tracker;
 use crate::io::origin_policy::OriginPolicy;
@@ -167,10 +168,28 @@ async fn hash_collection(
     let (root, items) = tree_hash::root_and_items(paths)?;
     tracing::info!(root = %root.display(), "hashing a collection");
     let owned_name = name.to_string();
-    let hashed =
-        smol::unblock(move || tree_hash::hash_tree(&root, &items, &owned_name, chunk_size))
-            .await
-            .with_context(|| format!("cannot share {name}"))?;
+    // On a terminal, a bar over the bytes to hash (a tree of many files takes a while).
+    let bar = progress::stderr_is_terminal().then(|| {
+        let bar = ProgressBar::new(0).with_style(progress::bar_style());
+        bar.set_message(format!("hashing {name}/"));
+        bar.enable_steady_tick(progress::BAR_TICK_INTERVAL);
+        bar
+    });
+    let shown_bar = bar.clone();
+    let on_hashed = move |done, total| {
+        if let Some(bar) = &shown_bar {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    };
+    let hashed = smol::unblock(move || {
+        tree_hash::hash_tree(&root, &items, &owned_name, chunk_size, on_hashed)
+    })
+    .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let hashed = hashed.with_context(|| format!("cannot share {name}"))?;
     if !hashed.skipped.is_empty() {
         eprintln!(
             "warning: not shared (symbolic links and special files are skipped): {}",

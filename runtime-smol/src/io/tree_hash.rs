@@ -33,12 +33,16 @@ pub struct HashedTree {
 /// Hashes the collection `name` of the entries `items` of the directory `root` (every
 /// entry of a shared directory, or the paths given together), each with what is under it.
 /// Symbolic links are skipped, not followed (a link's target may be outside the tree, or
-/// anywhere on a getter's disk); so are devices, sockets and pipes.
+/// anywhere on a getter's disk); so are devices, sockets and pipes. `on_hashed(done,
+/// total)` hears how many bytes of the content stream are hashed, first with none done
+/// once the tree is walked, then after every read: time goes with the bytes, not the
+/// number of files.
 pub fn hash_tree(
     root: &Path,
     items: &[String],
     name: &str,
     chunk_size: u32,
+    mut on_hashed: impl FnMut(u64, u64),
 ) -> anyhow::Result<HashedTree> {
     let mut walk = Walk::default();
     for item in items {
@@ -50,7 +54,11 @@ pub fn hash_tree(
         .map_err(|e| anyhow::anyhow!("{e}; rename it to share this tree"))?;
     let mut builder = ManifestBuilder::new(name, chunk_size)?;
     let mut buf = vec![0u8; READ_LEN];
-    for content in table.contents() {
+    let contents = table.contents();
+    let total = contents.iter().map(|c| c.size).sum();
+    let mut done = 0;
+    on_hashed(done, total);
+    for content in contents {
         let path = &table.entries()[content.entry].path;
         let file = no_follow::open_beneath(root, path, Create::No)
             .with_context(|| format!("cannot open {path}"))?;
@@ -61,6 +69,8 @@ pub fn hash_tree(
                 .with_context(|| format!("{path} changed while it was hashed"))?;
             builder.update(&buf[..want]);
             offset += want as u64;
+            done += want as u64;
+            on_hashed(done, total);
         }
     }
     let manifest = builder.finish_collection(&table)?;
@@ -241,7 +251,18 @@ mod tests {
         fs::write(root.join("zero"), b"").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", root.join("link")).unwrap();
         let (root, items) = root_and_items(&[root.to_path_buf()]).unwrap();
-        let hashed = hash_tree(&root, &items, "t", p2p_core::manifest::CHUNK_SIZE_MIN).unwrap();
+        let mut heard = Vec::new();
+        let on_hashed = |done, total| heard.push((done, total));
+        let hashed = hash_tree(
+            &root,
+            &items,
+            "t",
+            p2p_core::manifest::CHUNK_SIZE_MIN,
+            on_hashed,
+        )
+        .unwrap();
+        // Progress over the stream (duplicates once): from none, per file read, to all.
+        assert_eq!(heard, vec![(0, 20), (10, 20), (20, 20)]);
         assert_eq!(hashed.skipped, vec!["link".to_string()]);
         let table = hashed.tree.table();
         let paths: Vec<&str> = table.entries().iter().map(|e| e.path.as_str()).collect();
@@ -265,7 +286,14 @@ mod tests {
         fs::write(dir.path().join("d/b"), b"2").unwrap();
         let (root, items) = root_and_items(&[dir.path().join("a"), dir.path().join("d")]).unwrap();
         assert_eq!(items, vec!["a", "d"]);
-        let hashed = hash_tree(&root, &items, "set", p2p_core::manifest::CHUNK_SIZE_MIN).unwrap();
+        let hashed = hash_tree(
+            &root,
+            &items,
+            "set",
+            p2p_core::manifest::CHUNK_SIZE_MIN,
+            |_, _| {},
+        )
+        .unwrap();
         assert_eq!(hashed.tree.table().file_count(), 2);
         let err = root_and_items(&[dir.path().join("a"), dir.path().join("d/b")]).unwrap_err();
         assert!(err.to_string().contains("one directory"), "{err}");
