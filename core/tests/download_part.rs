@@ -3,7 +3,7 @@
 //! it holds them, while the rest of the content stays unasked.
 
 use bytes::Bytes;
-use p2p_core::peer::{PeerAction, PeerNotice, PreparedChunks, StoreOutcome};
+use p2p_core::peer::{Peer, PeerAction, PeerNotice, PreparedChunks, StoreOutcome};
 use p2p_core::testkit::remote::{connect_remote, drain, local_peer};
 use p2p_core::testkit::{TestFile, file_bytes};
 use p2p_core::wire::Message;
@@ -13,22 +13,30 @@ const CHUNK: u32 = 16 * 1024;
 const CHUNKS: u32 = 6;
 const WANTED: [u32; 2] = [1, 4];
 
-#[test]
-fn a_part_download_asks_only_for_its_chunks_and_completes_with_them() {
-    let file = TestFile::new("set", CHUNK, file_bytes((CHUNKS * CHUNK) as usize, 7));
+/// A peer downloading `file` with nothing on disk and `wanted` the chunks it asks for,
+/// the driver's answer to its preparation just given.
+fn downloader(file: &TestFile, wanted: ChunkSet) -> Peer {
     let content_id = file.manifest.content_id();
     let mut peer = local_peer();
     peer.download(Instant::ZERO, content_id, Some(file.manifest.clone()));
     drain(&mut peer);
-    let mut wanted = ChunkSet::new(CHUNKS);
-    for c in WANTED {
-        wanted.insert(c);
-    }
     let prepared = PreparedChunks {
         have: ChunkSet::new(CHUNKS),
         wanted: Some(wanted),
     };
     peer.download_prepared(Instant::ZERO, content_id, Ok(prepared));
+    peer
+}
+
+#[test]
+fn a_part_download_asks_only_for_its_chunks_and_completes_with_them() {
+    let file = TestFile::new("set", CHUNK, file_bytes((CHUNKS * CHUNK) as usize, 7));
+    let content_id = file.manifest.content_id();
+    let mut wanted = ChunkSet::new(CHUNKS);
+    for c in WANTED {
+        wanted.insert(c);
+    }
+    let mut peer = downloader(&file, wanted);
     drain(&mut peer);
 
     let conn = connect_remote(&mut peer, 2);
@@ -107,15 +115,7 @@ fn a_part_download_asks_only_for_its_chunks_and_completes_with_them() {
 #[test]
 fn a_wanted_set_of_another_length_fails_the_download() {
     let file = TestFile::new("set", CHUNK, file_bytes((CHUNKS * CHUNK) as usize, 8));
-    let content_id = file.manifest.content_id();
-    let mut peer = local_peer();
-    peer.download(Instant::ZERO, content_id, Some(file.manifest.clone()));
-    drain(&mut peer);
-    let prepared = PreparedChunks {
-        have: ChunkSet::new(CHUNKS),
-        wanted: Some(ChunkSet::full(CHUNKS + 1)),
-    };
-    peer.download_prepared(Instant::ZERO, content_id, Ok(prepared));
+    let mut peer = downloader(&file, ChunkSet::full(CHUNKS + 1));
     let failed = drain(&mut peer)
         .into_iter()
         .any(|a| matches!(a, PeerAction::Notify(PeerNotice::DownloadFailed { .. })));

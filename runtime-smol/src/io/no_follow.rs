@@ -161,21 +161,28 @@ fn walk_dirs<'a>(
     Ok(dir)
 }
 
+/// The directory holding `relative` beneath `root` (walked without following links,
+/// created on the way when asked), and the last component's name.
+fn parent_beneath<'a>(
+    root: &Path,
+    relative: &'a str,
+    create: bool,
+) -> io::Result<(rustix::fd::OwnedFd, &'a str)> {
+    let (parents, name) = match relative.rsplit_once('/') {
+        Some((parents, name)) => (Some(parents), name),
+        None => (None, relative),
+    };
+    let components = parents.into_iter().flat_map(|p| p.split('/'));
+    Ok((walk_dirs(open_root(root)?, components, create)?, name))
+}
+
 /// Opens the regular file at `relative` (components joined by `/`, already sanitised)
 /// beneath the directory `root`, for reading and (when it can be) writing. No component
 /// is followed if it is a link, so nothing is ever opened outside `root` (a link on the
 /// way fails with `ELOOP` or `ENOTDIR`); the type is checked on the open handle.
 pub fn open_beneath(root: &Path, relative: &str, create: Create) -> io::Result<File> {
     use rustix::fs::{Mode, OFlags};
-    let (parents, name) = match relative.rsplit_once('/') {
-        Some((parents, name)) => (Some(parents), name),
-        None => (None, relative),
-    };
-    let dir = walk_dirs(
-        open_root(root)?,
-        parents.into_iter().flat_map(|p| p.split('/')),
-        create != Create::No,
-    )?;
+    let (dir, name) = parent_beneath(root, relative, create != Create::No)?;
     let mut flags = OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
     let mut mode = Mode::empty();
     if let Create::WithDirs { mode: wanted } = create {
@@ -214,15 +221,7 @@ pub fn open_dir_beneath(root: &Path, relative: &str) -> io::Result<File> {
 /// Removes the file, or the empty directory when `dir`, at `relative` beneath `root`,
 /// following no link on the way (a link at `relative` itself is removed, not followed).
 pub fn remove_beneath(root: &Path, relative: &str, dir: bool) -> io::Result<()> {
-    let (parents, name) = match relative.rsplit_once('/') {
-        Some((parents, name)) => (Some(parents), name),
-        None => (None, relative),
-    };
-    let parent = walk_dirs(
-        open_root(root)?,
-        parents.into_iter().flat_map(|p| p.split('/')),
-        false,
-    )?;
+    let (parent, name) = parent_beneath(root, relative, false)?;
     let flags = if dir {
         rustix::fs::AtFlags::REMOVEDIR
     } else {
