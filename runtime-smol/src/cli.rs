@@ -177,7 +177,7 @@ its origin policy allows: public http(s) origins; private ones with
         #[command(flatten)]
         origins: OriginArgs,
         /// Do not announce this swarm's tracker on the local network (mDNS).
-        #[arg(long, env = NO_MDNS_ENV)]
+        #[arg(long, env = NO_MDNS_ENV, value_parser = clap::builder::FalseyValueParser::new())]
         no_mdns: bool,
     },
 
@@ -341,7 +341,7 @@ pub struct GetArgs {
     pub sha256: Option<String>,
     /// No LAN discovery (mDNS): do not look for the swarm on the local network when no
     /// address answers, and with --seed do not announce it.
-    #[arg(long, env = NO_MDNS_ENV)]
+    #[arg(long, env = NO_MDNS_ENV, value_parser = clap::builder::FalseyValueParser::new())]
     pub no_mdns: bool,
 }
 
