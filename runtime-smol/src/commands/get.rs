@@ -255,7 +255,7 @@ enum LanDiscovery {
 impl std::fmt::Display for LanDiscovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LanDiscovery::Off => write!(f, "LAN discovery is off (--no-mdns)"),
+            LanDiscovery::Off => write!(f, "LAN discovery is off (--no-mdns or P2P_NO_MDNS)"),
             LanDiscovery::Answered(addr) => write!(f, "LAN discovery found {addr}"),
             LanDiscovery::NothingFound => write!(f, "LAN discovery found no peer of this swarm"),
             LanDiscovery::NoneAnswered(failures) => {
