@@ -5,7 +5,7 @@
 #
 #   bash bench/run.sh                 # the whole benchmark (about 10-15 minutes)
 #   RUNS=5 PAUSE=8 bash bench/run.sh  # more runs, longer pauses
-#   ONLY=single bash bench/run.sh     # one part: single | swarm | memory | sim | attack (comma list)
+#   ONLY=single bash bench/run.sh     # one part: single | swarm | memory | sim | attack | tree (comma list)
 #
 # Settings (environment): RUNS (3) runs per figure, medians reported; PAUSE (5) seconds
 # between timed runs (this machine's memory is slow when fresh pages are first written:
@@ -15,6 +15,11 @@
 # p2p and p2p-sim from elsewhere (implies SKIP_BUILD). The swarm part runs p2p a second way,
 # with P2P_BENCH_PLAINTEXT_RECORDS=1 (handshakes kept, frames sent unsealed): the same build
 # with its record layer off, alternated with the others, to measure what encryption costs.
+# The tree part (issue 16) shares directories: tree A (TREE_A_SMALL=10000 files of 16 KiB in
+# 100 directories, TREE_A_BIG=20 files of TREE_A_BIG_MIB=32 MiB) and tree B (TREE_B_FILES=100000
+# files of 1 KiB in one directory); one transfer against `tar | tar` and `rsync -a` from an
+# rsync daemon on 127.0.0.1, runs alternated; then tree A in a swarm of 1+TREE_SWARM (4)
+# against aria2c with a multi-file torrent.
 set -euo pipefail
 
 RUNS=${RUNS:-3}
@@ -24,7 +29,12 @@ SWARM_MIB=${SWARM_MIB:-512}
 SWARMS=${SWARMS:-"8 4"}
 MEM_GIB=${MEM_GIB:-"1 4"}
 MEM_RUNS=${MEM_RUNS:-1}
-ONLY=${ONLY:-single,swarm,memory,sim,attack}
+ONLY=${ONLY:-single,swarm,memory,sim,attack,tree}
+TREE_A_SMALL=${TREE_A_SMALL:-10000}
+TREE_A_BIG=${TREE_A_BIG:-20}
+TREE_A_BIG_MIB=${TREE_A_BIG_MIB:-32}
+TREE_B_FILES=${TREE_B_FILES:-100000}
+TREE_SWARM=${TREE_SWARM:-4}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=${BIN_DIR:-$TARGET/release}
@@ -106,6 +116,7 @@ need_tools() {
     command -v openssl >/dev/null || missing+=(openssl)
     [[ -x /usr/bin/time ]] || missing+=(time)
     command -v bc >/dev/null || missing+=(bc)
+    command -v rsync >/dev/null || missing+=(rsync)
     if ((${#missing[@]})); then
         log "installing ${missing[*]}"
         apt-get update -qq
@@ -319,7 +330,11 @@ swarm_aria2() {
     local ot_pid=$LAST_PID
     sleep 0.3
     mkdir -p "$T/aseed"
-    ln -f "$file" "$T/aseed/$(basename "$file")"
+    if [[ -d $file ]]; then
+        cp -al "$file" "$T/aseed/$(basename "$file")"
+    else
+        ln -f "$file" "$T/aseed/$(basename "$file")"
+    fi
     port=$(free_port)
     spawn aria2c "${ARIA_COMMON[@]}" --listen-port="$port" --bt-seed-unverified=true \
         --check-integrity=false --dir="$T/aseed" "$T/swarm.torrent" >"$T/aseed.log" 2>&1
@@ -346,7 +361,11 @@ EOF
         times+=("$(echo "$(cat "$T/a$i/done") - $start" | bc)")
     done
     for i in $(seq 1 "$n"); do
-        [[ $(sha_of "$T/a$i/d/$(basename "$file")") == "$expect" ]] || { log "aria2 getter $i: wrong hash"; exit 1; }
+        if [[ -d $file ]]; then
+            diff -rq "$file" "$T/a$i/d/$(basename "$file")" >/dev/null || { log "aria2 getter $i: trees differ"; exit 1; }
+        else
+            [[ $(sha_of "$T/a$i/d/$(basename "$file")") == "$expect" ]] || { log "aria2 getter $i: wrong hash"; exit 1; }
+        fi
     done
     for i in $(seq 1 "$n"); do stop "${pids[$((i - 1))]}"; done
     stop "$seed_pid"
@@ -437,13 +456,111 @@ bench_sim() {
     fi
 }
 
+# ------------------------------------------------------------------ 6. directories
+
+# Tree A: many 16 KiB files in 100 directories and a few large ones; tree B: many 1 KiB
+# files in one directory. Pseudo-random bytes, every file different.
+make_trees() {
+    python3 - "$T/trees" "$TREE_A_SMALL" "$TREE_A_BIG" "$TREE_A_BIG_MIB" "$TREE_B_FILES" <<'EOF'
+import hashlib, os, sys
+root, small, big, big_mib, b_files = sys.argv[1], *map(int, sys.argv[2:])
+def write(path, size, seed):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        counter = 0
+        while size > 0:
+            block = hashlib.shake_256(f"{seed}:{counter}".encode()).digest(min(size, 1 << 20))
+            f.write(block)
+            size -= len(block)
+            counter += 1
+for i in range(small):
+    write(f"{root}/A/d{i % 100:02}/f{i:05}.bin", 16 * 1024, f"a{i}")
+for i in range(big):
+    write(f"{root}/A/big/shard{i:02}.bin", big_mib << 20, f"big{i}")
+for i in range(b_files):
+    write(f"{root}/B/f{i:06}.txt", 1024, f"b{i}")
+EOF
+}
+
+# Times one command (seconds on stdout); its output goes to $T/cmd.log.
+timed() {
+    local start end
+    start=$(now)
+    "$@" >"$T/cmd.log" 2>&1 || { log "failed: $* : $(tail -3 "$T/cmd.log")"; exit 1; }
+    end=$(now)
+    echo "$end - $start" | bc
+}
+
+tree_tar() { mkdir -p "$2" && tar -C "$1" -cf - . | tar -C "$2" -xf -; }
+
+bench_tree() {
+    local name src dst run secs port rsync_pid start tar_secs rsync_secs
+    log "tree: making tree A ($TREE_A_SMALL x 16 KiB + $TREE_A_BIG x $TREE_A_BIG_MIB MiB) and tree B ($TREE_B_FILES x 1 KiB)"
+    make_trees
+    port=$(free_port)
+    cat >"$T/rsyncd.conf" <<EOF
+use chroot = false
+uid = root
+gid = root
+[trees]
+    path = $T/trees
+    read only = true
+EOF
+    spawn rsync --daemon --no-detach --address=127.0.0.1 --port="$port" --config="$T/rsyncd.conf"
+    rsync_pid=$LAST_PID
+    sleep 0.5
+    for name in A B; do
+        src=$T/trees/$name
+        dst=$T/dst
+        start_p2p_tracker
+        start=$(now)
+        start_p2p_seeder "$src"
+        secs=$(echo "$(now) - $start" | bc)
+        record "tree$name.share.secs" "$secs"
+        log "tree $name: shared (walked and hashed) in ${secs}s"
+        for run in $(seq 1 "$RUNS"); do
+            sleep "$PAUSE"
+            rm -rf "$dst"
+            tar_secs=$(timed tree_tar "$src" "$dst/$name")
+            record "tree$name.tar.secs" "$tar_secs"
+            sleep "$PAUSE"
+            rm -rf "$dst"
+            rsync_secs=$(timed rsync -a "rsync://127.0.0.1:$port/trees/$name/" "$dst/$name/")
+            record "tree$name.rsync.secs" "$rsync_secs"
+            sleep "$PAUSE"
+            rm -rf "$dst"
+            mkdir -p "$dst"
+            secs=$(timed "$BIN/p2p" get "$TICKET" -o "$dst/")
+            record "tree$name.p2p.secs" "$secs"
+            diff -rq "$src" "$dst/$name" >/dev/null || { log "p2p: tree $name differs"; exit 1; }
+            if [[ $name == A ]]; then TREE_A_SHA=$(cut -d' ' -f1 "$T/cmd.log" | grep -E '^[0-9a-f]{64}$' | head -1); fi
+            log "tree $name run $run: tar ${tar_secs}s, rsync ${rsync_secs}s, p2p ${secs}s"
+            rm -rf "$dst"
+        done
+        stop_timed "$SEED_PID"
+        stop "$TRACKER_PID"
+    done
+    stop "$rsync_pid" TERM
+    for run in $(seq 1 "$RUNS"); do
+        for tool in p2p aria2; do
+            sleep "$PAUSE"
+            "swarm_$tool" "$TREE_SWARM" "$T/trees/A" "${TREE_A_SHA:-}"
+            # shellcheck disable=SC2086
+            set -- $SWARM_TIMES
+            record "treeswarm.$tool.last" "${!#}"
+            log "tree A swarm 1+$TREE_SWARM run $run: $tool done at: $SWARM_TIMES"
+        done
+    done
+    rm -rf "$T/trees"
+}
+
 # ------------------------------------------------------------------ report
 
 report() {
-    python3 - "$RESULTS" "$T/sim.json" "$RUNS" "$SINGLE_MIB" "$SWARM_MIB" "$SWARMS" <<'EOF'
+    python3 - "$RESULTS" "$T/sim.json" "$RUNS" "$SINGLE_MIB" "$SWARM_MIB" "$SWARMS" "$TREE_SWARM" <<'EOF'
 import json, statistics, sys
 from collections import defaultdict
-path, sim_path, runs, single_mib, swarm_mib, swarms = sys.argv[1:7]
+path, sim_path, runs, single_mib, swarm_mib, swarms, tree_swarm = sys.argv[1:8]
 v = defaultdict(list)
 for line in open(path):
     k, x = line.rstrip("\n").split("\t")
@@ -476,6 +593,19 @@ if v["attack.alone"]:
     a, b = med("attack.alone"), med("attack.attacked")
     row("getter, 16 MiB, beside 2 non-reading members (s)", f"{b:.2f}", f"{a:.2f} (p2p, alone)",
         f"{b / a:.1f}x time", "")
+for name, what in (("A", "tree A, 10,000 x 16 KiB + 20 x 32 MiB"), ("B", "tree B, 100,000 x 1 KiB")):
+    if not v[f"tree{name}.p2p.secs"]:
+        continue
+    p = med(f"tree{name}.p2p.secs")
+    for tool, label, target in (("tar", "tar | tar, local", "<= 1.5x" if name == "A" else ""),
+                                ("rsync", "rsync -a, loopback daemon", "")):
+        o = med(f"tree{name}.{tool}.secs")
+        row(f"{what}, one transfer (s)", f"{p:.2f}", f"{o:.2f} ({label})", f"{p / o:.2f}x time", target)
+    row(f"{what}, share: walk and hash (s)", f"{med(f'tree{name}.share.secs'):.2f}", "", "", "")
+if v["treeswarm.p2p.last"]:
+    p, a = med("treeswarm.p2p.last"), med("treeswarm.aria2.last")
+    row(f"tree A, swarm 1+{tree_swarm}, last getter done (s)", f"{p:.2f}", f"{a:.2f} (aria2c)",
+        f"{p / a:.2f}x time", "<= 0.5x")
 for gib in ("1", "4"):
     for who in ("seed", "get"):
         k = f"mem.{who}.{gib}"
@@ -517,6 +647,7 @@ want swarm && bench_swarm
 want memory && bench_memory
 want sim && bench_sim
 want attack && bench_attack
+want tree && bench_tree
 report | tee "$T/table.txt"
 [[ -n ${BENCH_OUT:-} ]] && cp "$T/table.txt" "$BENCH_OUT"
 exit 0

@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand};
 
 /// Where a tracker listens, and where clients look for one, unless told otherwise.
 pub const DEFAULT_TRACKER_ADDR: &str = "127.0.0.1:7070";
+/// The environment variable that turns LAN discovery (mDNS) off, as `--no-mdns` does.
+pub const NO_MDNS_ENV: &str = "P2P_NO_MDNS";
 /// Where helpers and fetchers listen unless told otherwise: loopback, any free port.
 pub const DEFAULT_PEER_LISTEN: &str = "127.0.0.1:0";
 /// Where `p2p share` and `p2p get` listen unless told otherwise: every interface, IPv4
@@ -119,6 +121,12 @@ A getter dials them all at once and keeps the first that answers, and the tracke
 this sharer's address as the one it reached. Only members (the ticket's holders) get past
 the handshake on any of them.
 
+LAN discovery: the embedded tracker is also announced on the local network over mDNS,
+under a name derived from the swarm's secret (an outsider on the LAN sees an opaque name,
+this host's addresses and the port; never the file, its id or the secret), so getters on
+the LAN find the swarm even when the ticket's addresses no longer answer. --no-mdns (or
+P2P_NO_MDNS=1) turns it off; with --tracker or a loopback --listen nothing is announced.
+
 A directory is shared as one collection: every file (the executable bit kept), empty files
 and empty directories; files with the same bytes are sent once. Symbolic links, devices,
 sockets and pipes inside it are skipped with a warning, never followed.
@@ -168,6 +176,9 @@ its origin policy allows: public http(s) origins; private ones with
         origin_connections: Option<u32>,
         #[command(flatten)]
         origins: OriginArgs,
+        /// Do not announce this swarm's tracker on the local network (mDNS).
+        #[arg(long, env = NO_MDNS_ENV, value_parser = clap::builder::FalseyValueParser::new())]
+        no_mdns: bool,
     },
 
     /// Download a file from the swarm, then print its path and SHA-256.
@@ -188,7 +199,14 @@ download with an error before anything is written.
 
 While it downloads, a getter serves the chunks it has verified to the other members (that
 is what makes a swarm fast), on every interface, any free port (--listen to choose). It
-closes that port when the download is done, unless --seed.")]
+closes that port when the download is done, unless --seed.
+
+LAN discovery: when none of the addresses answers, get looks for the swarm on the local
+network over mDNS for at most 3 s, under a name derived from the swarm's secret, and uses
+a tracker it finds there (only one that proves the secret in the handshake). With --seed,
+get also runs a tracker of its own (port 7070, or any free port) and, once the file is
+complete, announces it the same way: the swarm outlives its first sharer. --no-mdns (or
+P2P_NO_MDNS=1) turns both off.")]
     Get(GetArgs),
 
     /// Download an http(s) URL with the help of the swarm: every helper fetches byte ranges
@@ -327,6 +345,10 @@ pub struct GetArgs {
     /// anything is downloaded (every chunk is then checked against that description).
     #[arg(long, value_name = "HEX", value_parser = parse_sha256)]
     pub sha256: Option<String>,
+    /// No LAN discovery (mDNS): do not look for the swarm on the local network when no
+    /// address answers, and with --seed do not announce it.
+    #[arg(long, env = NO_MDNS_ENV, value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_mdns: bool,
 }
 
 #[derive(Args, Debug)]

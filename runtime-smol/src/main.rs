@@ -98,6 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 no_help,
                 origin_connections,
                 origins,
+                no_mdns,
             } => {
                 let options = share::ShareOptions {
                     files,
@@ -111,6 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     help_others: !no_help,
                     origin_connections,
                     origin_policy: origins.policy(),
+                    lan_discovery: !no_mdns,
                 };
                 share::run(options, &mut signals).await
             }

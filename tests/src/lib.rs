@@ -21,10 +21,13 @@ use p2p_core::wire::PROTOCOL_VERSION;
 use p2p_core::{ChunkSet, Manifest, ManifestBuilder, Message, PeerId};
 use sha2::{Digest, Sha256};
 
+pub mod netns;
 mod secure_stream;
 pub mod wan_origin;
 pub use secure_stream::{SecureStream, test_seed};
 
+/// The environment variable that turns off the binary's LAN discovery (mDNS).
+pub const NO_MDNS_ENV: &str = "P2P_NO_MDNS";
 /// The default bound on any single wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(60);
 /// After a process exits, how long its output pipes may take to be read to their end.
@@ -137,17 +140,20 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `p2p ARGS` in `cwd` (a test's temp dir), with logs at `RUST_LOG` unset.
+    /// Starts `p2p ARGS` in `cwd` (a test's temp dir), with logs at `RUST_LOG` unset and
+    /// LAN discovery off (`P2P_NO_MDNS`): on this host's own network no test announces or
+    /// browses over mDNS, which would reach beyond 127.0.0.0/8.
     pub fn spawn(name: &str, cwd: &Path, args: &[&str]) -> Proc {
-        let mut command = Command::new(p2p_bin());
-        command.args(args);
-        Proc::spawn_command(name, cwd, command)
+        Proc::spawn_env(name, cwd, &[], args)
     }
 
-    /// Starts `p2p ARGS` with `env` set.
+    /// Starts `p2p ARGS` with `env` set (after `P2P_NO_MDNS=1`, which `env` may undo).
     pub fn spawn_env(name: &str, cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Proc {
         let mut command = Command::new(p2p_bin());
-        command.args(args).envs(env.iter().copied());
+        command
+            .args(args)
+            .env(NO_MDNS_ENV, "1")
+            .envs(env.iter().copied());
         Proc::spawn_command(name, cwd, command)
     }
 
@@ -158,10 +164,12 @@ impl Proc {
         Proc::spawn_command(name, cwd, command)
     }
 
-    /// Starts `p2p ARGS` inside the network namespace `netns` (`ip netns exec`).
+    /// Starts `p2p ARGS` inside the network namespace `netns` (`ip netns exec`), LAN
+    /// discovery on: multicast there stays on the test's own links.
     pub fn spawn_in_netns(name: &str, cwd: &Path, netns: &str, args: &[&str]) -> Proc {
         let mut command = Command::new("ip");
         command
+            .env_remove(NO_MDNS_ENV)
             .args(["netns", "exec", netns])
             .arg(p2p_bin())
             .args(args);

@@ -12,6 +12,9 @@ use crate::ids::{HexError, PeerId, from_hex, sha256, to_hex};
 pub const SECRET_LEN: usize = 32;
 /// Bytes in a swarm tag.
 pub const TAG_BYTES: usize = 16;
+/// Bytes of a swarm's LAN name (`SwarmSecret::lan_name`), before hex: 128 bits, so no two
+/// swarms on one network share a name by chance.
+pub const LAN_NAME_BYTES: usize = 16;
 
 /// A swarm's secret: 32 random bytes made by the runtime (from the OS) when a file is first
 /// shared, carried in tickets. Whoever holds it is a member of the swarm.
@@ -41,6 +44,16 @@ impl SwarmSecret {
     /// says nothing about it.
     pub(crate) fn psk(&self) -> [u8; 32] {
         derive(b"p2p2 swarm psk", &self.0)
+    }
+
+    /// The swarm's name on the local network, under which its members announce and look
+    /// for each other over mDNS: `LAN_NAME_BYTES` of a hash of the secret under a label of
+    /// its own, in hex. Anyone on the LAN sees it; only a member can compute it, and it
+    /// says nothing about the secret, the tag (seen in handshakes) or the contents: an
+    /// outsider learns only that the same swarm is there again.
+    pub fn lan_name(&self) -> String {
+        let digest = derive(b"p2p2 lan discovery", &self.0);
+        to_hex(&digest[..LAN_NAME_BYTES])
     }
 }
 

@@ -245,3 +245,42 @@ fn an_id_comes_only_with_its_key() {
         "Debug hides the secret"
     );
 }
+
+#[test]
+fn lan_name_is_the_secrets_own_and_names_nothing_else() {
+    let name = secret(9).lan_name();
+    assert_eq!(name, secret(9).lan_name(), "a pure function of the secret");
+    assert_eq!(name.len(), keys::LAN_NAME_BYTES * 2);
+    assert!(
+        name.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    // Different swarms, different names, even for secrets one bit apart.
+    let mut near = [9u8; 32];
+    near[31] ^= 1;
+    let names: std::collections::BTreeSet<String> =
+        [secret(9), secret(10), SwarmSecret::from_bytes(near)]
+            .iter()
+            .map(SwarmSecret::lan_name)
+            .collect();
+    assert_eq!(names.len(), 3);
+    // Nothing an outsider could match it against: not the secret, not the tag a handshake
+    // shows, not the key, not the content id of a file shared in the swarm.
+    let mut builder = crate::ManifestBuilder::new("movie.mkv", 16 * 1024).unwrap();
+    builder.update(b"content");
+    let manifest = builder.finish().unwrap();
+    let content_id = manifest.content_id().to_string();
+    let secret_hex = secret(9).to_hex();
+    let tag_hex = secret(9).tag().to_string();
+    let psk_hex = crate::ids::to_hex(&secret(9).psk());
+    for other in [&secret_hex, &tag_hex, &psk_hex, &content_id] {
+        assert!(
+            !other.contains(&name[..8]),
+            "{other} shares a prefix with {name}"
+        );
+        assert!(
+            !name.contains(&other[..8]),
+            "{name} contains part of {other}"
+        );
+    }
+}

@@ -205,6 +205,8 @@ async fn from_swarm(
         force: args.force,
         upload_limit: None,
         sha256: args.sha256.clone(),
+        // A fetch names its tracker: the swarm is not looked for on the LAN.
+        no_mdns: true,
     })
 }
 

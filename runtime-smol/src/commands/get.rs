@@ -14,13 +14,14 @@ use smol::future;
 use crate::UsageError;
 use crate::cli::{DEFAULT_TRACKER_ADDR, GetArgs};
 use crate::commands::progress::Reporter;
-use crate::commands::{progress, tracker_client};
+use crate::commands::{progress, share, tracker_client};
 use crate::driver::peer::{self, DownloadOptions, PeerHandle, PeerOptions, UserEvent};
+use crate::driver::tracker::TrackerHandle;
 use crate::io::first_answer::{self, NoAnswer};
-use crate::io::keys;
 use crate::io::selection::Selection;
 use crate::io::signals::{Stop, StopSignals};
 use crate::io::store::Destination;
+use crate::io::{keys, mdns};
 
 /// Refusals of the handshake by one tracker, with no tracker ever accepting ours, after
 /// which the download fails: the secret is not one the tracker serves, and trying again
@@ -74,10 +75,26 @@ pub async fn run(args: GetArgs, signals: &mut StopSignals) -> anyhow::Result<Exi
         Target::Name(name) => resolve_name(&trackers[0], &secret, name).await?,
     };
     let destination = Destination::from_output(args.output.as_deref());
+    let own_tracker = if seeds_a_tracker(&args, &target) {
+        Some(share::start_embedded_tracker(&secret, args.listen.ip()).await?)
+    } else {
+        None
+    };
+    let mut peer_trackers = trackers;
+    if let Some(tracker) = &own_tracker {
+        // Last: while the swarm's tracker answers this peer stays with it (its other
+        // members find this one there); once that is gone it moves to its own, which
+        // getters then find on the LAN.
+        peer_trackers.push(share::own_tracker_addr(tracker.addr));
+    }
+    let seeding = Seeding {
+        secret: secret.clone(),
+        tracker: own_tracker,
+    };
     let peer = peer::start(PeerOptions {
         secret,
         listen: Some(args.listen),
-        trackers,
+        trackers: peer_trackers,
         upload_limit: args.upload_limit,
         locate_interval: None,
         help_others: false,
@@ -105,10 +122,11 @@ pub async fn run(args: GetArgs, signals: &mut StopSignals) -> anyhow::Result<Exi
                 reporter.on_event(&event);
                 match event {
                     UserEvent::Downloaded { path, sha256, .. } => {
-                        return downloaded(peer, &args, &path, &sha256, signals).await;
+                        return downloaded(peer, &args, &path, &sha256, seeding, signals).await;
                     }
                     UserEvent::DownloadFailed { reason, .. } => {
                         peer.shutdown().await;
+                        seeding.stop().await;
                         eprintln!("error: download of {content_id} failed: {reason}");
                         return Ok(ExitCode::FAILURE);
                     }
@@ -122,6 +140,7 @@ pub async fn run(args: GetArgs, signals: &mut StopSignals) -> anyhow::Result<Exi
                         if *count >= TRACKER_REFUSALS_FATAL && !tracker_accepted {
                             reporter.clear();
                             peer.shutdown().await;
+                            seeding.stop().await;
                             let reason = tracker_client::refused_message(&addr, whose);
                             if args.json {
                                 progress::print_json(&serde_json::json!({
@@ -137,7 +156,10 @@ pub async fn run(args: GetArgs, signals: &mut StopSignals) -> anyhow::Result<Exi
                 }
             }
             Ok(None) => anyhow::bail!("the peer stopped unexpectedly"),
-            Err(stop) => return stopped(peer, &args, &reporter, stop).await,
+            Err(stop) => {
+                seeding.stop().await;
+                return stopped(peer, &args, &reporter, stop).await;
+            }
         }
     }
 }
@@ -197,11 +219,22 @@ async fn first_answering(
         }
         Err(failures) if failures.iter().any(|(_, why)| why.is_refusal()) => Ok(trackers),
         Err(failures) => {
+            let lan = if args.no_mdns {
+                LanDiscovery::Off
+            } else {
+                lan_rendezvous(secret).await
+            };
+            if let LanDiscovery::Answered(addr) = lan {
+                tracing::info!(tracker = %addr, "found on the LAN (mDNS)");
+                // The ticket's stay as fall-backs, should they come back.
+                trackers.insert(0, addr);
+                return Ok(trackers);
+            }
             let source = match target {
                 Target::Ticket(_) if args.tracker.is_none() => "in the ticket",
                 _ => "given",
             };
-            let reason = first_answer::none_answered(&failures, source);
+            let reason = first_answer::none_answered(&failures, source, &lan.to_string());
             if args.json {
                 progress::print_json(&serde_json::json!({
                     "event": "failed",
@@ -219,6 +252,81 @@ async fn first_answering(
     }
 }
 
+/// What LAN discovery made of a swarm whose given addresses did not answer.
+enum LanDiscovery {
+    /// `--no-mdns`.
+    Off,
+    /// This tracker of the swarm, found on the LAN, finished the handshake.
+    Answered(String),
+    /// Nothing of this swarm was heard (or mDNS is not available here).
+    NothingFound,
+    /// These were heard, and none finished the handshake.
+    NoneAnswered(Vec<(String, NoAnswer)>),
+}
+
+impl std::fmt::Display for LanDiscovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LanDiscovery::Off => write!(f, "LAN discovery is off (--no-mdns or P2P_NO_MDNS)"),
+            LanDiscovery::Answered(addr) => write!(f, "LAN discovery found {addr}"),
+            LanDiscovery::NothingFound => write!(f, "LAN discovery found no peer of this swarm"),
+            LanDiscovery::NoneAnswered(failures) => {
+                let each: Vec<String> = failures
+                    .iter()
+                    .map(|(addr, why)| format!("{addr} {why}"))
+                    .collect();
+                write!(
+                    f,
+                    "LAN discovery heard of {} address(es) of this swarm, and none answered ({})",
+                    failures.len(),
+                    each.join(", ")
+                )
+            }
+        }
+    }
+}
+
+/// Looks for a tracker of `secret`'s swarm on the LAN (bounded by `mdns::BROWSE_WAIT`),
+/// then dials what it heard (bounded by the dial timeout): only an address that finishes
+/// the handshake is used.
+async fn lan_rendezvous(secret: &SwarmSecret) -> LanDiscovery {
+    let found = mdns::browse(secret).await;
+    if found.is_empty() {
+        return LanDiscovery::NothingFound;
+    }
+    match first_answer::first_to_answer(&found, secret).await {
+        Ok(index) => LanDiscovery::Answered(found[index].clone()),
+        Err(failures) => LanDiscovery::NoneAnswered(failures),
+    }
+}
+
+/// Whether this getter runs a tracker of its own, announced on the LAN once it seeds, so
+/// that the swarm outlives its sharer: with `--seed`, LAN discovery on, a ticket's
+/// addresses as the rendezvous (not an operator's `--tracker`, which is the fixed one)
+/// and a listening address others can reach.
+fn seeds_a_tracker(args: &GetArgs, target: &Target) -> bool {
+    args.seed
+        && !args.no_mdns
+        && args.tracker.is_none()
+        && matches!(target, Target::Ticket(_))
+        && !args.listen.ip().is_loopback()
+}
+
+/// What a getter runs besides its peer to seed: its own tracker, if any, and the secret
+/// it announces that tracker under.
+struct Seeding {
+    secret: SwarmSecret,
+    tracker: Option<TrackerHandle>,
+}
+
+impl Seeding {
+    async fn stop(self) {
+        if let Some(tracker) = self.tracker {
+            tracker.stop().await;
+        }
+    }
+}
+
 /// The file is complete under its final name: print it, then stop or (`--seed`) serve it
 /// until told to stop.
 async fn downloaded(
@@ -226,6 +334,7 @@ async fn downloaded(
     args: &GetArgs,
     path: &Path,
     sha256: &str,
+    seeding: Seeding,
     signals: &mut StopSignals,
 ) -> anyhow::Result<ExitCode> {
     if !args.json {
@@ -236,11 +345,21 @@ async fn downloaded(
     }
     if !args.seed {
         peer.shutdown().await;
+        seeding.stop().await;
         return Ok(ExitCode::SUCCESS);
     }
+    // Announced only now: until the file is complete this tracker would list nobody.
+    let announcement = seeding
+        .tracker
+        .as_ref()
+        .and_then(|tracker| mdns::announce(&seeding.secret, tracker.addr));
     eprintln!("seeding {}; Ctrl-C to stop", path.display());
     let stop = signals.next().await;
+    if let Some(announcement) = announcement {
+        announcement.stop().await;
+    }
     peer.shutdown().await;
+    seeding.stop().await;
     Ok(stop.exit_code())
 }
 

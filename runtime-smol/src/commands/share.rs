@@ -26,7 +26,7 @@ use crate::driver::tracker;
 use crate::io::origin_policy::OriginPolicy;
 use crate::io::signals::StopSignals;
 use crate::io::store::Storage;
-use crate::io::{interfaces, keys, store, tree_hash};
+use crate::io::{interfaces, keys, mdns, store, tree_hash};
 
 pub struct ShareOptions {
     pub files: Vec<PathBuf>,
@@ -44,6 +44,8 @@ pub struct ShareOptions {
     pub origin_connections: Option<u32>,
     /// What it may fetch when helping.
     pub origin_policy: OriginPolicy,
+    /// Announce the embedded tracker on the LAN (mDNS).
+    pub lan_discovery: bool,
 }
 
 pub async fn run(options: ShareOptions, signals: &mut StopSignals) -> anyhow::Result<ExitCode> {
@@ -112,6 +114,12 @@ pub async fn run(options: ShareOptions, signals: &mut StopSignals) -> anyhow::Re
         let _ = writeln!(out, "{ticket}");
         let _ = out.flush();
     }
+    // Only a tracker of our own is announced: a standalone one is the operator's to make
+    // known, and its address is not ours to put on the air.
+    let announcement = match &embedded {
+        Some(tracker) if options.lan_discovery => mdns::announce(&secret, tracker.addr),
+        _ => None,
+    };
     let tracker_kind = match &embedded {
         Some(tracker) => format!("{} (embedded)", tracker.addr),
         None => tracker_addr.clone(),
@@ -121,6 +129,9 @@ pub async fn run(options: ShareOptions, signals: &mut StopSignals) -> anyhow::Re
         ticket_addrs.join(", ")
     );
     let stop = signals.next().await;
+    if let Some(announcement) = announcement {
+        announcement.stop().await;
+    }
     let stats = peer.shutdown().await;
     if let Some(tracker) = embedded {
         tracker.stop().await;
@@ -227,7 +238,7 @@ fn swarm_secret(options: &ShareOptions) -> anyhow::Result<SwarmSecret> {
 /// connection came from, as a standalone tracker does by default, and a peer on this host
 /// (this sharer) at the address each asker reached it at; there is no case for trusting
 /// claims it cannot check.
-async fn start_embedded_tracker(
+pub(crate) async fn start_embedded_tracker(
     secret: &SwarmSecret,
     ip: IpAddr,
 ) -> anyhow::Result<tracker::TrackerHandle> {
@@ -246,7 +257,7 @@ async fn start_embedded_tracker(
 
 /// Where this sharer's own peer reaches its embedded tracker bound at `bound`: over
 /// loopback when it listens on every interface (IPv4 is always among them).
-fn own_tracker_addr(bound: SocketAddr) -> String {
+pub(crate) fn own_tracker_addr(bound: SocketAddr) -> String {
     if bound.ip().is_unspecified() {
         SocketAddr::new(Ipv4Addr::LOCALHOST.into(), bound.port()).to_string()
     } else {

@@ -133,8 +133,9 @@ async fn dial(addr: &str, secret: &SwarmSecret) -> Result<(), NoAnswer> {
 }
 
 /// Says that none of `failures` (every address tried) answered, each with why, and what
-/// to do about it. `source`: where the addresses came from ("in the ticket").
-pub fn none_answered(failures: &[(String, NoAnswer)], source: &str) -> String {
+/// to do about it. `source`: where the addresses came from ("in the ticket"); `lan`: what
+/// LAN discovery found ("LAN discovery found no peer of this swarm").
+pub fn none_answered(failures: &[(String, NoAnswer)], source: &str, lan: &str) -> String {
     let each: Vec<String> = failures
         .iter()
         .map(|(addr, why)| format!("{addr} {why}"))
@@ -144,7 +145,7 @@ pub fn none_answered(failures: &[(String, NoAnswer)], source: &str) -> String {
         n => format!("none of the {n} addresses {source} answered"),
     };
     format!(
-        "{subject} ({}); is the sharer still running, and can this machine reach it? \
+        "{subject} ({}); is the sharer still running, and can this machine reach it? {lan}. \
          `p2p share` prints the addresses it listens on; `p2p share --advertise HOST` lists \
          the ones others should dial",
         each.join(", ")
@@ -165,7 +166,8 @@ mod tests {
             ("[fd00::5]:7070".to_owned(), NoAnswer::ConnectTimedOut),
             ("192.168.1.4:7070".to_owned(), NoAnswer::HandshakeRefused),
         ];
-        let message = none_answered(&failures, "in the ticket");
+        let lan = "LAN discovery found no peer of this swarm";
+        let message = none_answered(&failures, "in the ticket", lan);
         assert!(
             message.starts_with(
                 "none of the 3 addresses in the ticket answered (10.0.0.5:7070 refused, \
@@ -173,8 +175,14 @@ mod tests {
             ),
             "{message}"
         );
-        assert!(message.contains("is the sharer still running"), "{message}");
-        let one = none_answered(&failures[..1], "in the ticket");
+        assert!(
+            message.contains(
+                "is the sharer still running, and can this machine reach it? \
+                              LAN discovery found no peer of this swarm."
+            ),
+            "{message}"
+        );
+        let one = none_answered(&failures[..1], "in the ticket", lan);
         assert!(
             one.starts_with("the address in the ticket did not answer (10.0.0.5:7070 refused)"),
             "{one}"

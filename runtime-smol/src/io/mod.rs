@@ -6,7 +6,8 @@
 //! (`send_queue`), keys and secret files (`keys`), the machines' clock and seeds
 //! (`clock`), the upload cap (`rate_limit`), files on disk (`store`), a download's resume
 //! record (`record`) and how both are opened without following planted links
-//! (`no_follow`), this host's addresses others may dial (`interfaces`), the block buffers sockets and files share (`buffer_pool`), HTTP to an
+//! (`no_follow`), this host's addresses others may dial (`interfaces`), LAN discovery
+//! of a swarm's trackers (`mdns`), the block buffers sockets and files share (`buffer_pool`), HTTP to an
 //! origin (`http`) and what a helper may fetch from one (`origin_policy`), and the stop
 //! signals (`signals`).
 //!
@@ -23,6 +24,7 @@ pub mod first_answer;
 pub mod http;
 pub mod interfaces;
 pub mod keys;
+pub mod mdns;
 pub mod net;
 pub mod no_follow;
 pub mod origin_policy;
