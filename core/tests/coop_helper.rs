@@ -4,7 +4,8 @@
 
 use bytes::Bytes;
 use p2p_core::peer::{
-    HELPER_JOBS_MAX, HELPER_JOBS_PER_CONN_MAX, Peer, PeerAction, PeerConfig, RangeError,
+    HELPER_JOBS_MAX, HELPER_JOBS_PER_CONN_MAX, Peer, PeerAction, PeerConfig, RANGES_PER_SLOT,
+    RangeError,
 };
 use p2p_core::testkit::remote::{accept_with, drain, hello};
 use p2p_core::wire::Message;
@@ -12,6 +13,8 @@ use p2p_core::{ConnId, Instant, PeerId};
 
 const SIZE: u64 = 1 << 20;
 const RANGE: u32 = 16 * 1024;
+/// Asks (and so ranges in flight) per slot.
+const PER_SLOT: usize = RANGES_PER_SLOT as usize;
 
 fn helper(origin_connections: u32) -> Peer {
     Peer::new(
@@ -90,16 +93,18 @@ fn an_assignment_not_asked_for_closes_the_connection_and_fetches_nothing() {
     let mut p = helper(1);
     let conn = fetcher(&mut p, 2);
     p.handle_message(Instant::ZERO, conn, offer(7));
-    assert_eq!(asks(&drain(&mut p)), 1, "one slot, one ask");
-    p.handle_message(Instant::ZERO, conn, assign(7, 0));
-    let actions = drain(&mut p);
-    assert_eq!(
-        fetches(&actions).len(),
-        1,
-        "the answer to the ask is fetched"
-    );
-    assert!(!closed(&actions, conn));
-    p.handle_message(Instant::ZERO, conn, assign(7, 1));
+    assert_eq!(asks(&drain(&mut p)), PER_SLOT, "one slot, its asks");
+    for range_index in 0..RANGES_PER_SLOT {
+        p.handle_message(Instant::ZERO, conn, assign(7, range_index));
+        let actions = drain(&mut p);
+        assert_eq!(
+            fetches(&actions).len(),
+            1,
+            "the answer to an ask is fetched"
+        );
+        assert!(!closed(&actions, conn));
+    }
+    p.handle_message(Instant::ZERO, conn, assign(7, RANGES_PER_SLOT));
     let actions = drain(&mut p);
     assert!(fetches(&actions).is_empty(), "{actions:?}");
     assert!(closed(&actions, conn), "{actions:?}");
@@ -111,13 +116,13 @@ fn a_flood_of_assignments_fetches_no_more_than_the_slots() {
     let mut p = helper(slots);
     let conn = fetcher(&mut p, 2);
     p.handle_message(Instant::ZERO, conn, offer(7));
-    assert_eq!(asks(&drain(&mut p)), slots as usize);
+    assert_eq!(asks(&drain(&mut p)), slots as usize * PER_SLOT);
     let mut started = 0;
     for range_index in 0..2000 {
         p.handle_message(Instant::ZERO, conn, assign(7, range_index % 64));
         started += fetches(&drain(&mut p)).len();
     }
-    assert_eq!(started, slots as usize);
+    assert_eq!(started, slots as usize * PER_SLOT);
 }
 
 #[test]
@@ -126,7 +131,9 @@ fn a_no_work_answer_uses_up_the_ask() {
     let conn = fetcher(&mut p, 2);
     p.handle_message(Instant::ZERO, conn, offer(7));
     drain(&mut p);
-    p.handle_message(Instant::ZERO, conn, Message::NoWork { job_id: 7 });
+    for _ in 0..PER_SLOT {
+        p.handle_message(Instant::ZERO, conn, Message::NoWork { job_id: 7 });
+    }
     drain(&mut p);
     p.handle_message(Instant::ZERO, conn, assign(7, 0));
     let actions = drain(&mut p);
@@ -143,10 +150,14 @@ fn one_connection_cannot_fill_every_job_slot() {
         p.handle_message(Instant::ZERO, greedy, offer(job_id));
         taken += asks(&drain(&mut p));
     }
-    assert_eq!(taken, HELPER_JOBS_PER_CONN_MAX);
+    assert_eq!(taken, HELPER_JOBS_PER_CONN_MAX * PER_SLOT);
     let other = fetcher(&mut p, 3);
     p.handle_message(Instant::ZERO, other, offer(100));
-    assert_eq!(asks(&drain(&mut p)), 1, "another member's job is taken");
+    assert_eq!(
+        asks(&drain(&mut p)),
+        PER_SLOT,
+        "another member's job is taken"
+    );
     // A job of the greedy one ends: it may offer another.
     p.handle_message(
         Instant::ZERO,
@@ -158,7 +169,7 @@ fn one_connection_cannot_fill_every_job_slot() {
     );
     drain(&mut p);
     p.handle_message(Instant::ZERO, greedy, offer(200));
-    assert_eq!(asks(&drain(&mut p)), 1);
+    assert_eq!(asks(&drain(&mut p)), PER_SLOT);
 }
 
 #[test]
@@ -172,8 +183,8 @@ fn fetches_of_ended_jobs_still_count_against_the_total() {
         let conn = fetcher(&mut p, 100 + round);
         p.handle_message(Instant::ZERO, conn, offer(round));
         last_asks = asks(&drain(&mut p));
-        if last_asks == 1 {
-            p.handle_message(Instant::ZERO, conn, assign(round, 0));
+        for range_index in 0..last_asks as u32 {
+            p.handle_message(Instant::ZERO, conn, assign(round, range_index));
             tokens.extend(fetches(&drain(&mut p)));
         }
         p.handle_closed(Instant::ZERO, conn);
@@ -181,8 +192,8 @@ fn fetches_of_ended_jobs_still_count_against_the_total() {
     }
     assert_eq!(
         tokens.len(),
-        HELPER_JOBS_MAX,
-        "one slot in each of the jobs"
+        HELPER_JOBS_MAX * PER_SLOT,
+        "one slot's ranges in each of the jobs"
     );
     assert_eq!(last_asks, 0, "no ask while the total is busy");
     // One fetch finishes: a job waiting for a slot asks again.
@@ -203,7 +214,7 @@ fn a_url_refused_by_policy_is_not_fetched_again() {
     let mut p = helper(2);
     let conn = fetcher(&mut p, 2);
     p.handle_message(Instant::ZERO, conn, offer(7));
-    assert_eq!(asks(&drain(&mut p)), 2);
+    assert_eq!(asks(&drain(&mut p)), 2 * PER_SLOT);
     p.handle_message(Instant::ZERO, conn, assign(7, 0));
     let token = fetches(&drain(&mut p))[0];
     let refusal = RangeError {
@@ -241,8 +252,10 @@ fn a_job_without_work_is_not_asked_again_when_another_jobs_range_finishes() {
     let (a, b) = (fetcher(&mut p, 2), fetcher(&mut p, 3));
     p.handle_message(Instant::ZERO, a, offer(1));
     p.handle_message(Instant::ZERO, b, offer(2));
-    assert_eq!(asks(&drain(&mut p)), 2);
-    p.handle_message(Instant::ZERO, a, Message::NoWork { job_id: 1 });
+    assert_eq!(asks(&drain(&mut p)), 2 * PER_SLOT);
+    for _ in 0..PER_SLOT {
+        p.handle_message(Instant::ZERO, a, Message::NoWork { job_id: 1 });
+    }
     p.handle_message(Instant::ZERO, b, assign(2, 0));
     let token = fetches(&drain(&mut p))[0];
     p.handle_range_fetched(

@@ -4,8 +4,10 @@
 //! per second per **client IP**, shared by all of that client's connections (one token
 //! bucket per IP, as one host's uplink is shared by all its connections).
 //!
-//! The loopback origin of `tests/coop_support` caps each connection instead; this one is
-//! meant for hosts with their own addresses (network namespaces, see `tests/wan_bench.rs`).
+//! It also serves the loopback tests (`tests/coop_support`), where every client has the same
+//! address: there a cap per **connection** ([`WanConfig::rate_per_connection`]) stands in
+//! for separate uplinks, and the file can be switched mid-job ([`WanOrigin::change_after`]).
+//! One thread per connection, so a connection kept alive never delays another's.
 //! `GET /_stats` answers `served BYTES gets N`: body bytes sent and ranged or whole `GET`s.
 
 use std::collections::HashMap;
@@ -42,6 +44,25 @@ pub struct WanConfig {
     pub rate_per_ip: u64,
     /// Added before every response's head: the round trip a request costs.
     pub request_delay: Duration,
+    /// Bytes per second of each response body, counted from its first byte; 0: no cap.
+    pub rate_per_connection: u64,
+    /// `Accept-Ranges: bytes` and 206s; false: every `GET` gets the whole file with a 200.
+    pub ranges: bool,
+    /// The file's `ETag` until [`WanOrigin::change_after`] switches it.
+    pub etag: String,
+}
+
+impl Default for WanConfig {
+    /// No cap, no delay, ranges, [`ETAG`].
+    fn default() -> WanConfig {
+        WanConfig {
+            rate_per_ip: 0,
+            request_delay: Duration::ZERO,
+            rate_per_connection: 0,
+            ranges: true,
+            etag: ETAG.into(),
+        }
+    }
 }
 
 /// When a client's link is next free: a byte sent then leaves at the cap's pace.
@@ -66,9 +87,19 @@ impl Buckets {
     }
 }
 
+/// The file served now and its `ETag`.
+struct Content {
+    data: Arc<Vec<u8>>,
+    etag: String,
+}
+
 struct State {
     config: WanConfig,
-    data: Arc<Vec<u8>>,
+    content: Mutex<Content>,
+    /// Once `served` reaches this, the file becomes `replacement`.
+    change_after: AtomicU64,
+    replacement: Mutex<Option<Content>>,
+    changed: AtomicBool,
     buckets: Mutex<Buckets>,
     served: AtomicU64,
     gets: AtomicU64,
@@ -88,9 +119,16 @@ impl WanOrigin {
     pub fn start(listen: &str, data: Vec<u8>, config: WanConfig) -> std::io::Result<WanOrigin> {
         let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
+        let content = Mutex::new(Content {
+            data: Arc::new(data),
+            etag: config.etag.clone(),
+        });
         let state = Arc::new(State {
             config,
-            data: Arc::new(data),
+            content,
+            change_after: AtomicU64::new(u64::MAX),
+            replacement: Mutex::new(None),
+            changed: AtomicBool::new(false),
             buckets: Mutex::new(Buckets {
                 free_at: HashMap::new(),
             }),
@@ -135,9 +173,34 @@ impl WanOrigin {
         self.state.served.load(Ordering::SeqCst)
     }
 
+    /// Bytes of the file served now.
+    pub fn size(&self) -> u64 {
+        self.state
+            .content
+            .lock()
+            .map_or(0, |content| content.data.len() as u64)
+    }
+
     /// `GET`s answered so far (`/_stats` aside).
     pub fn gets(&self) -> u64 {
         self.state.gets.load(Ordering::SeqCst)
+    }
+
+    /// Once `bytes` have been served, the file becomes `data` with `ETag` `etag` (responses
+    /// already started finish with the old bytes).
+    pub fn change_after(&self, bytes: u64, data: Vec<u8>, etag: &str) {
+        if let Ok(mut replacement) = self.state.replacement.lock() {
+            *replacement = Some(Content {
+                data: Arc::new(data),
+                etag: etag.into(),
+            });
+        }
+        self.state.change_after.store(bytes, Ordering::SeqCst);
+    }
+
+    /// The file was switched.
+    pub fn changed(&self) -> bool {
+        self.state.changed.load(Ordering::SeqCst)
     }
 }
 
@@ -246,8 +309,20 @@ fn respond(
     }
     // The round trip: the request's way here and the head's way back.
     std::thread::sleep(state.config.request_delay);
-    let size = state.data.len() as u64;
-    let common = format!("ETag: {ETAG}\r\nAccept-Ranges: bytes\r\n");
+    let (data, etag) = {
+        let content = state
+            .content
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?;
+        (content.data.clone(), content.etag.clone())
+    };
+    let size = data.len() as u64;
+    let accept = if state.config.ranges {
+        "Accept-Ranges: bytes\r\n"
+    } else {
+        ""
+    };
+    let common = format!("ETag: {etag}\r\n{accept}");
     match head.method.as_str() {
         "HEAD" => {
             let reply = format!("HTTP/1.1 200 OK\r\n{common}Content-Length: {size}\r\n\r\n");
@@ -256,8 +331,11 @@ fn respond(
         "GET" => {
             state.gets.fetch_add(1, Ordering::SeqCst);
             // `If-Range` with another validator: the whole file, as RFC 9110 says.
-            let if_range_ok = head.if_range.as_deref().is_none_or(|v| v == ETAG);
-            let range = head.range.as_deref().filter(|_| if_range_ok);
+            let if_range_ok = head.if_range.as_deref().is_none_or(|v| v == etag);
+            let range = head
+                .range
+                .as_deref()
+                .filter(|_| if_range_ok && state.config.ranges);
             let (first, last) = match range.map(|r| parse_range(r, size)) {
                 Some(Some((first, last))) => {
                     let reply = format!(
@@ -280,21 +358,24 @@ fn respond(
                     (0, size)
                 }
             };
-            send_body(state, ip, first, last, out)
+            send_body(state, &data, ip, first, last, out)
         }
         _ => out.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n"),
     }
 }
 
-/// Bytes `start..end` of the file, each step after its client's bucket allows it.
+/// Bytes `start..end` of `data`, each step after its client's bucket (and its connection's
+/// cap) allows it.
 fn send_body(
     state: &Arc<State>,
+    data: &[u8],
     ip: IpAddr,
     start: u64,
     end: u64,
     out: &mut TcpStream,
 ) -> std::io::Result<()> {
     let mut pos = start;
+    let started = Instant::now();
     while pos < end {
         let step = (end - pos).min(BODY_STEP as u64);
         let rate = state.config.rate_per_ip;
@@ -310,9 +391,26 @@ fn send_body(
                 std::thread::sleep(due - now);
             }
         }
-        out.write_all(&state.data[pos as usize..(pos + step) as usize])?;
+        let per_connection = state.config.rate_per_connection;
+        if per_connection > 0 {
+            let due =
+                started + Duration::from_secs_f64((pos - start) as f64 / per_connection as f64);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        out.write_all(&data[pos as usize..(pos + step) as usize])?;
         pos += step;
-        state.served.fetch_add(step, Ordering::SeqCst);
+        let served = state.served.fetch_add(step, Ordering::SeqCst) + step;
+        if served >= state.change_after.load(Ordering::SeqCst)
+            && !state.changed.swap(true, Ordering::SeqCst)
+        {
+            let replacement = state.replacement.lock().ok().and_then(|mut r| r.take());
+            if let (Some(next), Ok(mut content)) = (replacement, state.content.lock()) {
+                *content = next;
+            }
+        }
     }
     Ok(())
 }

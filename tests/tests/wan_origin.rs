@@ -35,6 +35,7 @@ fn ranges_and_if_range_are_honoured() {
     let config = WanConfig {
         rate_per_ip: 0,
         request_delay: Duration::ZERO,
+        ..WanConfig::default()
     };
     let origin = WanOrigin::start("127.0.0.1:0", file.clone(), config).unwrap();
     let (status, head, body) = get(&origin, "Range: bytes=10-19\r\n");
@@ -56,6 +57,7 @@ fn every_response_waits_for_the_delay() {
     let config = WanConfig {
         rate_per_ip: 0,
         request_delay: Duration::from_millis(150),
+        ..WanConfig::default()
     };
     let origin = WanOrigin::start("127.0.0.1:0", data(10), config).unwrap();
     let started = Instant::now();
@@ -71,6 +73,7 @@ fn one_clients_connections_share_its_cap() {
     let config = WanConfig {
         rate_per_ip: RATE,
         request_delay: Duration::ZERO,
+        ..WanConfig::default()
     };
     let origin = WanOrigin::start("127.0.0.1:0", data(2 * EACH), config).unwrap();
     let origin = std::sync::Arc::new(origin);

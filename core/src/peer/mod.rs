@@ -33,7 +33,8 @@ use rand_chacha::ChaCha8Rng;
 pub use action::{PeerAction, PeerNotice, StoreOutcome};
 pub use config::PeerConfig;
 pub use coop::{
-    FetchSpec, HELPER_JOBS_MAX, HELPER_JOBS_PER_CONN_MAX, RangeError, helper_fetches_max,
+    FetchSpec, HELPER_JOBS_MAX, HELPER_JOBS_PER_CONN_MAX, HELPER_RANGES_HELD_MAX, RANGES_PER_SLOT,
+    RangeError, helper_fetches_max, ranges_in_flight_max,
 };
 pub use coop::{HELPER_FAILURES_MAX, RANGE_LEN_MIN, SPOT_CHECK_LEN, SPOT_CHECKS_PER_HELPER};
 pub use download::DownloadPhase;

@@ -2,8 +2,11 @@
 //! for the machine's `FetchRange`, and a plain `GET` when the origin has no ranges.
 //!
 //! Everything here blocks (ureq): callers run it on smol's blocking pool with
-//! `smol::unblock`. One agent per process keeps connections alive between ranges, so a
-//! participant with one request in flight uses one connection to the origin.
+//! `smol::unblock`. One agent per process keeps connections alive between ranges (ureq's
+//! pool), so a participant reuses a warm connection for its next range instead of paying a
+//! handshake and TCP's slow start again. The pool keeps up to [`IDLE_PER_HOST_MAX`]
+//! connections per origin: enough for every range a participant keeps in flight
+//! (`RANGES_PER_SLOT` per slot) beside its spot checks.
 //!
 //! Ranges fetched for another peer's job go through a helper's own agent
 //! ([`helping_agent`]), which connects only to addresses its [`OriginPolicy`] allows,
@@ -32,6 +35,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A whole range's body (1 MiB by default).
 const RANGE_BODY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Idle connections kept per origin host (ureq keeps 3 by default: fewer than a participant
+/// with two slots keeps busy, so connections were closed and opened again between ranges).
+const IDLE_PER_HOST_MAX: usize = 32;
+/// Idle connections kept over every host.
+const IDLE_MAX: usize = 64;
 /// Most redirects a helper follows for one range.
 const HELPER_REDIRECTS_MAX: u32 = 5;
 
@@ -69,6 +77,8 @@ fn agent(body_timeout: Option<Duration>) -> Agent {
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_recv_response(Some(RESPONSE_TIMEOUT))
             .timeout_recv_body(body)
+            .max_idle_connections(IDLE_MAX)
+            .max_idle_connections_per_host(IDLE_PER_HOST_MAX)
             .user_agent(concat!("p2p/", env!("CARGO_PKG_VERSION")))
             .build()
             .into()
@@ -90,6 +100,8 @@ pub fn helping_agent(policy: OriginPolicy) -> Agent {
         .timeout_connect(Some(CONNECT_TIMEOUT))
         .timeout_recv_response(Some(RESPONSE_TIMEOUT))
         .timeout_recv_body(Some(RANGE_BODY_TIMEOUT))
+        .max_idle_connections(IDLE_MAX)
+        .max_idle_connections_per_host(IDLE_PER_HOST_MAX)
         .user_agent(concat!("p2p/", env!("CARGO_PKG_VERSION")))
         .max_redirects(0)
         .proxy(None)

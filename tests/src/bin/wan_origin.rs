@@ -44,6 +44,7 @@ fn main() -> std::process::ExitCode {
     let config = WanConfig {
         rate_per_ip: rate,
         request_delay: Duration::from_millis(delay_ms),
+        ..WanConfig::default()
     };
     let origin = match WanOrigin::start(&listen, data, config) {
         Ok(origin) => origin,

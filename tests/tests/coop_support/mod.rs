@@ -1,18 +1,15 @@
-//! Shared by the cooperative origin download tests and benchmark: a test origin (HTTP with
-//! `Range`, `If-Range`, `ETag`, a per-connection rate limit, a byte counter and a switch that
-//! changes the file mid-job), the `p2p` binary, and processes that die with the test.
+//! Shared by the cooperative origin download tests and benchmark: a test origin (the WAN
+//! test origin with a per-connection rate limit: `Range`, `If-Range`, `ETag`, a byte counter
+//! and a switch that changes the file mid-job), the `p2p` binary, and processes that die with the test.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, ChildStderr, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tiny_http::{Header, Method, Response, Server, StatusCode};
+use p2p_tests::wan_origin::{WanConfig, WanOrigin};
 
 // ------------------------------------------------------------------ the p2p binary
 
@@ -268,225 +265,55 @@ pub struct OriginConfig {
     pub ranges: bool,
 }
 
-struct Content {
-    data: Arc<Vec<u8>>,
-    etag: String,
-}
+/// The file's `ETag` until it changes.
+pub const ETAG: &str = "\"v1\"";
+/// Its `ETag` after [`Origin::change_after`].
+const CHANGED_ETAG: &str = "\"v2\"";
 
-struct State {
-    config: OriginConfig,
-    content: Mutex<Content>,
-    /// Body bytes handed to the network.
-    served: AtomicU64,
-    gets: AtomicU64,
-    /// Once `served` reaches this, the file changes (new bytes, new ETag).
-    change_after: AtomicU64,
-    changed: AtomicBool,
-}
-
-/// An HTTP origin on 127.0.0.1, one thread per request; stops when dropped.
+/// An HTTP origin on 127.0.0.1: the WAN test origin (`p2p_tests::wan_origin`, one thread
+/// per connection) with a cap per connection instead of per client address, since every
+/// client here has the same; stops when dropped.
 pub struct Origin {
     pub addr: SocketAddr,
-    state: Arc<State>,
-    server: Arc<Server>,
-    thread: Option<JoinHandle<()>>,
+    inner: WanOrigin,
 }
 
 impl Origin {
     pub fn start(data: Vec<u8>, config: OriginConfig) -> Origin {
-        let server = Arc::new(Server::http("127.0.0.1:0").unwrap());
-        let addr = server.server_addr().to_ip().unwrap();
-        let state = Arc::new(State {
-            config,
-            content: Mutex::new(Content {
-                data: Arc::new(data),
-                etag: "\"v1\"".into(),
-            }),
-            served: AtomicU64::new(0),
-            gets: AtomicU64::new(0),
-            change_after: AtomicU64::new(u64::MAX),
-            changed: AtomicBool::new(false),
-        });
-        let thread = {
-            let server = server.clone();
-            let state = state.clone();
-            std::thread::spawn(move || {
-                for request in server.incoming_requests() {
-                    let state = state.clone();
-                    std::thread::spawn(move || handle(&state, request));
-                }
-            })
+        let wan = WanConfig {
+            rate_per_connection: config.rate,
+            ranges: config.ranges,
+            etag: ETAG.into(),
+            ..WanConfig::default()
         };
+        let inner = WanOrigin::start("127.0.0.1:0", data, wan).unwrap();
         Origin {
-            addr,
-            state,
-            server,
-            thread: Some(thread),
+            addr: inner.addr,
+            inner,
         }
     }
 
     pub fn url(&self, name: &str) -> String {
-        format!("http://{}/{name}", self.addr)
+        self.inner.url(name)
     }
 
     /// Body bytes served so far.
     pub fn served(&self) -> u64 {
-        self.state.served.load(Ordering::SeqCst)
+        self.inner.served()
     }
 
     pub fn gets(&self) -> u64 {
-        self.state.gets.load(Ordering::SeqCst)
+        self.inner.gets()
     }
 
     /// The file changes (other bytes, other ETag) once `bytes` have been served.
     pub fn change_after(&self, bytes: u64) {
-        self.state.change_after.store(bytes, Ordering::SeqCst);
+        let len = self.inner.size() as usize;
+        self.inner
+            .change_after(bytes, test_bytes(len, 0x0C4A_96ED), CHANGED_ETAG);
     }
 
     pub fn changed(&self) -> bool {
-        self.state.changed.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap()
-}
-
-/// `bytes=A-B` or `bytes=A-` → (A, B) within `size`.
-fn parse_range(value: &str, size: u64) -> Option<(u64, u64)> {
-    let spec = value.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') {
-        return None;
-    }
-    let (a, b) = spec.split_once('-')?;
-    let first: u64 = a.trim().parse().ok()?;
-    let last: u64 = match b.trim() {
-        "" => size.checked_sub(1)?,
-        b => b.parse::<u64>().ok()?.min(size.checked_sub(1)?),
-    };
-    (first <= last).then_some((first, last))
-}
-
-fn handle(state: &Arc<State>, request: tiny_http::Request) {
-    let (data, etag) = {
-        let content = state.content.lock().unwrap();
-        (content.data.clone(), content.etag.clone())
-    };
-    let size = data.len() as u64;
-    let mut headers = vec![header("ETag", &etag)];
-    if state.config.ranges {
-        headers.push(header("Accept-Ranges", "bytes"));
-    }
-    let find = |name: &'static str| {
-        request
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv(name))
-            .map(|h| h.value.as_str().to_string())
-    };
-    match request.method() {
-        Method::Head => {
-            let mut response = Response::new(
-                StatusCode(200),
-                headers,
-                std::io::empty(),
-                Some(size as usize),
-                None,
-            )
-            .with_chunked_threshold(usize::MAX);
-            response.add_header(header("Content-Type", "application/octet-stream"));
-            let _ = request.respond(response);
-        }
-        Method::Get => {
-            state.gets.fetch_add(1, Ordering::SeqCst);
-            let range = find("Range").filter(|_| state.config.ranges);
-            let if_range_ok = find("If-Range").is_none_or(|v| v == etag);
-            let (status, first, last) = match range.as_deref().map(|r| parse_range(r, size)) {
-                Some(Some((a, b))) if if_range_ok => (206, a, b),
-                Some(None) => {
-                    headers.push(header("Content-Range", &format!("bytes */{size}")));
-                    let response =
-                        Response::new(StatusCode(416), headers, std::io::empty(), Some(0), None);
-                    let _ = request.respond(response);
-                    return;
-                }
-                _ => (200, 0, size.saturating_sub(1)),
-            };
-            if status == 206 {
-                headers.push(header(
-                    "Content-Range",
-                    &format!("bytes {first}-{last}/{size}"),
-                ));
-            }
-            let len = if size == 0 { 0 } else { last - first + 1 };
-            let body = Body {
-                data,
-                pos: first,
-                end: first + len,
-                state: state.clone(),
-                started: Instant::now(),
-                sent: 0,
-            };
-            // Content-Length, never chunked: clients check the length.
-            let response =
-                Response::new(StatusCode(status), headers, body, Some(len as usize), None)
-                    .with_chunked_threshold(usize::MAX);
-            let _ = request.respond(response);
-        }
-        _ => {
-            let _ = request.respond(Response::empty(405));
-        }
-    }
-}
-
-/// A response body that keeps to the rate limit, counts what it hands out, and pulls the
-/// switch that changes the file.
-struct Body {
-    data: Arc<Vec<u8>>,
-    pos: u64,
-    end: u64,
-    state: Arc<State>,
-    started: Instant,
-    sent: u64,
-}
-
-impl Read for Body {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.pos >= self.end {
-            return Ok(0);
-        }
-        let rate = self.state.config.rate;
-        // Small steps keep the rate smooth.
-        let step = (buf.len() as u64).min(self.end - self.pos).min(16 * 1024) as usize;
-        if rate > 0 {
-            let due = self.started + Duration::from_secs_f64(self.sent as f64 / rate as f64);
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
-        }
-        let start = self.pos as usize;
-        buf[..step].copy_from_slice(&self.data[start..start + step]);
-        self.pos += step as u64;
-        self.sent += step as u64;
-        let served = self.state.served.fetch_add(step as u64, Ordering::SeqCst) + step as u64;
-        if served >= self.state.change_after.load(Ordering::SeqCst)
-            && !self.state.changed.swap(true, Ordering::SeqCst)
-        {
-            let mut content = self.state.content.lock().unwrap();
-            let len = content.data.len();
-            content.data = Arc::new(test_bytes(len, 0x0C4A_96ED));
-            content.etag = "\"v2\"".into();
-        }
-        Ok(step)
+        self.inner.changed()
     }
 }

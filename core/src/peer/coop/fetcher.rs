@@ -8,9 +8,10 @@ use rand_chacha::ChaCha8Rng;
 
 use super::job::{FetchJob, FetchSpec, Participant, RangeError, RangeState, SpotCheck};
 use super::{
-    Coop, CoopPending, Ctx, HELPER_FAILURES_MAX, LOCAL_RANGE_TIMEOUTS, LOCAL_RETRY_DOUBLINGS_MAX,
-    LOCAL_RETRY_WAIT_MAX, RANGE_ATTEMPTS_MAX, RANGE_LEN_MIN, SPOT_CHECK_LEN,
-    SPOT_CHECKS_IN_FLIGHT_MAX, SPOT_CHECKS_PER_HELPER, SpotCheckRef,
+    Coop, CoopPending, Ctx, HELPER_FAILURES_MAX, HELPER_RANGES_HELD_MAX, LOCAL_RANGE_TIMEOUTS,
+    LOCAL_RETRY_DOUBLINGS_MAX, LOCAL_RETRY_WAIT_MAX, RANGE_ATTEMPTS_MAX, RANGE_LEN_MIN,
+    SPOT_CHECK_LEN, SPOT_CHECKS_IN_FLIGHT_MAX, SPOT_CHECKS_PER_HELPER, SpotCheckRef,
+    ranges_in_flight_max,
 };
 use crate::ids::{ConnId, PeerId};
 use crate::peer::action::{PeerAction, PeerNotice};
@@ -49,7 +50,14 @@ impl Coop {
                     );
                     return Ok(());
                 }
-                let reply = match job.take_pending(Participant::Helper(remote), now + timeout) {
+                let by = Participant::Helper(remote);
+                let held = job.held_by(by);
+                let taken = if held < HELPER_RANGES_HELD_MAX {
+                    job.take_pending(by, now + timeout)
+                } else {
+                    None
+                };
+                let reply = match taken {
                     Some(range_index) => {
                         job.idle.remove(&remote);
                         let (offset, length) = job.range(range_index);
@@ -204,9 +212,9 @@ impl Coop {
         self.pump_local_fetches(ctx, now);
     }
 
-    /// The fetcher's own slots take ranges like any helper.
+    /// The fetcher's own slots take ranges like any helper, [`RANGES_PER_SLOT`](super::RANGES_PER_SLOT) each.
     pub(crate) fn pump_local_fetches(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
-        let slots = ctx.config.origin_connections.max(1);
+        let slots = ranges_in_flight_max(ctx.config.origin_connections);
         let timeout = ctx.config.coop_range_timeout;
         let mut fetches = Vec::new();
         let mut checks: Vec<(u64, String, String, SpotCheckRef)> = Vec::new();

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::job::HelperJob;
 use super::{
     Coop, CoopPending, Ctx, HELPER_JOBS_MAX, HELPER_JOBS_PER_CONN_MAX, RangeError,
-    helper_fetches_max,
+    helper_fetches_max, ranges_in_flight_max,
 };
 use crate::ids::ConnId;
 use crate::wire::{BLOCK_LEN_MAX, Message};
@@ -212,9 +212,11 @@ impl Coop {
         fetches + asks
     }
 
-    /// Asks the fetcher for a range for every free slot of the job, within the total.
+    /// Asks the fetcher for ranges until the job has [`ranges_in_flight_max`] outstanding
+    /// (asked for or being fetched), within the total: with more than one per slot, the
+    /// next range is on its way before the current one ends.
     fn ask_for_work(&mut self, ctx: &mut Ctx<'_>, job_id: u64) {
-        let slots = ctx.config.origin_connections.max(1);
+        let slots = ranges_in_flight_max(ctx.config.origin_connections);
         let total_max = helper_fetches_max(ctx.config.origin_connections);
         let mut busy_total = self.helper_slots_busy();
         let Some(job) = self.helping.get_mut(&job_id) else {

@@ -153,6 +153,14 @@ impl FetchJob {
         Some(index as u32)
     }
 
+    /// Ranges `by` is fetching now.
+    pub(crate) fn held_by(&self, by: Participant) -> u32 {
+        self.ranges
+            .iter()
+            .filter(|r| matches!(r, RangeState::Fetching { by: b, .. } if *b == by))
+            .count() as u32
+    }
+
     pub(crate) fn is_fetching_by(&self, index: u32, by: Participant) -> bool {
         matches!(self.ranges.get(index as usize), Some(RangeState::Fetching { by: b, .. }) if *b == by)
     }

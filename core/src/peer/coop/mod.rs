@@ -39,13 +39,27 @@ pub const HELPER_JOBS_MAX: usize = 8;
 /// fetches, so two leave room for a second fetch while no member can fill every slot.
 pub const HELPER_JOBS_PER_CONN_MAX: usize = 2;
 
-/// Most ranges a helper fetches for others at once, over every job: its slots
-/// (`origin_connections`) in each of at most [`HELPER_JOBS_MAX`] jobs. Ranges still being
+/// Ranges each participant's slot (`origin_connections`) keeps outstanding: the next is
+/// asked for while the current one is still arriving, so at WAN latency a participant's
+/// link does not idle for a round trip (request out, first byte back) between ranges. The
+/// driver runs each on its own kept-alive connection to the origin.
+pub const RANGES_PER_SLOT: u32 = 2;
+/// Most ranges one helper holds of one job at once: a member asking for more (whatever its
+/// `origin_connections`) is told there is no work until it delivers some.
+pub const HELPER_RANGES_HELD_MAX: u32 = 32;
+
+/// Ranges a participant with `origin_connections` slots keeps outstanding in one job.
+pub fn ranges_in_flight_max(origin_connections: u32) -> u32 {
+    origin_connections.max(1) * RANGES_PER_SLOT
+}
+
+/// Most ranges a helper fetches for others at once, over every job: its ranges in flight
+/// ([`ranges_in_flight_max`]) in each of at most [`HELPER_JOBS_MAX`] jobs. Ranges still being
 /// fetched for a job that has ended (its fetcher left) count too, so a fetcher that offers,
 /// takes a range and reconnects cannot pile up fetches. The driver bounds its blocking HTTP
 /// fetches for helping by the same number.
 pub fn helper_fetches_max(origin_connections: u32) -> usize {
-    HELPER_JOBS_MAX * origin_connections.max(1) as usize
+    HELPER_JOBS_MAX * ranges_in_flight_max(origin_connections) as usize
 }
 /// Failures one helper may report in one job (`RangeFailed`, retryable) before it takes
 /// no more of the job's ranges. Only the fetcher's own failures count against a range
