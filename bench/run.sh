@@ -342,7 +342,8 @@ swarm_aria2() {
     sleep 2 # the seeder announces
     cat >"$T/done.sh" <<'EOF'
 #!/bin/sh
-date +%s.%N > "$(dirname "$3")/../done"
+# $3 is the first file's path, $T/aN/d/FILE (a file) or $T/aN/d/DIR/... (a tree).
+date +%s.%N > "$(printf '%s\n' "$3" | sed -E 's#(/a[0-9]+)/d/.*#\1#')/done"
 EOF
     chmod +x "$T/done.sh"
     start=$(now)
@@ -525,6 +526,7 @@ EOF
             record "tree$name.tar.secs" "$tar_secs"
             sleep "$PAUSE"
             rm -rf "$dst"
+            mkdir -p "$dst"
             rsync_secs=$(timed rsync -a "rsync://127.0.0.1:$port/trees/$name/" "$dst/$name/")
             record "tree$name.rsync.secs" "$rsync_secs"
             sleep "$PAUSE"
@@ -557,7 +559,8 @@ EOF
 # ------------------------------------------------------------------ report
 
 report() {
-    python3 - "$RESULTS" "$T/sim.json" "$RUNS" "$SINGLE_MIB" "$SWARM_MIB" "$SWARMS" "$TREE_SWARM" <<'EOF'
+    TREE_A_SMALL=$TREE_A_SMALL TREE_A_BIG=$TREE_A_BIG TREE_A_BIG_MIB=$TREE_A_BIG_MIB TREE_B_FILES=$TREE_B_FILES \
+        python3 - "$RESULTS" "$T/sim.json" "$RUNS" "$SINGLE_MIB" "$SWARM_MIB" "$SWARMS" "$TREE_SWARM" <<'EOF'
 import json, statistics, sys
 from collections import defaultdict
 path, sim_path, runs, single_mib, swarm_mib, swarms, tree_swarm = sys.argv[1:8]
@@ -593,7 +596,11 @@ if v["attack.alone"]:
     a, b = med("attack.alone"), med("attack.attacked")
     row("getter, 16 MiB, beside 2 non-reading members (s)", f"{b:.2f}", f"{a:.2f} (p2p, alone)",
         f"{b / a:.1f}x time", "")
-for name, what in (("A", "tree A, 10,000 x 16 KiB + 20 x 32 MiB"), ("B", "tree B, 100,000 x 1 KiB")):
+import os
+env = lambda k: os.environ.get(k, "?")
+trees = (("A", f"tree A, {env('TREE_A_SMALL')} x 16 KiB + {env('TREE_A_BIG')} x {env('TREE_A_BIG_MIB')} MiB"),
+         ("B", f"tree B, {env('TREE_B_FILES')} x 1 KiB"))
+for name, what in trees:
     if not v[f"tree{name}.p2p.secs"]:
         continue
     p = med(f"tree{name}.p2p.secs")
