@@ -213,11 +213,6 @@ pub fn create_dirs_beneath(root: &Path, relative: &str) -> io::Result<()> {
     walk_dirs(open_root(root)?, relative.split('/'), true).map(drop)
 }
 
-/// Opens the directory `relative` beneath `root` (to sync it), following no link.
-pub fn open_dir_beneath(root: &Path, relative: &str) -> io::Result<File> {
-    walk_dirs(open_root(root)?, relative.split('/'), false).map(File::from)
-}
-
 /// Removes the file, or the empty directory when `dir`, at `relative` beneath `root`,
 /// following no link on the way (a link at `relative` itself is removed, not followed).
 pub fn remove_beneath(root: &Path, relative: &str, dir: bool) -> io::Result<()> {
