@@ -24,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
     for entry in table.entries() {
         let components: Vec<&str> = entry.path.split('/').collect();
         assert!(components.len() <= PATH_DEPTH_MAX);
-        assert!(components.iter().all(|c| is_safe_file_name(c)), "{:?}", entry.path);
+        assert!(
+            components.iter().all(|c| is_safe_file_name(c)),
+            "{:?}",
+            entry.path
+        );
         assert!(
             lowered.insert(entry.path.to_lowercase()),
             "two paths alike under case: {:?}",

@@ -16,14 +16,17 @@
 //! Checked after every op: no panic; `Send`/`Close` only on open connections, every message
 //! sent decodable; a helping `FetchRange` only right after an `AssignRange` that answered a
 //! `TakeWork` the peer sent on that connection for that job; helping fetches in flight never
-//! more than `helper_fetches_max`; asks outstanding per job never more than its slots.
+//! more than `helper_fetches_max`; asks outstanding per job never more than its slots hold
+//! (`ranges_in_flight_max`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use arbitrary::{Result, Unstructured};
 use bytes::Bytes;
-use p2p_core::peer::{FetchSpec, Peer, PeerAction, PeerConfig, RangeError, helper_fetches_max};
+use p2p_core::peer::{
+    FetchSpec, Peer, PeerAction, PeerConfig, RangeError, helper_fetches_max, ranges_in_flight_max,
+};
 use p2p_core::testkit::remote::{accept_with, hello};
 use p2p_core::{ConnId, Instant, Message, PeerId};
 
@@ -247,8 +250,9 @@ impl CoopHarness {
             "{in_flight} helping fetches in flight"
         );
         for (&(conn, job_id), &n) in &self.asks {
+            // Each slot keeps the next range asked for while one arrives.
             assert!(
-                n <= self.origin_connections,
+                n <= ranges_in_flight_max(self.origin_connections),
                 "{n} asks outstanding on {conn} for job {job_id}"
             );
         }
