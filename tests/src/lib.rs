@@ -28,6 +28,24 @@ pub use secure_stream::{SecureStream, test_seed};
 
 /// The environment variable that turns off the binary's LAN discovery (mDNS).
 pub const NO_MDNS_ENV: &str = "P2P_NO_MDNS";
+/// Where `p2p` keeps what it remembers between runs.
+pub const STATE_DIR_ENV: &str = "P2P_STATE_DIR";
+
+/// The state directory of the processes named `name` in a test whose directory is `cwd`.
+/// Characters of `name` other than letters, digits, `-` and `_` become `_`; at most
+/// `STATE_DIR_NAME_MAX` are kept.
+pub fn state_dir(cwd: &Path, name: &str) -> PathBuf {
+    const STATE_DIR_NAME_MAX: usize = 64;
+    let name: String = name
+        .chars()
+        .take(STATE_DIR_NAME_MAX)
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' => c,
+            _ => '_',
+        })
+        .collect();
+    cwd.join("p2p-state").join(name)
+}
 /// The default bound on any single wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(60);
 /// After a process exits, how long its output pipes may take to be read to their end.
@@ -148,11 +166,15 @@ impl Proc {
     }
 
     /// Starts `p2p ARGS` with `env` set (after `P2P_NO_MDNS=1`, which `env` may undo).
+    /// Each process name has its own state directory (`P2P_STATE_DIR`) in `cwd`: what a
+    /// process remembers of a swarm (`io/address_book`) reaches the next one of its name
+    /// alone, never the home directory.
     pub fn spawn_env(name: &str, cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Proc {
         let mut command = Command::new(p2p_bin());
         command
             .args(args)
             .env(NO_MDNS_ENV, "1")
+            .env(STATE_DIR_ENV, state_dir(cwd, name))
             .envs(env.iter().copied());
         Proc::spawn_command(name, cwd, command)
     }
@@ -170,6 +192,7 @@ impl Proc {
         let mut command = Command::new("ip");
         command
             .env_remove(NO_MDNS_ENV)
+            .env(STATE_DIR_ENV, state_dir(cwd, name))
             .args(["netns", "exec", netns])
             .arg(p2p_bin())
             .args(args);

@@ -270,6 +270,14 @@ impl Connections {
     }
 
     /// Whether `peer` (or whoever listens at `addr`) is connected or being dialled.
+    /// Ready connections to peers that listen: each peer's id and address.
+    pub(crate) fn listening_peers(&self) -> impl Iterator<Item = (PeerId, String)> + '_ {
+        self.conns
+            .values()
+            .filter(|c| c.is_ready() && !c.addr.is_empty())
+            .filter_map(|c| c.remote.map(|id| (id, c.addr.clone())))
+    }
+
     pub(crate) fn knows(&self, peer: PeerId, addr: &str) -> bool {
         self.by_peer.contains_key(&peer) || self.conns.values().any(|c| c.addr == addr)
     }

@@ -49,7 +49,7 @@ use self::serving::{Held, Serving};
 use self::timer::{Timer, TimerTable};
 use self::tracker_session::TrackerSession;
 use crate::chunkset::ChunkSet;
-use crate::ids::{ConnId, ContentId};
+use crate::ids::{ConnId, ContentId, PeerId};
 use crate::manifest::Manifest;
 use crate::secure::Remote;
 use crate::time::Instant;
@@ -99,7 +99,7 @@ impl Peer {
         }
     }
 
-    pub fn peer_id(&self) -> crate::ids::PeerId {
+    pub fn peer_id(&self) -> PeerId {
         self.config.peer_id
     }
 
@@ -141,6 +141,13 @@ impl Peer {
     /// Open peer connections (any state).
     pub fn connection_count(&self) -> usize {
         self.conns.len()
+    }
+
+    /// The peers connected now that accept connections, with the address each is reached
+    /// at (where it was seen, with the port it listens on): what a driver may remember to
+    /// find the swarm again once its trackers are gone.
+    pub fn connected_peers(&self) -> Vec<(PeerId, String)> {
+        self.conns.listening_peers().collect()
     }
 
     // ------------------------------------------------------------------ outputs
@@ -255,6 +262,24 @@ impl Peer {
         for conn in ready {
             self.express_interest(conn, content_id);
         }
+        self.pump(now);
+    }
+
+    /// Peers known from elsewhere (met in an earlier run) become candidates of a running
+    /// download and are dialled, as peers named by peer exchange are: for when no tracker
+    /// answers. The tracker's next answer replaces them.
+    pub fn add_candidates(
+        &mut self,
+        now: Instant,
+        content_id: ContentId,
+        peers: Vec<(PeerId, String)>,
+    ) {
+        let me = self.config.peer_id;
+        let Some(download) = self.downloads.get_mut(content_id) else {
+            return;
+        };
+        exchange::take(download, peers, me);
+        self.connect_candidates(now, content_id);
         self.pump(now);
     }
 

@@ -254,6 +254,7 @@ async fn start_seeder(
         help_others: false,
         origin_connections: None,
         origin_policy: Default::default(),
+        address_book: None,
     })
     .await?;
     seeder
@@ -288,6 +289,7 @@ async fn start_getters(
             help_others: false,
             origin_connections: None,
             origin_policy: Default::default(),
+            address_book: None,
         })
         .await?;
         let options = DownloadOptions::into(Destination::Dir(out));

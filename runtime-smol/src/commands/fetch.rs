@@ -71,6 +71,7 @@ pub async fn run(args: FetchArgs, signals: &mut StopSignals) -> anyhow::Result<E
         help_others: false,
         origin_connections: Some(args.origin_connections),
         origin_policy: Default::default(),
+        address_book: None,
     })
     .await?;
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use p2p_core::peer::PeerNotice;
 use p2p_core::secure::SwarmSecret;
-use p2p_core::{ContentId, Ticket};
+use p2p_core::{ContentId, PeerId, Ticket};
 use smol::future;
 
 use crate::UsageError;
@@ -17,6 +17,7 @@ use crate::commands::progress::Reporter;
 use crate::commands::{progress, share, tracker_client};
 use crate::driver::peer::{self, DownloadOptions, PeerHandle, PeerOptions, UserEvent};
 use crate::driver::tracker::TrackerHandle;
+use crate::io::address_book::AddressBook;
 use crate::io::first_answer::{self, NoAnswer};
 use crate::io::selection::Selection;
 use crate::io::signals::{Stop, StopSignals};
@@ -68,10 +69,26 @@ pub async fn run(args: GetArgs, signals: &mut StopSignals) -> anyhow::Result<Exi
         patterns => Some(Selection::new(patterns).map_err(UsageError)?),
     };
     let (secret, whose) = swarm_secret(&args, &target)?;
-    let trackers = first_answering(trackers(&args, &target), &secret, &args, &target).await?;
+    let book = AddressBook::for_swarm(&secret);
+    let Rendezvous {
+        trackers,
+        peers: known_peers,
+    } = rendezvous(
+        trackers(&args, &target),
+        &secret,
+        &args,
+        &target,
+        book.as_ref(),
+    )
+    .await?;
     let content_id = match &target {
         Target::Ticket(ticket) => ticket.content_id,
         Target::ContentId(content_id) => *content_id,
+        Target::Name(_) if !known_peers.is_empty() => anyhow::bail!(
+            "no tracker of this swarm answered, and only a tracker can look a name up; pass \
+             the ticket, or the content id with --secret-file, to download from the peers met \
+             in earlier runs"
+        ),
         Target::Name(name) => resolve_name(&trackers[0], &secret, name).await?,
     };
     let destination = Destination::from_output(args.output.as_deref());
@@ -100,6 +117,7 @@ pub async fn run(args: GetArgs, signals: &mut StopSignals) -> anyhow::Result<Exi
         help_others: false,
         origin_connections: None,
         origin_policy: Default::default(),
+        address_book: book,
     })
     .await?;
     let options = DownloadOptions {
@@ -107,6 +125,7 @@ pub async fn run(args: GetArgs, signals: &mut StopSignals) -> anyhow::Result<Exi
         force: args.force,
         expected_sha256: args.sha256.clone(),
         only,
+        known_peers,
     };
     peer.download(content_id, None, options).await;
     let mut reporter = Reporter::new(args.json);
@@ -200,24 +219,37 @@ fn trackers(args: &GetArgs, target: &Target) -> Vec<String> {
     trackers
 }
 
-/// `trackers` with the first to answer (all are dialled at once) moved to the front, the
-/// others kept as fall-backs in their order. When none answers, an error that says why for
-/// each; unless one refused the handshake: then the peer meets that refusal itself, and
+/// Where the swarm was found: the trackers to keep a session with (the one that answered
+/// first), and, when no tracker answered, the members met in earlier runs to dial.
+struct Rendezvous {
+    trackers: Vec<String>,
+    peers: Vec<(PeerId, String)>,
+}
+
+/// Finds the swarm: `trackers` (all dialled at once) with the first to answer moved to the
+/// front, the others kept as fall-backs in their order; when none answers, a tracker found
+/// on the LAN; else the peers in the address book, if one of them answers (the trackers
+/// stay, should they come back). When nothing answers, an error that says why for each;
+/// unless a tracker refused the handshake: then the peer meets that refusal itself, and
 /// `run` says what it means for the ticket.
-async fn first_answering(
+async fn rendezvous(
     mut trackers: Vec<String>,
     secret: &SwarmSecret,
     args: &GetArgs,
     target: &Target,
-) -> anyhow::Result<Vec<String>> {
+    book: Option<&AddressBook>,
+) -> anyhow::Result<Rendezvous> {
+    let found = |trackers, peers| Ok(Rendezvous { trackers, peers });
     match first_answer::first_to_answer(&trackers, secret).await {
         Ok(index) => {
             let first = trackers.remove(index);
             tracing::info!(tracker = %first, "first to answer");
             trackers.insert(0, first);
-            Ok(trackers)
+            found(trackers, Vec::new())
         }
-        Err(failures) if failures.iter().any(|(_, why)| why.is_refusal()) => Ok(trackers),
+        Err(failures) if failures.iter().any(|(_, why)| why.is_refusal()) => {
+            found(trackers, Vec::new())
+        }
         Err(failures) => {
             let lan = if args.no_mdns {
                 LanDiscovery::Off
@@ -228,13 +260,24 @@ async fn first_answering(
                 tracing::info!(tracker = %addr, "found on the LAN (mDNS)");
                 // The ticket's stay as fall-backs, should they come back.
                 trackers.insert(0, addr);
-                return Ok(trackers);
+                return found(trackers, Vec::new());
+            }
+            let remembered = book.map(AddressBook::load).unwrap_or_default();
+            let met = remembered_rendezvous(remembered, secret).await;
+            if let MetBefore::Answered(peers) = met {
+                eprintln!(
+                    "no address in the ticket answered; found the swarm through a peer met in \
+                     an earlier run ({}); {lan}",
+                    peers[0].1
+                );
+                return found(trackers, peers);
             }
             let source = match target {
                 Target::Ticket(_) if args.tracker.is_none() => "in the ticket",
                 _ => "given",
             };
-            let reason = first_answer::none_answered(&failures, source, &lan.to_string());
+            let elsewhere = format!("{lan}{met}");
+            let reason = first_answer::none_answered(&failures, source, &elsewhere);
             if args.json {
                 progress::print_json(&serde_json::json!({
                     "event": "failed",
@@ -283,6 +326,57 @@ impl std::fmt::Display for LanDiscovery {
                 )
             }
         }
+    }
+}
+
+/// What the address book made of a swarm none of whose trackers answered.
+enum MetBefore {
+    /// Nobody remembered (or no state directory).
+    Nobody,
+    /// These peers are remembered, the first of them answered the handshake.
+    Answered(Vec<(PeerId, String)>),
+    NoneAnswered(usize),
+}
+
+impl std::fmt::Display for MetBefore {
+    /// Follows `LanDiscovery`'s sentence in the error message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetBefore::Nobody | MetBefore::Answered(_) => Ok(()),
+            MetBefore::NoneAnswered(1) => {
+                write!(
+                    f,
+                    "; the one peer met in an earlier run did not answer either"
+                )
+            }
+            MetBefore::NoneAnswered(n) => {
+                write!(
+                    f,
+                    "; none of the {n} peers met in earlier runs answered either"
+                )
+            }
+        }
+    }
+}
+
+/// Dials the peers of the address book at once: when one finishes the handshake, all are
+/// returned, that one first, for the download to dial (the dead ones cost a failed
+/// connect each).
+async fn remembered_rendezvous(
+    mut peers: Vec<(PeerId, String)>,
+    secret: &SwarmSecret,
+) -> MetBefore {
+    if peers.is_empty() {
+        return MetBefore::Nobody;
+    }
+    let addrs: Vec<String> = peers.iter().map(|(_, addr)| addr.clone()).collect();
+    match first_answer::first_to_answer(&addrs, secret).await {
+        Ok(index) => {
+            let first = peers.remove(index);
+            peers.insert(0, first);
+            MetBefore::Answered(peers)
+        }
+        Err(_) => MetBefore::NoneAnswered(peers.len()),
     }
 }
 

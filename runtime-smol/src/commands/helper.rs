@@ -49,6 +49,7 @@ pub async fn run(
         help_others: true,
         origin_connections: Some(origin_connections),
         origin_policy,
+        address_book: None,
     })
     .await?;
     let addr = peer.listen_addr.map(|a| a.to_string()).unwrap_or_default();

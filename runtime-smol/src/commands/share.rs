@@ -97,6 +97,7 @@ pub async fn run(options: ShareOptions, signals: &mut StopSignals) -> anyhow::Re
         help_others: options.help_others,
         origin_connections: options.origin_connections,
         origin_policy: options.origin_policy.clone(),
+        address_book: None,
     })
     .await?;
     let serving = peer.listen_addr.map(|a| a.to_string()).unwrap_or_default();

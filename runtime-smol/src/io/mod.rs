@@ -7,7 +7,7 @@
 //! (`clock`), the upload cap (`rate_limit`), files on disk (`store`), a download's resume
 //! record (`record`) and how both are opened without following planted links
 //! (`no_follow`), this host's addresses others may dial (`interfaces`), LAN discovery
-//! of a swarm's trackers (`mdns`), the block buffers sockets and files share (`buffer_pool`), HTTP to an
+//! of a swarm's trackers (`mdns`), the swarm members met in earlier runs (`address_book`), the block buffers sockets and files share (`buffer_pool`), HTTP to an
 //! origin (`http`) and what a helper may fetch from one (`origin_policy`), and the stop
 //! signals (`signals`).
 //!
@@ -16,6 +16,7 @@
 //!
 //! Nothing here knows the machines' logic: these are the hands the drivers use.
 
+pub mod address_book;
 pub mod bind;
 pub mod buffer_pool;
 pub mod clock;

@@ -31,9 +31,14 @@ impl Driver {
                 manifest,
                 options,
             } => {
-                let files = DownloadFiles::new(*options);
-                self.downloads.insert(content_id, files);
+                let mut options = *options;
+                let known_peers = std::mem::take(&mut options.known_peers);
+                self.downloads
+                    .insert(content_id, DownloadFiles::new(options));
                 self.peer.download(now, content_id, manifest);
+                if !known_peers.is_empty() {
+                    self.peer.add_candidates(now, content_id, known_peers);
+                }
             }
             Event::Shutdown => {}
             Event::ReadDone { token, result } => self.peer.handle_read(now, token, result),

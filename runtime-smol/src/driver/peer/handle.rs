@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use p2p_core::peer::FetchSpec;
-use p2p_core::{ContentId, Manifest};
+use p2p_core::{ContentId, Manifest, PeerId};
 use smol::Task;
 use smol::channel::{Receiver, Sender};
 
@@ -24,6 +24,8 @@ pub struct DownloadOptions {
     pub expected_sha256: Option<String>,
     /// The paths to download out of a collection (`get --only`); `None`: all.
     pub only: Option<Selection>,
+    /// Peers of the swarm met in earlier runs, dialled at once (when no tracker answers).
+    pub known_peers: Vec<(PeerId, String)>,
 }
 
 impl DownloadOptions {
@@ -34,6 +36,7 @@ impl DownloadOptions {
             force: false,
             expected_sha256: None,
             only: None,
+            known_peers: Vec::new(),
         }
     }
 }

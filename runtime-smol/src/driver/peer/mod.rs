@@ -19,7 +19,7 @@ mod handle;
 mod notices;
 mod shutdown;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +39,7 @@ use smol::{Timer, future};
 use self::actions::Deferred;
 use self::downloads::DownloadFiles;
 pub use self::handle::{DownloadOptions, PeerHandle};
+use crate::io::address_book::AddressBook;
 use crate::io::conn_limits::ConnLimits;
 use crate::io::net::{self, Accepted, ConnHandle, NetEvent, WriterDone};
 use crate::io::origin_policy::OriginPolicy;
@@ -76,6 +77,9 @@ pub struct PeerOptions {
     pub origin_connections: Option<u32>,
     /// What this peer may fetch when helping others (the strict default when it does not).
     pub origin_policy: OriginPolicy,
+    /// Where to remember the swarm's members this peer meets (`get`), so that a later run
+    /// finds them when its trackers are gone.
+    pub address_book: Option<AddressBook>,
 }
 
 /// Everything the peer task reacts to.
@@ -189,6 +193,43 @@ struct ContentFile {
     uncached: bool,
 }
 
+/// How often the connected peers are compared with the address book.
+const REMEMBER_EVERY: Duration = Duration::from_secs(1);
+
+/// The address book of the swarm, and who of this run is already in it.
+struct Remembering {
+    book: AddressBook,
+    remembered: BTreeSet<(PeerId, String)>,
+    next_look: std::time::Instant,
+}
+
+impl Remembering {
+    fn new(book: AddressBook) -> Remembering {
+        Remembering {
+            book,
+            remembered: BTreeSet::new(),
+            next_look: std::time::Instant::now(),
+        }
+    }
+
+    /// Writes the book when `peer` is connected to someone not remembered yet in this run:
+    /// as many writes as peers met, whatever the churn. Looks at most every
+    /// `REMEMBER_EVERY` unless `now_anyway`.
+    fn look(&mut self, peer: &Peer, now_anyway: bool) {
+        let now = std::time::Instant::now();
+        if !now_anyway && now < self.next_look {
+            return;
+        }
+        self.next_look = now + REMEMBER_EVERY;
+        let connected = peer.connected_peers();
+        if connected.iter().all(|p| self.remembered.contains(p)) {
+            return;
+        }
+        self.book.remember(&connected);
+        self.remembered.extend(connected);
+    }
+}
+
 struct Driver {
     peer: Peer,
     events: Sender<Event>,
@@ -217,6 +258,8 @@ struct Driver {
     deferred: Vec<Deferred>,
     /// How ranges are fetched for other peers' jobs.
     helping: Helping,
+    /// `None`: this peer remembers nobody.
+    remembering: Option<Remembering>,
 }
 
 /// Fetching for others: an agent bound by the origin policy, and as many permits as the
@@ -293,6 +336,7 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
         fetch_files: HashMap::new(),
         deferred: Vec::new(),
         helping,
+        remembering: options.address_book.map(Remembering::new),
     };
     let task = smol::spawn(driver.run(events_rx));
     Ok(PeerHandle {
@@ -356,8 +400,16 @@ impl Driver {
                 self.flush_records();
             }
             self.drain();
+            self.remember_peers(false);
         }
         self.shutdown(&events).await
+    }
+
+    /// Remembers the peers connected now (see `Remembering::look`).
+    fn remember_peers(&mut self, now_anyway: bool) {
+        if let Some(remembering) = &mut self.remembering {
+            remembering.look(&self.peer, now_anyway);
+        }
     }
 
     /// Carries out every action the machine has queued: all of them are drained first,

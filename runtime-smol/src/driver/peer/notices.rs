@@ -9,6 +9,8 @@ impl Driver {
     pub(super) fn notify(&mut self, notice: PeerNotice) {
         match notice {
             PeerNotice::DownloadComplete { content_id } => {
+                // A download over before the next look would remember no one.
+                self.remember_peers(true);
                 self.finish_step(content_id, |finish| finish.complete())
             }
             PeerNotice::DownloadFailed {
