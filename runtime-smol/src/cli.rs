@@ -28,8 +28,9 @@ Examples:
   p2p get p2p2:...ticket... -o ~/Downloads  # on any machine that can reach this one
   p2p new-secret swarm.key                  # a swarm of your own, for a standalone tracker
   p2p tracker --listen 0.0.0.0:7070 --secret-file swarm.key
-  p2p ls --tracker 10.0.0.5:7070 --secret-file swarm.key   # what the swarm offers
-  p2p peers --secret-file swarm.key --json                 # who is in it
+  p2p ls p2p2:...ticket...                  # what the ticket's swarm offers
+  p2p peers p2p2:...ticket... --json        # who is in it
+  p2p ls --tracker 10.0.0.5:7070 --secret-file swarm.key
 
 Every swarm is private: its secret (in every ticket, or in a secret file) is what lets a
 machine in, and every connection is authenticated and encrypted with it. Whoever holds a
@@ -250,29 +251,20 @@ policy'; the reason is in this helper's log.")]
         origins: OriginArgs,
     },
 
-    /// List the files a tracker knows in a swarm.
-    Ls {
-        #[arg(long, default_value = DEFAULT_TRACKER_ADDR, value_name = "ADDR")]
-        tracker: String,
-        /// The swarm to list (a file from `p2p new-secret`).
-        #[arg(long = "secret-file", value_name = "FILE")]
-        secret_file: PathBuf,
-        /// One JSON object per line instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    /// List the files a swarm offers: ask the ticket's addresses (or --tracker), else a
+    /// tracker of the swarm found on the LAN.
+    #[command(after_help = "\
+Examples:
+  p2p ls p2p2:...ticket...                          # what the ticket's swarm offers
+  p2p ls --tracker 10.0.0.5:7070 --secret-file swarm.key --json")]
+    Ls(QueryArgs),
 
-    /// List the peers a tracker knows in a swarm, by their key's fingerprint.
-    Peers {
-        #[arg(long, default_value = DEFAULT_TRACKER_ADDR, value_name = "ADDR")]
-        tracker: String,
-        /// The swarm to list (a file from `p2p new-secret`).
-        #[arg(long = "secret-file", value_name = "FILE")]
-        secret_file: PathBuf,
-        /// One JSON object per line instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    /// List the peers of a swarm, by their key's fingerprint: asked as `ls` asks.
+    #[command(after_help = "\
+Examples:
+  p2p peers p2p2:...ticket...
+  p2p peers --tracker 10.0.0.5:7070 --secret-file swarm.key --json")]
+    Peers(QueryArgs),
 
     /// Run a tracker, a seeder and N peers in this process on loopback, distribute a
     /// generated file, verify every copy, and compare with one seeder serving everyone.
@@ -347,6 +339,27 @@ pub struct GetArgs {
     pub sha256: Option<String>,
     /// No LAN discovery (mDNS): do not look for the swarm on the local network when no
     /// address answers, and with --seed do not announce it.
+    #[arg(long, env = NO_MDNS_ENV, value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_mdns: bool,
+}
+
+/// Where `ls` and `peers` ask, and how they answer.
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// A ticket from `p2p share`: its secret names the swarm, its addresses are asked.
+    #[arg(value_name = "TICKET")]
+    pub ticket: Option<String>,
+    /// A tracker to ask (first, before the ticket's addresses). Default without a ticket:
+    /// 127.0.0.1:7070.
+    #[arg(long, value_name = "ADDR")]
+    pub tracker: Option<String>,
+    /// The swarm to list (a file from `p2p new-secret`), when no ticket is given.
+    #[arg(long = "secret-file", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// No LAN discovery (mDNS): ask only the addresses given.
     #[arg(long, env = NO_MDNS_ENV, value_parser = clap::builder::FalseyValueParser::new())]
     pub no_mdns: bool,
 }

@@ -134,16 +134,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 helper::run(options, secret, &mut signals).await
             }
-            Command::Ls {
-                tracker,
-                secret_file,
-                json,
-            } => query::ls(&tracker, &keys::read_one_secret(&secret_file)?, json).await,
-            Command::Peers {
-                tracker,
-                secret_file,
-                json,
-            } => query::peers(&tracker, &keys::read_one_secret(&secret_file)?, json).await,
+            Command::Ls(args) => query::ls(args).await,
+            Command::Peers(args) => query::peers(args).await,
             Command::Demo {
                 peers,
                 size,

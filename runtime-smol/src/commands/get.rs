@@ -13,6 +13,7 @@ use smol::future;
 
 use crate::UsageError;
 use crate::cli::{DEFAULT_TRACKER_ADDR, GetArgs};
+use crate::commands::find_swarm::{self, LanDiscovery};
 use crate::commands::progress::Reporter;
 use crate::commands::{progress, share, tracker_client};
 use crate::driver::peer::{self, DownloadOptions, PeerHandle, PeerOptions, UserEvent};
@@ -43,15 +44,13 @@ fn parse_target(text: &str) -> Result<Target, UsageError> {
     if let Ok(content_id) = text.parse::<ContentId>() {
         return Ok(Target::ContentId(content_id));
     }
-    match text.parse::<Ticket>() {
-        Ok(ticket) => Ok(Target::Ticket(ticket)),
-        Err(e @ p2p_core::ticket::TicketError::OldVersion) => Err(UsageError(e.to_string())),
-        Err(e) if p2p_core::ticket::looks_like_ticket(text) => Err(UsageError(format!(
-            "malformed ticket '{text}': {e}; pass the whole line `p2p share` printed"
-        ))),
-        Err(_) if text.is_empty() => Err(UsageError("empty ticket, content id or name".into())),
-        Err(_) => Ok(Target::Name(text.to_string())),
+    if text.is_empty() {
+        return Err(UsageError("empty ticket, content id or name".into()));
     }
+    if p2p_core::ticket::looks_like_ticket(text) {
+        return find_swarm::parse_ticket(text).map(Target::Ticket);
+    }
+    Ok(Target::Name(text.to_string()))
 }
 
 pub async fn run(args: GetArgs, signals: &mut StopSignals) -> anyhow::Result<ExitCode> {
@@ -254,10 +253,13 @@ async fn rendezvous(
             let lan = if args.no_mdns {
                 LanDiscovery::Off
             } else {
-                lan_rendezvous(secret).await
+                find_swarm::lan_rendezvous(secret).await
             };
             if let LanDiscovery::Answered(addr) = lan {
-                tracing::info!(tracker = %addr, "found on the LAN (mDNS)");
+                eprintln!(
+                    "no address in the ticket answered; found a tracker of the swarm on the LAN \
+                     (mDNS): {addr}"
+                );
                 // The ticket's stay as fall-backs, should they come back.
                 trackers.insert(0, addr);
                 return found(trackers, Vec::new());
@@ -291,40 +293,6 @@ async fn rendezvous(
                 }));
             }
             anyhow::bail!("{reason}")
-        }
-    }
-}
-
-/// What LAN discovery made of a swarm whose given addresses did not answer.
-enum LanDiscovery {
-    /// `--no-mdns`.
-    Off,
-    /// This tracker of the swarm, found on the LAN, finished the handshake.
-    Answered(String),
-    /// Nothing of this swarm was heard (or mDNS is not available here).
-    NothingFound,
-    /// These were heard, and none finished the handshake.
-    NoneAnswered(Vec<(String, NoAnswer)>),
-}
-
-impl std::fmt::Display for LanDiscovery {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LanDiscovery::Off => write!(f, "LAN discovery is off (--no-mdns or P2P_NO_MDNS)"),
-            LanDiscovery::Answered(addr) => write!(f, "LAN discovery found {addr}"),
-            LanDiscovery::NothingFound => write!(f, "LAN discovery found no peer of this swarm"),
-            LanDiscovery::NoneAnswered(failures) => {
-                let each: Vec<String> = failures
-                    .iter()
-                    .map(|(addr, why)| format!("{addr} {why}"))
-                    .collect();
-                write!(
-                    f,
-                    "LAN discovery heard of {} address(es) of this swarm, and none answered ({})",
-                    failures.len(),
-                    each.join(", ")
-                )
-            }
         }
     }
 }
@@ -377,20 +345,6 @@ async fn remembered_rendezvous(
             MetBefore::Answered(peers)
         }
         Err(_) => MetBefore::NoneAnswered(peers.len()),
-    }
-}
-
-/// Looks for a tracker of `secret`'s swarm on the LAN (bounded by `mdns::BROWSE_WAIT`),
-/// then dials what it heard (bounded by the dial timeout): only an address that finishes
-/// the handshake is used.
-async fn lan_rendezvous(secret: &SwarmSecret) -> LanDiscovery {
-    let found = mdns::browse(secret).await;
-    if found.is_empty() {
-        return LanDiscovery::NothingFound;
-    }
-    match first_answer::first_to_answer(&found, secret).await {
-        Ok(index) => LanDiscovery::Answered(found[index].clone()),
-        Err(failures) => LanDiscovery::NoneAnswered(failures),
     }
 }
 

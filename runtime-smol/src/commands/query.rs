@@ -1,4 +1,5 @@
-//! `p2p ls` and `p2p peers`: what a tracker knows, as a table or JSON lines.
+//! `p2p ls` and `p2p peers`: what a tracker of the swarm knows, as a table or JSON lines.
+//! The swarm is named by a ticket or a secret file; its tracker is found by `find_swarm`.
 
 use std::process::ExitCode;
 
@@ -8,10 +9,70 @@ use p2p_core::secure::SwarmSecret;
 use p2p_core::{ContentId, PeerId};
 use serde_json::json;
 
+use crate::UsageError;
+use crate::cli::{DEFAULT_TRACKER_ADDR, QueryArgs};
 use crate::commands::progress::print_json;
-use crate::commands::tracker_client;
+use crate::commands::{find_swarm, tracker_client};
+use crate::io::keys;
 
-pub async fn ls(tracker: &str, secret: &SwarmSecret, json: bool) -> anyhow::Result<ExitCode> {
+/// The swarm to ask about and the tracker of it that answered: the ticket's secret and
+/// addresses (after `--tracker`), or `--secret-file` and `--tracker` (127.0.0.1:7070 by
+/// default); a tracker found on the LAN when none of those answers.
+async fn find(args: &QueryArgs) -> anyhow::Result<(SwarmSecret, String)> {
+    let given: Vec<String> = args.tracker.iter().cloned().collect();
+    let (secret, trackers, source) = match (&args.ticket, &args.secret_file) {
+        (Some(_), Some(_)) => {
+            return Err(UsageError(
+                "a ticket carries its swarm's secret: pass the ticket or --secret-file, not both"
+                    .into(),
+            )
+            .into());
+        }
+        (Some(text), None) => {
+            let ticket = find_swarm::parse_ticket(text.trim())?;
+            let mut trackers = given;
+            for addr in &ticket.trackers {
+                if !trackers.contains(addr) {
+                    trackers.push(addr.clone());
+                }
+            }
+            let source = if args.tracker.is_some() {
+                "given"
+            } else {
+                "in the ticket"
+            };
+            (ticket.secret, trackers, source)
+        }
+        (None, Some(path)) => {
+            let trackers = if given.is_empty() {
+                vec![DEFAULT_TRACKER_ADDR.to_string()]
+            } else {
+                given
+            };
+            (keys::read_one_secret(path)?, trackers, "given")
+        }
+        (None, None) => {
+            return Err(UsageError(
+                "which swarm? pass a ticket from `p2p share`, or --secret-file FILE (and \
+                 --tracker ADDR) for a swarm of your own"
+                    .into(),
+            )
+            .into());
+        }
+    };
+    if trackers.is_empty() {
+        return Err(UsageError(
+            "the ticket lists no address: pass --tracker ADDR, the swarm's tracker".into(),
+        )
+        .into());
+    }
+    let tracker = find_swarm::find_tracker(&trackers, &secret, args.no_mdns, source).await?;
+    Ok((secret, tracker))
+}
+
+pub async fn ls(args: QueryArgs) -> anyhow::Result<ExitCode> {
+    let (secret, tracker) = find(&args).await?;
+    let (tracker, secret, json) = (tracker.as_str(), &secret, args.json);
     let files = tracker_client::list_files(tracker, secret).await?;
     if json {
         for f in &files {
@@ -88,7 +149,9 @@ async fn paths(tracker: &str, secret: &SwarmSecret, content_id: ContentId) -> se
     }
 }
 
-pub async fn peers(tracker: &str, secret: &SwarmSecret, json: bool) -> anyhow::Result<ExitCode> {
+pub async fn peers(args: QueryArgs) -> anyhow::Result<ExitCode> {
+    let (secret, tracker) = find(&args).await?;
+    let (tracker, secret, json) = (tracker.as_str(), &secret, args.json);
     let peers = tracker_client::list_peers(tracker, secret).await?;
     if json {
         for p in &peers {
