@@ -522,3 +522,18 @@ mod part;
 mod tests;
 
 pub use part::Part;
+
+/// A collection's file count and size, as listings show it (`p2p ls`); `None` for a single
+/// file, or a table that does not decode (getters refuse it; a listing shows the stream).
+pub(crate) fn tree_summary(
+    manifest: &crate::manifest::Manifest,
+) -> Option<crate::wire::TreeSummary> {
+    manifest
+        .file_table
+        .as_ref()
+        .and_then(|table| FileTable::decode(table, manifest.size).ok())
+        .map(|table| crate::wire::TreeSummary {
+            files: u32::try_from(table.file_count()).unwrap_or(u32::MAX),
+            size: table.total_size(),
+        })
+}

@@ -1,8 +1,9 @@
 //! The swarm outlives its sharer through the peers a getter met before (issue 15): A
 //! shares, B gets with `--seed`, C gets (and so meets A and B); A is killed. C, run again
 //! with A's ticket, whose only address is dead, and with LAN discovery off, dials the
-//! peers it remembers from its first run, finds B, and completes from B alone. A getter
-//! that remembers nobody fails with a message that says what it tried.
+//! peers it remembers from its first run, finds B, and completes from B alone; `ls` and
+//! `peers` with that ticket are answered by B. A getter that remembers nobody fails with a
+//! message that says what it tried.
 
 use p2p_tests::*;
 
@@ -55,6 +56,36 @@ fn a_getter_finds_the_swarm_again_through_the_peers_it_met_before() {
     assert!(
         said.contains("through a peer met in an earlier run"),
         "C does not say how it found the swarm: {said}"
+    );
+
+    // B answers the tracker's questions for the swarm: `ls` and `peers` with the old
+    // ticket, run where C remembers B, list the file and B.
+    let query = |what: &str| {
+        let mut proc = Proc::spawn("getter-c", dir.path(), &[what, &ticket, "--json"]);
+        let status = proc.wait_exit(WAIT);
+        assert!(status.success(), "{what}: {}", proc.describe());
+        let lines: Vec<serde_json::Value> = proc
+            .stdout
+            .text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (lines, proc.stderr.text())
+    };
+    let (files, said) = query("ls");
+    assert!(said.contains("met in an earlier run"), "{said}");
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0]["name"], "outlived.bin");
+    assert_eq!(
+        files[0]["full_sources"], 1,
+        "B alone holds it now: {files:?}"
+    );
+    let (peers, _) = query("peers");
+    assert!(
+        peers.iter().any(|p| p["listen_addr"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:"))),
+        "{peers:?}"
     );
 
     // A getter that met nobody before has nothing to fall back on, and says so.

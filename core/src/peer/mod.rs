@@ -10,10 +10,12 @@
 //! need several parts are in `steps` and `peer_messages`. Each part owns its state in its
 //! own module: the tracker session (`tracker_session`), connections with their handshake,
 //! pings and idle timeouts (`conns`), serving (`serving`), downloads (`download`), peer
-//! exchange (`exchange`), the cooperative origin download (`coop`); the timer kinds and
+//! exchange (`exchange`), the tracker's questions answered from what this peer knows
+//! (`answers`), the cooperative origin download (`coop`); the timer kinds and
 //! their table are in `timer`, the action queue every part writes to in `output`.
 
 mod action;
+mod answers;
 mod config;
 mod conns;
 mod coop;

@@ -89,6 +89,9 @@ impl Peer {
             | Message::Piece { .. }
             | Message::Reject { .. }
             | Message::PeerExchange { .. } => self.on_download_message(now, conn, remote, message),
+            Message::ListFiles | Message::Locate { .. } | Message::ListPeers => {
+                self.answer_question(conn, message)
+            }
             Message::Ping { nonce } => self.out.send(conn, Message::Pong { nonce }),
             Message::Pong { nonce } => {
                 if let Some(rtt) = self.conns.on_pong(now, conn, nonce) {

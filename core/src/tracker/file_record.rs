@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::chunkset::ChunkSet;
-use crate::collection::FileTable;
+use crate::collection::tree_summary;
 use crate::ids::{ContentId, PeerId};
 use crate::manifest::Manifest;
 use crate::wire::{FileEntry, TreeSummary};
@@ -36,14 +36,7 @@ pub(super) struct FileRecord {
 impl FileRecord {
     pub(super) fn new(manifest: Manifest) -> FileRecord {
         let chunk_count = manifest.chunk_count();
-        let tree = manifest
-            .file_table
-            .as_ref()
-            .and_then(|table| FileTable::decode(table, manifest.size).ok())
-            .map(|table| TreeSummary {
-                files: u32::try_from(table.file_count()).unwrap_or(u32::MAX),
-                size: table.total_size(),
-            });
+        let tree = tree_summary(&manifest);
         FileRecord {
             tree,
             manifest,

@@ -9,25 +9,25 @@ fn str_len(s: &str) -> usize {
 }
 
 /// Frame bytes (kind and payload) of a list reply before its entries.
-pub(super) const FILE_LIST_HEADER_LEN: usize = 1 + 4;
-pub(super) const LOCATED_HEADER_LEN: usize = 1 + 32 + 4;
-pub(super) const PEER_LIST_HEADER_LEN: usize = 1 + 4;
+pub(crate) const FILE_LIST_HEADER_LEN: usize = 1 + 4;
+pub(crate) const LOCATED_HEADER_LEN: usize = 1 + 32 + 4;
+pub(crate) const PEER_LIST_HEADER_LEN: usize = 1 + 4;
 
-pub(super) fn file_entry_len(entry: &FileEntry) -> usize {
+pub(crate) fn file_entry_len(entry: &FileEntry) -> usize {
     32 + str_len(&entry.name) + 8 + 4 + 4 + 4 + 4 + 1
 }
 
-pub(super) fn peer_chunks_len(entry: &PeerChunks) -> usize {
+pub(crate) fn peer_chunks_len(entry: &PeerChunks) -> usize {
     8 + str_len(&entry.listen_addr) + 4 + entry.chunks.as_bitfield().len()
 }
 
-pub(super) fn peer_entry_len(entry: &PeerEntry) -> usize {
+pub(crate) fn peer_entry_len(entry: &PeerEntry) -> usize {
     8 + str_len(&entry.listen_addr) + 4 + 8 * 4
 }
 
 /// Keeps the longest prefix of `items` that has at most `count_max` entries and encodes
 /// within `FRAME_LEN_MAX`, so a reply is never a frame the receiver must reject.
-pub(super) fn truncate_to_frame<T>(
+pub(crate) fn truncate_to_frame<T>(
     items: &mut Vec<T>,
     count_max: usize,
     header_len: usize,

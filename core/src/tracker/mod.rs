@@ -37,7 +37,7 @@
 
 mod conns;
 mod file_record;
-mod frame;
+pub(crate) mod frame;
 mod invariants;
 mod origins;
 mod queries;

@@ -1,11 +1,13 @@
 //! Finding a swarm to talk to, shared by `get`, `ls` and `peers`: the addresses given (a
 //! ticket's, `--tracker`), all dialled at once, the first to finish the handshake kept;
-//! when none answers, a tracker of the swarm found on the LAN (mDNS).
+//! when none answers, a tracker of the swarm found on the LAN (mDNS); else a member met in
+//! an earlier run (`io/address_book`), which answers from what it knows.
 
-use p2p_core::Ticket;
 use p2p_core::secure::SwarmSecret;
+use p2p_core::{PeerId, Ticket};
 
 use crate::UsageError;
+use crate::io::address_book::AddressBook;
 use crate::io::first_answer::{self, NoAnswer};
 use crate::io::mdns;
 
@@ -41,6 +43,18 @@ pub async fn find_tracker(
         tracing::info!(tracker = %addr, "found on the LAN (mDNS)");
         return Ok(addr);
     }
+    let remembered = AddressBook::for_swarm(secret)
+        .map(|book| book.load())
+        .unwrap_or_default();
+    let met = remembered_rendezvous(remembered, secret).await;
+    if let MetBefore::Answered(peers) = met {
+        let addr = peers[0].1.clone();
+        eprintln!(
+            "no address {source} answered; asking {addr}, a peer of the swarm met in an earlier \
+             run: it answers from what it knows"
+        );
+        return Ok(addr);
+    }
     if let Some((addr, _)) = failures.iter().find(|(_, why)| why.is_refusal()) {
         anyhow::bail!(
             "{}",
@@ -49,8 +63,59 @@ pub async fn find_tracker(
     }
     anyhow::bail!(
         "{}",
-        first_answer::none_answered(&failures, source, &lan.to_string())
+        first_answer::none_answered(&failures, source, &format!("{lan}{met}"))
     )
+}
+
+/// What the address book made of a swarm none of whose trackers answered.
+pub enum MetBefore {
+    /// Nobody remembered (or no state directory).
+    Nobody,
+    /// These peers are remembered, the first of them answered the handshake.
+    Answered(Vec<(PeerId, String)>),
+    NoneAnswered(usize),
+}
+
+impl std::fmt::Display for MetBefore {
+    /// Follows `LanDiscovery`'s sentence in the error message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetBefore::Nobody | MetBefore::Answered(_) => Ok(()),
+            MetBefore::NoneAnswered(1) => {
+                write!(
+                    f,
+                    "; the one peer met in an earlier run did not answer either"
+                )
+            }
+            MetBefore::NoneAnswered(n) => {
+                write!(
+                    f,
+                    "; none of the {n} peers met in earlier runs answered either"
+                )
+            }
+        }
+    }
+}
+
+/// Dials the peers of the address book at once: when one finishes the handshake, all are
+/// returned, that one first, for the download to dial (the dead ones cost a failed
+/// connect each).
+pub async fn remembered_rendezvous(
+    mut peers: Vec<(PeerId, String)>,
+    secret: &SwarmSecret,
+) -> MetBefore {
+    if peers.is_empty() {
+        return MetBefore::Nobody;
+    }
+    let addrs: Vec<String> = peers.iter().map(|(_, addr)| addr.clone()).collect();
+    match first_answer::first_to_answer(&addrs, secret).await {
+        Ok(index) => {
+            let first = peers.remove(index);
+            peers.insert(0, first);
+            MetBefore::Answered(peers)
+        }
+        Err(_) => MetBefore::NoneAnswered(peers.len()),
+    }
 }
 
 /// What LAN discovery made of a swarm whose given addresses did not answer.

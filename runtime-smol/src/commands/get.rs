@@ -13,7 +13,7 @@ use smol::future;
 
 use crate::UsageError;
 use crate::cli::{DEFAULT_TRACKER_ADDR, GetArgs};
-use crate::commands::find_swarm::{self, LanDiscovery};
+use crate::commands::find_swarm::{self, LanDiscovery, MetBefore};
 use crate::commands::progress::Reporter;
 use crate::commands::{progress, share, tracker_client};
 use crate::driver::peer::{self, DownloadOptions, PeerHandle, PeerOptions, UserEvent};
@@ -265,7 +265,7 @@ async fn rendezvous(
                 return found(trackers, Vec::new());
             }
             let remembered = book.map(AddressBook::load).unwrap_or_default();
-            let met = remembered_rendezvous(remembered, secret).await;
+            let met = find_swarm::remembered_rendezvous(remembered, secret).await;
             if let MetBefore::Answered(peers) = met {
                 eprintln!(
                     "no address in the ticket answered; found the swarm through a peer met in \
@@ -294,57 +294,6 @@ async fn rendezvous(
             }
             anyhow::bail!("{reason}")
         }
-    }
-}
-
-/// What the address book made of a swarm none of whose trackers answered.
-enum MetBefore {
-    /// Nobody remembered (or no state directory).
-    Nobody,
-    /// These peers are remembered, the first of them answered the handshake.
-    Answered(Vec<(PeerId, String)>),
-    NoneAnswered(usize),
-}
-
-impl std::fmt::Display for MetBefore {
-    /// Follows `LanDiscovery`'s sentence in the error message.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            MetBefore::Nobody | MetBefore::Answered(_) => Ok(()),
-            MetBefore::NoneAnswered(1) => {
-                write!(
-                    f,
-                    "; the one peer met in an earlier run did not answer either"
-                )
-            }
-            MetBefore::NoneAnswered(n) => {
-                write!(
-                    f,
-                    "; none of the {n} peers met in earlier runs answered either"
-                )
-            }
-        }
-    }
-}
-
-/// Dials the peers of the address book at once: when one finishes the handshake, all are
-/// returned, that one first, for the download to dial (the dead ones cost a failed
-/// connect each).
-async fn remembered_rendezvous(
-    mut peers: Vec<(PeerId, String)>,
-    secret: &SwarmSecret,
-) -> MetBefore {
-    if peers.is_empty() {
-        return MetBefore::Nobody;
-    }
-    let addrs: Vec<String> = peers.iter().map(|(_, addr)| addr.clone()).collect();
-    match first_answer::first_to_answer(&addrs, secret).await {
-        Ok(index) => {
-            let first = peers.remove(index);
-            peers.insert(0, first);
-            MetBefore::Answered(peers)
-        }
-        Err(_) => MetBefore::NoneAnswered(peers.len()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! One-shot tracker clients for `p2p ls`, `p2p peers` and resolving a file by name: connect,
 //! run the handshake in the swarm of the secret given, say hello without a listen address
-//! (we serve nothing), ask one question, read the answer.
+//! (we serve nothing), ask one question, read the answer. Any member of the swarm answers
+//! these questions too, from what it knows (`p2p_core::peer`'s `answers`).
 
 use std::time::Duration;
 
@@ -18,6 +19,40 @@ use crate::io::secure::{self, HandshakeError, Opening, Records, Sealing};
 
 /// How long a whole query may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most messages passed over before the answer: a peer's greeting is a few per content it
+/// downloads and per job it offers.
+const GREETINGS_MAX: usize = 256;
+
+/// Whether `message` can answer a question (or refuse to).
+fn is_answer(message: &Message) -> bool {
+    matches!(
+        message,
+        Message::FileList { .. }
+            | Message::Located { .. }
+            | Message::PeerList { .. }
+            | Message::ManifestReply { .. }
+            | Message::NotFound { .. }
+            | Message::OriginResult { .. }
+            | Message::Error { .. }
+            | Message::Goodbye
+    )
+}
+
+/// Where to dial a peer listed at `listed` by the peer at `asked`: a peer answering for
+/// the tracker lists itself as it listens, on every interface (`[::]:PORT`), which names
+/// the host it was reached at.
+fn as_dialled(listed: &str, asked: &str) -> String {
+    let (Some((host, port)), Some((asked_host, _))) =
+        (listed.rsplit_once(':'), asked.rsplit_once(':'))
+    else {
+        return listed.to_string();
+    };
+    if matches!(host, "0.0.0.0" | "[::]") {
+        format!("{asked_host}:{port}")
+    } else {
+        listed.to_string()
+    }
+}
 
 /// The files the tracker lists.
 pub async fn list_files(tracker: &str, secret: &SwarmSecret) -> anyhow::Result<Vec<FileEntry>> {
@@ -33,7 +68,12 @@ pub async fn list_files(tracker: &str, secret: &SwarmSecret) -> anyhow::Result<V
 /// The peers the tracker knows.
 pub async fn list_peers(tracker: &str, secret: &SwarmSecret) -> anyhow::Result<Vec<PeerEntry>> {
     match query(tracker, secret, Message::ListPeers).await? {
-        Message::PeerList { peers } => Ok(peers),
+        Message::PeerList { mut peers } => {
+            for peer in &mut peers {
+                peer.listen_addr = as_dialled(&peer.listen_addr, tracker);
+            }
+            Ok(peers)
+        }
         other => bail!(
             "tracker {tracker} answered ListPeers with {}",
             describe(&other)
@@ -127,7 +167,16 @@ async fn query(tracker: &str, secret: &SwarmSecret, request: Message) -> anyhow:
             Err(e) => return Err(e),
         }
         conn.send(&request).await?;
-        let answer = conn.next_message().await?;
+        // A peer answering for the tracker (issue 15) greets a new connection first (its
+        // interests, jobs on offer, a ping): passed over, within a bound.
+        let mut passed_over = 0;
+        let answer = loop {
+            let message = conn.next_message().await?;
+            if is_answer(&message) || passed_over == GREETINGS_MAX {
+                break message;
+            }
+            passed_over += 1;
+        };
         let _ = conn.send(&Message::Goodbye).await;
         Ok(answer)
     };

@@ -353,6 +353,13 @@ impl Scheduler {
         self.peer_gained_chunk(peer, chunk_index, true);
     }
 
+    /// Every peer known here and the chunks it is known to hold.
+    pub fn peers_chunks(&self) -> impl Iterator<Item = (PeerId, &ChunkSet)> + '_ {
+        self.peers
+            .iter()
+            .map(|(peer, state)| (*peer, &state.chunks))
+    }
+
     /// Whether `peer` is known to hold `chunk_index`.
     pub fn peer_holds(&self, peer: PeerId, chunk_index: u32) -> bool {
         self.peers
