@@ -57,6 +57,12 @@ pub(crate) fn as_reached_at(listed: &str, reached_ip: &str) -> String {
     format!("{reached_ip}:{port}")
 }
 
+/// Whether `addr` (`IP:PORT`, as the driver writes it) is at a loopback IP.
+pub(crate) fn is_loopback_addr(addr: &str) -> bool {
+    addr.rsplit_once(':')
+        .is_some_and(|(host, _)| is_loopback_host(host))
+}
+
 /// Whether `host` (an IP as the driver writes it: IPv6 in brackets) is a loopback one.
 fn is_loopback_host(host: &str) -> bool {
     host.starts_with("127.") || host == "[::1]" || host == "::1"

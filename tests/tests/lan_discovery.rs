@@ -93,7 +93,7 @@ fn the_swarm_outlives_its_sharer_through_lan_discovery() {
     assert_file_eq(&std::path::Path::new(&out_c).join("kept.bin"), &data);
     let log = getter.stderr.text();
     assert!(
-        log.contains("found on the LAN (mDNS)") && log.contains(&lan.ipv4(1)),
+        log.contains("on the LAN (mDNS)") && log.contains(&lan.ipv4(1)),
         "C did not say it found B on the LAN:\n{log}"
     );
 

@@ -127,3 +127,65 @@ fn when_no_address_answers_get_says_which_and_why() {
     assert!(stderr.contains(&expected), "{stderr}");
     assert_eq!(files_under(&out), Vec::<std::path::PathBuf>::new());
 }
+
+/// Behind a NAT a sharer is reached at an address none of its interfaces has:
+/// `--advertise HOST` puts HOST in the ticket and makes its embedded tracker list the
+/// sharer's peer at HOST too (with the peer's own port), not where the tracker saw it.
+/// Here HOST is 127.0.0.2, which this host answers at but the sharer's own connection to
+/// its tracker (over 127.0.0.1) never shows.
+#[test]
+fn an_advertised_host_is_where_the_sharer_is_listed_and_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("natted.bin");
+    let data = write_file(&src, 1024 * 1024 + 9, 23);
+    let mut sharer = Proc::spawn(
+        "sharer",
+        dir.path(),
+        &[
+            "share",
+            src.to_str().unwrap(),
+            "--listen",
+            "0.0.0.0:0",
+            "--advertise",
+            "127.0.0.2",
+        ],
+    );
+    let ticket = sharer.wait_stdout("a ticket", |line| {
+        line.starts_with("p2p2:").then(|| line.trim().to_string())
+    });
+    let serving_port = sharer.wait_stderr("'serving on'", |line| {
+        line.strip_prefix("serving on ")
+            .and_then(|rest| rest.split([',', ' ']).next())
+            .and_then(|addr| addr.rsplit_once(':'))
+            .map(|(_, port)| port.to_string())
+    });
+    assert!(
+        tracker_of(&ticket).starts_with("127.0.0.2:"),
+        "the ticket lists the advertised host: {ticket}"
+    );
+    let (status, stdout, stderr) = run(dir.path(), &["peers", &ticket, "--json"]);
+    assert!(status.success(), "peers: {stderr}");
+    let listed: Vec<String> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["listen_addr"].to_string())
+        .collect();
+    assert_eq!(listed, [format!("\"127.0.0.2:{serving_port}\"")]);
+
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let mut getter = Proc::spawn(
+        "getter",
+        dir.path(),
+        &[
+            "get",
+            &ticket,
+            "-o",
+            out.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    assert!(getter.wait_exit(WAIT).success(), "{}", getter.describe());
+    assert_file_eq(&out.join("natted.bin"), &data);
+    drop(sharer);
+}

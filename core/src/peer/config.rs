@@ -16,6 +16,9 @@ pub struct PeerConfig {
     pub listen_addr: String,
     /// Tracker addresses, tried in turn.
     pub trackers: Vec<String>,
+    /// Other trackers to announce to as well (issue 15), each with its addresses, tried in
+    /// turn: a seeding getter's own tracker beside the swarm's.
+    pub more_trackers: Vec<Vec<String>>,
     pub rng_seed: u64,
     pub heartbeat_interval: Duration,
     /// First wait before reconnecting to the tracker; doubles per failure up to the max.
@@ -69,6 +72,7 @@ impl Default for PeerConfig {
             swarm: "default".into(),
             listen_addr: String::new(),
             trackers: Vec::new(),
+            more_trackers: Vec::new(),
             rng_seed: 0,
             heartbeat_interval: Duration::from_secs(2),
             tracker_backoff_min: Duration::from_millis(100),

@@ -27,6 +27,7 @@ mod serving;
 mod steps;
 mod timer;
 mod tracker_session;
+mod trackers;
 
 use bytes::Bytes;
 use rand::SeedableRng;
@@ -49,7 +50,7 @@ use self::download::{Download, Downloads};
 use self::output::Output;
 use self::serving::{Held, Serving};
 use self::timer::{Timer, TimerTable};
-use self::tracker_session::TrackerSession;
+use self::trackers::Trackers;
 use crate::chunkset::ChunkSet;
 use crate::ids::{ConnId, ContentId, PeerId};
 use crate::manifest::Manifest;
@@ -69,7 +70,7 @@ pub struct Peer {
     config: PeerConfig,
     rng: ChaCha8Rng,
     out: Output,
-    tracker: TrackerSession,
+    trackers: Trackers,
     conns: Connections,
     serving: Serving,
     downloads: Downloads,
@@ -87,7 +88,7 @@ impl Peer {
     pub fn new(config: PeerConfig, now: Instant) -> Peer {
         Peer {
             rng: ChaCha8Rng::seed_from_u64(config.rng_seed),
-            tracker: TrackerSession::new(now, config.trackers.clone()),
+            trackers: Trackers::new(now, &config),
             conns: Connections::new(&config),
             config,
             out: Output::new(),
@@ -129,7 +130,7 @@ impl Peer {
     }
 
     pub fn is_tracker_ready(&self) -> bool {
-        self.tracker.is_ready()
+        self.trackers.is_ready()
     }
 
     pub fn uploaded_bytes(&self) -> u64 {
@@ -190,8 +191,8 @@ impl Peer {
 
     fn deadline_of(&self, timer: Timer) -> Option<Instant> {
         match timer {
-            Timer::TrackerSession => self.tracker.deadline(),
-            Timer::HavesFlush => self.tracker.haves_deadline(),
+            Timer::TrackerSession => self.trackers.deadline(),
+            Timer::HavesFlush => self.trackers.haves_deadline(),
             Timer::Connections => self.conns.deadline(),
             Timer::Downloads => self
                 .downloads
@@ -223,14 +224,14 @@ impl Peer {
     /// Tells the tracker (now and after every reconnect) that a held content is the file at
     /// `origin` (a URL and its validator), so later fetches of it come from the swarm.
     pub fn set_origin(&mut self, now: Instant, content_id: ContentId, origin: String) {
-        self.tracker.set_origin(content_id, origin, &mut self.out);
+        self.trackers.set_origin(content_id, origin, &mut self.out);
         self.pump(now);
     }
 
     /// Stops serving a content (and forgets it).
     pub fn unpublish(&mut self, now: Instant, content_id: ContentId) {
         self.serving.held.remove(&content_id);
-        self.tracker.withdraw(content_id, &mut self.out);
+        self.trackers.withdraw(content_id, &mut self.out);
         self.pump(now);
     }
 
@@ -343,14 +344,14 @@ impl Peer {
     pub fn shutdown(&mut self, _now: Instant) {
         self.conns.shutdown(&mut self.out);
         self.serving.conns_cleared();
-        self.tracker.shutdown(&self.serving.held, &mut self.out);
+        self.trackers.shutdown(&self.serving.held, &mut self.out);
     }
 
     /// Starts a cooperative fetch of `spec` (the driver has done `HEAD`). Returns the job
     /// id the notices carry. Helpers are found through the tracker's peer list.
     pub fn fetch(&mut self, now: Instant, spec: FetchSpec) -> u64 {
         let job_id = self.coop.start_fetch(&mut self.rng, spec);
-        self.tracker.send(&mut self.out, Message::ListPeers);
+        self.trackers.send(&mut self.out, Message::ListPeers);
         let ready: Vec<ConnId> = self.conns.ready().collect();
         let (coop, mut ctx) = self.coop_parts();
         for conn in ready {
@@ -395,7 +396,7 @@ impl Peer {
     /// `remote`.
     pub fn handle_connected(&mut self, now: Instant, conn: ConnId, remote: Remote) {
         let hello = Connections::hello(&self.config);
-        if self.tracker.connected(conn, hello.clone(), &mut self.out) {
+        if self.trackers.connected(conn, hello.clone(), &mut self.out) {
             return;
         }
         self.conns
@@ -404,9 +405,8 @@ impl Peer {
 
     /// A connection closed, failed to open, or broke.
     pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
-        if self.tracker.conn() == Some(conn) {
-            self.tracker
-                .lost(now, &self.config, &mut self.rng, &mut self.out);
+        if let Some(session) = self.trackers.of_conn(conn) {
+            session.lost(now, &self.config, &mut self.rng, &mut self.out);
             return;
         }
         self.drop_conn(conn);
@@ -415,7 +415,7 @@ impl Peer {
 
     /// A message arrived on a connection.
     pub fn handle_message(&mut self, now: Instant, conn: ConnId, message: Message) {
-        if self.tracker.conn() == Some(conn) {
+        if self.trackers.of_conn(conn).is_some() {
             self.on_tracker_message(now, conn, message);
         } else if self.conns.contains(conn) {
             self.on_peer_message(now, conn, message);
@@ -500,14 +500,14 @@ impl Peer {
 
     fn on_timer(&mut self, timer: Timer, now: Instant) {
         match timer {
-            Timer::TrackerSession => self.tracker.on_timer(
+            Timer::TrackerSession => self.trackers.on_timer(
                 now,
                 &self.config,
                 &mut self.out,
                 self.uploaded_bytes,
                 self.downloaded_bytes,
             ),
-            Timer::HavesFlush => self.tracker.flush_haves(&self.serving.held, &mut self.out),
+            Timer::HavesFlush => self.trackers.flush_haves(&self.serving.held, &mut self.out),
             Timer::Connections => self.conn_timers(now),
             Timer::Downloads => self.download_timers(now),
             Timer::Coop => {
@@ -517,7 +517,7 @@ impl Peer {
             Timer::HelperScan => {
                 // New helpers may have joined the swarm since the job started.
                 self.next_helper_scan_at = now + self.config.locate_interval;
-                self.tracker.send(&mut self.out, Message::ListPeers);
+                self.trackers.send(&mut self.out, Message::ListPeers);
             }
             Timer::ServingStalls => {
                 for conn in self.serving.check_stalls(now, &self.config) {

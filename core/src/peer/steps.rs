@@ -14,13 +14,15 @@ impl Peer {
     // ------------------------------------------------------------------ tracker session
 
     pub(super) fn on_tracker_message(&mut self, now: Instant, conn: ConnId, message: Message) {
+        let Some(session) = self.trackers.of_conn(conn) else {
+            return;
+        };
+        let (awaiting_welcome, ready) = (session.is_awaiting_welcome(), session.is_ready());
         match message {
-            Message::Welcome { version, .. }
-                if self.tracker.is_awaiting_welcome() && version == PROTOCOL_VERSION =>
-            {
+            Message::Welcome { version, .. } if awaiting_welcome && version == PROTOCOL_VERSION => {
                 self.on_tracker_welcome(now, conn);
             }
-            _ if !self.tracker.is_ready() => self.drop_tracker(now, conn),
+            _ if !ready => self.drop_tracker(now, conn),
             Message::Located { content_id, peers } => self.on_located(now, content_id, peers),
             Message::ManifestReply { manifest } => self.on_manifest(manifest),
             Message::PeerList { peers } => {
@@ -40,31 +42,36 @@ impl Peer {
     /// A refusal, a goodbye or anything out of place: drop the session and reconnect later.
     fn drop_tracker(&mut self, now: Instant, conn: ConnId) {
         self.out.push(PeerAction::Close { conn });
-        self.tracker
-            .lost(now, &self.config, &mut self.rng, &mut self.out);
+        self.trackers
+            .lost(now, conn, &self.config, &mut self.rng, &mut self.out);
     }
 
     fn on_tracker_welcome(&mut self, now: Instant, conn: ConnId) {
-        self.tracker
-            .welcomed(now, conn, &self.config, &mut self.out);
+        let Some(session) = self.trackers.of_conn(conn) else {
+            return;
+        };
+        session.welcomed(now, conn, &self.config, &mut self.out);
         // The tracker's state is soft: tell it everything again after every
         // (re)connect, then ask again about every running download.
-        let contents: Vec<ContentId> = self.serving.held.keys().copied().collect();
-        for content_id in contents {
-            self.announce(content_id);
+        for (&content_id, held) in &self.serving.held {
+            session.announce(content_id, Some(held), &mut self.out);
         }
-        self.tracker.retell_origins(&mut self.out);
+        session.retell_origins(&mut self.out);
         if self.coop.has_active_fetch() {
-            self.tracker.send(&mut self.out, Message::ListPeers);
+            session.send(&mut self.out, Message::ListPeers);
         }
-        self.tracker.drop_unsent_haves();
+        session.drop_unsent_haves();
         for content_id in self.downloads.running_ids() {
-            self.ask_tracker_about(content_id);
+            let needs_manifest = self
+                .downloads
+                .get(content_id)
+                .is_some_and(|d| d.needs_manifest());
+            session.locate(content_id, needs_manifest, &mut self.out);
         }
     }
 
     pub(super) fn announce(&mut self, content_id: ContentId) {
-        self.tracker.announce(
+        self.trackers.announce(
             content_id,
             self.serving.held.get(&content_id),
             &mut self.out,
@@ -76,7 +83,7 @@ impl Peer {
             return;
         };
         let needs_manifest = download.needs_manifest();
-        self.tracker
+        self.trackers
             .locate(content_id, needs_manifest, &mut self.out);
     }
 
@@ -85,7 +92,9 @@ impl Peer {
         let Some(download) = self.downloads.get_mut(content_id) else {
             return;
         };
-        download.set_candidates(peers, &self.config, banned.as_ref());
+        // With several trackers each knows part of the swarm: their answers add up.
+        let replace = self.trackers.count() == 1;
+        download.set_candidates(peers, &self.config, banned.as_ref(), replace);
         self.connect_candidates(now, content_id);
     }
 
@@ -210,7 +219,7 @@ impl Peer {
         let Some(download) = self.downloads.get(content_id) else {
             return;
         };
-        let reason = download.give_up_reason(&self.config, self.tracker.is_ready());
+        let reason = download.give_up_reason(&self.config, self.trackers.is_ready());
         self.fail_download(content_id, reason);
     }
 
@@ -262,7 +271,7 @@ impl Peer {
         }
         // Batching deadlines are measured from the latest time this machine was given:
         // `now` is not needed precisely, and is not threaded through every helper.
-        self.tracker
+        self.trackers
             .record_have(self.now_hint, &self.config, content_id, chunk_index);
         self.report_progress(content_id);
         self.check_complete(content_id);
@@ -288,7 +297,7 @@ impl Peer {
             return;
         };
         if download.is_covered_by(&held.chunks) && download.complete() {
-            self.tracker.flush_haves(&self.serving.held, &mut self.out);
+            self.trackers.flush_haves(&self.serving.held, &mut self.out);
             self.out.notify(PeerNotice::DownloadComplete { content_id });
         }
     }

@@ -100,6 +100,11 @@ pub struct TrackerConfig {
     /// the connection (peers reaching the tracker through a proxy or a NAT that others
     /// do not go through).
     pub trust_claimed_addresses: bool,
+    /// List a peer that reaches the tracker over loopback (on the tracker's own host: the
+    /// sharer beside its embedded tracker) at the address it claims: behind a NAT it knows
+    /// the address it is reached at from outside (`share --advertise`), which neither the
+    /// tracker nor the connection can see. Others are listed as without it.
+    pub trust_loopback_claims: bool,
 }
 
 impl Default for TrackerConfig {
@@ -112,6 +117,7 @@ impl Default for TrackerConfig {
             rng_seed: 0,
             tracker_id: PeerId(0),
             trust_claimed_addresses: false,
+            trust_loopback_claims: false,
         }
     }
 }

@@ -7,7 +7,7 @@ use super::sessions::Session;
 use super::{Tracker, TrackerAction, origins, queries};
 use crate::chunkset::ChunkSet;
 use crate::ids::{ConnId, PeerId};
-use crate::listed_addr::listed_addr;
+use crate::listed_addr::{is_loopback_addr, listed_addr};
 use crate::manifest::Manifest;
 use crate::time::Instant;
 use crate::wire::{Message, PROTOCOL_VERSION, error_code};
@@ -50,14 +50,15 @@ impl Tracker {
             );
             return;
         }
-        let listen_addr =
-            match listed_addr(&listen_addr, &from, self.config.trust_claimed_addresses) {
-                Ok(addr) => addr,
-                Err(reason) => {
-                    self.fail(conn, error_code::BAD_MESSAGE, reason);
-                    return;
-                }
-            };
+        let trusted = self.config.trust_claimed_addresses
+            || (self.config.trust_loopback_claims && is_loopback_addr(&from));
+        let listen_addr = match listed_addr(&listen_addr, &from, trusted) {
+            Ok(addr) => addr,
+            Err(reason) => {
+                self.fail(conn, error_code::BAD_MESSAGE, reason);
+                return;
+            }
+        };
         self.replace_session(peer_id);
         self.conns.bind(conn, peer_id);
         self.registry.join(&swarm, peer_id);

@@ -759,6 +759,36 @@ fn a_peer_is_listed_at_the_ip_its_connection_came_from_with_the_port_it_claims()
 }
 
 #[test]
+fn with_loopback_claims_trusted_only_a_peer_on_the_trackers_host_is_listed_where_it_claims() {
+    // The embedded tracker of `share --advertise`: its sharer (over loopback) knows the
+    // NAT's address; a member from elsewhere is listed where it was seen, claim or not.
+    let mut h = Harness::with(TrackerConfig {
+        tracker_id: PeerId(0x7777),
+        trust_loopback_claims: true,
+        ..TrackerConfig::default()
+    });
+    let m = manifest("f", 1, 1);
+    let sharer = h
+        .tracker
+        .accept(h.now, remote(1, "s"), "127.0.0.1:50000".into());
+    h.ask(sharer, hello(1, "nat.example:7001", "s"));
+    h.announce(sharer, &m, ChunkSet::full(1));
+    let member = h
+        .tracker
+        .accept(h.now, remote(2, "s"), "10.1.2.3:50000".into());
+    h.ask(member, hello(2, "10.9.9.9:7002", "s"));
+    h.announce(member, &m, ChunkSet::full(1));
+    let asker = h.connect(3, "", "s");
+    let mut listed: Vec<String> = h
+        .locate(asker, m.content_id())
+        .into_iter()
+        .map(|p| p.listen_addr)
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ["10.1.2.3:7002", "nat.example:7001"]);
+}
+
+#[test]
 fn an_unspecified_or_ipv6_listen_address_is_filled_in_and_a_portless_one_refused() {
     for trust in [false, true] {
         let mut h = Harness::with(TrackerConfig {

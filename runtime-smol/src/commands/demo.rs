@@ -248,7 +248,9 @@ async fn start_seeder(
     let seeder = peer::start(PeerOptions {
         secret: secret.clone(),
         listen: Some(LOOPBACK_ANY),
+        advertise_host: None,
         trackers: trackers.to_vec(),
+        more_trackers: Vec::new(),
         upload_limit: options.upload_limit,
         locate_interval: Some(DEMO_LOCATE_INTERVAL),
         help_others: false,
@@ -283,7 +285,9 @@ async fn start_getters(
         let peer = peer::start(PeerOptions {
             secret: secret.clone(),
             listen: getters_serve.then_some(LOOPBACK_ANY),
+            advertise_host: None,
             trackers: trackers.to_vec(),
+            more_trackers: Vec::new(),
             upload_limit: options.upload_limit,
             locate_interval: Some(DEMO_LOCATE_INTERVAL),
             help_others: false,

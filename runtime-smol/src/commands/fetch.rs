@@ -65,7 +65,9 @@ pub async fn run(args: FetchArgs, signals: &mut StopSignals) -> anyhow::Result<E
     let peer = peer::start(PeerOptions {
         secret,
         listen: Some(args.listen),
+        advertise_host: None,
         trackers: vec![args.tracker.clone()],
+        more_trackers: Vec::new(),
         upload_limit: None,
         locate_interval: None,
         help_others: false,

@@ -92,17 +92,23 @@ pub async fn run(args: GetArgs, signals: &mut StopSignals) -> anyhow::Result<Exi
     };
     let destination = Destination::from_output(args.output.as_deref());
     let own_tracker = if seeds_a_tracker(&args, &target) {
-        Some(share::start_embedded_tracker(&secret, args.listen.ip()).await?)
+        Some(
+            share::start_embedded_tracker(
+                &secret,
+                args.listen.ip(),
+                crate::driver::tracker::ListedAddresses::Observed,
+            )
+            .await?,
+        )
     } else {
         None
     };
-    let mut peer_trackers = trackers;
-    if let Some(tracker) = &own_tracker {
-        // Last: while the swarm's tracker answers this peer stays with it (its other
-        // members find this one there); once that is gone it moves to its own, which
-        // getters then find on the LAN.
-        peer_trackers.push(share::own_tracker_addr(tracker.addr));
-    }
+    // The peer announces to its own tracker too: the swarm's other members find it at the
+    // swarm's tracker, and once that is gone getters find this one's on the LAN.
+    let more_trackers: Vec<Vec<String>> = own_tracker
+        .iter()
+        .map(|tracker| vec![share::own_tracker_addr(tracker.addr)])
+        .collect();
     let seeding = Seeding {
         secret: secret.clone(),
         tracker: own_tracker,
@@ -110,7 +116,9 @@ pub async fn run(args: GetArgs, signals: &mut StopSignals) -> anyhow::Result<Exi
     let peer = peer::start(PeerOptions {
         secret,
         listen: Some(args.listen),
-        trackers: peer_trackers,
+        advertise_host: None,
+        trackers,
+        more_trackers,
         upload_limit: args.upload_limit,
         locate_interval: None,
         help_others: false,

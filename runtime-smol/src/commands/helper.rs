@@ -43,7 +43,9 @@ pub async fn run(
     let peer = peer::start(PeerOptions {
         secret,
         listen: Some(listen),
+        advertise_host: None,
         trackers: vec![tracker.clone()],
+        more_trackers: Vec::new(),
         upload_limit: None,
         locate_interval: None,
         help_others: true,

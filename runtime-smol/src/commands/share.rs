@@ -79,7 +79,14 @@ pub async fn run(options: ShareOptions, signals: &mut StopSignals) -> anyhow::Re
     let (tracker_addr, embedded) = match &options.tracker {
         Some(addr) => (addr.clone(), None),
         None => {
-            let tracker = start_embedded_tracker(&secret, options.listen.ip()).await?;
+            // Behind a NAT the sharer claims the advertised host; only its own
+            // tracker, which it reaches over loopback, lists it there.
+            let addresses = if options.advertise.is_empty() {
+                tracker::ListedAddresses::Observed
+            } else {
+                tracker::ListedAddresses::ClaimedOverLoopback
+            };
+            let tracker = start_embedded_tracker(&secret, options.listen.ip(), addresses).await?;
             (own_tracker_addr(tracker.addr), Some(tracker))
         }
     };
@@ -91,7 +98,9 @@ pub async fn run(options: ShareOptions, signals: &mut StopSignals) -> anyhow::Re
     let peer = peer::start(PeerOptions {
         secret: secret.clone(),
         listen: Some(options.listen),
+        advertise_host: advertise_host(&options.advertise),
         trackers: vec![tracker_addr.clone()],
+        more_trackers: Vec::new(),
         upload_limit: options.upload_limit,
         locate_interval: None,
         help_others: options.help_others,
@@ -242,11 +251,11 @@ fn swarm_secret(options: &ShareOptions) -> anyhow::Result<SwarmSecret> {
 pub(crate) async fn start_embedded_tracker(
     secret: &SwarmSecret,
     ip: IpAddr,
+    addresses: tracker::ListedAddresses,
 ) -> anyhow::Result<tracker::TrackerHandle> {
     // The default address is a constant that parses.
     let port = DEFAULT_TRACKER_ADDR.parse::<SocketAddr>().unwrap().port();
     let keyring = Keyring::of(secret.clone());
-    let addresses = tracker::ListedAddresses::Observed;
     match tracker::start(SocketAddr::new(ip, port), keyring.clone(), addresses).await {
         Ok(tracker) => Ok(tracker),
         Err(e) => {
@@ -330,6 +339,17 @@ fn with_port(addr: &str, port: u16) -> String {
     }
 }
 
+/// The host of the first `--advertise` value (`HOST`, `IP`, `[IPV6]`, with or without
+/// `:PORT`): where the sharer's peer says it is reached, at its own listening port.
+fn advertise_host(advertise: &[String]) -> Option<String> {
+    let first = advertise.first()?;
+    let host = match first.parse::<SocketAddr>() {
+        Ok(addr) => SocketAddr::new(addr.ip(), 0).to_string(),
+        Err(_) => with_port(first, 0),
+    };
+    host.rsplit_once(':').map(|(host, _)| host.to_owned())
+}
+
 /// `--advertise` values must fit a ticket: checked before any file is hashed.
 fn check_advertised(advertise: &[String]) -> Result<(), crate::UsageError> {
     let ticket = Ticket {
@@ -364,6 +384,11 @@ mod tests {
             vec!["files.lan:7070".to_owned(), "10.0.0.5:9000".to_owned()]
         );
         assert!(check_advertised(&advertised).is_ok());
+        assert_eq!(advertise_host(&advertised), Some("files.lan".to_owned()));
+        let ips = ["[fd00::5]:9000".to_owned(), "10.0.0.5".to_owned()];
+        assert_eq!(advertise_host(&ips), Some("[fd00::5]".to_owned()));
+        assert_eq!(advertise_host(&ips[1..]), Some("10.0.0.5".to_owned()));
+        assert_eq!(advertise_host(&[]), None);
         assert!(check_advertised(&["bad host".to_owned()]).is_err());
         assert!(check_advertised(&vec!["h".to_owned(); TRACKERS_MAX + 1]).is_err());
     }

@@ -52,6 +52,10 @@ pub enum ListedAddresses {
     Observed,
     /// At the address it claims (`p2p tracker --trust-claimed-addresses`).
     Claimed,
+    /// At the address it claims when it connects over loopback, else as `Observed`: the
+    /// embedded tracker of `p2p share --advertise`, whose sharer knows the address it is
+    /// reached at from outside (a NAT's).
+    ClaimedOverLoopback,
 }
 
 /// Binds `listen` and starts a tracker there, serving the swarms of `keyring`: a
@@ -77,6 +81,7 @@ pub async fn start(
         rng_seed: clock::random_u64(),
         tracker_id,
         trust_claimed_addresses: addresses == ListedAddresses::Claimed,
+        trust_loopback_claims: addresses == ListedAddresses::ClaimedOverLoopback,
         ..TrackerConfig::default()
     };
     let mut tracker = Tracker::new(config);

@@ -248,15 +248,25 @@ impl Download {
         self.phase = DownloadPhase::Active;
     }
 
-    /// The tracker's answer is the freshest view: peers it no longer lists are gone.
+    /// The tracker's answer is the freshest view: peers it no longer lists are gone
+    /// (`replace`). With several trackers, each lists the members it knows: the answer is
+    /// added to the others' (within `PEERS_LEN_MAX`).
     pub(crate) fn set_candidates(
         &mut self,
         peers: Vec<PeerChunks>,
         config: &PeerConfig,
         banned: Option<&BTreeSet<PeerId>>,
+        replace: bool,
     ) {
-        self.candidates.clear();
+        if replace {
+            self.candidates.clear();
+        }
         for peer in peers.into_iter().take(PEERS_LEN_MAX) {
+            if !self.candidates.contains_key(&peer.peer_id)
+                && self.candidates.len() >= PEERS_LEN_MAX
+            {
+                break;
+            }
             let is_banned = banned.is_some_and(|b| b.contains(&peer.peer_id));
             if peer.peer_id == config.peer_id || peer.listen_addr == config.listen_addr || is_banned
             {

@@ -64,7 +64,13 @@ pub struct PeerOptions {
     /// Where to accept peer connections (port 0: any free port). `None`: accept none, so
     /// this peer only downloads and serves no one.
     pub listen: Option<SocketAddr>,
+    /// The host others reach this peer at, when it is not one of its own addresses (a
+    /// NAT's, `share --advertise`): claimed with the listening port in every `Hello`.
+    pub advertise_host: Option<String>,
     pub trackers: Vec<String>,
+    /// Other trackers announced to as well, each with its addresses (a seeding getter's
+    /// own tracker).
+    pub more_trackers: Vec<Vec<String>>,
     /// Upload cap in bytes per second, all connections together.
     pub upload_limit: Option<u64>,
     /// How often a running download asks the tracker for more peers (`None`: the core's
@@ -294,8 +300,13 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
     let mut config = PeerConfig {
         peer_id,
         swarm,
-        listen_addr: listen_addr.map(|a| a.to_string()).unwrap_or_default(),
+        listen_addr: match (listen_addr, &options.advertise_host) {
+            (Some(bound), Some(host)) => format!("{host}:{}", bound.port()),
+            (Some(bound), None) => bound.to_string(),
+            (None, _) => String::new(),
+        },
         trackers: options.trackers.clone(),
+        more_trackers: options.more_trackers.clone(),
         rng_seed: clock::random_u64(),
         ..PeerConfig::default()
     };
@@ -324,7 +335,12 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
         limiter: options.upload_limit.map(RateLimiter::new),
         security,
         conns: HashMap::new(),
-        trackers: options.trackers.clone(),
+        trackers: options
+            .trackers
+            .iter()
+            .chain(options.more_trackers.iter().flatten())
+            .cloned()
+            .collect(),
         tracker_conns: HashMap::new(),
         refused_by: Default::default(),
         peer_keys: Default::default(),
