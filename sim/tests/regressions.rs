@@ -41,3 +41,13 @@ fn slow_peer_congestion_collapse_seed_68() {
 fn sources_all_lacking_one_chunk_after_a_partition_seed_1368() {
     assert_passes(1368, Scenario::Partition, Scale::Full);
 }
+
+/// Coop (issue 17): a helper crashed while its request, slowed by the origin, was still on
+/// the way; the simulated origin then served the dead process's request, after another
+/// helper's copy of the range was written, and the origin-bytes checker counted it as
+/// waste (a simulator bug, not a core one). Fixed in the simulator: a request from a
+/// crashed process never reaches the origin (its connection is gone).
+#[test]
+fn coop_crashed_helpers_request_is_not_served_seed_46() {
+    assert_passes(46, Scenario::Coop, Scale::Small);
+}

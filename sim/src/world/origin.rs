@@ -20,9 +20,11 @@ use crate::event_queue::{NANOS_PER_MS, Nanos};
 use crate::link::Link;
 use crate::scenario::SimConfig;
 use crate::trace::DigestTag;
+use crate::violations::FailureKind;
 use crate::world::World;
 use crate::world::coverage::Coverage;
 use crate::world::event::{Event, OriginRequest};
+use crate::world::node::Role;
 
 /// The validator the origin's file has, and the one it gets when it changes.
 pub(crate) const VALIDATOR: &str = "\"sim-v1\"";
@@ -139,6 +141,15 @@ impl World {
                 request.token, request.offset, request.length, request.helping
             )
         });
+        if self.nodes[node].role == Role::Leecher {
+            // A getter arrives once the file is published: it must come from peers.
+            let addr = &self.nodes[node].addr;
+            self.violations.push(
+                FailureKind::Safety,
+                now,
+                format!("{addr} wants the published file but fetched from the origin"),
+            );
+        }
         let faulty = !self.healed;
         let Some(coop) = self.coop.as_mut() else {
             return;
