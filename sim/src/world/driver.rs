@@ -101,6 +101,7 @@ impl World {
                     length,
                     helping,
                     failed: false,
+                    written_when_asked: 0,
                 };
                 self.fetch_range(node, request);
             }

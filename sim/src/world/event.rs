@@ -54,6 +54,9 @@ pub(crate) struct OriginRequest {
     pub helping: bool,
     /// The origin answers this one with a retryable error (an injected fault).
     pub failed: bool,
+    /// Bytes of the range the fetcher had written when this was asked for: asking for
+    /// them again is waste (but for a spot check), whenever the origin gets to it.
+    pub written_when_asked: u64,
 }
 
 /// Everything that can happen.

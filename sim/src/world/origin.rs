@@ -91,8 +91,7 @@ impl Origin {
     }
 
     /// The answer to a request as it reaches the origin, and the books kept for it.
-    /// `written` is what the fetcher has written of the current job.
-    fn answer(&mut self, request: &OriginRequest, written: &Coverage) -> Result<Bytes, RangeError> {
+    fn answer(&mut self, request: &OriginRequest) -> Result<Bytes, RangeError> {
         if request.validator != self.validator {
             return Err(RangeError {
                 fatal: true,
@@ -105,7 +104,9 @@ impl Origin {
         let end = (request.offset + u64::from(request.length)).min(size);
         let length = end - start;
         let before = self.sent.covered(start, end);
-        let rewritten = written.covered(start, end);
+        // Written bytes were all sent before; a request asked before they were written
+        // (a range given up on, then done by another) is a retry, not waste.
+        let rewritten = request.written_when_asked.min(before);
         let s = &mut self.stats;
         s.bytes_sent += length;
         s.new_bytes += length - before;
@@ -178,6 +179,9 @@ impl World {
         request.node = node;
         request.incarnation = self.nodes[node].incarnation;
         request.failed = error;
+        request.written_when_asked = coop
+            .written
+            .covered(request.offset, request.offset + u64::from(request.length));
         self.queue
             .schedule(now + delay, Event::OriginRequest(Box::new(request)));
     }
@@ -191,13 +195,14 @@ impl World {
             return;
         }
         self.trace(|| {
-            let written = self.coop.as_ref().map_or(0, |c| {
-                c.written
-                    .covered(request.offset, request.offset + u64::from(request.length))
-            });
             format!(
-                "origin: node{} token {} bytes {}+{}: failed={} ({written} already written)",
-                request.node, request.token, request.offset, request.length, request.failed
+                "origin: node{} token {} bytes {}+{}: failed={} ({} written when asked)",
+                request.node,
+                request.token,
+                request.offset,
+                request.length,
+                request.failed,
+                request.written_when_asked
             )
         });
         let Some(coop) = self.coop.as_mut() else {
@@ -211,7 +216,7 @@ impl World {
                 reason: "503 Service Unavailable".into(),
             })
         } else {
-            coop.origin.answer(&request, &coop.written)
+            coop.origin.answer(&request)
         };
         let Ok(data) = &result else {
             self.deliver_range(request, result);
