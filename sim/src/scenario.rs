@@ -293,6 +293,16 @@ impl SimConfig {
                 config.arrival_window_ms = rng.random_range(0..=2_000);
                 let coop =
                     CoopKnobs::generate(scale, config.file_size_bytes, config.fault_phase_ms, rng);
+                // Sometimes the swarm splits or loses its tracker too (the origin stays
+                // reachable from everyone).
+                if rng.random_bool(0.3) {
+                    f.partition_count = rng.random_range(1..=2);
+                    f.partition_duration_ms_mean = rng.random_range(300..=4_000);
+                }
+                if rng.random_bool(0.3) {
+                    f.tracker_outage_count = rng.random_range(1..=2);
+                    f.tracker_outage_duration_ms_mean = rng.random_range(300..=4_000);
+                }
                 config.peer_count = coop.helper_count + coop.getter_count;
                 config.coop = Some(coop);
             }
