@@ -2,8 +2,8 @@
 //! seed must pass every checker. A failure prints the command that replays it.
 //!
 //! The seed-cycled mix (`Scenario::ALL`), then the cooperative download on seeds of its
-//! own: a coop seed is small (a few helpers, one file through the origin), about a tenth
-//! of the time of an average seed of the mix.
+//! own. A coop seed costs about 40% of an average seed of the mix (38 ms of CPU against
+//! 96 in the test profile), so its 100 seeds add about 8% to the sweep.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +13,7 @@ use p2p_sim::{Scale, Scenario};
 /// At least 500 seeds, as the issue asks; 7 scenarios in turn.
 const SEEDS: u64 = 504;
 /// Seeds of `Scenario::Coop` (issue 17), beside the mix.
-const COOP_SEEDS: u64 = 200;
+const COOP_SEEDS: u64 = 100;
 
 #[test]
 fn sweep_small_seeds_all_scenarios() {
