@@ -89,6 +89,7 @@ impl BenchCase {
             disk_latency_us: 0,
             codec_roundtrip: false,
             faults: FaultKnobs::default(),
+            coop: None,
         }
     }
 

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::event_queue::{NANOS_PER_S, Nanos};
 use crate::scenario::{Scale, Scenario, SimConfig};
 use crate::violations::{FailureKind, Violation};
-use crate::world::{EVENTS_MAX, Role, Stats, World};
+use crate::world::{CoopSummary, EVENTS_MAX, Role, Stats, World};
 
 /// What a run found.
 pub struct RunReport {
@@ -21,6 +21,8 @@ pub struct RunReport {
     pub violations_dropped: u64,
     /// Completion time of every downloading peer, `None` if it never completed.
     pub completions: Vec<Option<Nanos>>,
+    /// The fetch and the origin's books, in a coop run.
+    pub coop: Option<CoopSummary>,
 }
 
 impl RunReport {
@@ -69,6 +71,9 @@ impl fmt::Display for RunReport {
             self.stats.impostor_refused_by_peers,
         )?;
         writeln!(f, "{}", self.stats.kinds_summary())?;
+        if let Some(coop) = &self.coop {
+            writeln!(f, "{coop}")?;
+        }
         writeln!(f, "trace digest {:016x}", self.digest)?;
         for v in &self.violations {
             writeln!(f, "{v}")?;
@@ -149,6 +154,7 @@ pub(crate) fn report(world: World) -> RunReport {
         .map(|n| n.completed_at)
         .collect();
     let end_time = world.now();
+    let coop = world.coop.as_ref().map(|c| c.summary());
     let (violations, violations_dropped) = world.violations.into_list();
     RunReport {
         config: world.config,
@@ -158,5 +164,6 @@ pub(crate) fn report(world: World) -> RunReport {
         violations,
         violations_dropped,
         completions,
+        coop,
     }
 }

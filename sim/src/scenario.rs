@@ -7,6 +7,7 @@ use std::str::FromStr;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::coop::CoopKnobs;
 use crate::event_queue::{NANOS_PER_MS, NANOS_PER_S, Nanos};
 use crate::faults::FaultKnobs;
 
@@ -28,9 +29,15 @@ pub enum Scenario {
     SlowPeers,
     /// Everything drawn from the seed: swarm size, file and each fault kind.
     Random,
+    /// A cooperative origin download: one fetcher and its helpers split the file by ranges
+    /// from a simulated HTTP origin, under helper crashes, slow helpers and origin faults;
+    /// later getters of the same URL get it from peers. Not in the seed-cycled mix (`ALL`):
+    /// the sweep runs it on its own seeds, so every other seed keeps its scenario.
+    Coop,
 }
 
 impl Scenario {
+    /// The scenarios a sweep without `--scenario` cycles through, seed by seed.
     pub const ALL: [Scenario; 7] = [
         Scenario::FlashCrowd,
         Scenario::Churn,
@@ -50,6 +57,7 @@ impl Scenario {
             Scenario::CorruptPeers => "corrupt-peers",
             Scenario::SlowPeers => "slow-peers",
             Scenario::Random => "random",
+            Scenario::Coop => "coop",
         }
     }
 
@@ -68,14 +76,11 @@ impl fmt::Display for Scenario {
 impl FromStr for Scenario {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Scenario::ALL
-            .iter()
-            .copied()
-            .find(|sc| sc.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Scenario::ALL.iter().map(|s| s.name()).collect();
-                format!("unknown scenario '{s}' (one of: {})", names.join(", "))
-            })
+        let named = Scenario::ALL.into_iter().chain([Scenario::Coop]);
+        named.clone().find(|sc| sc.name() == s).ok_or_else(|| {
+            let names: Vec<_> = named.map(|s| s.name()).collect();
+            format!("unknown scenario '{s}' (one of: {})", names.join(", "))
+        })
     }
 }
 
@@ -141,6 +146,8 @@ pub struct SimConfig {
     /// Pass every message through the wire codec (slow; catches codec asymmetries).
     pub codec_roundtrip: bool,
     pub faults: FaultKnobs,
+    /// The cooperative download's participants and origin (`Scenario::Coop` only).
+    pub coop: Option<CoopKnobs>,
 }
 
 /// Chunk sizes a generated file may use (the manifest's minimum is 16 KiB).
@@ -206,6 +213,7 @@ impl SimConfig {
             disk_latency_us: rng.random_range(0..=500),
             codec_roundtrip: false,
             faults: FaultKnobs::default(),
+            coop: None,
         };
         let f = &mut config.faults;
         match scenario {
@@ -270,6 +278,34 @@ impl SimConfig {
                     f.latency_spike_duration_ms_mean = rng.random_range(200..=3_000);
                 }
             }
+            Scenario::Coop => {
+                // Helpers crash and come back (the fetcher never does: see `world/coop.rs`),
+                // some are slow; the origin's own faults are in the knobs.
+                f.peer_crash_probability = rng.random_range(0.0..=0.5);
+                f.peer_restart_delay_ms_mean = rng.random_range(200..=3_000);
+                if rng.random_bool(0.5) {
+                    f.slow_peer_fraction = rng.random_range(0.2..=0.6);
+                    f.slow_peer_capacity_factor = rng.random_range(0.02..=0.3);
+                }
+                // Files of a few ranges at least, so that helpers take some.
+                let chunk_count = rng.random_range(8..=chunk_count_max);
+                config.file_size_bytes = (chunk_count - 1) * u64::from(chunk_size) + last_chunk;
+                config.arrival_window_ms = rng.random_range(0..=2_000);
+                let coop =
+                    CoopKnobs::generate(scale, config.file_size_bytes, config.fault_phase_ms, rng);
+                // Sometimes the swarm splits or loses its tracker too (the origin stays
+                // reachable from everyone).
+                if rng.random_bool(0.3) {
+                    f.partition_count = rng.random_range(1..=2);
+                    f.partition_duration_ms_mean = rng.random_range(300..=4_000);
+                }
+                if rng.random_bool(0.3) {
+                    f.tracker_outage_count = rng.random_range(1..=2);
+                    f.tracker_outage_duration_ms_mean = rng.random_range(300..=4_000);
+                }
+                config.peer_count = coop.helper_count + coop.getter_count;
+                config.coop = Some(coop);
+            }
         }
         // Every scenario runs with intruders knocking: the swarm is private whatever else
         // goes wrong. Drawn last, so each seed keeps the rest of its configuration.
@@ -297,7 +333,15 @@ impl SimConfig {
         let fluid_s = self.file_size_bytes as f64 / upload
             + f64::from(self.peer_count) * self.file_size_bytes as f64
                 / self.upload_bytes_per_s as f64;
-        60_000 + (fluid_s * 10_000.0) as u64
+        let origin_s = self.coop.as_ref().map_or(0.0, |coop| {
+            // The whole file through the origin's link, or the slowest participant's alone.
+            let rate = (coop.origin_upload_bytes_per_s as f64)
+                .min(coop.wan_download_bytes_per_s as f64 * slowest)
+                .max(1.0);
+            self.file_size_bytes as f64 / rate
+                + coop.origin_latency_ms as f64 * f64::from(coop.origin_slow_factor) / 1_000.0
+        });
+        60_000 + ((fluid_s + origin_s) * 10_000.0) as u64
     }
 
     pub fn fault_phase(&self) -> Nanos {
@@ -353,6 +397,10 @@ impl fmt::Display for SimConfig {
             self.recovery_bound_ms,
             self.liveness_bound_ms as f64 * NANOS_PER_MS as f64 / NANOS_PER_S as f64
         )?;
-        write!(f, "faults: {}", self.faults)
+        write!(f, "faults: {}", self.faults)?;
+        if let Some(coop) = &self.coop {
+            write!(f, "\ncoop: {coop}")?;
+        }
+        Ok(())
     }
 }

@@ -5,8 +5,9 @@ use p2p_sim::{Scale, Scenario};
 #[test]
 fn same_seed_same_digest() {
     p2p_sim::install_panic_hook();
-    for seed in [1u64, 2, 3, 4, 5, 6, 7, 42] {
-        let scenario = Scenario::for_seed(seed);
+    let mix = [1u64, 2, 3, 4, 5, 6, 7, 42].map(|seed| (seed, Scenario::for_seed(seed)));
+    let coop = [1u64, 46].map(|seed| (seed, Scenario::Coop));
+    for (seed, scenario) in mix.into_iter().chain(coop) {
         let first = p2p_sim::run(seed, scenario, Scale::Small, false);
         let second = p2p_sim::run(seed, scenario, Scale::Small, false);
         assert_eq!(
@@ -21,6 +22,11 @@ fn same_seed_same_digest() {
         assert_eq!(
             first.stats.events, second.stats.events,
             "seed {seed}: event counts differ"
+        );
+        assert_eq!(
+            first.coop.map(|c| c.origin.bytes_sent),
+            second.coop.map(|c| c.origin.bytes_sent),
+            "seed {seed}: the origin sent different byte counts"
         );
     }
 }

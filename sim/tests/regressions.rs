@@ -41,3 +41,15 @@ fn slow_peer_congestion_collapse_seed_68() {
 fn sources_all_lacking_one_chunk_after_a_partition_seed_1368() {
     assert_passes(1368, Scenario::Partition, Scale::Full);
 }
+
+/// Coop (issue 17): a partition cut helper node2 off from the fetcher while its request,
+/// slowed by the origin, was on the way; the fetcher gave the range to node3, whose copy
+/// was written first, and node2's request reached the origin later. The simulator's
+/// origin-bytes checker called those bytes waste (re-fetching what the fetcher had
+/// written), but the core asked for them before they were written and has no way to cancel
+/// a fetch in flight: they are a duplicated range, within the bound. Fixed in the
+/// simulator: a request counts as waste only if the range was written when it was asked.
+#[test]
+fn coop_partitioned_helpers_late_request_is_a_retry_seed_51() {
+    assert_passes(51, Scenario::Coop, Scale::Small);
+}

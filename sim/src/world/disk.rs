@@ -16,7 +16,7 @@ use crate::world::node::Machine;
 
 impl World {
     /// When a disk action started now completes.
-    fn disk_done_at(&self) -> Nanos {
+    pub(crate) fn disk_done_at(&self) -> Nanos {
         self.now() + self.config.disk_latency_us * 1_000
     }
 

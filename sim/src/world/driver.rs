@@ -10,7 +10,7 @@ use rand::RngCore;
 use crate::trace::DigestTag;
 use crate::violations::FailureKind;
 use crate::world::World;
-use crate::world::event::Event;
+use crate::world::event::{Event, OriginRequest};
 use crate::world::node::{Life, Machine, Role, TRACKER_NODE, panic_message};
 
 impl World {
@@ -82,12 +82,35 @@ impl World {
                 manifest,
             } => self.prepare_download(node, content_id, manifest.chunk_count()),
             PeerAction::Notify(notice) => self.on_notice(node, notice),
-            // No run starts a cooperative origin download (there is no origin server in the
-            // simulated network), so these never come; if one does, it is dropped.
-            PeerAction::FetchRange { token, .. } | PeerAction::WriteRange { token, .. } => {
-                self.digest
-                    .mix_tagged(DigestTag::OriginAction, &[node as u64, token]);
+            // Only a coop run has an origin (see `origin.rs`, `coop.rs`); elsewhere these
+            // are dropped.
+            PeerAction::FetchRange {
+                token,
+                url: _,
+                validator,
+                offset,
+                length,
+                helping,
+            } => {
+                let request = OriginRequest {
+                    node,
+                    incarnation: 0,
+                    token,
+                    validator,
+                    offset,
+                    length,
+                    helping,
+                    failed: false,
+                    written_when_asked: 0,
+                };
+                self.fetch_range(node, request);
             }
+            PeerAction::WriteRange {
+                token,
+                offset,
+                data,
+                ..
+            } => self.write_range(node, token, offset, data),
         }
     }
 
@@ -146,12 +169,18 @@ impl World {
             PeerNotice::Progress { chunks_have, .. } => self
                 .digest
                 .mix_tagged(DigestTag::Progress, &[node_tag, u64::from(chunks_have)]),
+            PeerNotice::FetchComplete { .. } => {
+                self.digest.mix_tagged(DigestTag::OriginNotice, &[node_tag]);
+                self.on_fetch_complete(node);
+            }
+            PeerNotice::FetchFailed { reason, .. } => {
+                self.digest.mix_tagged(DigestTag::OriginNotice, &[node_tag]);
+                self.on_fetch_failed(node, reason);
+            }
             PeerNotice::RangeFetched { .. }
             | PeerNotice::FetchProgress { .. }
-            | PeerNotice::FetchComplete { .. }
             | PeerNotice::HelperCaught { .. }
-            | PeerNotice::HelperLeft { .. }
-            | PeerNotice::FetchFailed { .. } => {
+            | PeerNotice::HelperLeft { .. } => {
                 self.digest.mix_tagged(DigestTag::OriginNotice, &[node_tag])
             }
         }
@@ -203,6 +232,15 @@ impl World {
             ..self.peer_config_template.clone()
         };
         self.nodes[node].machine = Some(Machine::Peer(Box::new(Peer::new(config, at))));
+        match self.nodes[node].role {
+            // A helper only waits for jobs to be offered.
+            Role::Helper => return self.drive(node, |_, _| {}),
+            Role::Fetcher if !self.nodes[node].disk.is_complete(self.source.content_id) => {
+                return self.start_fetch(node);
+            }
+            Role::Fetcher => return self.publish_fetched(node),
+            _ => {}
+        }
         let content_id = self.source.content_id;
         let full = self.nodes[node].disk.is_complete(content_id);
         let manifest = self.source.manifest.clone();

@@ -42,6 +42,23 @@ pub(crate) struct PrepareOp {
     pub chunk_count: u32,
 }
 
+/// A `FetchRange` on its way to the origin (boxed in [`Event`], like [`ReadOp`]).
+pub(crate) struct OriginRequest {
+    pub node: usize,
+    pub incarnation: u32,
+    pub token: u64,
+    pub validator: String,
+    pub offset: u64,
+    pub length: u32,
+    /// For another peer's job (a helper's fetch), not the fetcher's own.
+    pub helping: bool,
+    /// The origin answers this one with a retryable error (an injected fault).
+    pub failed: bool,
+    /// Bytes of the range the fetcher had written when this was asked for: asking for
+    /// them again is waste (but for a spot check), whenever the origin gets to it.
+    pub written_when_asked: u64,
+}
+
 /// Everything that can happen.
 pub(crate) enum Event {
     Wake {
@@ -101,6 +118,25 @@ pub(crate) enum Event {
         tracker_incarnation: u32,
         restarted_at: Nanos,
     },
+    /// A range request reached the origin (see `world/origin.rs`).
+    OriginRequest(Box<OriginRequest>),
+    /// A response finished crossing one of the origin's links; only the newest
+    /// `generation` is live.
+    OriginLinks {
+        generation: u64,
+    },
+    /// A `WriteRange` finished on the fetcher's disk.
+    RangeWritten {
+        node: usize,
+        incarnation: u32,
+        token: u64,
+    },
+    /// The user runs the fetch again after it failed (see `world/coop.rs`).
+    FetchAgain {
+        node: usize,
+    },
+    /// The origin's file gets a new validator.
+    ValidatorChange,
 }
 
 impl Event {
@@ -125,13 +161,18 @@ impl Event {
             Event::RecoveryCheck { .. } => 18,
             Event::HandshakeTimeout { .. } => 19,
             Event::IntruderDial { .. } => 20,
+            Event::OriginRequest(_) => 21,
+            Event::OriginLinks { .. } => 22,
+            Event::RangeWritten { .. } => 23,
+            Event::FetchAgain { .. } => 24,
+            Event::ValidatorChange => 25,
         }
     }
 }
 
 /// Names of the event kinds counted in [`Stats::events_by_kind`]; a `-stale` kind is an
 /// event superseded before it came due (a timer re-armed, a link re-planned), dropped unseen.
-pub const EVENT_KIND_NAMES: [&str; 21] = [
+pub const EVENT_KIND_NAMES: [&str; 26] = [
     "wake",
     "wake-stale",
     "link-done",
@@ -153,6 +194,11 @@ pub const EVENT_KIND_NAMES: [&str; 21] = [
     "recovery-check",
     "handshake-timeout",
     "intruder-dial",
+    "origin-request",
+    "origin-links",
+    "range-written",
+    "fetch-again",
+    "validator-change",
 ];
 pub(crate) const WAKE: usize = 0;
 pub(crate) const WAKE_STALE: usize = 1;

@@ -12,10 +12,14 @@
 //! - `network.rs` (the model) over `connection.rs` (its data); `sockets.rs`: what the
 //!   network's events and the machines' connect/send/close do to each other.
 //! - `faults.rs`: the fault plan carried out, and the heal.
+//! - `origin.rs`: the HTTP origin of a cooperative download (`coverage.rs`: its books);
+//!   `coop.rs`: the fetcher's job driven as `p2p fetch` drives it, and its checkers.
 //! - `safety.rs`, `liveness.rs`, `recovery.rs`: the checkers, each a value fed observations.
 //! - `event.rs`: every event, and the counters for the report.
 
 mod connection;
+mod coop;
+mod coverage;
 mod disk;
 mod driver;
 mod event;
@@ -24,6 +28,7 @@ mod intruders;
 mod liveness;
 mod network;
 mod node;
+mod origin;
 mod recovery;
 mod safety;
 mod secure;
@@ -47,6 +52,7 @@ use crate::storage::{Disk, SourceFile};
 use crate::trace::{Digest, DigestTag};
 use crate::violations::{FailureKind, Violations};
 
+use coop::{CoopRun, FETCHER_NODE, new_coop_run};
 use event::{Event, WAKE, WAKE_STALE};
 use liveness::Liveness;
 use network::Network;
@@ -55,9 +61,11 @@ use safety::Safety;
 use secure::Handshakes;
 use trust::Trust;
 
+pub use coop::CoopSummary;
 pub use event::Stats;
 pub use node::{Life, Role, TRACKER_NODE, install_panic_hook, sim_peer_config};
 pub(crate) use node::{Node, SEEDER_NODE};
+pub use origin::OriginStats;
 
 /// How often the periodic checkers look at every node.
 const CHECK_INTERVAL: Nanos = NANOS_PER_S;
@@ -100,6 +108,8 @@ pub struct World {
     pub(crate) tracker_peer_timeout: Duration,
     /// When set (bench), peers stop nothing early and checkers skip the periodic sweep.
     pub(crate) periodic_checks: bool,
+    /// The origin and the fetcher's job of a coop run.
+    pub(crate) coop: Option<CoopRun>,
     /// Buffers reused on every event instead of allocated: message encoding (for sizes),
     /// a machine's actions.
     frame_scratch: BytesMut,
@@ -125,9 +135,12 @@ impl World {
         let mut nodes = Vec::with_capacity(node_count);
         let mut network = Network::new(config.jitter_ms_max);
         for index in 0..node_count {
-            let role = match index {
-                TRACKER_NODE => Role::Tracker,
-                SEEDER_NODE => Role::Seeder,
+            let helpers = config.coop.as_ref().map(|c| c.helper_count as usize);
+            let role = match (index, helpers) {
+                (TRACKER_NODE, _) => Role::Tracker,
+                (FETCHER_NODE, Some(_)) => Role::Fetcher,
+                (_, Some(helpers)) if index < FETCHER_NODE + 1 + helpers => Role::Helper,
+                (SEEDER_NODE, None) => Role::Seeder,
                 _ => Role::Leecher,
             };
             let mut node = new_node(index, role, &config, &source, &mut network, &mut rng);
@@ -157,6 +170,7 @@ impl World {
             nodes.push(node);
         }
         let peer_config_template = sim_peer_config();
+        let coop = new_coop_run(&config, &source);
         let mut world = World {
             queue: EventQueue::default(),
             nodes,
@@ -183,6 +197,7 @@ impl World {
             peer_config_template,
             tracker_peer_timeout: Duration::from_secs(5),
             periodic_checks: true,
+            coop,
             frame_scratch: BytesMut::new(),
             actions_scratch: Vec::new(),
             config,
@@ -196,13 +211,20 @@ impl World {
     fn schedule_plan(&mut self, node_count: usize) {
         // The tracker and the seeder are there from the start; peers arrive.
         self.queue.schedule(0, Event::Join { node: TRACKER_NODE });
-        self.queue.schedule(0, Event::Join { node: SEEDER_NODE });
         let window = self.config.arrival_window_ms * NANOS_PER_MS;
+        // A fetcher runs once its helpers are up (they are daemons, started before).
+        let node1_at = if self.coop.is_some() { window } else { 0 };
+        self.queue
+            .schedule(node1_at, Event::Join { node: SEEDER_NODE });
         // Intruders knock from the start (see `intruders.rs`).
         for node in node_count..self.nodes.len() {
             self.queue.schedule(0, Event::Join { node });
         }
         for node in 2..node_count {
+            if self.coop.is_some() && self.nodes[node].role == Role::Leecher {
+                // A getter comes once the fetch is done (see `coop.rs`).
+                continue;
+            }
             let at = if window == 0 {
                 0
             } else {
@@ -217,7 +239,20 @@ impl World {
             self.config.fault_phase(),
         );
         for (at, fault) in plan {
+            if self.coop.is_some() && fault_hits(&fault, FETCHER_NODE) {
+                // The fetcher cannot resume a job yet: it stays up.
+                continue;
+            }
             self.queue.schedule(at, Event::Fault(fault));
+        }
+        if let Some(at_ms) = self
+            .config
+            .coop
+            .as_ref()
+            .and_then(|c| c.validator_change_at_ms)
+        {
+            self.queue
+                .schedule(at_ms * NANOS_PER_MS, Event::ValidatorChange);
         }
         self.queue.schedule(self.heal_at, Event::Heal);
         self.queue.schedule(CHECK_INTERVAL, Event::CheckTick);
@@ -321,6 +356,15 @@ impl World {
             }
             Event::Heal => self.heal(),
             Event::CheckTick => self.on_check_tick(),
+            Event::OriginRequest(request) => self.on_origin_request(*request),
+            Event::OriginLinks { generation } => self.on_origin_links(generation),
+            Event::RangeWritten {
+                node,
+                incarnation,
+                token,
+            } => self.on_range_written(node, incarnation, token),
+            Event::FetchAgain { node } => self.start_fetch(node),
+            Event::ValidatorChange => self.change_validator(),
             Event::RecoveryCheck {
                 tracker_incarnation,
                 restarted_at,
@@ -405,12 +449,19 @@ impl World {
             &self.nodes,
             &self.source,
         );
+        if let Some(coop) = &self.coop {
+            let size = self.source.data.len() as u64;
+            coop.finish(&mut self.violations, now, self.healed, size);
+        }
     }
 
     /// Stops the run once the heal is past, every recovery check ran and every peer that
     /// must finish did.
     fn check_done(&mut self) {
         if !self.healed || !self.recovery.all_checked() {
+            return;
+        }
+        if self.coop.as_ref().is_some_and(|c| !c.is_settled()) {
             return;
         }
         let all_done = self
@@ -443,8 +494,8 @@ fn new_node(
     );
     // Halves: a link's delay is the sum of its two ends.
     let latency_half = latency_ms * NANOS_PER_MS / 2;
-    let slow =
-        role == Role::Leecher && rng.random_bool(config.faults.slow_peer_fraction.clamp(0.0, 1.0));
+    let slow = matches!(role, Role::Leecher | Role::Helper)
+        && rng.random_bool(config.faults.slow_peer_fraction.clamp(0.0, 1.0));
     let corrupt = role == Role::Leecher
         && rng.random_bool(config.faults.corrupt_peer_fraction.clamp(0.0, 1.0));
     let factor = if slow {
@@ -483,4 +534,12 @@ fn new_node(
         completed_at: None,
         failed: None,
     }
+}
+
+/// Whether `fault` crashes, restarts or removes `node`.
+fn fault_hits(fault: &fault_plan::Fault, node: usize) -> bool {
+    use fault_plan::Fault;
+    matches!(fault,
+        Fault::PeerCrash { node: n } | Fault::PeerRestart { node: n } | Fault::PeerLeave { node: n, .. }
+        if *n == node)
 }

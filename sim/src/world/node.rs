@@ -25,6 +25,10 @@ pub enum Role {
     Tracker,
     Seeder,
     Leecher,
+    /// Runs a cooperative origin download (`Scenario::Coop`, in the seeder's place).
+    Fetcher,
+    /// Takes ranges of others' cooperative downloads, and wants nothing itself.
+    Helper,
     /// Holds another swarm's secret; no machine, driven by the world.
     Outsider,
     /// Holds the secret and its own key, and claims another peer's id; no machine.
