@@ -3,7 +3,8 @@
 //! on those links: nothing goes beyond the test's own namespaces.
 //!
 //! A swarm outlives its sharer: a seeding getter runs a tracker of its own and announces
-//! it, and a getter with the sharer's old, dead ticket finds it there. Two swarms on one
+//! it, and a getter with the sharer's old, dead ticket finds it there; a getter that met
+//! the seeding getter before finds it without LAN discovery, among the peers it remembers. Two swarms on one
 //! LAN each find only their own members.
 
 use p2p_tests::netns::{Lan, lan_or_skip};
@@ -50,7 +51,7 @@ fn out_dir(dir: &std::path::Path, name: &str) -> String {
 
 #[test]
 fn the_swarm_outlives_its_sharer_through_lan_discovery() {
-    let Some(lan) = lan_or_skip(4, OUTLIVES) else {
+    let Some(lan) = lan_or_skip(5, OUTLIVES) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -70,6 +71,15 @@ fn the_swarm_outlives_its_sharer_through_lan_discovery() {
         line.starts_with("seeding ").then_some(())
     });
     assert_file_eq(&std::path::Path::new(&out_b).join("kept.bin"), &data);
+    // E gets it too while A is there, without LAN discovery: it meets A and B.
+    let out_e = out_dir(dir.path(), "e");
+    let get_e = ["get", &ticket, "-o", &out_e, "--no-mdns"];
+    let mut remembering = p2p_on(&lan, 4, "remembering", dir.path(), &get_e);
+    assert!(
+        remembering.wait_exit(WAIT).success(),
+        "{}",
+        remembering.describe()
+    );
     // A leaves: every address of the ticket is dead from now on.
     sharer.kill9();
     let _ = sharer.wait_exit(WAIT);
@@ -116,6 +126,24 @@ fn the_swarm_outlives_its_sharer_through_lan_discovery() {
         "{stderr}"
     );
     assert!(!stderr.contains(&lan.ipv4(1)), "D dialled B: {stderr}");
+
+    // E, again without LAN discovery and its copy gone, finds B through the peers it met
+    // before (`io/address_book`): the other path the swarm outlives its sharer by.
+    std::fs::remove_file(std::path::Path::new(&out_e).join("kept.bin")).unwrap();
+    let mut remembering = p2p_on(&lan, 4, "remembering", dir.path(), &get_e);
+    assert!(
+        remembering.wait_exit(WAIT).success(),
+        "{}\n{}",
+        remembering.describe(),
+        seeder.describe()
+    );
+    assert_file_eq(&std::path::Path::new(&out_e).join("kept.bin"), &data);
+    let log = remembering.stderr.text();
+    assert!(
+        log.contains("through a peer met in an earlier run")
+            && (log.contains(&lan.ipv4(1)) || log.contains(&lan.ipv6(1))),
+        "E did not say it found B among the peers it met:\n{log}"
+    );
     drop(seeder);
 }
 
