@@ -492,6 +492,15 @@ pub fn start_getter(
     Proc::spawn(name, cwd, &args)
 }
 
+/// `p2p ARGS` (a `share` with its embedded tracker): the process and the ticket it prints.
+pub fn spawn_sharer(name: &str, cwd: &Path, args: &[&str]) -> (Proc, String) {
+    let mut sharer = Proc::spawn(name, cwd, args);
+    let ticket = sharer.wait_stdout("a ticket", |line| {
+        line.starts_with("p2p2:").then(|| line.trim().to_string())
+    });
+    (sharer, ticket)
+}
+
 /// The `bytes_have` of a `--json` progress line.
 pub fn progress_bytes(v: &serde_json::Value) -> Option<u64> {
     (v["event"] == "progress")

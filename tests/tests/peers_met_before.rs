@@ -14,14 +14,11 @@ fn a_getter_finds_the_swarm_again_through_the_peers_it_met_before() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("outlived.bin");
     let data = write_file(&src, SIZE, 15);
-    let mut sharer = Proc::spawn(
+    let (mut sharer, ticket) = spawn_sharer(
         "sharer-a",
         dir.path(),
         &["share", src.to_str().unwrap(), "--listen", "127.0.0.1:0"],
     );
-    let ticket = sharer.wait_stdout("a ticket", |line| {
-        line.starts_with("p2p2:").then(|| line.trim().to_string())
-    });
 
     let out_b = dir.path().join("out-b");
     let mut b = start_getter("seeder-b", dir.path(), "", &ticket, &out_b, &["--seed"]);

@@ -16,14 +16,11 @@ fn ls_and_peers_answer_for_the_swarm_a_ticket_names() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("listed file.bin");
     write_file(&src, 2 * 1024 * 1024 + 3, 8);
-    let mut sharer = Proc::spawn(
+    let (mut sharer, ticket) = spawn_sharer(
         "sharer",
         dir.path(),
         &["share", src.to_str().unwrap(), "--listen", "127.0.0.1:0"],
     );
-    let ticket = sharer.wait_stdout("a ticket", |line| {
-        line.starts_with("p2p2:").then(|| line.trim().to_string())
-    });
     let serving = sharer.wait_stderr("'serving on'", |line| {
         line.strip_prefix("serving on ")
             .and_then(|rest| rest.split([',', ' ']).next())

@@ -41,14 +41,11 @@ fn dead_addresses_before_a_live_one_cost_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("small.bin");
     let data = write_file(&src, 1024 * 1024 + 5, 21);
-    let mut sharer = Proc::spawn(
+    let (sharer, ticket) = spawn_sharer(
         "sharer",
         dir.path(),
         &["share", src.to_str().unwrap(), "--listen", "127.0.0.1:0"],
     );
-    let ticket = sharer.wait_stdout("a ticket", |line| {
-        line.starts_with("p2p2:").then(|| line.trim().to_string())
-    });
     let live = tracker_of(&ticket);
     // Accepts connections (the kernel completes them) and never reads or answers.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -89,14 +86,11 @@ fn when_no_address_answers_get_says_which_and_why() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("f.bin");
     write_file(&src, 4096, 3);
-    let mut sharer = Proc::spawn(
+    let (sharer, ticket) = spawn_sharer(
         "sharer",
         dir.path(),
         &["share", src.to_str().unwrap(), "--listen", "127.0.0.1:0"],
     );
-    let ticket = sharer.wait_stdout("a ticket", |line| {
-        line.starts_with("p2p2:").then(|| line.trim().to_string())
-    });
     drop(sharer);
     let dead = [closed_port(), closed_port()];
     let ticket = with_addresses(&ticket, &dead);
@@ -138,7 +132,7 @@ fn an_advertised_host_is_where_the_sharer_is_listed_and_reached() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("natted.bin");
     let data = write_file(&src, 1024 * 1024 + 9, 23);
-    let mut sharer = Proc::spawn(
+    let (mut sharer, ticket) = spawn_sharer(
         "sharer",
         dir.path(),
         &[
@@ -150,9 +144,6 @@ fn an_advertised_host_is_where_the_sharer_is_listed_and_reached() {
             "127.0.0.2",
         ],
     );
-    let ticket = sharer.wait_stdout("a ticket", |line| {
-        line.starts_with("p2p2:").then(|| line.trim().to_string())
-    });
     let serving_port = sharer.wait_stderr("'serving on'", |line| {
         line.strip_prefix("serving on ")
             .and_then(|rest| rest.split([',', ' ']).next())

@@ -10,9 +10,8 @@
 //! remembered. The file is read and written without following links, and a file that is
 //! too large or garbled is a file with nothing in it.
 
-use std::ffi::OsString;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -95,19 +94,7 @@ impl AddressBook {
         for (peer_id, addr) in peers {
             text.push_str(&format!("{peer_id} {addr}\n"));
         }
-        let mut tmp: OsString = self.path.clone().into_os_string();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let mut file = match no_follow::create_new(&tmp) {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                fs::remove_file(&tmp)?;
-                no_follow::create_new(&tmp)?
-            }
-            other => other?,
-        };
-        file.write_all(text.as_bytes())?;
-        drop(file);
-        fs::rename(&tmp, &self.path)
+        no_follow::write_atomically(&self.path, text.as_bytes())
     }
 }
 

@@ -8,7 +8,7 @@
 //! final rename never replaces a path that exists, unless asked to.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -64,6 +64,26 @@ pub fn read(path: &Path) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
     Ok(bytes)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file beside it (`PATH.tmp`), then a
+/// rename. Neither name is written through a link: the temporary file is created
+/// exclusively (one left by a crash, or a link, is removed first: removing a link leaves
+/// its target alone), and the rename replaces a link at `path` itself, not its target.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut file = match create_new(&tmp) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_file(&tmp)?;
+            create_new(&tmp)?
+        }
+        other => other?,
+    };
+    file.write_all(bytes)?;
+    drop(file);
+    fs::rename(&tmp, path)
 }
 
 /// `read`, refusing a file of more than `max` bytes (`InvalidData`) without reading it.

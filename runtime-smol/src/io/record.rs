@@ -1,9 +1,8 @@
 //! The resume record of a download: which chunks of `NAME.part` are verified, kept beside
 //! it as `NAME.part.p2p` so that a download stopped in any way resumes where it was.
 
-use std::fs;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 
 use p2p_core::{ChunkSet, ContentId};
 
@@ -24,10 +23,8 @@ pub struct Record {
     pub chunks: ChunkSet,
 }
 
-/// Writes the record atomically: a temporary file beside it, then a rename. Neither follows
-/// a link planted at either name: the temporary file is created exclusively (one left by a
-/// crash, or a link, is removed first: removing a link leaves its target alone), and the
-/// rename replaces a link at `path` itself, not what it points to.
+/// Writes the record atomically, never through a planted link
+/// (`no_follow::write_atomically`).
 pub fn write_record(path: &Path, record: &Record) -> io::Result<()> {
     let mut bytes = Vec::with_capacity(
         RECORD_MAGIC.len() + CONTENT_ID_LEN + CHUNK_COUNT_LEN + record.chunks.as_bitfield().len(),
@@ -36,19 +33,7 @@ pub fn write_record(path: &Path, record: &Record) -> io::Result<()> {
     bytes.extend_from_slice(&record.content_id.0);
     bytes.extend_from_slice(&record.chunks.len().to_be_bytes());
     bytes.extend_from_slice(record.chunks.as_bitfield());
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = match no_follow::create_new(&tmp) {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            fs::remove_file(&tmp)?;
-            no_follow::create_new(&tmp)?
-        }
-        other => other?,
-    };
-    file.write_all(&bytes)?;
-    drop(file);
-    fs::rename(&tmp, path)
+    no_follow::write_atomically(path, &bytes)
 }
 
 /// Reads a record. `Ok(None)` when there is none or it is not a record this version wrote;
@@ -75,6 +60,8 @@ pub fn read_record(path: &Path) -> io::Result<Option<Record>> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]
