@@ -65,7 +65,7 @@ pub enum DigestTag {
     ReadChunk = 20,
     StoreChunk = 21,
     PrepareDownload = 22,
-    /// A cooperative origin action (`FetchRange`, `WriteRange`), dropped: no run starts one.
+    /// A cooperative origin action (`FetchRange`, `WriteRange`, `CancelFetch`), dropped: no run starts one.
     OriginAction = 23,
     DownloadComplete = 30,
     DownloadFailed = 31,

@@ -69,6 +69,13 @@ pub enum PeerAction {
         /// its origin policy allows. `false`: this peer's own fetch, of the user's URL.
         helping: bool,
     },
+    /// The machine no longer wants the bytes of `FetchRange` `token` (another participant
+    /// delivered that range first, or the job ended): the driver may stop fetching them.
+    /// It still reports `handle_range_fetched` for the token (any result): until then the
+    /// fetch counts against the machine's bounds.
+    CancelFetch {
+        token: u64,
+    },
     /// Write a fetched range of a cooperative download at `offset` of its file; report
     /// `handle_range_written`.
     WriteRange {

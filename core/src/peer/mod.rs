@@ -33,10 +33,13 @@ use rand_chacha::ChaCha8Rng;
 pub use action::{PeerAction, PeerNotice, StoreOutcome};
 pub use config::PeerConfig;
 pub use coop::{
+    ENDGAME_DUPLICATES_PER_RANGE, ENDGAME_SLOW_AGE_MIN, ENDGAME_SLOW_FACTOR, HELPER_FAILURES_MAX,
+    RANGE_LEN_MIN, SPOT_CHECK_LEN, SPOT_CHECKS_PER_HELPER,
+};
+pub use coop::{
     FetchSpec, HELPER_JOBS_MAX, HELPER_JOBS_PER_CONN_MAX, HELPER_RANGES_HELD_MAX, RANGES_PER_SLOT,
     RangeError, helper_fetches_max, ranges_in_flight_max,
 };
-pub use coop::{HELPER_FAILURES_MAX, RANGE_LEN_MIN, SPOT_CHECK_LEN, SPOT_CHECKS_PER_HELPER};
 pub use download::DownloadPhase;
 pub use download::PreparedChunks;
 pub use download::scheduler::SchedulerConfig;

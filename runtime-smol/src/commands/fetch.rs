@@ -259,14 +259,17 @@ async fn check_mapping(
             manifest.chunk_len(chunk_index),
         );
         let (fetch_url, validator) = (url.to_string(), info.validator.clone());
-        let data = smol::unblock(move || http::fetch_range(&fetch_url, &validator, offset, length))
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot fetch chunk {chunk_index} from the origin: {}",
-                    e.reason
-                )
-            })?;
+        let never_cancelled = std::sync::atomic::AtomicBool::new(false);
+        let data = smol::unblock(move || {
+            http::fetch_range(&fetch_url, &validator, offset, length, &never_cancelled)
+        })
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot fetch chunk {chunk_index} from the origin: {}",
+                e.reason
+            )
+        })?;
         if !check.matches(&data) {
             return Err(format!(
                 "chunk {chunk_index} (bytes {offset}-{}) differs from the origin's",

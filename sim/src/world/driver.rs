@@ -84,7 +84,9 @@ impl World {
             PeerAction::Notify(notice) => self.on_notice(node, notice),
             // No run starts a cooperative origin download (there is no origin server in the
             // simulated network), so these never come; if one does, it is dropped.
-            PeerAction::FetchRange { token, .. } | PeerAction::WriteRange { token, .. } => {
+            PeerAction::FetchRange { token, .. }
+            | PeerAction::WriteRange { token, .. }
+            | PeerAction::CancelFetch { token } => {
                 self.digest
                     .mix_tagged(DigestTag::OriginAction, &[node as u64, token]);
             }

@@ -53,7 +53,9 @@ impl Coop {
                 let by = Participant::Helper(remote);
                 let held = job.held_by(by);
                 let taken = if held < HELPER_RANGES_HELD_MAX {
-                    job.take_pending(by, now + timeout)
+                    let deadline = now + timeout;
+                    job.take_pending(by, now, deadline)
+                        .or_else(|| job.take_duplicate(by, now, deadline))
                 } else {
                     None
                 };
@@ -93,7 +95,7 @@ impl Coop {
                 if offset != expected_offset || data.len() != length as usize {
                     return Err("delivered range does not match its assignment".into());
                 }
-                self.write_range(ctx, job_id, range_index, by, offset, data);
+                self.write_range(ctx, now, job_id, range_index, by, data);
             }
             Message::RangeFailed {
                 job_id,
@@ -187,22 +189,33 @@ impl Coop {
         self.pump_local_fetches(ctx, now);
     }
 
-    /// Deadlines of ranges out with helpers, and the fetcher's own retry backoff.
+    /// Deadlines of ranges out with helpers, the fetcher's own retry backoff, and the
+    /// endgame's wakeup (a range became slow enough to copy).
     pub(crate) fn on_timer(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
         let mut freed = Vec::new();
         for job in self.fetches.values_mut().filter(|j| !j.finished) {
-            let mut any = false;
-            for range in &mut job.ranges {
-                if let RangeState::Fetching { by, deadline } = *range
+            let mut expired = Vec::new();
+            for (index, range) in job.ranges.iter().enumerate() {
+                if let RangeState::Fetching { by, deadline, .. } = *range
                     && now >= deadline
                     && by != Participant::Local
                 {
-                    // A helper that stalls loses the range to whoever asks next.
-                    *range = RangeState::Pending;
-                    any = true;
+                    expired.push((index as u32, by));
                 }
             }
-            if any {
+            for (index, copies) in &job.duplicates {
+                for copy in copies {
+                    if now >= copy.deadline && copy.by != Participant::Local {
+                        expired.push((*index, copy.by));
+                    }
+                }
+            }
+            // A helper that stalls loses the range to its copy, or to whoever asks next.
+            for (index, by) in &expired {
+                job.release(*index, *by);
+            }
+            if !expired.is_empty() || job.endgame_at.is_some_and(|at| now >= at) {
+                job.endgame_at = None;
                 freed.push(job.job_id);
             }
         }
@@ -239,7 +252,10 @@ impl Coop {
             while job.local_in_flight < slots {
                 // The fetcher's own ranges never time out: its driver reports every fetch.
                 let far = now + timeout * LOCAL_RANGE_TIMEOUTS;
-                let Some(index) = job.take_pending(Participant::Local, far) else {
+                let Some(index) = job
+                    .take_pending(Participant::Local, now, far)
+                    .or_else(|| job.take_duplicate(Participant::Local, now, far))
+                else {
                     break;
                 };
                 job.local_in_flight += 1;
@@ -253,6 +269,7 @@ impl Coop {
                     length,
                 ));
             }
+            job.endgame_at = job.next_duplicate_at(now);
         }
         for (job_id, url, validator, check) in checks {
             let (offset, length) = (check.offset, check.expected.len() as u32);
@@ -310,7 +327,7 @@ impl Coop {
         }
         match result {
             Ok(data) => {
-                let (offset, length) = job.range(range_index);
+                let (_, length) = job.range(range_index);
                 if data.len() != length as usize {
                     let reason = format!(
                         "the origin sent {} bytes for range {range_index} instead of {length}: the file may have changed",
@@ -319,7 +336,7 @@ impl Coop {
                     self.end_fetch(ctx, job_id, reason);
                     return;
                 }
-                self.write_range(ctx, job_id, range_index, by, offset, data);
+                self.write_range(ctx, now, job_id, range_index, by, data);
             }
             Err(error) if error.fatal => {
                 let (offset, _) = job.range(range_index);
@@ -339,7 +356,7 @@ impl Coop {
                     self.end_fetch(ctx, job_id, reason);
                     return;
                 }
-                job.ranges[range_index as usize] = RangeState::Pending;
+                job.release(range_index, by);
                 if by == Participant::Local {
                     back_off_locally(ctx, job, now, attempts);
                 }
@@ -368,7 +385,7 @@ impl Coop {
         if job.finished || !job.is_fetching_by(range_index, by) {
             return;
         }
-        job.ranges[range_index as usize] = RangeState::Pending;
+        job.release(range_index, by);
         let tally = job.helpers.entry(helper).or_default();
         tally.failures += 1;
         let failures = tally.failures;
@@ -493,19 +510,22 @@ impl Coop {
         self.reoffer_to_idle(ctx, job_id);
     }
 
+    /// Writes a range `by` delivered; whoever else was fetching it (the endgame) is
+    /// cancelled: a helper is told, the fetcher's own fetch is dropped.
     fn write_range(
         &mut self,
         ctx: &mut Ctx<'_>,
+        now: Instant,
         job_id: u64,
         range_index: u32,
         by: Participant,
-        offset: u64,
         data: Bytes,
     ) {
         let Some(job) = self.fetches.get_mut(&job_id) else {
             return;
         };
-        job.ranges[range_index as usize] = RangeState::Writing;
+        let (offset, _) = job.range(range_index);
+        let losers = job.take_for_writing(range_index, by, now);
         let check = match by {
             Participant::Helper(helper) if job.spec.spot_checks => {
                 sample_for_check(ctx.rng, job, helper, range_index, offset, &data)
@@ -528,6 +548,38 @@ impl Coop {
             offset,
             data,
         });
+        for loser in losers {
+            self.cancel_range(ctx, job_id, range_index, loser);
+        }
+    }
+
+    /// `by` no longer fetches range `range_index`: another delivered it first.
+    fn cancel_range(&mut self, ctx: &mut Ctx<'_>, job_id: u64, range_index: u32, by: Participant) {
+        match by {
+            Participant::Helper(helper) => {
+                if let Some(conn) = ctx.conns.conn_of(helper) {
+                    let cancel = Message::CancelRange {
+                        job_id,
+                        range_index,
+                    };
+                    ctx.out.send(conn, cancel);
+                }
+            }
+            Participant::Local => {
+                let tokens: Vec<u64> = self
+                    .pending
+                    .iter()
+                    .filter(|(_, why)| {
+                        matches!(why, CoopPending::LocalFetch { job_id: j, range_index: r }
+                            if *j == job_id && *r == range_index)
+                    })
+                    .map(|(token, _)| *token)
+                    .collect();
+                for token in tokens {
+                    self.cancel_fetch_token(ctx.out, token);
+                }
+            }
+        }
     }
 
     /// Tells helpers that found no work that there is some again.

@@ -66,6 +66,7 @@ impl Driver {
                 self.peer.set_origin(now, content_id, origin)
             }
             Event::RangeFetched { token, result } => {
+                self.fetch_cancels.remove(&token);
                 self.peer.handle_range_fetched(now, token, result)
             }
             Event::RangeWritten { token, result } => {

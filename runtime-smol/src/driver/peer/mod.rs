@@ -24,6 +24,7 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -213,6 +214,8 @@ struct Driver {
     closing: Vec<WriterDone>,
     /// The part files of running cooperative downloads, by job id.
     fetch_files: HashMap<u64, Arc<File>>,
+    /// A flag per origin fetch running, by token: set, the fetch stops (`CancelFetch`).
+    fetch_cancels: HashMap<u64, Arc<AtomicBool>>,
     /// Inputs that actions produced at once, fed to the machine after the drain.
     deferred: Vec<Deferred>,
     /// How ranges are fetched for other peers' jobs.
@@ -291,6 +294,7 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
         stores_in_flight: 0,
         closing: Vec::new(),
         fetch_files: HashMap::new(),
+        fetch_cancels: HashMap::new(),
         deferred: Vec::new(),
         helping,
     };
