@@ -119,6 +119,19 @@ pub enum PeerNotice {
         peer_id: PeerId,
         addr: String,
     },
+    /// A range of a cooperative download is written and trusted: fetched by the fetcher
+    /// itself, or by a helper and not spot-checked or its check passed. A driver may list it
+    /// in a resume record once the file is synced.
+    RangeSettled {
+        job_id: u64,
+        range_index: u32,
+    },
+    /// A range said settled is to be fetched again (its helper was caught delivering other
+    /// bytes than the origin's): a resume record must no longer list it.
+    RangeDropped {
+        job_id: u64,
+        range_index: u32,
+    },
     /// A range of a cooperative download is written; `by` is who fetched it.
     RangeFetched {
         job_id: u64,

@@ -149,6 +149,8 @@ impl World {
                 .digest
                 .mix_tagged(DigestTag::Progress, &[node_tag, u64::from(chunks_have)]),
             PeerNotice::RangeFetched { .. }
+            | PeerNotice::RangeSettled { .. }
+            | PeerNotice::RangeDropped { .. }
             | PeerNotice::FetchProgress { .. }
             | PeerNotice::FetchComplete { .. }
             | PeerNotice::HelperCaught { .. }

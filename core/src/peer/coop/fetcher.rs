@@ -13,6 +13,7 @@ use super::{
     SPOT_CHECK_LEN, SPOT_CHECKS_IN_FLIGHT_MAX, SPOT_CHECKS_PER_HELPER, SpotCheckRef,
     ranges_in_flight_max,
 };
+use crate::chunkset::ChunkSet;
 use crate::ids::{ConnId, PeerId};
 use crate::peer::action::{PeerAction, PeerNotice};
 use crate::peer::conns::Connections;
@@ -112,10 +113,19 @@ impl Coop {
 
     /// Starts a cooperative fetch of `spec` (the driver has done `HEAD`); returns the job
     /// id the notices carry. The caller asks the tracker for helpers and offers the job.
-    pub(crate) fn start_fetch(&mut self, rng: &mut ChaCha8Rng, mut spec: FetchSpec) -> u64 {
+    pub(crate) fn start_fetch(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        mut spec: FetchSpec,
+        on_disk: Option<&ChunkSet>,
+    ) -> u64 {
         spec.range_len = spec.range_len.clamp(RANGE_LEN_MIN, BLOCK_LEN_MAX);
         let job_id = rng.random();
-        self.fetches.insert(job_id, FetchJob::new(job_id, spec));
+        let mut job = FetchJob::new(job_id, spec);
+        if let Some(on_disk) = on_disk {
+            job.mark_on_disk(on_disk);
+        }
+        self.fetches.insert(job_id, job);
         job_id
     }
 
@@ -170,8 +180,15 @@ impl Coop {
         let entry = job.fetched_by.entry(by).or_default();
         entry.0 += u64::from(length);
         entry.1 += 1;
+        let settled = check.is_none();
         if let Some(check) = check {
             job.checks.push(*check);
+        }
+        if settled {
+            ctx.out.notify(PeerNotice::RangeSettled {
+                job_id,
+                range_index,
+            });
         }
         let by_label = participant_label(ctx.conns, by);
         let progress = self.fetch_progress(ctx.conns, job_id);
@@ -455,6 +472,11 @@ impl Coop {
             Ok(data) if data == check.expected => {
                 job.spot_checks_passed += 1;
                 job.spot_check_bytes += data.len() as u64;
+                // Unless its helper is caught later (then `RangeDropped`).
+                ctx.out.notify(PeerNotice::RangeSettled {
+                    job_id,
+                    range_index: check.range_index,
+                });
                 self.finish_fetch_if_done(ctx, job_id);
             }
             Ok(data) => {
@@ -496,7 +518,13 @@ impl Coop {
             return;
         };
         job.banned.insert(helper);
-        let ranges_refetched = job.requeue_delivered_by(helper) as u32;
+        let (ranges_refetched, done_dropped) = job.requeue_delivered_by(helper);
+        for range_index in done_dropped {
+            ctx.out.notify(PeerNotice::RangeDropped {
+                job_id,
+                range_index,
+            });
+        }
         ctx.out.notify(PeerNotice::HelperCaught {
             job_id,
             peer_id: helper,

@@ -12,6 +12,7 @@ use super::{
     ENDGAME_DUPLICATES_PER_RANGE, ENDGAME_SLOW_AGE_MIN, ENDGAME_SLOW_FACTOR, RANGE_TIME_WEIGHT_NEW,
 };
 
+use crate::chunkset::ChunkSet;
 use crate::ids::{ConnId, PeerId};
 use crate::time::Instant;
 
@@ -366,21 +367,37 @@ impl FetchJob {
     }
 
     /// Puts every range `helper` delivered, and every one it holds, back in the pool, and
-    /// forgets what it delivered; returns how many ranges.
-    pub(crate) fn requeue_delivered_by(&mut self, helper: PeerId) -> usize {
+    /// forgets what it delivered; returns how many ranges, and which of them were written.
+    pub(crate) fn requeue_delivered_by(&mut self, helper: PeerId) -> (u32, Vec<u32>) {
         let by = Participant::Helper(helper);
-        let mut count = self.requeue_all_of(by);
-        for index in 0..self.ranges.len() {
-            if self.ranges[index] == (RangeState::Done { by }) {
-                self.ranges[index] = RangeState::Pending;
-                let (_, length) = self.range(index as u32);
+        let held = self.requeue_all_of(by) as u32;
+        let mut written = Vec::new();
+        for index in 0..self.ranges.len() as u32 {
+            if self.ranges[index as usize] == (RangeState::Done { by }) {
+                self.ranges[index as usize] = RangeState::Pending;
+                let (_, length) = self.range(index);
                 self.bytes_done = self.bytes_done.saturating_sub(u64::from(length));
-                count += 1;
+                written.push(index);
             }
         }
         self.fetched_by.remove(&by);
         self.checks.retain(|c| c.helper != helper);
-        count
+        (held + written.len() as u32, written)
+    }
+
+    /// The ranges in `on_disk` (an earlier run's, of a set as long as the job's ranges)
+    /// are done: written, by the fetcher as far as this job knows.
+    pub(crate) fn mark_on_disk(&mut self, on_disk: &ChunkSet) {
+        if on_disk.len() as usize != self.ranges.len() {
+            return;
+        }
+        for index in on_disk.iter() {
+            self.ranges[index as usize] = RangeState::Done {
+                by: Participant::Local,
+            };
+            let (_, length) = self.range(index);
+            self.bytes_done += u64::from(length);
+        }
     }
 
     /// Every range written and every spot check passed.

@@ -56,8 +56,13 @@ impl Driver {
                 }
                 self.finish_step(content_id, |finish| finish.renamed(result))
             }
-            Event::Fetch { spec, file, reply } => {
-                let job_id = self.peer.fetch(now, spec);
+            Event::Fetch {
+                spec,
+                file,
+                on_disk,
+                reply,
+            } => {
+                let job_id = self.peer.fetch_resuming(now, spec, on_disk.as_ref());
                 self.fetch_files.insert(job_id, file);
                 let _ = reply.try_send(job_id);
             }

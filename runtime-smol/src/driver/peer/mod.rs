@@ -33,7 +33,7 @@ use p2p_core::peer::{
     FetchSpec, Peer, PeerConfig, PeerNotice, RangeError, StoreOutcome, helper_fetches_max,
 };
 use p2p_core::secure::SwarmSecret;
-use p2p_core::{ConnId, ContentId, Manifest, PeerId};
+use p2p_core::{ChunkSet, ConnId, ContentId, Manifest, PeerId};
 use smol::channel::{Receiver, Sender};
 use smol::{Timer, future};
 
@@ -126,6 +126,8 @@ enum Event {
     Fetch {
         spec: FetchSpec,
         file: Arc<File>,
+        /// Ranges an earlier run left in `file` (a resumed fetch).
+        on_disk: Option<ChunkSet>,
         reply: Sender<u64>,
     },
     CancelFetch {
