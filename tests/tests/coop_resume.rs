@@ -16,20 +16,32 @@ const RATE: u64 = MIB;
 const SIZE: u64 = 8 * MIB;
 const LIMIT: Duration = Duration::from_secs(90);
 
-/// Starts a fetch of `origin`'s file alone (its own tracker, no helpers), waits until its
-/// resume record exists and at least `served` bytes left the origin, and kills it.
-fn fetch_and_kill(origin: &Origin, out: &Path, served: u64) {
+/// The test origin serving `SIZE` bytes of `seed` at `RATE` per connection.
+fn slow_origin(seed: u64) -> (Origin, Vec<u8>) {
+    let data = test_bytes(SIZE as usize, seed);
+    let config = OriginConfig {
+        rate: RATE,
+        ranges: true,
+    };
+    (Origin::start(data.clone(), config), data)
+}
+
+/// Starts `p2p fetch` of `origin`'s file alone: its own swarm and tracker (returned, to
+/// keep it running), no helpers.
+fn start_alone(origin: &Origin, out: &Path) -> (Proc, (Proc, tempfile::TempDir)) {
     let swarm_dir = tempfile::tempdir().unwrap();
     let swarm = &p2p_tests::new_swarm(swarm_dir.path());
-    let (_tracker, tracker) = start_tracker(swarm);
+    let (tracker_proc, tracker) = start_tracker(swarm);
     let range = RANGE.to_string();
-    let mut fetch = start_fetch(
-        tracker,
-        swarm,
-        &origin.url("file.bin"),
-        out,
-        &["--range-size", &range],
-    );
+    let args = ["--range-size", range.as_str()];
+    let fetch = start_fetch(tracker, swarm, &origin.url("file.bin"), out, &args);
+    (fetch, (tracker_proc, swarm_dir))
+}
+
+/// Starts a fetch of `origin`'s file alone, waits until its
+/// resume record exists and at least `served` bytes left the origin, and kills it.
+fn fetch_and_kill(origin: &Origin, out: &Path, served: u64) {
+    let (mut fetch, _tracker) = start_alone(origin, out);
     let record = out.with_file_name("file.bin.part.p2p");
     p2p_tests::wait_for("a resume record mid-fetch", LIMIT, || {
         (record.exists() && origin.served() >= served).then_some(())
@@ -43,30 +55,13 @@ fn fetch_and_kill(origin: &Origin, out: &Path, served: u64) {
 
 /// Runs a fetch of `origin`'s file to its end; returns what it said.
 fn fetch_to_end(origin: &Origin, out: &Path) -> FetchOutput {
-    let swarm_dir = tempfile::tempdir().unwrap();
-    let swarm = &p2p_tests::new_swarm(swarm_dir.path());
-    let (_tracker, tracker) = start_tracker(swarm);
-    let range = RANGE.to_string();
-    let fetch = start_fetch(
-        tracker,
-        swarm,
-        &origin.url("file.bin"),
-        out,
-        &["--range-size", &range],
-    );
+    let (fetch, _tracker) = start_alone(origin, out);
     finish_fetch(fetch, LIMIT)
 }
 
 #[test]
 fn a_killed_fetch_resumes_from_its_ranges_on_disk() {
-    let data = test_bytes(SIZE as usize, 21);
-    let origin = Origin::start(
-        data.clone(),
-        OriginConfig {
-            rate: RATE,
-            ranges: true,
-        },
-    );
+    let (origin, data) = slow_origin(21);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("file.bin");
     fetch_and_kill(&origin, &out, SIZE / 3);
@@ -97,14 +92,7 @@ fn a_killed_fetch_resumes_from_its_ranges_on_disk() {
 
 #[test]
 fn a_killed_fetch_starts_over_when_the_file_changed() {
-    let data = test_bytes(SIZE as usize, 22);
-    let origin = Origin::start(
-        data.clone(),
-        OriginConfig {
-            rate: RATE,
-            ranges: true,
-        },
-    );
+    let (origin, _) = slow_origin(22);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("file.bin");
     fetch_and_kill(&origin, &out, SIZE / 3);

@@ -644,31 +644,29 @@ async fn cooperative(
         let UserEvent::Notice(notice) = event else {
             continue;
         };
-        match (&notice, &mut record) {
-            (
-                PeerNotice::RangeSettled {
-                    job_id: j,
-                    range_index,
-                },
-                Some(record),
-            ) if *j == job_id => {
-                record.ranges.insert(*range_index);
-                save_at.get_or_insert_with(|| Instant::now() + RECORD_SAVE_INTERVAL);
+        let (settled, range_index) = match notice {
+            PeerNotice::RangeSettled {
+                job_id: j,
+                range_index,
+            } if j == job_id => (true, range_index),
+            PeerNotice::RangeDropped {
+                job_id: j,
+                range_index,
+            } if j == job_id => (false, range_index),
+            notice => {
+                if let Some(end) = watch.on_notice(notice) {
+                    return end;
+                }
+                continue;
             }
-            (
-                PeerNotice::RangeDropped {
-                    job_id: j,
-                    range_index,
-                },
-                Some(record),
-            ) if *j == job_id => {
-                record.ranges.remove(*range_index);
-                save_at.get_or_insert_with(|| Instant::now() + RECORD_SAVE_INTERVAL);
+        };
+        if let Some(record) = &mut record {
+            if settled {
+                record.ranges.insert(range_index);
+            } else {
+                record.ranges.remove(range_index);
             }
-            _ => {}
-        }
-        if let Some(end) = watch.on_notice(notice) {
-            return end;
+            save_at.get_or_insert_with(|| Instant::now() + RECORD_SAVE_INTERVAL);
         }
     }
 }

@@ -490,6 +490,16 @@ pub fn create_part(paths: &PartPaths, size: u64, force: bool) -> Result<File, St
     Ok(file)
 }
 
+/// The record beside a part file: none when absent or unreadable (the download starts
+/// over); a link there is refused, never followed.
+fn read_record_refusing_links(paths: &PartPaths) -> Result<Option<Record>, String> {
+    match read_record(&paths.record) {
+        Ok(record) => Ok(record),
+        Err(_) if no_follow::is_link(&paths.record) => Err(no_follow::link_refused(&paths.record)),
+        Err(_) => Ok(None),
+    }
+}
+
 /// The part file of a cooperative fetch that may resume: when `NAME.part` is there with a
 /// record for this very fetch (`key`: its URL, validator, size and range length) listing
 /// `range_count` ranges, the file is kept and the ranges it lists are returned; otherwise
@@ -508,13 +518,7 @@ pub fn open_fetch_part(
             paths.final_path.display()
         ));
     }
-    let record = match read_record(&paths.record) {
-        Ok(record) => record,
-        Err(_) if no_follow::is_link(&paths.record) => {
-            return Err(no_follow::link_refused(&paths.record));
-        }
-        Err(_) => None,
-    };
+    let record = read_record_refusing_links(paths)?;
     let (file, existed) = no_follow::open_or_create(&paths.part)
         .map_err(|e| no_follow::describe_open_error(&paths.part, "create", &e))?;
     let same_size = file.metadata().is_ok_and(|m| m.len() == size);
@@ -598,13 +602,7 @@ fn prepare_collection(
             paths.final_path.display()
         ));
     }
-    let record = match read_record(&paths.record) {
-        Ok(record) => record,
-        Err(_) if no_follow::is_link(&paths.record) => {
-            return Err(no_follow::link_refused(&paths.record));
-        }
-        Err(_) => None,
-    };
+    let record = read_record_refusing_links(&paths)?;
     let part_dir = &paths.part;
     let resumable = match fs::symlink_metadata(part_dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
