@@ -286,6 +286,13 @@ pub enum Message {
         job_id: u64,
         reason: String,
     },
+    /// The fetcher no longer wants a range it assigned to this helper (another participant
+    /// delivered it first, in the endgame): the helper stops fetching it and delivers
+    /// nothing for it.
+    CancelRange {
+        job_id: u64,
+        range_index: u32,
+    },
 
     // ---- origin keys (peer ↔ tracker) ----
     /// `content_id` is the file at `origin` (a URL and its validator): a later fetch of the
@@ -653,6 +660,13 @@ impl Message {
                 out.put_u32(*range_index);
                 out.put_u8(u8::from(*fatal));
                 put_str(out, reason);
+            }
+            CancelRange {
+                job_id,
+                range_index,
+            } => {
+                out.put_u64(*job_id);
+                out.put_u32(*range_index);
             }
             SetOrigin { content_id, origin } => {
                 out.put_slice(&content_id.0);
@@ -1086,6 +1100,10 @@ impl Reader {
             MessageKind::EndJob => EndJob {
                 job_id: self.u64()?,
                 reason: self.string()?,
+            },
+            MessageKind::CancelRange => CancelRange {
+                job_id: self.u64()?,
+                range_index: self.u32()?,
             },
         })
     }

@@ -6,7 +6,7 @@
 //! - `ACCEPT peer`: remote `peer` (1..=4) connects and says hello;
 //! - `CLOSE sel`: a connection closes;
 //! - `MESSAGE sel …`: a coop message on a connection (offers, assignments, no-work, end,
-//!   take-work, deliveries, failures; ids, ranges and sizes sometimes valid, often not);
+//!   take-work, deliveries, failures, cancels; ids, ranges and sizes sometimes valid, often not);
 //! - `FLOOD sel n job`: `n` assignments of a job at once;
 //! - `FETCHED k mode`: the driver finishes the k-th pending `FetchRange` (the bytes, too few,
 //!   a retryable or fatal failure, a refusal by the origin policy);
@@ -17,7 +17,7 @@
 //! sent decodable; a helping `FetchRange` only right after an `AssignRange` that answered a
 //! `TakeWork` the peer sent on that connection for that job; helping fetches in flight never
 //! more than `helper_fetches_max`; asks outstanding per job never more than its slots hold
-//! (`ranges_in_flight_max`).
+//! (`ranges_in_flight_max`); a `CancelFetch` only of a fetch still running.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -132,7 +132,7 @@ impl CoopHarness {
             1 => u.arbitrary()?,
             _ => RANGE_LEN,
         };
-        Ok(match u.int_in_range(0..=7)? {
+        Ok(match u.int_in_range(0..=8)? {
             0 => Message::OfferJob {
                 job_id,
                 url: if u.ratio(1, 2)? {
@@ -165,6 +165,10 @@ impl CoopHarness {
                 range_index,
                 offset,
                 data: Bytes::from(vec![7; (length as usize).min(70_000)]),
+            },
+            7 => Message::CancelRange {
+                job_id,
+                range_index,
             },
             _ => Message::RangeFailed {
                 job_id,
@@ -234,6 +238,10 @@ impl CoopHarness {
                     self.fetches.push((token, length, helping));
                 }
                 PeerAction::WriteRange { token, .. } => self.writes.push(token),
+                PeerAction::CancelFetch { token } => assert!(
+                    self.fetches.iter().any(|f| f.0 == token),
+                    "cancel of fetch {token}, not running"
+                ),
                 _ => {}
             }
         }

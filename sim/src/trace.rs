@@ -65,8 +65,8 @@ pub enum DigestTag {
     ReadChunk = 20,
     StoreChunk = 21,
     PrepareDownload = 22,
-    /// A cooperative origin action (`FetchRange`, `WriteRange`): carried out in a coop run
-    /// (`world/origin.rs`, `world/coop.rs`), dropped in any other.
+    /// A cooperative origin action (`FetchRange`, `WriteRange`, `CancelFetch`): carried out
+    /// in a coop run (`world/origin.rs`, `world/coop.rs`), dropped in any other.
     OriginAction = 23,
     DownloadComplete = 30,
     DownloadFailed = 31,

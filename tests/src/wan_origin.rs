@@ -42,6 +42,8 @@ pub const ETAG: &str = "\"wan-v1\"";
 pub struct WanConfig {
     /// Bytes per second per client IP, over all its connections; 0: no cap.
     pub rate_per_ip: u64,
+    /// Client IPs with a cap of their own instead (a slower uplink).
+    pub rate_of_ip: Vec<(IpAddr, u64)>,
     /// Added before every response's head: the round trip a request costs.
     pub request_delay: Duration,
     /// Bytes per second of each response body, counted from its first byte; 0: no cap.
@@ -57,6 +59,7 @@ impl Default for WanConfig {
     fn default() -> WanConfig {
         WanConfig {
             rate_per_ip: 0,
+            rate_of_ip: Vec::new(),
             request_delay: Duration::ZERO,
             rate_per_connection: 0,
             ranges: true,
@@ -378,7 +381,9 @@ fn send_body(
     let started = Instant::now();
     while pos < end {
         let step = (end - pos).min(BODY_STEP as u64);
-        let rate = state.config.rate_per_ip;
+        let rate = (state.config.rate_of_ip.iter())
+            .find(|(of, _)| *of == ip)
+            .map_or(state.config.rate_per_ip, |(_, rate)| *rate);
         if rate > 0 {
             let due = state
                 .buckets

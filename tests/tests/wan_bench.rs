@@ -14,8 +14,13 @@
 //! ```text
 //! cargo test --release -p p2p-tests --test wan_bench -- --ignored --nocapture
 //! WAN_BENCH_MIB=64 WAN_BENCH_RATE=10000000 WAN_BENCH_DELAY_MS=40 WAN_BENCH_HOSTS=4 \
-//!   WAN_BENCH_ROUNDS=3 P2P_BIN=/path/to/other/p2p cargo test --release ...  # knobs
+//!   WAN_BENCH_ROUNDS=3 WAN_BENCH_SLOW_HOST=1 P2P_BIN=/path/to/other/p2p \
+//!   cargo test --release ...  # knobs
 //! ```
+//!
+//! `WAN_BENCH_SLOW_HOST=1`: the last host (a helper) has a quarter of the others' rate.
+//! The ceiling is then what the hosts can do together: each `curl -r`s a share in
+//! proportion to its rate, so all finish at once.
 
 use std::path::Path;
 use std::process::Command;
@@ -160,6 +165,8 @@ struct Bench<'a> {
     stats_url: String,
     data: &'a [u8],
     extra: Vec<String>,
+    /// The last host has a quarter of the others' rate.
+    slow_last: bool,
 }
 
 impl Bench<'_> {
@@ -180,7 +187,20 @@ impl Bench<'_> {
     fn ceiling(&self) -> f64 {
         let count = self.hosts.participants.len() as u64;
         let size = self.data.len() as u64;
-        let share = size.div_ceil(count);
+        // Shares in proportion to each host's rate: in quarters of a normal host's.
+        let weights: Vec<u64> = (0..count)
+            .map(|k| {
+                if self.slow_last && k + 1 == count {
+                    1
+                } else {
+                    4
+                }
+            })
+            .collect();
+        let total: u64 = weights.iter().sum();
+        let bounds: Vec<u64> = (0..=count as usize)
+            .map(|k| size * weights[..k].iter().sum::<u64>() / total)
+            .collect();
         let started = Instant::now();
         let procs: Vec<_> = self
             .hosts
@@ -188,8 +208,8 @@ impl Bench<'_> {
             .iter()
             .enumerate()
             .map(|(k, (ns, _))| {
-                let first = k as u64 * share;
-                let last = ((k as u64 + 1) * share).min(size) - 1;
+                let first = bounds[k];
+                let last = bounds[k + 1] - 1;
                 let out = self.dir.join(format!("part{k}"));
                 let range = format!("{first}-{last}");
                 curl(
@@ -313,6 +333,7 @@ fn wan_bench() {
     let delay_ms = env_u64("WAN_BENCH_DELAY_MS", 40);
     let count = env_u64("WAN_BENCH_HOSTS", 4) as usize;
     let rounds = env_u64("WAN_BENCH_ROUNDS", 3) as usize;
+    let slow_last = env_u64("WAN_BENCH_SLOW_HOST", 0) == 1;
     let extra: Vec<String> = std::env::var("WAN_BENCH_P2P_ARGS")
         .unwrap_or_default()
         .split_whitespace()
@@ -322,6 +343,11 @@ fn wan_bench() {
     let dir = tempfile::tempdir().unwrap();
     let data = write_file(&dir.path().join("origin.bin"), size as usize, 17);
     let listen = format!("{}:8080", hosts.origin_ip);
+    // Unused unless a host is slow: an address no host has gets the normal rate.
+    let slow_ip_rate = match (slow_last, hosts.participants.last()) {
+        (true, Some((_, ip))) => format!("{ip}={}", rate / 4),
+        _ => format!("{}={rate}", hosts.origin_ip),
+    };
     let origin_file = dir.path().join("origin.bin");
     let mut origin = Proc::spawn_program(
         "wan_origin",
@@ -340,14 +366,21 @@ fn wan_bench() {
             &rate.to_string(),
             "--delay-ms",
             &delay_ms.to_string(),
+            "--ip-rate",
+            &slow_ip_rate,
         ],
     );
     origin.wait_stderr("'wan origin listening'", |l| {
         l.contains("wan origin listening").then_some(())
     });
     eprintln!(
-        "{count} hosts, {} MiB, {rate} B/s per host, {delay_ms} ms per request, p2p {:?} {extra:?}",
+        "{count} hosts, {} MiB, {rate} B/s per host{}, {delay_ms} ms per request, p2p {:?} {extra:?}",
         size / MIB,
+        if slow_last {
+            " (the last a quarter)"
+        } else {
+            ""
+        },
         p2p_bin()
     );
     let bench = Bench {
@@ -357,6 +390,7 @@ fn wan_bench() {
         stats_url: format!("http://{listen}/_stats"),
         data: &data,
         extra,
+        slow_last,
     };
     let (mut curl1, mut ceiling, mut alone, mut coop, mut coop_bytes) =
         (vec![], vec![], vec![], vec![], vec![]);
@@ -397,6 +431,15 @@ fn wan_bench() {
         "| {count} hosts `curl -r` a share each (ceiling) | {ceiling:.2} | {:.2}× curl |",
         curl1 / ceiling
     );
+    // What the hosts' rates allow together, for a whole file: one round trip, then every
+    // byte at the sum of the rates.
+    let rate_total = if slow_last {
+        rate * (count as u64 - 1) + rate / 4
+    } else {
+        rate * count as u64
+    };
+    let computed = delay_ms as f64 / 1000.0 + size as f64 / rate_total as f64;
+    eprintln!("| computed ceiling (the rates' sum, one round trip) | {computed:.2} | |");
     eprintln!(
         "| `p2p fetch` alone | {alone:.2} | {:.2}× curl |",
         curl1 / alone

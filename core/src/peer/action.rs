@@ -69,6 +69,13 @@ pub enum PeerAction {
         /// its origin policy allows. `false`: this peer's own fetch, of the user's URL.
         helping: bool,
     },
+    /// The machine no longer wants the bytes of `FetchRange` `token` (another participant
+    /// delivered that range first, or the job ended): the driver may stop fetching them.
+    /// It still reports `handle_range_fetched` for the token (any result): until then the
+    /// fetch counts against the machine's bounds.
+    CancelFetch {
+        token: u64,
+    },
     /// Write a fetched range of a cooperative download at `offset` of its file; report
     /// `handle_range_written`.
     WriteRange {
@@ -111,6 +118,19 @@ pub enum PeerNotice {
         content_id: ContentId,
         peer_id: PeerId,
         addr: String,
+    },
+    /// A range of a cooperative download is written and trusted: fetched by the fetcher
+    /// itself, or by a helper and not spot-checked or its check passed. A driver may list it
+    /// in a resume record once the file is synced.
+    RangeSettled {
+        job_id: u64,
+        range_index: u32,
+    },
+    /// A range said settled is to be fetched again (its helper was caught delivering other
+    /// bytes than the origin's): a resume record must no longer list it.
+    RangeDropped {
+        job_id: u64,
+        range_index: u32,
     },
     /// A range of a cooperative download is written; `by` is who fetched it.
     RangeFetched {

@@ -36,10 +36,13 @@ use rand_chacha::ChaCha8Rng;
 pub use action::{PeerAction, PeerNotice, StoreOutcome};
 pub use config::PeerConfig;
 pub use coop::{
+    ENDGAME_DUPLICATES_PER_RANGE, ENDGAME_SLOW_AGE_MIN, ENDGAME_SLOW_FACTOR, HELPER_FAILURES_MAX,
+    RANGE_LEN_MIN, SPOT_CHECK_LEN, SPOT_CHECKS_PER_HELPER,
+};
+pub use coop::{
     FetchSpec, HELPER_JOBS_MAX, HELPER_JOBS_PER_CONN_MAX, HELPER_RANGES_HELD_MAX, RANGES_PER_SLOT,
     RangeError, helper_fetches_max, ranges_in_flight_max,
 };
-pub use coop::{HELPER_FAILURES_MAX, RANGE_LEN_MIN, SPOT_CHECK_LEN, SPOT_CHECKS_PER_HELPER};
 pub use download::DownloadPhase;
 pub use download::PreparedChunks;
 pub use download::scheduler::SchedulerConfig;
@@ -350,7 +353,20 @@ impl Peer {
     /// Starts a cooperative fetch of `spec` (the driver has done `HEAD`). Returns the job
     /// id the notices carry. Helpers are found through the tracker's peer list.
     pub fn fetch(&mut self, now: Instant, spec: FetchSpec) -> u64 {
-        let job_id = self.coop.start_fetch(&mut self.rng, spec);
+        self.fetch_resuming(now, spec, None)
+    }
+
+    /// [`fetch`](Self::fetch), resuming: the ranges in `on_disk` are in the file already
+    /// (written and synced by an earlier run of the same URL, validator, size and range
+    /// length, as [`PeerNotice::RangeSettled`] said), and are not fetched again. A set of
+    /// another length than the job's range count is ignored.
+    pub fn fetch_resuming(
+        &mut self,
+        now: Instant,
+        spec: FetchSpec,
+        on_disk: Option<&ChunkSet>,
+    ) -> u64 {
+        let job_id = self.coop.start_fetch(&mut self.rng, spec, on_disk);
         self.trackers.send(&mut self.out, Message::ListPeers);
         let ready: Vec<ConnId> = self.conns.ready().collect();
         let (coop, mut ctx) = self.coop_parts();

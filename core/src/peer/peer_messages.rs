@@ -107,7 +107,8 @@ impl Peer {
             | Message::DeliverRange { .. }
             | Message::RangeFailed { .. }
             | Message::NoWork { .. }
-            | Message::EndJob { .. }) => {
+            | Message::EndJob { .. }
+            | Message::CancelRange { .. }) => {
                 let moves_data = matches!(
                     message,
                     Message::AssignRange { .. } | Message::DeliverRange { .. }

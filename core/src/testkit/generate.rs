@@ -295,11 +295,15 @@ pub fn message(u: &mut Unstructured<'_>) -> Result<Message> {
             job_id: u.arbitrary()?,
             reason: string(u)?,
         },
-        33 => SetOrigin {
+        33 => CancelRange {
+            job_id: u.arbitrary()?,
+            range_index: u.arbitrary()?,
+        },
+        34 => SetOrigin {
             content_id: content_id(u)?,
             origin: string(u)?,
         },
-        34 => FindOrigin { origin: string(u)? },
+        35 => FindOrigin { origin: string(u)? },
         _ => OriginResult {
             origin: string(u)?,
             content_id: if u.arbitrary()? {

@@ -211,5 +211,9 @@ pub fn samples() -> Vec<Message> {
             job_id: 1,
             reason: "done".into(),
         },
+        CancelRange {
+            job_id: 1,
+            range_index: 2,
+        },
     ]
 }

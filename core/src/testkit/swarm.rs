@@ -90,6 +90,10 @@ pub struct Swarm {
     /// Origin responses in flight, by arrival time and request order.
     origin_replies: BTreeMap<(Instant, u64), OriginReply>,
     origin_requests: u64,
+    /// Nodes whose origin responses take this many times longer (a slow or stalled link).
+    origin_slowdown: BTreeMap<String, u32>,
+    /// Origin fetches each node cancelled (`CancelFetch` of a fetch still running).
+    fetches_cancelled: BTreeMap<String, u32>,
 }
 
 impl Swarm {
@@ -197,6 +201,17 @@ impl Swarm {
             .disk
             .put_file(manifest, data);
         self.input(addr, |peer, now| peer.publish(now, manifest.clone()));
+    }
+
+    /// From now on, origin responses to `addr` take `factor` times as long (its link to the
+    /// origin is slow; a large factor stalls it).
+    pub fn slow_origin_for(&mut self, addr: &str, factor: u32) {
+        self.origin_slowdown.insert(addr.to_string(), factor);
+    }
+
+    /// Origin fetches the node at `addr` cancelled while they were running.
+    pub fn fetches_cancelled(&self, addr: &str) -> u32 {
+        self.fetches_cancelled.get(addr).copied().unwrap_or(0)
     }
 
     /// A node vanishes: every connection to it breaks, and what was on its way to it is lost.
@@ -348,12 +363,36 @@ impl Swarm {
                 ..
             } => {
                 let result = self.origin.fetch(&url, &validator, offset, length);
-                let due = now + MemoryOrigin::response_time(length);
+                let slowdown = self.origin_slowdown.get(addr).copied().unwrap_or(1);
+                let due = now + MemoryOrigin::response_time(length) * slowdown;
                 self.origin_requests += 1;
                 self.origin_replies.insert(
                     (due, self.origin_requests),
                     (addr.to_string(), token, result),
                 );
+                None
+            }
+            PeerAction::CancelFetch { token } => {
+                // The origin stops sending: the fetch ends now, with an error. Its bytes were
+                // counted when it was asked for (an upper bound of what a real origin sent).
+                let key = self
+                    .origin_replies
+                    .iter()
+                    .find(|(_, (to, t, _))| to == addr && *t == token)
+                    .map(|(key, _)| *key);
+                if let Some(key) = key {
+                    // Unwrap: the key was found in the map just above.
+                    let (to, token, _) = self.origin_replies.remove(&key).unwrap();
+                    let cancelled = Err(RangeError {
+                        fatal: false,
+                        refused: false,
+                        reason: "cancelled".into(),
+                    });
+                    self.origin_requests += 1;
+                    self.origin_replies
+                        .insert((now, self.origin_requests), (to, token, cancelled));
+                    *self.fetches_cancelled.entry(addr.to_string()).or_default() += 1;
+                }
                 None
             }
             PeerAction::WriteRange {

@@ -95,6 +95,7 @@ message_kinds! {
     RangeFailed = 54,
     NoWork = 55,
     EndJob = 56,
+    CancelRange = 57,
     // origin keys (peer ↔ tracker)
     SetOrigin = 60,
     FindOrigin = 61,

@@ -312,7 +312,7 @@ fn partial_length_prefix_waits() {
 fn empty_frame_and_unknown_kinds_are_rejected() {
     assert_eq!(decode_one(&0u32.to_be_bytes()), Err(WireError::EmptyFrame));
     assert_eq!(Message::decode(Bytes::new()), Err(WireError::EmptyFrame));
-    for unknown in [0u8, 6, 9, 17, 25, 39, 49, 57, 255] {
+    for unknown in [0u8, 6, 9, 17, 25, 39, 49, 58, 255] {
         assert_eq!(
             decode_one(&raw_frame(unknown, &[])),
             Err(WireError::UnknownKind(unknown))

@@ -22,8 +22,9 @@ use p2p_core::ids::to_hex;
 use p2p_core::manifest::CHUNK_SIZE_DEFAULT;
 use p2p_core::peer::FetchSpec;
 use p2p_core::peer::PeerNotice;
-use p2p_core::{ContentId, Manifest};
+use p2p_core::{ChunkSet, ContentId, Manifest};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use smol::future;
 
 use crate::UsageError;
@@ -44,6 +45,9 @@ const MAPPING_CHECK_CHUNKS: u32 = 4;
 /// Largest chunk a hint's content may have to be checked (what `p2p fetch` publishes
 /// with); larger ones are not checked, and the file comes from the origin.
 const MAPPING_CHECK_CHUNK_LEN_MAX: u32 = CHUNK_SIZE_DEFAULT;
+/// How long after a range settles the resume record is saved (one sync for the ranges
+/// that settle meanwhile).
+const RECORD_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// `--range-size` bounds (the core clamps to the same).
 const RANGE_SIZE_MIN: u32 = p2p_core::peer::RANGE_LEN_MIN;
 const RANGE_SIZE_MAX: u32 = p2p_core::wire::BLOCK_LEN_MAX;
@@ -61,7 +65,8 @@ pub async fn run(args: FetchArgs, signals: &mut StopSignals) -> anyhow::Result<E
 
     let final_path = final_path(args.output.as_deref(), &url);
     let paths = PartPaths::for_final(final_path);
-    let file = Arc::new(create_part(&paths, info.size, args.force).await?);
+    let (file, record) = open_part(&args, &url, &info, &paths).await?;
+    let file = Arc::new(file);
     let peer = peer::start(PeerOptions {
         secret,
         listen: Some(args.listen),
@@ -78,9 +83,11 @@ pub async fn run(args: FetchArgs, signals: &mut StopSignals) -> anyhow::Result<E
     .await?;
 
     let started = Instant::now();
-    let fetched_by = match download(&peer, &args, &url, &info, file.clone(), signals).await {
+    let resumable = record.is_some();
+    let fetched_by = match download(&peer, &args, &url, &info, file.clone(), record, signals).await
+    {
         Ok(fetched_by) => fetched_by,
-        Err(failure) => return give_up(peer, &args, &url, &paths, failure).await,
+        Err(failure) => return give_up(peer, &args, &url, &paths, failure, resumable).await,
     };
     let elapsed = started.elapsed();
 
@@ -262,14 +269,17 @@ async fn check_mapping(
             manifest.chunk_len(chunk_index),
         );
         let (fetch_url, validator) = (url.to_string(), info.validator.clone());
-        let data = smol::unblock(move || http::fetch_range(&fetch_url, &validator, offset, length))
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot fetch chunk {chunk_index} from the origin: {}",
-                    e.reason
-                )
-            })?;
+        let never_cancelled = std::sync::atomic::AtomicBool::new(false);
+        let data = smol::unblock(move || {
+            http::fetch_range(&fetch_url, &validator, offset, length, &never_cancelled)
+        })
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot fetch chunk {chunk_index} from the origin: {}",
+                e.reason
+            )
+        })?;
         if !check.matches(&data) {
             return Err(format!(
                 "chunk {chunk_index} (bytes {offset}-{}) differs from the origin's",
@@ -278,6 +288,66 @@ async fn check_mapping(
         }
     }
     Ok(())
+}
+
+/// The resume record of a cooperative fetch, kept beside `NAME.part`: the ranges written
+/// and synced, under a key of what makes them valid (URL, validator, size, range length).
+struct FetchRecord {
+    key: ContentId,
+    paths: PartPaths,
+    ranges: ChunkSet,
+}
+
+/// The key of a fetch's record: another validator (the file changed at the origin), size
+/// or range length makes the ranges on disk worthless, and the fetch starts over.
+fn fetch_key(url: &str, info: &OriginInfo, range_len: u32) -> ContentId {
+    let mut hash = Sha256::new();
+    for part in [
+        url,
+        &info.validator,
+        &info.size.to_string(),
+        &range_len.to_string(),
+    ] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    ContentId(hash.finalize().into())
+}
+
+/// `NAME.part` and, when the fetch can resume (the origin takes ranges and names its
+/// version with a validator), its record: the ranges an earlier run left on disk when its
+/// record matches, else none and a fresh part file.
+async fn open_part(
+    args: &FetchArgs,
+    url: &str,
+    info: &OriginInfo,
+    paths: &PartPaths,
+) -> anyhow::Result<(File, Option<FetchRecord>)> {
+    let range_len = args.range_size;
+    let range_count = u32::try_from(info.size.div_ceil(u64::from(range_len))).ok();
+    let Some(range_count) = range_count.filter(|_| info.ranges && !info.validator.is_empty())
+    else {
+        return Ok((create_part(paths, info.size, args.force).await?, None));
+    };
+    let key = fetch_key(url, info, range_len);
+    let (size, force, part_paths) = (info.size, args.force, paths.clone());
+    let (file, on_disk) =
+        smol::unblock(move || store::open_fetch_part(&part_paths, size, force, key, range_count))
+            .await
+            .map_err(anyhow::Error::msg)?;
+    if let Some(on_disk) = &on_disk {
+        eprintln!(
+            "resuming {}: {} of {range_count} ranges already on disk",
+            paths.part.display(),
+            on_disk.count()
+        );
+    }
+    let record = FetchRecord {
+        key,
+        paths: paths.clone(),
+        ranges: on_disk.unwrap_or_else(|| ChunkSet::new(range_count)),
+    };
+    Ok((file, Some(record)))
 }
 
 /// Refuses to replace an existing file without `--force`, then creates `NAME.part` at its
@@ -297,10 +367,11 @@ async fn download(
     url: &str,
     info: &OriginInfo,
     file: Arc<File>,
+    record: Option<FetchRecord>,
     signals: &mut StopSignals,
 ) -> Result<FetchedBy, Failure> {
     if info.ranges {
-        cooperative(peer, args, url, info, file, signals).await
+        cooperative(peer, args, url, info, file, record, signals).await
     } else {
         eprintln!(
             "warning: the origin does not accept byte ranges (no 'Accept-Ranges: bytes'); downloading alone with one plain GET"
@@ -309,16 +380,23 @@ async fn download(
     }
 }
 
-/// A download that ended early: the part file is removed, the peer stopped, and the user
-/// told why.
+/// A download that ended early: the peer stopped, and the user told why. The part file is
+/// removed, unless a signal stopped a fetch that can resume (as `p2p get` does, it is kept
+/// with its record for the same command to resume).
 async fn give_up(
     peer: PeerHandle,
     args: &FetchArgs,
     url: &str,
     paths: &PartPaths,
     failure: Failure,
+    resumable: bool,
 ) -> anyhow::Result<ExitCode> {
-    let _ = std::fs::remove_file(&paths.part);
+    let keep = resumable && matches!(failure, Failure::Stopped(_));
+    if !keep {
+        // The record first: one left without its part file would be worthless.
+        let _ = std::fs::remove_file(&paths.record);
+        let _ = std::fs::remove_file(&paths.part);
+    }
     peer.shutdown().await;
     match failure {
         Failure::Stopped(stop) => {
@@ -326,7 +404,11 @@ async fn give_up(
                 Stop::Interrupt => "interrupted",
                 Stop::Terminate => "terminated",
             };
-            eprintln!("{what}; removed {}", paths.part.display());
+            if keep {
+                eprintln!("{what}; run the same command again to resume");
+            } else {
+                eprintln!("{what}; removed {}", paths.part.display());
+            }
             if args.json {
                 print_json(&json!({"event": what}));
             }
@@ -502,6 +584,7 @@ async fn cooperative(
     url: &str,
     info: &OriginInfo,
     file: Arc<File>,
+    mut record: Option<FetchRecord>,
     signals: &mut StopSignals,
 ) -> Result<FetchedBy, Failure> {
     let spec = FetchSpec {
@@ -513,33 +596,103 @@ async fn cooperative(
         // cost origin bytes.
         spot_checks: args.sha256.is_none(),
     };
+    let on_disk = record.as_ref().map(|r| r.ranges.clone());
     let job_id = peer
-        .fetch(spec, file)
+        .fetch(spec, file.clone(), on_disk)
         .await
         .map_err(|e| Failure::Failed(e.to_string()))?;
     let mut watch = JobWatch::new(job_id, args.json, info.size);
+    // When the record is next saved: a while after a range settled, so that one sync
+    // covers many ranges.
+    let mut save_at: Option<Instant> = None;
     loop {
-        let next = future::or(async { Ok(peer.user_events.recv().await.ok()) }, async {
-            Err(signals.next().await)
-        })
+        let save_due = async {
+            match save_at {
+                Some(at) => smol::Timer::at(at).await,
+                None => future::pending().await,
+            };
+            Next::SaveRecord
+        };
+        let next = future::or(
+            future::or(
+                async { Next::Event(peer.user_events.recv().await.ok()) },
+                async { Next::Stop(signals.next().await) },
+            ),
+            save_due,
+        )
         .await;
         let event = match next {
-            Ok(Some(event)) => event,
-            Ok(None) => return Err(Failure::Failed("the peer stopped unexpectedly".into())),
-            Err(stop) => {
+            Next::Event(Some(event)) => event,
+            Next::Event(None) => {
+                return Err(Failure::Failed("the peer stopped unexpectedly".into()));
+            }
+            Next::Stop(stop) => {
                 if let Some(bar) = &watch.bar {
                     bar.finish_and_clear();
                 }
                 peer.cancel_fetch(job_id).await;
+                if let Some(record) = &record {
+                    save_record(&file, record).await;
+                }
                 return Err(Failure::Stopped(stop));
+            }
+            Next::SaveRecord => {
+                save_at = None;
+                if let Some(record) = &record {
+                    save_record(&file, record).await;
+                }
+                continue;
             }
         };
         let UserEvent::Notice(notice) = event else {
             continue;
         };
-        if let Some(end) = watch.on_notice(notice) {
-            return end;
+        let (settled, range_index) = match notice {
+            PeerNotice::RangeSettled {
+                job_id: j,
+                range_index,
+            } if j == job_id => (true, range_index),
+            PeerNotice::RangeDropped {
+                job_id: j,
+                range_index,
+            } if j == job_id => (false, range_index),
+            notice => {
+                if let Some(end) = watch.on_notice(notice) {
+                    return end;
+                }
+                continue;
+            }
+        };
+        if let Some(record) = &mut record {
+            if settled {
+                record.ranges.insert(range_index);
+            } else {
+                record.ranges.remove(range_index);
+            }
+            save_at.get_or_insert_with(|| Instant::now() + RECORD_SAVE_INTERVAL);
         }
+    }
+}
+
+/// What the cooperative loop wakes for.
+enum Next {
+    Event(Option<UserEvent>),
+    Stop(Stop),
+    SaveRecord,
+}
+
+/// Syncs the part file and saves the record; a failure only costs resuming.
+async fn save_record(file: &Arc<File>, record: &FetchRecord) {
+    let (file, paths, key, ranges) = (
+        file.clone(),
+        record.paths.clone(),
+        record.key,
+        record.ranges.clone(),
+    );
+    if let Err(e) =
+        smol::unblock(move || store::save_fetch_record(&file, &paths, key, ranges)).await
+    {
+        tracing::warn!("cannot save the resume record: {e}");
     }
 }
 

@@ -17,6 +17,7 @@ use std::io::Read;
 use std::net::IpAddr;
 use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -233,17 +234,24 @@ fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
     Some((first.trim().parse().ok()?, last.trim().parse().ok()?, total))
 }
 
+/// Bytes read from a range's body at a time: between pieces a cancelled fetch stops.
+const BODY_PIECE_LEN: usize = 64 * 1024;
+
 /// Fetches `length` bytes at `offset` with `Range` and `If-Range: validator`, and checks
 /// that the origin sent exactly those bytes of the same file.
 ///
 /// `206` with the right `Content-Range` and the full body → the bytes. A `200` (the origin
 /// ignored the range or `If-Range` failed: the file changed), another validator, a wrong
 /// `Content-Range`, a short body or a `4xx` → fatal. `5xx` and transport errors → retryable.
+///
+/// `cancel` set stops the fetch between pieces of the body (a retryable error): the
+/// machine no longer wants the bytes, so the link is not spent on them.
 pub fn fetch_range(
     url: &str,
     validator: &str,
     offset: u64,
     length: u32,
+    cancel: &AtomicBool,
 ) -> Result<Bytes, RangeError> {
     if length == 0 {
         return Ok(Bytes::new());
@@ -258,7 +266,7 @@ pub fn fetch_range(
     let response = request
         .call()
         .map_err(|e| retryable(format!("GET {url} bytes {offset}-{last}: {e}")))?;
-    check_and_read(response, validator, offset, length)
+    check_and_read(response, validator, offset, length, cancel)
 }
 
 /// How a helper's fetch for another peer failed, before it is made coarse.
@@ -282,8 +290,9 @@ pub fn fetch_range_helping(
     validator: &str,
     offset: u64,
     length: u32,
+    cancel: &AtomicBool,
 ) -> Result<Bytes, RangeError> {
-    match follow_redirects(agent, url, validator, offset, length) {
+    match follow_redirects(agent, url, validator, offset, length, cancel) {
         Ok(data) => Ok(data),
         Err(HelpFailure::Refused(why)) => {
             tracing::info!(%url, "not fetching for a peer: {why}");
@@ -318,6 +327,7 @@ fn follow_redirects(
     validator: &str,
     offset: u64,
     length: u32,
+    cancel: &AtomicBool,
 ) -> Result<Bytes, HelpFailure> {
     if length == 0 {
         return Ok(Bytes::new());
@@ -345,7 +355,7 @@ fn follow_redirects(
             None => HelpFailure::Transport(format!("GET {url} bytes {offset}-{last}: {e}")),
         })?;
         if !matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
-            return check_and_read(response, validator, offset, length)
+            return check_and_read(response, validator, offset, length, cancel)
                 .map_err(HelpFailure::Origin);
         }
         let Some(next) = header(response.headers(), "location").and_then(|l| join(&uri, l)) else {
@@ -400,6 +410,7 @@ fn check_and_read(
     validator: &str,
     offset: u64,
     length: u32,
+    cancel: &AtomicBool,
 ) -> Result<Bytes, RangeError> {
     let last = offset + u64::from(length) - 1;
     let status = response.status().as_u16();
@@ -453,14 +464,25 @@ fn check_and_read(
         }
     }
     let mut data = Vec::with_capacity(length as usize);
-    let reader = response.into_body().into_reader();
     // One byte more than asked: a longer body is as wrong as a shorter one.
-    match reader.take(u64::from(length) + 1).read_to_end(&mut data) {
-        Ok(_) => {}
-        Err(e) => {
-            return Err(retryable(format!(
-                "reading bytes {offset}-{last} from the origin: {e}"
-            )));
+    let mut reader = response
+        .into_body()
+        .into_reader()
+        .take(u64::from(length) + 1);
+    let mut piece = vec![0; BODY_PIECE_LEN];
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(retryable(format!("bytes {offset}-{last}: cancelled")));
+        }
+        match reader.read(&mut piece) {
+            Ok(0) => break,
+            Ok(n) => data.extend_from_slice(&piece[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(retryable(format!(
+                    "reading bytes {offset}-{last} from the origin: {e}"
+                )));
+            }
         }
     }
     if data.len() != length as usize {

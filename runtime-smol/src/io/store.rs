@@ -490,6 +490,72 @@ pub fn create_part(paths: &PartPaths, size: u64, force: bool) -> Result<File, St
     Ok(file)
 }
 
+/// The record beside a part file: none when absent or unreadable (the download starts
+/// over); a link there is refused, never followed.
+fn read_record_refusing_links(paths: &PartPaths) -> Result<Option<Record>, String> {
+    match read_record(&paths.record) {
+        Ok(record) => Ok(record),
+        Err(_) if no_follow::is_link(&paths.record) => Err(no_follow::link_refused(&paths.record)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The part file of a cooperative fetch that may resume: when `NAME.part` is there with a
+/// record for this very fetch (`key`: its URL, validator, size and range length) listing
+/// `range_count` ranges, the file is kept and the ranges it lists are returned; otherwise
+/// any record is removed first (it is no longer true) and the part created empty, as by
+/// [`create_part`]. A link at either name is refused, never followed.
+pub fn open_fetch_part(
+    paths: &PartPaths,
+    size: u64,
+    force: bool,
+    key: ContentId,
+    range_count: u32,
+) -> Result<(File, Option<ChunkSet>), String> {
+    if !force && fs::symlink_metadata(&paths.final_path).is_ok() {
+        return Err(format!(
+            "{} already exists; --force replaces it, or -o chooses another path",
+            paths.final_path.display()
+        ));
+    }
+    let record = read_record_refusing_links(paths)?;
+    let (file, existed) = no_follow::open_or_create(&paths.part)
+        .map_err(|e| no_follow::describe_open_error(&paths.part, "create", &e))?;
+    let same_size = file.metadata().is_ok_and(|m| m.len() == size);
+    let ranges = record
+        .filter(|r| existed && same_size && r.content_id == key && r.chunks.len() == range_count)
+        .map(|r| r.chunks);
+    if ranges.is_some() {
+        return Ok((file, ranges));
+    }
+    match fs::remove_file(&paths.record) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(format!("cannot remove {}: {e}", paths.record.display()));
+        }
+        _ => {}
+    }
+    preallocate(&file, &paths.part, size)?;
+    Ok((file, None))
+}
+
+/// Syncs a fetch's part file, then records `ranges` as on disk: the record never lists a
+/// range whose bytes a crash could lose.
+pub fn save_fetch_record(
+    file: &File,
+    paths: &PartPaths,
+    key: ContentId,
+    ranges: ChunkSet,
+) -> Result<(), String> {
+    file.sync_data()
+        .map_err(|e| format!("cannot sync {}: {e}", paths.part.display()))?;
+    let record = Record {
+        content_id: key,
+        chunks: ranges,
+    };
+    write_record(&paths.record, &record)
+        .map_err(|e| format!("cannot write {}: {e}", paths.record.display()))
+}
+
 /// Makes room for a collection: checks its file table (every path through the sanitiser,
 /// every limit) before anything is created, refuses a final path that exists, then makes
 /// the tree under `NAME.part/` (or resumes the one there when its record is for this
@@ -536,13 +602,7 @@ fn prepare_collection(
             paths.final_path.display()
         ));
     }
-    let record = match read_record(&paths.record) {
-        Ok(record) => record,
-        Err(_) if no_follow::is_link(&paths.record) => {
-            return Err(no_follow::link_refused(&paths.record));
-        }
-        Err(_) => None,
-    };
+    let record = read_record_refusing_links(&paths)?;
     let part_dir = &paths.part;
     let resumable = match fs::symlink_metadata(part_dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {

@@ -111,6 +111,13 @@ impl World {
                 data,
                 ..
             } => self.write_range(node, token, offset, data),
+            // The driver may stop a cancelled fetch and must still report it; the simulated
+            // origin serves it to the end (a driver that does not stop), so every byte of an
+            // endgame copy counts at the origin.
+            PeerAction::CancelFetch { token } => {
+                self.digest
+                    .mix_tagged(DigestTag::OriginAction, &[node as u64, token]);
+            }
         }
     }
 
@@ -178,6 +185,8 @@ impl World {
                 self.on_fetch_failed(node, reason);
             }
             PeerNotice::RangeFetched { .. }
+            | PeerNotice::RangeSettled { .. }
+            | PeerNotice::RangeDropped { .. }
             | PeerNotice::FetchProgress { .. }
             | PeerNotice::HelperCaught { .. }
             | PeerNotice::HelperLeft { .. } => {

@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Serves `--file` at every path (`/_stats`: bytes served), `--rate` bytes per second per
-//! client IP, `--delay-ms` before every response. Prints `wan origin listening on ADDR`.
+//! client IP (`--ip-rate IP=B/s` for one IP of its own, repeatable), `--delay-ms` before
+//! every response. Prints `wan origin listening on ADDR`.
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ fn main() -> std::process::ExitCode {
     let mut args = std::env::args().skip(1);
     let (mut listen, mut file, mut rate, mut delay_ms) =
         ("127.0.0.1:0".to_string(), None, 0u64, 0u64);
+    let mut rate_of_ip = Vec::new();
     while let Some(flag) = args.next() {
         let value = args.next().unwrap_or_default();
         match flag.as_str() {
@@ -22,9 +24,21 @@ fn main() -> std::process::ExitCode {
             "--file" => file = Some(value),
             "--rate" => rate = value.parse().unwrap_or(0),
             "--delay-ms" => delay_ms = value.parse().unwrap_or(0),
+            "--ip-rate" => {
+                let parsed = value
+                    .split_once('=')
+                    .and_then(|(ip, rate)| Some((ip.parse().ok()?, rate.parse().ok()?)));
+                match parsed {
+                    Some(ip_rate) => rate_of_ip.push(ip_rate),
+                    None => {
+                        eprintln!("wan_origin: --ip-rate takes IP=B/s, not {value}");
+                        return std::process::ExitCode::from(2);
+                    }
+                }
+            }
             _ => {
                 eprintln!(
-                    "usage: wan_origin --listen ADDR --file PATH [--rate B/s] [--delay-ms N]"
+                    "usage: wan_origin --listen ADDR --file PATH [--rate B/s] [--delay-ms N] [--ip-rate IP=B/s]..."
                 );
                 return std::process::ExitCode::from(2);
             }
@@ -43,6 +57,7 @@ fn main() -> std::process::ExitCode {
     };
     let config = WanConfig {
         rate_per_ip: rate,
+        rate_of_ip,
         request_delay: Duration::from_millis(delay_ms),
         ..WanConfig::default()
     };

@@ -269,6 +269,8 @@ pub struct OriginConfig {
 pub const ETAG: &str = "\"v1\"";
 /// Its `ETag` after [`Origin::change_after`].
 const CHANGED_ETAG: &str = "\"v2\"";
+/// The seed of its bytes after [`Origin::change_after`] ([`test_bytes`]).
+pub const CHANGED_SEED: u64 = 0x0C4A_96ED;
 
 /// An HTTP origin on 127.0.0.1: the WAN test origin (`p2p_tests::wan_origin`, one thread
 /// per connection) with a cap per connection instead of per client address, since every
@@ -310,7 +312,7 @@ impl Origin {
     pub fn change_after(&self, bytes: u64) {
         let len = self.inner.size() as usize;
         self.inner
-            .change_after(bytes, test_bytes(len, 0x0C4A_96ED), CHANGED_ETAG);
+            .change_after(bytes, test_bytes(len, CHANGED_SEED), CHANGED_ETAG);
     }
 
     pub fn changed(&self) -> bool {

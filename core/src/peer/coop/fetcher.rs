@@ -13,6 +13,7 @@ use super::{
     SPOT_CHECK_LEN, SPOT_CHECKS_IN_FLIGHT_MAX, SPOT_CHECKS_PER_HELPER, SpotCheckRef,
     ranges_in_flight_max,
 };
+use crate::chunkset::ChunkSet;
 use crate::ids::{ConnId, PeerId};
 use crate::peer::action::{PeerAction, PeerNotice};
 use crate::peer::conns::Connections;
@@ -53,7 +54,9 @@ impl Coop {
                 let by = Participant::Helper(remote);
                 let held = job.held_by(by);
                 let taken = if held < HELPER_RANGES_HELD_MAX {
-                    job.take_pending(by, now + timeout)
+                    let deadline = now + timeout;
+                    job.take_pending(by, now, deadline)
+                        .or_else(|| job.take_duplicate(by, now, deadline))
                 } else {
                     None
                 };
@@ -93,7 +96,7 @@ impl Coop {
                 if offset != expected_offset || data.len() != length as usize {
                     return Err("delivered range does not match its assignment".into());
                 }
-                self.write_range(ctx, job_id, range_index, by, offset, data);
+                self.write_range(ctx, now, job_id, range_index, by, data);
             }
             Message::RangeFailed {
                 job_id,
@@ -110,10 +113,19 @@ impl Coop {
 
     /// Starts a cooperative fetch of `spec` (the driver has done `HEAD`); returns the job
     /// id the notices carry. The caller asks the tracker for helpers and offers the job.
-    pub(crate) fn start_fetch(&mut self, rng: &mut ChaCha8Rng, mut spec: FetchSpec) -> u64 {
+    pub(crate) fn start_fetch(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        mut spec: FetchSpec,
+        on_disk: Option<&ChunkSet>,
+    ) -> u64 {
         spec.range_len = spec.range_len.clamp(RANGE_LEN_MIN, BLOCK_LEN_MAX);
         let job_id = rng.random();
-        self.fetches.insert(job_id, FetchJob::new(job_id, spec));
+        let mut job = FetchJob::new(job_id, spec);
+        if let Some(on_disk) = on_disk {
+            job.mark_on_disk(on_disk);
+        }
+        self.fetches.insert(job_id, job);
         job_id
     }
 
@@ -168,8 +180,15 @@ impl Coop {
         let entry = job.fetched_by.entry(by).or_default();
         entry.0 += u64::from(length);
         entry.1 += 1;
+        let settled = check.is_none();
         if let Some(check) = check {
             job.checks.push(*check);
+        }
+        if settled {
+            ctx.out.notify(PeerNotice::RangeSettled {
+                job_id,
+                range_index,
+            });
         }
         let by_label = participant_label(ctx.conns, by);
         let progress = self.fetch_progress(ctx.conns, job_id);
@@ -187,22 +206,33 @@ impl Coop {
         self.pump_local_fetches(ctx, now);
     }
 
-    /// Deadlines of ranges out with helpers, and the fetcher's own retry backoff.
+    /// Deadlines of ranges out with helpers, the fetcher's own retry backoff, and the
+    /// endgame's wakeup (a range became slow enough to copy).
     pub(crate) fn on_timer(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
         let mut freed = Vec::new();
         for job in self.fetches.values_mut().filter(|j| !j.finished) {
-            let mut any = false;
-            for range in &mut job.ranges {
-                if let RangeState::Fetching { by, deadline } = *range
+            let mut expired = Vec::new();
+            for (index, range) in job.ranges.iter().enumerate() {
+                if let RangeState::Fetching { by, deadline, .. } = *range
                     && now >= deadline
                     && by != Participant::Local
                 {
-                    // A helper that stalls loses the range to whoever asks next.
-                    *range = RangeState::Pending;
-                    any = true;
+                    expired.push((index as u32, by));
                 }
             }
-            if any {
+            for (index, copies) in &job.duplicates {
+                for copy in copies {
+                    if now >= copy.deadline && copy.by != Participant::Local {
+                        expired.push((*index, copy.by));
+                    }
+                }
+            }
+            // A helper that stalls loses the range to its copy, or to whoever asks next.
+            for (index, by) in &expired {
+                job.release(*index, *by);
+            }
+            if !expired.is_empty() || job.endgame_at.is_some_and(|at| now >= at) {
+                job.endgame_at = None;
                 freed.push(job.job_id);
             }
         }
@@ -239,7 +269,10 @@ impl Coop {
             while job.local_in_flight < slots {
                 // The fetcher's own ranges never time out: its driver reports every fetch.
                 let far = now + timeout * LOCAL_RANGE_TIMEOUTS;
-                let Some(index) = job.take_pending(Participant::Local, far) else {
+                let Some(index) = job
+                    .take_pending(Participant::Local, now, far)
+                    .or_else(|| job.take_duplicate(Participant::Local, now, far))
+                else {
                     break;
                 };
                 job.local_in_flight += 1;
@@ -253,6 +286,7 @@ impl Coop {
                     length,
                 ));
             }
+            job.endgame_at = job.next_duplicate_at(now);
         }
         for (job_id, url, validator, check) in checks {
             let (offset, length) = (check.offset, check.expected.len() as u32);
@@ -310,7 +344,7 @@ impl Coop {
         }
         match result {
             Ok(data) => {
-                let (offset, length) = job.range(range_index);
+                let (_, length) = job.range(range_index);
                 if data.len() != length as usize {
                     let reason = format!(
                         "the origin sent {} bytes for range {range_index} instead of {length}: the file may have changed",
@@ -319,7 +353,7 @@ impl Coop {
                     self.end_fetch(ctx, job_id, reason);
                     return;
                 }
-                self.write_range(ctx, job_id, range_index, by, offset, data);
+                self.write_range(ctx, now, job_id, range_index, by, data);
             }
             Err(error) if error.fatal => {
                 let (offset, _) = job.range(range_index);
@@ -339,7 +373,7 @@ impl Coop {
                     self.end_fetch(ctx, job_id, reason);
                     return;
                 }
-                job.ranges[range_index as usize] = RangeState::Pending;
+                job.release(range_index, by);
                 if by == Participant::Local {
                     back_off_locally(ctx, job, now, attempts);
                 }
@@ -368,7 +402,7 @@ impl Coop {
         if job.finished || !job.is_fetching_by(range_index, by) {
             return;
         }
-        job.ranges[range_index as usize] = RangeState::Pending;
+        job.release(range_index, by);
         let tally = job.helpers.entry(helper).or_default();
         tally.failures += 1;
         let failures = tally.failures;
@@ -438,6 +472,11 @@ impl Coop {
             Ok(data) if data == check.expected => {
                 job.spot_checks_passed += 1;
                 job.spot_check_bytes += data.len() as u64;
+                // Unless its helper is caught later (then `RangeDropped`).
+                ctx.out.notify(PeerNotice::RangeSettled {
+                    job_id,
+                    range_index: check.range_index,
+                });
                 self.finish_fetch_if_done(ctx, job_id);
             }
             Ok(data) => {
@@ -479,7 +518,13 @@ impl Coop {
             return;
         };
         job.banned.insert(helper);
-        let ranges_refetched = job.requeue_delivered_by(helper) as u32;
+        let (ranges_refetched, done_dropped) = job.requeue_delivered_by(helper);
+        for range_index in done_dropped {
+            ctx.out.notify(PeerNotice::RangeDropped {
+                job_id,
+                range_index,
+            });
+        }
         ctx.out.notify(PeerNotice::HelperCaught {
             job_id,
             peer_id: helper,
@@ -493,19 +538,22 @@ impl Coop {
         self.reoffer_to_idle(ctx, job_id);
     }
 
+    /// Writes a range `by` delivered; whoever else was fetching it (the endgame) is
+    /// cancelled: a helper is told, the fetcher's own fetch is dropped.
     fn write_range(
         &mut self,
         ctx: &mut Ctx<'_>,
+        now: Instant,
         job_id: u64,
         range_index: u32,
         by: Participant,
-        offset: u64,
         data: Bytes,
     ) {
         let Some(job) = self.fetches.get_mut(&job_id) else {
             return;
         };
-        job.ranges[range_index as usize] = RangeState::Writing;
+        let (offset, _) = job.range(range_index);
+        let losers = job.take_for_writing(range_index, by, now);
         let check = match by {
             Participant::Helper(helper) if job.spec.spot_checks => {
                 sample_for_check(ctx.rng, job, helper, range_index, offset, &data)
@@ -528,6 +576,38 @@ impl Coop {
             offset,
             data,
         });
+        for loser in losers {
+            self.cancel_range(ctx, job_id, range_index, loser);
+        }
+    }
+
+    /// `by` no longer fetches range `range_index`: another delivered it first.
+    fn cancel_range(&mut self, ctx: &mut Ctx<'_>, job_id: u64, range_index: u32, by: Participant) {
+        match by {
+            Participant::Helper(helper) => {
+                if let Some(conn) = ctx.conns.conn_of(helper) {
+                    let cancel = Message::CancelRange {
+                        job_id,
+                        range_index,
+                    };
+                    ctx.out.send(conn, cancel);
+                }
+            }
+            Participant::Local => {
+                let tokens: Vec<u64> = self
+                    .pending
+                    .iter()
+                    .filter(|(_, why)| {
+                        matches!(why, CoopPending::LocalFetch { job_id: j, range_index: r }
+                            if *j == job_id && *r == range_index)
+                    })
+                    .map(|(token, _)| *token)
+                    .collect();
+                for token in tokens {
+                    self.cancel_fetch_token(ctx.out, token);
+                }
+            }
+        }
     }
 
     /// Tells helpers that found no work that there is some again.

@@ -130,14 +130,47 @@ impl Coop {
                     .is_some_and(|j| j.fetcher_conn == conn) =>
             {
                 self.helping.remove(&job_id);
+                // Nobody wants the ranges still being fetched for it.
+                self.cancel_helper_fetches(ctx, job_id, conn, None);
+            }
+            Message::CancelRange {
+                job_id,
+                range_index,
+            } => {
+                // Unknown (delivered already, crossing this message) is nothing to do.
+                self.cancel_helper_fetches(ctx, job_id, conn, Some(range_index));
             }
             _ => {}
         }
         Ok(())
     }
 
+    /// Cancels the fetches this peer runs for job `job_id` of the fetcher on `conn`: the
+    /// one of range `only` (the fetcher has it from someone else), or all of them.
+    fn cancel_helper_fetches(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        job_id: u64,
+        conn: ConnId,
+        only: Option<u32>,
+    ) {
+        let tokens: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, why)| {
+                matches!(why, CoopPending::HelperFetch { job_id: j, conn: c, range_index, .. }
+                    if *j == job_id && *c == conn && only.is_none_or(|o| o == *range_index))
+            })
+            .map(|(token, _)| *token)
+            .collect();
+        for token in tokens {
+            self.cancel_fetch_token(ctx.out, token);
+        }
+    }
+
     /// A range this peer fetched for a fetcher on `conn`: deliver it (or the failure) and
-    /// ask for more. Returns the bytes delivered (they count as uploaded).
+    /// ask for more; `None` when it was cancelled (nothing is delivered). Returns the bytes
+    /// delivered (they count as uploaded).
     pub(super) fn helper_fetched(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -145,7 +178,7 @@ impl Coop {
         conn: ConnId,
         range_index: u32,
         offset: u64,
-        result: Result<Bytes, RangeError>,
+        result: Option<Result<Bytes, RangeError>>,
     ) -> u64 {
         let mut uploaded_bytes = 0;
         // The job may have ended, or another with the same id begun on another connection,
@@ -157,29 +190,32 @@ impl Coop {
         {
             job.fetching = job.fetching.saturating_sub(1);
             let message = match result {
-                Ok(data) => {
+                None => None,
+                Some(Ok(data)) => {
                     // Bytes handed to another peer count as uploaded, like pieces.
                     uploaded_bytes = data.len() as u64;
-                    Message::DeliverRange {
+                    Some(Message::DeliverRange {
                         job_id,
                         range_index,
                         offset,
                         data,
-                    }
+                    })
                 }
-                Err(error) => {
+                Some(Err(error)) => {
                     if error.refused {
                         job.refused = Some(error.reason.clone());
                     }
-                    Message::RangeFailed {
+                    Some(Message::RangeFailed {
                         job_id,
                         range_index,
                         fatal: error.fatal,
                         reason: error.reason,
-                    }
+                    })
                 }
             };
-            ctx.out.send(conn, message);
+            if let Some(message) = message {
+                ctx.out.send(conn, message);
+            }
         }
         // A slot freed: this job asks again, and so does any job that found the total busy
         // (with fetches of jobs that have ended, say). Jobs told there was no work are not

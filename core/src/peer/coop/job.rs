@@ -4,9 +4,15 @@
 //! and `helper.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::{
+    ENDGAME_DUPLICATES_PER_RANGE, ENDGAME_SLOW_AGE_MIN, ENDGAME_SLOW_FACTOR, RANGE_TIME_WEIGHT_NEW,
+};
+
+use crate::chunkset::ChunkSet;
 use crate::ids::{ConnId, PeerId};
 use crate::time::Instant;
 
@@ -48,8 +54,10 @@ pub enum Participant {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RangeState {
     Pending,
+    /// `by` holds it since `since`; it loses it at `deadline` (a helper that stalls).
     Fetching {
         by: Participant,
+        since: Instant,
         deadline: Instant,
     },
     Writing,
@@ -57,6 +65,14 @@ pub(crate) enum RangeState {
     Done {
         by: Participant,
     },
+}
+
+/// A second participant fetching a range someone else holds, in the endgame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Duplicate {
+    pub(crate) by: Participant,
+    pub(crate) since: Instant,
+    pub(crate) deadline: Instant,
 }
 
 /// A few bytes of a range a helper delivered, to be fetched again from the origin by the
@@ -113,6 +129,17 @@ pub struct FetchJob {
     /// Spot checks that matched, and the origin bytes they cost.
     pub spot_checks_passed: u32,
     pub spot_check_bytes: u64,
+    /// Endgame copies of ranges others hold, by range (at most
+    /// [`ENDGAME_DUPLICATES_PER_RANGE`] each): the first copy written wins.
+    pub(crate) duplicates: BTreeMap<u32, Vec<Duplicate>>,
+    /// Endgame copies started over the job, each costing origin bytes twice for a while.
+    pub duplicates_started: u32,
+    /// How long a range takes from assignment to delivery, as a moving average over the
+    /// job's delivered ranges: a range out for [`ENDGAME_SLOW_FACTOR`] times that is slow.
+    pub(crate) range_time_typical: Option<Duration>,
+    /// When an outstanding range next becomes slow enough to copy: idle participants are
+    /// woken then (helpers told there was no work are offered the job again).
+    pub(crate) endgame_at: Option<Instant>,
 }
 
 impl FetchJob {
@@ -137,6 +164,10 @@ impl FetchJob {
             checks_in_flight: 0,
             spot_checks_passed: 0,
             spot_check_bytes: 0,
+            duplicates: BTreeMap::new(),
+            duplicates_started: 0,
+            range_time_typical: None,
+            endgame_at: None,
         }
     }
 
@@ -147,30 +178,188 @@ impl FetchJob {
         (offset, length)
     }
 
-    pub(crate) fn take_pending(&mut self, by: Participant, deadline: Instant) -> Option<u32> {
+    pub(crate) fn take_pending(
+        &mut self,
+        by: Participant,
+        now: Instant,
+        deadline: Instant,
+    ) -> Option<u32> {
         let index = self.ranges.iter().position(|r| *r == RangeState::Pending)?;
-        self.ranges[index] = RangeState::Fetching { by, deadline };
+        self.ranges[index] = RangeState::Fetching {
+            by,
+            since: now,
+            deadline,
+        };
         Some(index as u32)
     }
 
-    /// Ranges `by` is fetching now.
-    pub(crate) fn held_by(&self, by: Participant) -> u32 {
+    /// The endgame: with no range left in the pool, `by` (idle) takes a copy of the range
+    /// held longest by someone else, once it has been out [`ENDGAME_SLOW_FACTOR`] times
+    /// the typical range time, and at least [`ENDGAME_SLOW_AGE_MIN`] (a range going at the usual pace is left alone: a copy costs
+    /// origin bytes).
+    pub(crate) fn take_duplicate(
+        &mut self,
+        by: Participant,
+        now: Instant,
+        deadline: Instant,
+    ) -> Option<u32> {
+        let slow_after = self.slow_after()?;
+        if self.ranges.contains(&RangeState::Pending) {
+            return None;
+        }
+        let index = self
+            .ranges
+            .iter()
+            .enumerate()
+            .filter_map(|(index, range)| match *range {
+                RangeState::Fetching {
+                    by: holder, since, ..
+                } if holder != by
+                    && now.saturating_since(since) >= slow_after
+                    && self.duplicates_of(index as u32).len() < ENDGAME_DUPLICATES_PER_RANGE
+                    && !self.duplicates_of(index as u32).iter().any(|d| d.by == by) =>
+                {
+                    Some((since, index as u32))
+                }
+                _ => None,
+            })
+            .min()?
+            .1;
+        self.duplicates.entry(index).or_default().push(Duplicate {
+            by,
+            since: now,
+            deadline,
+        });
+        self.duplicates_started += 1;
+        Some(index)
+    }
+
+    /// When the next outstanding range becomes slow enough to copy, if after `now`.
+    pub(crate) fn next_duplicate_at(&self, now: Instant) -> Option<Instant> {
+        let slow_after = self.slow_after()?;
+        if self.ranges.contains(&RangeState::Pending) {
+            return None;
+        }
         self.ranges
             .iter()
+            .enumerate()
+            .filter_map(|(index, range)| match *range {
+                RangeState::Fetching { since, .. }
+                    if self.duplicates_of(index as u32).len() < ENDGAME_DUPLICATES_PER_RANGE =>
+                {
+                    Some(since + slow_after)
+                }
+                _ => None,
+            })
+            .filter(|at| *at > now)
+            .min()
+    }
+
+    fn slow_after(&self) -> Option<Duration> {
+        Some((self.range_time_typical? * ENDGAME_SLOW_FACTOR).max(ENDGAME_SLOW_AGE_MIN))
+    }
+
+    pub(crate) fn duplicates_of(&self, index: u32) -> &[Duplicate] {
+        self.duplicates.get(&index).map_or(&[], Vec::as_slice)
+    }
+
+    /// Range `index` arrived from `by`, to be written: the time it took joins the typical
+    /// range time, and the others fetching it are returned, to be cancelled.
+    pub(crate) fn take_for_writing(
+        &mut self,
+        index: u32,
+        by: Participant,
+        now: Instant,
+    ) -> Vec<Participant> {
+        let mut losers: Vec<Participant> = self
+            .duplicates
+            .remove(&index)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| d.by)
+            .filter(|b| *b != by)
+            .collect();
+        if let Some(RangeState::Fetching {
+            by: holder, since, ..
+        }) = self.ranges.get(index as usize).copied()
+        {
+            if holder == by {
+                self.record_range_time(now.saturating_since(since));
+            } else {
+                // A copy won: its time is not known here (it started later), and the
+                // holder's would say nothing of the usual pace.
+                losers.push(holder);
+            }
+        }
+        if let Some(range) = self.ranges.get_mut(index as usize) {
+            *range = RangeState::Writing;
+        }
+        losers
+    }
+
+    fn record_range_time(&mut self, took: Duration) {
+        self.range_time_typical = Some(match self.range_time_typical {
+            None => took,
+            Some(typical) => {
+                typical.mul_f64(1.0 - RANGE_TIME_WEIGHT_NEW) + took.mul_f64(RANGE_TIME_WEIGHT_NEW)
+            }
+        });
+    }
+
+    /// Ranges `by` is fetching now (held or copied).
+    pub(crate) fn held_by(&self, by: Participant) -> u32 {
+        let held = self
+            .ranges
+            .iter()
             .filter(|r| matches!(r, RangeState::Fetching { by: b, .. } if *b == by))
-            .count() as u32
+            .count();
+        let copied = self
+            .duplicates
+            .values()
+            .flatten()
+            .filter(|d| d.by == by)
+            .count();
+        (held + copied) as u32
     }
 
     pub(crate) fn is_fetching_by(&self, index: u32, by: Participant) -> bool {
         matches!(self.ranges.get(index as usize), Some(RangeState::Fetching { by: b, .. }) if *b == by)
+            || self.duplicates_of(index).iter().any(|d| d.by == by)
     }
 
-    /// Puts every range `by` holds back in the pool; returns how many.
+    /// `by` no longer fetches range `index`: a copy is forgotten; a holder hands the range
+    /// to its copy if there is one, else it goes back to the pool.
+    pub(crate) fn release(&mut self, index: u32, by: Participant) {
+        if let Some(copies) = self.duplicates.get_mut(&index) {
+            copies.retain(|d| d.by != by);
+        }
+        let Some(range) = self.ranges.get_mut(index as usize) else {
+            return;
+        };
+        if !matches!(range, RangeState::Fetching { by: b, .. } if *b == by) {
+            return;
+        }
+        let copies = self.duplicates.entry(index).or_default();
+        *range = match copies.pop() {
+            Some(copy) => RangeState::Fetching {
+                by: copy.by,
+                since: copy.since,
+                deadline: copy.deadline,
+            },
+            None => RangeState::Pending,
+        };
+        if copies.is_empty() {
+            self.duplicates.remove(&index);
+        }
+    }
+
+    /// Puts every range `by` holds back in the pool (or with its copy), and drops its
+    /// copies; returns how many it let go.
     pub(crate) fn requeue_all_of(&mut self, by: Participant) -> usize {
         let mut count = 0;
-        for range in &mut self.ranges {
-            if matches!(range, RangeState::Fetching { by: b, .. } if *b == by) {
-                *range = RangeState::Pending;
+        for index in 0..self.ranges.len() as u32 {
+            if self.is_fetching_by(index, by) {
+                self.release(index, by);
                 count += 1;
             }
         }
@@ -178,21 +367,37 @@ impl FetchJob {
     }
 
     /// Puts every range `helper` delivered, and every one it holds, back in the pool, and
-    /// forgets what it delivered; returns how many ranges.
-    pub(crate) fn requeue_delivered_by(&mut self, helper: PeerId) -> usize {
+    /// forgets what it delivered; returns how many ranges, and which of them were written.
+    pub(crate) fn requeue_delivered_by(&mut self, helper: PeerId) -> (u32, Vec<u32>) {
         let by = Participant::Helper(helper);
-        let mut count = self.requeue_all_of(by);
-        for index in 0..self.ranges.len() {
-            if self.ranges[index] == (RangeState::Done { by }) {
-                self.ranges[index] = RangeState::Pending;
-                let (_, length) = self.range(index as u32);
+        let held = self.requeue_all_of(by) as u32;
+        let mut written = Vec::new();
+        for index in 0..self.ranges.len() as u32 {
+            if self.ranges[index as usize] == (RangeState::Done { by }) {
+                self.ranges[index as usize] = RangeState::Pending;
+                let (_, length) = self.range(index);
                 self.bytes_done = self.bytes_done.saturating_sub(u64::from(length));
-                count += 1;
+                written.push(index);
             }
         }
         self.fetched_by.remove(&by);
         self.checks.retain(|c| c.helper != helper);
-        count
+        (held + written.len() as u32, written)
+    }
+
+    /// The ranges in `on_disk` (an earlier run's, of a set as long as the job's ranges)
+    /// are done: written, by the fetcher as far as this job knows.
+    pub(crate) fn mark_on_disk(&mut self, on_disk: &ChunkSet) {
+        if on_disk.len() as usize != self.ranges.len() {
+            return;
+        }
+        for index in on_disk.iter() {
+            self.ranges[index as usize] = RangeState::Done {
+                by: Participant::Local,
+            };
+            let (_, length) = self.range(index);
+            self.bytes_done += u64::from(length);
+        }
     }
 
     /// Every range written and every spot check passed.
@@ -205,12 +410,14 @@ impl FetchJob {
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let copies = self.duplicates.values().flatten().map(|d| d.deadline);
         self.ranges
             .iter()
             .filter_map(|r| match r {
                 RangeState::Fetching { deadline, .. } => Some(*deadline),
                 _ => None,
             })
+            .chain(copies)
             .min()
     }
 }

@@ -14,7 +14,7 @@ mod fetcher;
 mod helper;
 mod job;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -78,6 +78,20 @@ pub const SPOT_CHECK_LEN: u32 = 4 * 1024;
 pub const SPOT_CHECKS_PER_HELPER: u32 = 135;
 /// Spot checks the fetcher runs at once, beside its own ranges.
 pub const SPOT_CHECKS_IN_FLIGHT_MAX: u32 = 4;
+/// Endgame copies one range may have beside its holder: with no range left in the pool,
+/// an idle participant fetches a copy of a slow one, the first copy written wins and the
+/// others are cancelled. One copy is enough to take a stalled helper out of the finish
+/// time; each costs origin bytes for as long as both run.
+pub const ENDGAME_DUPLICATES_PER_RANGE: usize = 1;
+/// A range out this many times the job's typical range time is slow enough to copy in the
+/// endgame: ranges going at the usual pace (every participant at the same rate) are left
+/// alone, so the endgame costs no origin bytes when nobody lags.
+pub const ENDGAME_SLOW_FACTOR: u32 = 2;
+/// A range is never slow before this age, whatever the typical range time: below it, ages
+/// are the noise of timers and scheduling, not a participant lagging.
+pub const ENDGAME_SLOW_AGE_MIN: Duration = Duration::from_millis(100);
+/// Weight of the newest range in the typical range time (a moving average).
+const RANGE_TIME_WEIGHT_NEW: f64 = 0.25;
 /// Smallest range a job may be cut into: smaller ranges cost more in requests than they
 /// gain in spreading.
 pub const RANGE_LEN_MIN: u32 = 16 * 1024;
@@ -132,13 +146,16 @@ pub(crate) struct Coop {
     fetches: BTreeMap<u64, FetchJob>,
     helping: BTreeMap<u64, HelperJob>,
     pending: BTreeMap<u64, CoopPending>,
+    /// Fetches of `pending` that were cancelled: their result, when the driver reports
+    /// it, only frees their slot.
+    cancelled: BTreeSet<u64>,
 }
 
 impl Coop {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         for job in self.fetches.values().filter(|j| !j.finished) {
-            for at in [job.next_deadline(), job.local_retry_at]
+            for at in [job.next_deadline(), job.local_retry_at, job.endgame_at]
                 .into_iter()
                 .flatten()
             {
@@ -175,6 +192,14 @@ impl Coop {
             helping,
         });
     }
+
+    /// Tells the driver the bytes of fetch `token` are not wanted; its result, when it
+    /// comes, only frees the slot.
+    fn cancel_fetch_token(&mut self, out: &mut Output, token: u64) {
+        if self.pending.contains_key(&token) && self.cancelled.insert(token) {
+            out.push(PeerAction::CancelFetch { token });
+        }
+    }
 }
 
 impl Coop {
@@ -188,6 +213,7 @@ impl Coop {
         result: Result<Bytes, RangeError>,
     ) -> u64 {
         let mut uploaded_bytes = 0;
+        let cancelled = self.cancelled.remove(&token);
         match self.pending.remove(&token) {
             Some(CoopPending::LocalFetch {
                 job_id,
@@ -196,7 +222,10 @@ impl Coop {
                 if let Some(job) = self.fetches.get_mut(&job_id) {
                     job.local_in_flight = job.local_in_flight.saturating_sub(1);
                 }
-                self.on_range_result(ctx, now, job_id, range_index, Participant::Local, result);
+                if !cancelled {
+                    let by = Participant::Local;
+                    self.on_range_result(ctx, now, job_id, range_index, by, result);
+                }
             }
             Some(CoopPending::SpotCheck { job_id, check }) => {
                 if let Some(job) = self.fetches.get_mut(&job_id) {
@@ -210,6 +239,8 @@ impl Coop {
                 range_index,
                 offset,
             }) => {
+                // A cancelled range is not delivered: the fetcher has it already.
+                let result = (!cancelled).then_some(result);
                 uploaded_bytes =
                     self.helper_fetched(ctx, job_id, conn, range_index, offset, result);
             }
@@ -232,7 +263,8 @@ impl Coop {
             Message::OfferJob { .. }
             | Message::AssignRange { .. }
             | Message::NoWork { .. }
-            | Message::EndJob { .. } => self.on_helper_message(ctx, conn, message),
+            | Message::EndJob { .. }
+            | Message::CancelRange { .. } => self.on_helper_message(ctx, conn, message),
             _ => self.on_fetcher_message(ctx, now, conn, remote, message),
         }
     }

@@ -6,6 +6,9 @@
 //! [`Deferred`] input, fed to the machine once the drain is over: the machine is never
 //! called while its actions are being drained.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use bytes::Bytes;
 use p2p_core::ids::to_hex;
 use p2p_core::peer::{PeerAction, StoreOutcome};
@@ -111,6 +114,11 @@ impl Driver {
                 length,
                 helping,
             } => self.fetch_range(token, url, validator, offset, length, helping),
+            PeerAction::CancelFetch { token } => {
+                if let Some(cancel) = self.fetch_cancels.get(&token) {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            }
             PeerAction::WriteRange {
                 token,
                 job_id,
@@ -230,6 +238,8 @@ impl Driver {
     ) {
         tracing::debug!(%url, offset, length, helping, "fetching a range from the origin");
         let events = self.events.clone();
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.fetch_cancels.insert(token, cancel.clone());
         if helping {
             let agent = self.helping.agent.clone();
             let permits = self.helping.permits.clone();
@@ -238,7 +248,7 @@ impl Driver {
                 // its bound; it does not, so this never waits.
                 let _permit = permits.acquire_arc().await;
                 let result = smol::unblock(move || {
-                    http::fetch_range_helping(&agent, &url, &validator, offset, length)
+                    http::fetch_range_helping(&agent, &url, &validator, offset, length, &cancel)
                 })
                 .await;
                 let _ = events.send(Event::RangeFetched { token, result }).await;
@@ -248,7 +258,8 @@ impl Driver {
         }
         smol::spawn(async move {
             let result =
-                smol::unblock(move || http::fetch_range(&url, &validator, offset, length)).await;
+                smol::unblock(move || http::fetch_range(&url, &validator, offset, length, &cancel))
+                    .await;
             if let Err(e) = &result {
                 tracing::warn!(
                     offset,

@@ -61,8 +61,13 @@ impl Driver {
                 }
                 self.finish_step(content_id, |finish| finish.renamed(result))
             }
-            Event::Fetch { spec, file, reply } => {
-                let job_id = self.peer.fetch(now, spec);
+            Event::Fetch {
+                spec,
+                file,
+                on_disk,
+                reply,
+            } => {
+                let job_id = self.peer.fetch_resuming(now, spec, on_disk.as_ref());
                 self.fetch_files.insert(job_id, file);
                 let _ = reply.try_send(job_id);
             }
@@ -71,6 +76,7 @@ impl Driver {
                 self.peer.set_origin(now, content_id, origin)
             }
             Event::RangeFetched { token, result } => {
+                self.fetch_cancels.remove(&token);
                 self.peer.handle_range_fetched(now, token, result)
             }
             Event::RangeWritten { token, result } => {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use p2p_core::peer::FetchSpec;
-use p2p_core::{ContentId, Manifest, PeerId};
+use p2p_core::{ChunkSet, ContentId, Manifest, PeerId};
 use smol::Task;
 use smol::channel::{Receiver, Sender};
 
@@ -73,10 +73,20 @@ impl PeerHandle {
 
     /// Starts a cooperative origin download into `file` (the preallocated `NAME.part`);
     /// returns its job id, which the `Fetch*` notices carry.
-    pub async fn fetch(&self, spec: FetchSpec, file: Arc<File>) -> anyhow::Result<u64> {
+    pub async fn fetch(
+        &self,
+        spec: FetchSpec,
+        file: Arc<File>,
+        on_disk: Option<ChunkSet>,
+    ) -> anyhow::Result<u64> {
         let (reply, job_id) = smol::channel::bounded(1);
         self.events
-            .send(Event::Fetch { spec, file, reply })
+            .send(Event::Fetch {
+                spec,
+                file,
+                on_disk,
+                reply,
+            })
             .await
             .map_err(|_| anyhow::anyhow!("the peer stopped"))?;
         job_id

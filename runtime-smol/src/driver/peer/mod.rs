@@ -24,6 +24,7 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -32,7 +33,7 @@ use p2p_core::peer::{
     FetchSpec, Peer, PeerConfig, PeerNotice, RangeError, StoreOutcome, helper_fetches_max,
 };
 use p2p_core::secure::SwarmSecret;
-use p2p_core::{ConnId, ContentId, Manifest, PeerId};
+use p2p_core::{ChunkSet, ConnId, ContentId, Manifest, PeerId};
 use smol::channel::{Receiver, Sender};
 use smol::{Timer, future};
 
@@ -135,6 +136,8 @@ enum Event {
     Fetch {
         spec: FetchSpec,
         file: Arc<File>,
+        /// Ranges an earlier run left in `file` (a resumed fetch).
+        on_disk: Option<ChunkSet>,
         reply: Sender<u64>,
     },
     CancelFetch {
@@ -260,6 +263,8 @@ struct Driver {
     closing: Vec<WriterDone>,
     /// The part files of running cooperative downloads, by job id.
     fetch_files: HashMap<u64, Arc<File>>,
+    /// A flag per origin fetch running, by token: set, the fetch stops (`CancelFetch`).
+    fetch_cancels: HashMap<u64, Arc<AtomicBool>>,
     /// Inputs that actions produced at once, fed to the machine after the drain.
     deferred: Vec<Deferred>,
     /// How ranges are fetched for other peers' jobs.
@@ -350,6 +355,7 @@ pub async fn start(options: PeerOptions) -> anyhow::Result<PeerHandle> {
         stores_in_flight: 0,
         closing: Vec::new(),
         fetch_files: HashMap::new(),
+        fetch_cancels: HashMap::new(),
         deferred: Vec::new(),
         helping,
         remembering: options.address_book.map(Remembering::new),
