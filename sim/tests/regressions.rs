@@ -53,3 +53,14 @@ fn sources_all_lacking_one_chunk_after_a_partition_seed_1368() {
 fn coop_partitioned_helpers_late_request_is_a_retry_seed_51() {
     assert_passes(51, Scenario::Coop, Scale::Small);
 }
+
+/// Coop endgame (issue 17): the fetcher wrote range 0 while its endgame copy, assigned to
+/// helper node2 just before, was on its way; node2 asked the origin for it after the write,
+/// and the `CancelRange` reached node2 only after that. The simulator served the cancelled
+/// fetch in full and called it waste. Fixed in the simulator: a `CancelFetch` answers a
+/// request not yet at the origin with nothing sent (as the runtime stops reading), and the
+/// bytes of one already answered count as a cancelled copy, within the bound.
+#[test]
+fn coop_endgame_copy_cancelled_on_its_way_to_the_origin_seed_85() {
+    assert_passes(85, Scenario::Coop, Scale::Small);
+}

@@ -69,7 +69,8 @@ impl fmt::Display for CoopSummary {
         write!(
             f,
             "coop: fetch {} (run again {} times); origin: requests={} errors_injected={} \
-             slow_injected={} bytes_sent={} new={} retried={} spot_checks={} wasted={}",
+             slow_injected={} bytes_sent={} new={} retried={} spot_checks={} cancelled={} \
+             wasted={}",
             self.outcome,
             self.fetches_run_again,
             o.requests,
@@ -79,6 +80,7 @@ impl fmt::Display for CoopSummary {
             o.new_bytes,
             o.retried_bytes,
             o.spot_check_bytes,
+            o.cancelled_bytes,
             o.wasted_bytes
         )
     }
@@ -116,16 +118,20 @@ impl CoopRun {
     /// At the end of the run: the origin-bytes bound, and the job's liveness.
     pub fn finish(&self, violations: &mut Violations, now: Nanos, healed: bool, size: u64) {
         let s = &self.origin.stats;
-        let allowed = size + s.retried_bytes + s.spot_check_bytes;
+        let allowed = size + s.retried_bytes + s.spot_check_bytes + s.cancelled_bytes;
         if s.bytes_sent > allowed {
             violations.push(
                 FailureKind::Safety,
                 now,
                 format!(
                     "the origin sent {} bytes for a {size}-byte file, more than the file plus {} \
-                     bytes of retried ranges and {} of spot checks: {} bytes the fetcher had \
-                     already written were fetched again",
-                    s.bytes_sent, s.retried_bytes, s.spot_check_bytes, s.wasted_bytes
+                     bytes of retried ranges, {} of spot checks and {} of cancelled copies: {} \
+                     bytes the fetcher had already written were fetched again",
+                    s.bytes_sent,
+                    s.retried_bytes,
+                    s.spot_check_bytes,
+                    s.cancelled_bytes,
+                    s.wasted_bytes
                 ),
             );
         }

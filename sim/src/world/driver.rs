@@ -111,12 +111,10 @@ impl World {
                 data,
                 ..
             } => self.write_range(node, token, offset, data),
-            // The driver may stop a cancelled fetch and must still report it; the simulated
-            // origin serves it to the end (a driver that does not stop), so every byte of an
-            // endgame copy counts at the origin.
             PeerAction::CancelFetch { token } => {
                 self.digest
                     .mix_tagged(DigestTag::OriginAction, &[node as u64, token]);
+                self.cancel_fetch(node, token);
             }
         }
     }

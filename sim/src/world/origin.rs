@@ -7,9 +7,11 @@
 //!
 //! It also keeps the books the origin-bytes checker needs (`world/coop.rs`): every byte it
 //! sends is new (never sent before), a retry (sent before, not yet written by the fetcher),
-//! a spot check (the fetcher's re-read of written bytes), or waste.
+//! a spot check (the fetcher's re-read of written bytes), cancelled (an endgame copy the
+//! machine gave up on with `CancelFetch` once the other copy was written, whose request
+//! was already on its way), or waste.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use p2p_core::peer::{RangeError, SPOT_CHECK_LEN};
@@ -48,6 +50,7 @@ pub struct OriginStats {
     pub new_bytes: u64,
     pub retried_bytes: u64,
     pub spot_check_bytes: u64,
+    pub cancelled_bytes: u64,
     pub wasted_bytes: u64,
 }
 
@@ -63,6 +66,8 @@ pub(crate) struct Origin {
     generation: u64,
     next_request_id: u64,
     sent: Coverage,
+    /// Fetches the machine cancelled (`CancelFetch`), by node, incarnation and token.
+    cancelled: BTreeSet<(usize, u32, u64)>,
     pub stats: OriginStats,
 }
 
@@ -78,6 +83,7 @@ impl Origin {
             generation: 0,
             next_request_id: 0,
             sent: Coverage::default(),
+            cancelled: BTreeSet::new(),
             stats: OriginStats::default(),
         }
     }
@@ -113,8 +119,13 @@ impl Origin {
         s.retried_bytes += before - rewritten;
         // A spot check is the fetcher's own short re-read of bytes it wrote from a helper.
         let spot_check = !request.helping && request.length <= SPOT_CHECK_LEN;
+        let cancelled =
+            self.cancelled
+                .contains(&(request.node, request.incarnation, request.token));
         if spot_check {
             s.spot_check_bytes += rewritten;
+        } else if cancelled {
+            s.cancelled_bytes += rewritten;
         } else {
             s.wasted_bytes += rewritten;
         }
@@ -186,6 +197,16 @@ impl World {
             .schedule(now + delay, Event::OriginRequest(Box::new(request)));
     }
 
+    /// `CancelFetch`: the machine no longer wants fetch `token`. One still on its way to
+    /// the origin is answered at once with nothing sent (as the runtime stops reading);
+    /// one already answered runs to its end, its bytes counted as cancelled.
+    pub(crate) fn cancel_fetch(&mut self, node: usize, token: u64) {
+        let incarnation = self.nodes[node].incarnation;
+        if let Some(coop) = self.coop.as_mut() {
+            coop.origin.cancelled.insert((node, incarnation, token));
+        }
+    }
+
     /// A request reached the origin: an error goes back at once; bytes start down the
     /// origin's uplink.
     pub(crate) fn on_origin_request(&mut self, request: OriginRequest) {
@@ -208,6 +229,16 @@ impl World {
         let Some(coop) = self.coop.as_mut() else {
             return;
         };
+        let key = (request.node, request.incarnation, request.token);
+        if coop.origin.cancelled.contains(&key) {
+            let cancelled = Err(RangeError {
+                fatal: false,
+                refused: false,
+                reason: "cancelled".into(),
+            });
+            self.deliver_range(request, cancelled);
+            return;
+        }
         let result = if request.failed {
             coop.origin.stats.errors_injected += 1;
             Err(RangeError {
