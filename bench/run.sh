@@ -46,6 +46,8 @@ want() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 T=${BENCH_DIR:-$(mktemp -d /tmp/p2p-bench.XXXXXX)}
 mkdir -p "$T"
+# What `p2p get` remembers of a swarm (its address book) stays with the run.
+export P2P_STATE_DIR="$T/p2p-state"
 chmod 755 "$T" # nginx workers run as another user
 PIDS=()
 cleanup() {
