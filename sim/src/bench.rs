@@ -90,6 +90,7 @@ impl BenchCase {
             codec_roundtrip: false,
             faults: FaultKnobs::default(),
             coop: None,
+            collection: None,
         }
     }
 

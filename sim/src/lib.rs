@@ -8,6 +8,7 @@
 //! (`world/safety.rs`, `world/liveness.rs`, `world/recovery.rs`, reporting the
 //! `violations.rs` types). `storage.rs` holds the disks, `scenario.rs` the presets.
 
+mod collection;
 mod coop;
 mod event_queue;
 mod faults;
@@ -24,7 +25,9 @@ pub mod bench;
 pub use coop::CoopKnobs;
 pub use event_queue::{NANOS_PER_MS, NANOS_PER_S, Nanos};
 pub use faults::FaultKnobs;
-pub use run::{RunOptions, RunReport, configure, run, run_config, run_config_with};
+pub use run::{
+    CollectionSummary, RunOptions, RunReport, configure, run, run_config, run_config_with,
+};
 pub use scenario::{Scale, Scenario, SimConfig};
 pub use violations::{FailureKind, Violation};
 pub use world::sim_peer_config;

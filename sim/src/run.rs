@@ -23,6 +23,17 @@ pub struct RunReport {
     pub completions: Vec<Option<Nanos>>,
     /// The fetch and the origin's books, in a coop run.
     pub coop: Option<CoopSummary>,
+    /// In a collection run: the tree's paths, and how many downloading peers wanted only
+    /// part of it (with the chunks each asked for).
+    pub collection: Option<CollectionSummary>,
+}
+
+/// The tree of a collection run and the parts its peers wanted.
+pub struct CollectionSummary {
+    pub paths: usize,
+    pub chunk_count: u32,
+    /// One per peer that wanted a part: the chunks it asked for, and whether it finished.
+    pub parts: Vec<(u32, bool)>,
 }
 
 impl RunReport {
@@ -73,6 +84,18 @@ impl fmt::Display for RunReport {
         writeln!(f, "{}", self.stats.kinds_summary())?;
         if let Some(coop) = &self.coop {
             writeln!(f, "{coop}")?;
+        }
+        if let Some(c) = &self.collection {
+            writeln!(
+                f,
+                "collection: {} paths, {} chunks; {} of {} downloading peers wanted a part, {} finished (chunks asked for: {:?})",
+                c.paths,
+                c.chunk_count,
+                c.parts.len(),
+                self.completions.len(),
+                c.parts.iter().filter(|(_, done)| *done).count(),
+                c.parts.iter().map(|(asked, _)| asked).collect::<Vec<_>>(),
+            )?;
         }
         writeln!(f, "trace digest {:016x}", self.digest)?;
         for v in &self.violations {
@@ -155,6 +178,18 @@ pub(crate) fn report(world: World) -> RunReport {
         .collect();
     let end_time = world.now();
     let coop = world.coop.as_ref().map(|c| c.summary());
+    let collection = world.source.table.as_ref().map(|table| CollectionSummary {
+        paths: table.entries().len(),
+        chunk_count: world.source.chunk_count(),
+        parts: world
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let asked = n.wanted.as_ref()?.count();
+                Some((asked, n.completed_at.is_some()))
+            })
+            .collect(),
+    });
     let (violations, violations_dropped) = world.violations.into_list();
     RunReport {
         config: world.config,
@@ -165,5 +200,6 @@ pub(crate) fn report(world: World) -> RunReport {
         violations_dropped,
         completions,
         coop,
+        collection,
     }
 }

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::collection::CollectionKnobs;
 use crate::coop::CoopKnobs;
 use crate::event_queue::{NANOS_PER_MS, NANOS_PER_S, Nanos};
 use crate::faults::FaultKnobs;
@@ -34,6 +35,10 @@ pub enum Scenario {
     /// later getters of the same URL get it from peers. Not in the seed-cycled mix (`ALL`):
     /// the sweep runs it on its own seeds, so every other seed keeps its scenario.
     Coop,
+    /// A collection (a tree of many small files and some large ones, with copies, empty
+    /// files and directories) under the random mix's faults; some peers want only part of
+    /// it (`get --only`). Not in `ALL`, like `Coop`: the sweep runs it on its own seeds.
+    Collection,
 }
 
 impl Scenario {
@@ -58,6 +63,7 @@ impl Scenario {
             Scenario::SlowPeers => "slow-peers",
             Scenario::Random => "random",
             Scenario::Coop => "coop",
+            Scenario::Collection => "collection",
         }
     }
 
@@ -76,7 +82,9 @@ impl fmt::Display for Scenario {
 impl FromStr for Scenario {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let named = Scenario::ALL.into_iter().chain([Scenario::Coop]);
+        let named = Scenario::ALL
+            .into_iter()
+            .chain([Scenario::Coop, Scenario::Collection]);
         named.clone().find(|sc| sc.name() == s).ok_or_else(|| {
             let names: Vec<_> = named.map(|s| s.name()).collect();
             format!("unknown scenario '{s}' (one of: {})", names.join(", "))
@@ -148,6 +156,8 @@ pub struct SimConfig {
     pub faults: FaultKnobs,
     /// The cooperative download's participants and origin (`Scenario::Coop` only).
     pub coop: Option<CoopKnobs>,
+    /// The tree shared and the parts peers want (`Scenario::Collection` only).
+    pub collection: Option<CollectionKnobs>,
 }
 
 /// Chunk sizes a generated file may use (the manifest's minimum is 16 KiB).
@@ -214,6 +224,7 @@ impl SimConfig {
             codec_roundtrip: false,
             faults: FaultKnobs::default(),
             coop: None,
+            collection: None,
         };
         let f = &mut config.faults;
         match scenario {
@@ -244,39 +255,12 @@ impl SimConfig {
                 f.slow_peer_fraction = rng.random_range(0.2..=0.6);
                 f.slow_peer_capacity_factor = rng.random_range(0.02..=0.3);
             }
-            Scenario::Random => {
-                if rng.random_bool(0.5) {
-                    f.peer_crash_probability = rng.random_range(0.05..=0.5);
-                    f.peer_restart_delay_ms_mean = rng.random_range(200..=5_000);
-                }
-                if rng.random_bool(0.3) {
-                    f.peer_leave_probability = rng.random_range(0.05..=0.3);
-                }
-                if rng.random_bool(0.5) {
-                    f.tracker_outage_count = rng.random_range(1..=3);
-                    f.tracker_outage_duration_ms_mean = rng.random_range(200..=6_000);
-                }
-                if rng.random_bool(0.5) {
-                    f.partition_count = rng.random_range(1..=3);
-                    f.partition_duration_ms_mean = rng.random_range(200..=6_000);
-                }
-                if rng.random_bool(0.3) {
-                    f.swizzle_count = 1;
-                    f.swizzle_step_ms = rng.random_range(100..=1_000);
-                }
-                if rng.random_bool(0.4) {
-                    f.slow_peer_fraction = rng.random_range(0.1..=0.5);
-                    f.slow_peer_capacity_factor = rng.random_range(0.02..=0.5);
-                }
-                if rng.random_bool(0.4) {
-                    f.corrupt_peer_fraction = rng.random_range(0.05..=0.3);
-                    f.corrupt_piece_probability = rng.random_range(0.1..=1.0);
-                }
-                if rng.random_bool(0.4) {
-                    f.latency_spike_count = rng.random_range(1..=4);
-                    f.latency_spike_factor = rng.random_range(5..=50);
-                    f.latency_spike_duration_ms_mean = rng.random_range(200..=3_000);
-                }
+            Scenario::Random => draw_random_faults(f, rng),
+            Scenario::Collection => {
+                draw_random_faults(f, rng);
+                let knobs = CollectionKnobs::generate(scale, rng);
+                config.file_size_bytes = crate::collection::stream_len(&knobs.table(chunk_size));
+                config.collection = Some(knobs);
             }
             Scenario::Coop => {
                 // Helpers crash and come back (the fetcher never does: see `world/coop.rs`),
@@ -401,6 +385,45 @@ impl fmt::Display for SimConfig {
         if let Some(coop) = &self.coop {
             write!(f, "\ncoop: {coop}")?;
         }
+        if let Some(collection) = &self.collection {
+            write!(f, "\ncollection: {collection}")?;
+        }
         Ok(())
+    }
+}
+
+/// Each fault kind, drawn or not: the random mix's faults.
+fn draw_random_faults(f: &mut FaultKnobs, rng: &mut ChaCha8Rng) {
+    if rng.random_bool(0.5) {
+        f.peer_crash_probability = rng.random_range(0.05..=0.5);
+        f.peer_restart_delay_ms_mean = rng.random_range(200..=5_000);
+    }
+    if rng.random_bool(0.3) {
+        f.peer_leave_probability = rng.random_range(0.05..=0.3);
+    }
+    if rng.random_bool(0.5) {
+        f.tracker_outage_count = rng.random_range(1..=3);
+        f.tracker_outage_duration_ms_mean = rng.random_range(200..=6_000);
+    }
+    if rng.random_bool(0.5) {
+        f.partition_count = rng.random_range(1..=3);
+        f.partition_duration_ms_mean = rng.random_range(200..=6_000);
+    }
+    if rng.random_bool(0.3) {
+        f.swizzle_count = 1;
+        f.swizzle_step_ms = rng.random_range(100..=1_000);
+    }
+    if rng.random_bool(0.4) {
+        f.slow_peer_fraction = rng.random_range(0.1..=0.5);
+        f.slow_peer_capacity_factor = rng.random_range(0.02..=0.5);
+    }
+    if rng.random_bool(0.4) {
+        f.corrupt_peer_fraction = rng.random_range(0.05..=0.3);
+        f.corrupt_piece_probability = rng.random_range(0.1..=1.0);
+    }
+    if rng.random_bool(0.4) {
+        f.latency_spike_count = rng.random_range(1..=4);
+        f.latency_spike_factor = rng.random_range(5..=50);
+        f.latency_spike_duration_ms_mean = rng.random_range(200..=3_000);
     }
 }

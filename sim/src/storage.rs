@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use p2p_core::ChunkSet;
+use p2p_core::collection::FileTable;
 use p2p_core::ids::ContentId;
 use p2p_core::manifest::{ChunkCheck, Manifest, ManifestBuilder};
 use rand::{RngCore, SeedableRng};
@@ -20,24 +21,51 @@ pub struct SourceFile {
     pub data: Bytes,
     pub manifest: Manifest,
     pub content_id: ContentId,
+    /// A collection's file table (its manifest carries it encoded).
+    pub table: Option<FileTable>,
 }
 
 impl SourceFile {
     /// A file of `size` pseudo-random bytes drawn from `data_seed`.
     pub fn generate(name: &str, size: u64, chunk_size: u32, data_seed: u64) -> SourceFile {
+        SourceFile::build(name, size, chunk_size, data_seed, None)
+    }
+
+    /// A collection laid out by `table`: its content stream (each distinct content once)
+    /// of pseudo-random bytes drawn from `data_seed`.
+    pub fn generate_collection(
+        name: &str,
+        table: &FileTable,
+        chunk_size: u32,
+        data_seed: u64,
+    ) -> SourceFile {
+        let size = crate::collection::stream_len(table);
+        SourceFile::build(name, size, chunk_size, data_seed, Some(table))
+    }
+
+    fn build(
+        name: &str,
+        size: u64,
+        chunk_size: u32,
+        data_seed: u64,
+        table: Option<&FileTable>,
+    ) -> SourceFile {
         let mut bytes = vec![0u8; size as usize];
         ChaCha8Rng::seed_from_u64(data_seed).fill_bytes(&mut bytes);
         let mut builder = ManifestBuilder::new(name, chunk_size)
             .expect("scenario chunk sizes are within the manifest limits");
         builder.update(&bytes);
-        let manifest = builder
-            .finish()
-            .expect("scenario files are within the manifest limits");
+        let manifest = match table {
+            None => builder.finish(),
+            Some(table) => builder.finish_collection(table),
+        }
+        .expect("scenario files are within the manifest limits");
         let content_id = manifest.content_id();
         SourceFile {
             data: Bytes::from(bytes),
             manifest,
             content_id,
+            table: table.cloned(),
         }
     }
 

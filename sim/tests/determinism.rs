@@ -7,7 +7,8 @@ fn same_seed_same_digest() {
     p2p_sim::install_panic_hook();
     let mix = [1u64, 2, 3, 4, 5, 6, 7, 42].map(|seed| (seed, Scenario::for_seed(seed)));
     let coop = [1u64, 46].map(|seed| (seed, Scenario::Coop));
-    for (seed, scenario) in mix.into_iter().chain(coop) {
+    let collection = [3u64, 4].map(|seed| (seed, Scenario::Collection));
+    for (seed, scenario) in mix.into_iter().chain(coop).chain(collection) {
         let first = p2p_sim::run(seed, scenario, Scale::Small, false);
         let second = p2p_sim::run(seed, scenario, Scale::Small, false);
         assert_eq!(

@@ -14,6 +14,8 @@ use p2p_sim::{Scale, Scenario};
 const SEEDS: u64 = 504;
 /// Seeds of `Scenario::Coop` (issue 17), beside the mix.
 const COOP_SEEDS: u64 = 100;
+/// Seeds of `Scenario::Collection` (issue 16), beside the mix.
+const COLLECTION_SEEDS: u64 = 100;
 
 #[test]
 fn sweep_small_seeds_all_scenarios() {
@@ -22,6 +24,7 @@ fn sweep_small_seeds_all_scenarios() {
     let runs: Vec<(u64, Scenario)> = (0..SEEDS)
         .map(|seed| (seed, Scenario::for_seed(seed)))
         .chain((0..COOP_SEEDS).map(|seed| (seed, Scenario::Coop)))
+        .chain((0..COLLECTION_SEEDS).map(|seed| (seed, Scenario::Collection)))
         .collect();
     let next = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use p2p_core::ids::ContentId;
 use p2p_core::manifest::ChunkCheck;
-use p2p_core::peer::StoreOutcome;
+use p2p_core::peer::{PreparedChunks, StoreOutcome};
 
 use crate::event_queue::Nanos;
 use crate::storage::{StoreVerdict, verify};
@@ -210,14 +210,17 @@ impl World {
         let result =
             if content_id == self.source.content_id && chunk_count == self.source.chunk_count() {
                 self.nodes[node].has_manifest = true;
-                Ok(self.nodes[node].disk.prepare(content_id, chunk_count))
+                Ok(PreparedChunks {
+                    have: self.nodes[node].disk.prepare(content_id, chunk_count),
+                    wanted: self.nodes[node].wanted.clone(),
+                })
             } else {
                 Err("the manifest does not describe the file being shared".to_string())
             };
         self.digest.mix_tagged(DigestTag::Prepared, &[node as u64]);
         self.drive(node, |m, now| {
             if let Machine::Peer(p) = m {
-                p.download_prepared(now, content_id, result.map(Into::into));
+                p.download_prepared(now, content_id, result);
             }
         });
     }

@@ -64,7 +64,7 @@ impl Liveness {
                 continue;
             }
             let lacks_source: Vec<u32> = (0..source.chunk_count())
-                .filter(|&i| !covered.contains(i) && !n.disk.has(content_id, i))
+                .filter(|&i| n.wants(i) && !covered.contains(i) && !n.disk.has(content_id, i))
                 .collect();
             if !lacks_source.is_empty() {
                 // Exempt: no live honest node holds these chunks.
@@ -80,15 +80,20 @@ impl Liveness {
 fn pending_line(index: usize, n: &Node, source: &SourceFile) -> String {
     let content_id = source.content_id;
     let on_disk = n.disk.written(content_id).map_or(0, |w| w.count());
+    let wanted = n
+        .wanted
+        .as_ref()
+        .map_or(source.chunk_count(), |w| w.count());
     let mut line = format!(
-        "node{index} ({}, peer {}): {on_disk}/{} chunks on disk",
-        n.addr,
-        n.peer_id,
-        source.chunk_count()
+        "node{index} ({}, peer {}): {on_disk}/{wanted} chunks on disk",
+        n.addr, n.peer_id,
     );
+    if n.wanted.is_some() {
+        line.push_str(&format!(" (a part of the {})", source.chunk_count()));
+    }
     // Which ones, when few: peers stuck on the same chunk are one finding, not many.
     let missing: Vec<u32> = (0..source.chunk_count())
-        .filter(|&i| !n.disk.has(content_id, i))
+        .filter(|&i| n.wants(i) && !n.disk.has(content_id, i))
         .take(MISSING_LISTED_MAX + 1)
         .collect();
     if !missing.is_empty() && missing.len() <= MISSING_LISTED_MAX {

@@ -120,12 +120,25 @@ impl World {
     /// Builds the world for `config`; `rng` is the run's one RNG (already used to draw the
     /// config, if it was drawn).
     pub fn new(config: SimConfig, mut rng: ChaCha8Rng) -> World {
-        let source = SourceFile::generate(
-            "sim-file.bin",
-            config.file_size_bytes,
-            config.chunk_size_bytes,
-            rng.next_u64(),
-        );
+        let data_seed = rng.next_u64();
+        let table = config
+            .collection
+            .as_ref()
+            .map(|c| c.table(config.chunk_size_bytes));
+        let source = match &table {
+            None => SourceFile::generate(
+                "sim-file.bin",
+                config.file_size_bytes,
+                config.chunk_size_bytes,
+                data_seed,
+            ),
+            Some(table) => SourceFile::generate_collection(
+                "sim-tree",
+                table,
+                config.chunk_size_bytes,
+                data_seed,
+            ),
+        };
         // One swarm per run, its secret made from the seed as the runtime makes it from
         // the OS.
         let mut secret_bytes = [0u8; 32];
@@ -168,6 +181,18 @@ impl World {
                 swarm_secret.clone()
             };
             nodes.push(node);
+        }
+        // A collection's downloading peers: some want only part of the tree. Drawn after
+        // every node, and only in a collection run, so other runs draw as before.
+        if let (Some(knobs), Some(table)) = (&config.collection, &table) {
+            for node in nodes.iter_mut().filter(|n| n.role == Role::Leecher) {
+                node.wanted = knobs.draw_part(
+                    table,
+                    config.chunk_size_bytes,
+                    source.chunk_count(),
+                    &mut rng,
+                );
+            }
         }
         let peer_config_template = sim_peer_config();
         let coop = new_coop_run(&config, &source);
@@ -523,6 +548,7 @@ fn new_node(
         corrupt,
         disk,
         has_manifest,
+        wanted: None,
         wake_at: None,
         same_instant_wakes: 0,
         peer_id: PeerId(0),

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use p2p_core::ChunkSet;
 use p2p_core::ids::{ConnId, PeerId};
 use p2p_core::peer::{Peer, PeerAction, PeerConfig};
 use p2p_core::secure::{Keyring, Remote, StaticKey, SwarmSecret};
@@ -132,6 +133,9 @@ pub(crate) struct Node {
     pub disk: Disk,
     /// Whether the node has the manifest (given at start or fetched before a crash).
     pub has_manifest: bool,
+    /// The chunks a downloading peer asks for when it wants only part of a collection
+    /// (`get --only`); `None`: all of them.
+    pub wanted: Option<ChunkSet>,
     pub(crate) wake_at: Option<Nanos>,
     pub(crate) same_instant_wakes: u32,
     /// The id of the current process's key (`key`), which its machine speaks under.
@@ -152,6 +156,11 @@ pub(crate) struct Node {
 impl Node {
     pub(crate) fn peer(&self) -> Option<&Peer> {
         self.machine.as_ref().and_then(|m| m.peer())
+    }
+
+    /// Whether this node's download asks for `chunk_index`.
+    pub(crate) fn wants(&self, chunk_index: u32) -> bool {
+        self.wanted.as_ref().is_none_or(|w| w.contains(chunk_index))
     }
 }
 

@@ -114,7 +114,8 @@ impl Safety {
         }
     }
 
-    /// A chunk the disk accepted must equal the source (`identical`).
+    /// A chunk the disk accepted must equal the source (`identical`), and be one the
+    /// node's download asks for (a part of a collection never fetches the rest).
     pub fn on_store(
         &self,
         violations: &mut Violations,
@@ -123,6 +124,14 @@ impl Safety {
         chunk_index: u32,
         identical: bool,
     ) {
+        if !node.wants(chunk_index) {
+            let addr = &node.addr;
+            violations.push(
+                FailureKind::Safety,
+                now,
+                format!("{addr} stored chunk {chunk_index}, which the part of the collection it wants does not hold"),
+            );
+        }
         if !identical {
             let addr = &node.addr;
             violations.push(
@@ -133,7 +142,8 @@ impl Safety {
         }
     }
 
-    /// At `DownloadComplete`: the file on disk is whole and byte-identical.
+    /// At `DownloadComplete`: the file (or the part of a collection wanted) is on disk,
+    /// byte-identical.
     pub fn on_complete(
         &self,
         violations: &mut Violations,
@@ -151,10 +161,10 @@ impl Safety {
             );
             return;
         }
-        let missing: Vec<u32> = match node.disk.written(content_id) {
-            Some(w) => w.missing().collect(),
-            None => (0..source.chunk_count()).collect(),
-        };
+        // Of the chunks it wants: all of them, or a part's.
+        let missing: Vec<u32> = (0..source.chunk_count())
+            .filter(|&i| node.wants(i) && !node.disk.has(content_id, i))
+            .collect();
         if !missing.is_empty() {
             violations.push(
                 FailureKind::Safety,
